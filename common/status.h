@@ -17,23 +17,34 @@ public:
   Status() = default;
   static Status ok() { return Status(); }
   static Status error(std::string message) { return Status(std::move(message)); }
+  // Bad input from the user (a flag, a file): `minihv` exits with status 2 for these.
+  static Status invalid(std::string message) {
+    Status s(std::move(message));
+    s.invalid_ = true;
+    return s;
+  }
   // "what: strerror(err)"; err defaults to errno at the call.
   static Status from_errno(const std::string& what, int err = errno) {
     return Status(what + ": " + std::strerror(err));
   }
 
   bool is_ok() const { return !failed_; }
+  bool is_invalid_input() const { return invalid_; }
   explicit operator bool() const { return is_ok(); }
   const std::string& message() const { return message_; }
   Status status() const { return *this; }  // lets MINIHV_TRY take a Status or a Result
   // Prefixes context: Status::error("x").context("loading kernel") -> "loading kernel: x".
   Status context(const std::string& where) const {
-    return failed_ ? Status(where + ": " + message_) : *this;
+    if (!failed_) return *this;
+    Status s(where + ": " + message_);
+    s.invalid_ = invalid_;
+    return s;
   }
 
 private:
   explicit Status(std::string message) : failed_(true), message_(std::move(message)) {}
   bool failed_ = false;
+  bool invalid_ = false;
   std::string message_;
 };
 
@@ -50,6 +61,8 @@ public:
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
   Status status() const { return is_ok() ? Status::ok() : std::get<1>(v_); }
   const std::string& message() const { return std::get<1>(v_).message(); }
 

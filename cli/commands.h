@@ -1,0 +1,25 @@
+// cli/commands.h — the `minihv` subcommands. Each registers its options on the CLI11 app and
+// runs when chosen; argument parsing and output live here, everything else in the modules.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <vector>
+
+namespace minihv::cli {
+
+struct Command {
+  CLI::App* app;              // the subcommand, to know whether it was chosen
+  std::function<int()> run;   // returns the process exit status
+};
+
+Command add_run_command(CLI::App& app);
+std::vector<Command> add_vm_commands(CLI::App& app);
+
+// Exit statuses shared by every subcommand (`minihv run` adds the guest's: see docs/vmm.md).
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+}  // namespace minihv::cli

@@ -1,0 +1,128 @@
+// `minihv run`: boot one guest in this process, console on stdout, until the guest or the user ends it.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cli/commands.h"
+#include "common/log.h"
+#include "common/units.h"
+#include "vmm/api.h"
+#include "vmm/vm.h"
+
+namespace minihv::cli {
+
+namespace {
+
+struct RunOptions {
+  VmConfig vm;
+  std::string mem = "512M";
+  std::string api;
+};
+
+// SIGINT/SIGTERM stop the VM cleanly: a thread waits for them so no handler runs in a vCPU.
+class StopSignals {
+public:
+  StopSignals() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // before any thread exists: all inherit it
+  }
+  void watch(Vm& vm) {
+    thread_ = std::thread([this, &vm] {
+      int sig = 0;
+      while (sigwait(&set_, &sig) == 0) {
+        if (sig == SIGUSR2) return;  // our own wake-up at shutdown
+        LOG_INFO("signal %d: stopping the VM", sig);
+        vm.stop();
+      }
+    });
+  }
+  ~StopSignals() {
+    if (thread_.joinable()) {
+      pthread_kill(thread_.native_handle(), SIGUSR2);
+      thread_.join();
+    }
+  }
+
+private:
+  sigset_t set_;
+  std::thread thread_;
+};
+
+nlohmann::json handle_request(Vm& vm, const nlohmann::json& req) {
+  const std::string cmd = req.value("cmd", "");
+  auto reply = [](Status s) {
+    return s ? nlohmann::json{{"ok", true}} : nlohmann::json{{"ok", false}, {"error", s.message()}};
+  };
+  if (cmd == "status") {
+    nlohmann::json r = vm.status();
+    r["ok"] = true;
+    return r;
+  }
+  if (cmd == "stats") {
+    nlohmann::json r = vm.stats();
+    r["ok"] = true;
+    return r;
+  }
+  if (cmd == "pause") return reply(vm.pause());
+  if (cmd == "resume") return reply(vm.resume());
+  if (cmd == "stop") {
+    vm.stop();
+    return {{"ok", true}};
+  }
+  return {{"ok", false},
+          {"error", "unknown command '" + cmd + "' (commands: status, stats, pause, resume, stop)"}};
+}
+
+int run(RunOptions& o) {
+  auto mem = parse_size(o.mem, 1ull << 20);
+  if (!mem) {
+    std::fprintf(stderr, "minihv: error: --mem: %s\n", mem.message().c_str());
+    return kExitUsage;
+  }
+  o.vm.mem_bytes = *mem;
+  StopSignals signals;
+  auto vm = Vm::create(o.vm);
+  if (!vm) {
+    std::fprintf(stderr, "minihv: error: %s\n", vm.message().c_str());
+    return vm.status().is_invalid_input() ? kExitUsage : kExitFailure;
+  }
+  std::unique_ptr<ApiServer> api;
+  if (!o.api.empty()) {
+    auto s = ApiServer::start(o.api, [&](const nlohmann::json& req) { return handle_request(**vm, req); });
+    if (!s) {
+      std::fprintf(stderr, "minihv: error: --api: %s\n", s.message().c_str());
+      return s.status().is_invalid_input() ? kExitUsage : kExitFailure;
+    }
+    api = std::move(s).value();
+  }
+  signals.watch(**vm);
+  return (*vm)->run();
+}
+
+}  // namespace
+
+Command add_run_command(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* run_app = app.add_subcommand("run", "Boot a guest; the console is this terminal");
+  run_app->add_option("--kernel", o->vm.kernel, "Kernel: an ELF with a PVH note, or a Linux bzImage")
+      ->required();
+  run_app->add_option("--initrd", o->vm.initrd, "Initial ramdisk (cpio, possibly compressed)");
+  run_app->add_option("--cmdline", o->vm.cmdline, "Kernel command line");
+  run_app->add_option("--mem", o->mem, "Guest RAM, e.g. 512M or 2G (a bare number is MiB)")
+      ->capture_default_str();
+  run_app->add_option("--cpus", o->vm.cpus, "Number of vCPUs")->capture_default_str();
+  run_app->add_option("--disk", o->vm.disks, "Raw disk image for a virtio-blk device (repeatable)");
+  run_app->add_option("--console", o->vm.console_path, "Write the serial console to FILE, not stdout");
+  run_app->add_option("--api", o->api, "Serve the JSON-lines control socket at PATH");
+  run_app->add_flag("--hugetlb", o->vm.hugetlb, "Back guest RAM with hugetlbfs pages (2 MiB)");
+  return {run_app, [o] { return run(*o); }};
+}
+
+}  // namespace minihv::cli

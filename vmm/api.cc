@@ -1,0 +1,150 @@
+#include "vmm/api.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/log.h"
+
+namespace minihv {
+
+namespace {
+
+constexpr size_t kMaxRequest = 64 * 1024;  // a request line longer than this is refused
+
+Result<sockaddr_un> unix_address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path)
+    return Status::invalid("socket path '" + path + "' is empty or longer than " +
+                           std::to_string(sizeof addr.sun_path - 1) + " bytes");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+Status write_all(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::from_errno("control socket write");
+    off += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& path, Handler handler) {
+  auto addr = unix_address(path);
+  if (!addr) return addr.status();
+  std::unique_ptr<ApiServer> s(new ApiServer(path, std::move(handler)));
+  s->listen_fd_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s->listen_fd_.valid()) return Status::from_errno("socket");
+  // A socket file nobody answers on is stale (a VMM that died): take it over.
+  {
+    UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (connect(probe.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) == 0)
+      return Status::invalid("control socket " + path + " is in use by another running VM");
+    struct stat st{};
+    if (lstat(path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode))
+        return Status::invalid("control socket path " + path + " exists and is not a socket");
+      unlink(path.c_str());
+    }
+  }
+  mode_t old = umask(0177);  // mode 0600: only the owner may steer the VM
+  int rc = bind(s->listen_fd_.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
+  umask(old);
+  if (rc < 0) return Status::from_errno("bind " + path);
+  if (listen(s->listen_fd_.get(), 8) < 0) return Status::from_errno("listen " + path);
+  s->stop_fd_.reset(eventfd(0, EFD_CLOEXEC));
+  if (!s->stop_fd_.valid()) return Status::from_errno("eventfd");
+  s->thread_ = std::thread([raw = s.get()] { raw->serve(); });
+  return s;
+}
+
+ApiServer::~ApiServer() {
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    (void)!::write(stop_fd_.get(), &one, sizeof one);
+    thread_.join();
+  }
+  if (listen_fd_.valid()) unlink(path_.c_str());
+}
+
+void ApiServer::serve() {
+  pthread_setname_np(pthread_self(), "api");
+  for (;;) {
+    pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) continue;
+    if (fds[1].revents) return;
+    if (!(fds[0].revents & POLLIN)) continue;
+    UniqueFd client(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (client.valid()) serve_client(client.get());
+  }
+}
+
+// Serves one client until it hangs up or the server stops. Clients are served one at a time:
+// a VM has few controllers, and a request never blocks for long.
+void ApiServer::serve_client(int fd) {
+  std::string buf;
+  char chunk[4096];
+  for (;;) {
+    pollfd fds[2] = {{fd, POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) continue;
+    if (fds[1].revents) return;
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) return;
+    buf.append(chunk, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      nlohmann::json reply;
+      auto req = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (req.is_discarded() || !req.is_object())
+        reply = {{"ok", false}, {"error", "request is not a JSON object"}};
+      else
+        reply = handler_(req);
+      if (!write_all(fd, reply.dump() + "\n")) return;
+    }
+    if (buf.size() > kMaxRequest) {
+      (void)write_all(fd, nlohmann::json{{"ok", false}, {"error", "request line too long"}}.dump() + "\n");
+      return;
+    }
+  }
+}
+
+Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& request, int timeout_ms) {
+  auto addr = unix_address(path);
+  if (!addr) return addr.status();
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) < 0)
+    return Status::from_errno("cannot reach the VM's control socket " + path);
+  MINIHV_TRY(write_all(fd.get(), request.dump() + "\n"));
+  std::string buf;
+  char chunk[4096];
+  while (buf.find('\n') == std::string::npos) {
+    pollfd p{fd.get(), POLLIN, 0};
+    int rc = poll(&p, 1, timeout_ms);
+    if (rc == 0) return Status::error("no reply from " + path + " within " + std::to_string(timeout_ms) + " ms");
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      return Status::from_errno("poll");
+    }
+    ssize_t n = ::recv(fd.get(), chunk, sizeof chunk, 0);
+    if (n <= 0) return Status::error("the VM closed the control socket without replying");
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+  auto reply = nlohmann::json::parse(buf.substr(0, buf.find('\n')), nullptr, false);
+  if (reply.is_discarded()) return Status::error("the VM sent a reply that is not JSON");
+  return reply;
+}
+
+}  // namespace minihv

@@ -1,0 +1,60 @@
+// vmm/devices/uart.h — an 8250/16550A serial port (COM1): the guest console.
+//
+// Owns: the register file (with DLAB), transmit to an output fd (line-buffered), receive from an
+// input fd (a reader thread), and the THRE/RDA interrupts. Must not know: where the fds lead.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/fd.h"
+#include "vmm/bus.h"
+#include "vmm/devices/irq.h"
+
+namespace minihv {
+
+class Uart : public BusDevice {
+public:
+  // out_fd: where guest output goes (not owned). in_fd: guest input or -1 (not owned).
+  Uart(int out_fd, int in_fd, IrqLine& irq);
+  ~Uart() override;
+
+  void bus_read(uint64_t offset, uint8_t* data, uint32_t len) override;
+  void bus_write(uint64_t offset, const uint8_t* data, uint32_t len) override;
+
+  // Queues bytes as if typed (the input thread and tests use it).
+  void receive(const std::string& bytes);
+  void flush_output();
+  uint64_t tx_bytes() const { return tx_bytes_; }
+
+  struct Registers {  // everything a live migration must carry
+    uint8_t ier = 0, iir = 1, lcr = 0, mcr = 0, lsr = 0x60, msr = 0xb0, scr = 0, dll = 0x0c, dlm = 0;
+    bool thri_pending = false;
+  };
+  Registers registers() const;
+  void set_registers(const Registers& r);
+
+private:
+  uint8_t read_reg(uint64_t reg);
+  void write_reg(uint64_t reg, uint8_t v);
+  void update_irq();  // recomputes IIR; raises an edge when an interrupt becomes pending
+  void transmit(uint8_t c);
+  void input_loop();
+
+  int out_fd_;
+  int in_fd_;
+  IrqLine& irq_;
+  mutable std::mutex mu_;
+  Registers r_;
+  std::deque<uint8_t> rx_;
+  std::string tx_buf_;
+  uint64_t tx_bytes_ = 0;
+  bool irq_pending_ = false;
+  UniqueFd stop_fd_;  // eventfd that ends the input thread
+  std::thread input_;
+};
+
+}  // namespace minihv

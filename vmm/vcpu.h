@@ -1,0 +1,93 @@
+// vmm/vcpu.h — one vCPU: its fd, its kvm_run page, its thread and its explicit state.
+//
+// Owns: the run loop (KVM_RUN → exit → bus dispatch), the running/paused/stopped state machine,
+// and kicking a thread out of KVM_RUN (signal + immediate_exit). Must not know: which devices
+// exist, boot formats, migration. How the VM ends is reported through VcpuHost.
+#pragma once
+
+#include <linux/kvm.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/fd.h"
+#include "common/status.h"
+#include "vmm/bus.h"
+
+namespace minihv {
+
+class Kvm;
+class GuestMemory;
+
+enum class VcpuState { kCreated, kRunning, kPaused, kStopped };
+const char* to_string(VcpuState s);
+
+// Why a VM ends; each maps to one exit status of `minihv run` (see docs/vmm.md).
+enum class VmEnd { kPowerOff, kStopped, kReboot, kGuestCrash, kError };
+int exit_status(VmEnd end);
+
+// What a vCPU needs from its VM.
+class VcpuHost {
+public:
+  virtual ~VcpuHost() = default;
+  virtual const Bus& pio_bus() const = 0;
+  virtual const Bus& mmio_bus() const = 0;
+  virtual const GuestMemory& memory() const = 0;
+  // First caller wins; every vCPU is then stopped.
+  virtual void end(VmEnd why, const std::string& message) = 0;
+};
+
+// What one exit asks the run loop to do. A free function decides it, so tests can feed it
+// synthetic kvm_run contents.
+enum class ExitAction { kContinue, kGuestCrash, kEmulationFailure, kFatal };
+struct ExitResult {
+  ExitAction action = ExitAction::kContinue;
+  std::string message;  // for anything but kContinue
+};
+ExitResult handle_exit(kvm_run& run, const Bus& pio, const Bus& mmio);
+
+class Vcpu {
+public:
+  static Result<std::unique_ptr<Vcpu>> create(int vm_fd, const Kvm& kvm, unsigned id, VcpuHost& host);
+  ~Vcpu();
+
+  unsigned id() const { return id_; }
+  int fd() const { return fd_.get(); }
+  VcpuState state() const { return state_.load(); }
+  uint64_t exits() const { return exits_.load(std::memory_order_relaxed); }
+
+  void start();                 // spawns the thread; it runs until paused or stopped
+  void request(VcpuState want); // kRunning, kPaused or kStopped; kicks the thread
+  void wait_for(VcpuState s);   // blocks until the thread reports state s (or stopped)
+  void join();
+
+  // Installs the kick signal handler once per process.
+  static void install_kick_handler();
+
+private:
+  Vcpu(unsigned id, VcpuHost& host) : id_(id), host_(host) {}
+  void thread_main();
+  void report(VcpuState s);
+  std::string describe_emulation_failure(const std::string& base);
+
+  unsigned id_;
+  VcpuHost& host_;
+  UniqueFd fd_;
+  Mapping run_map_;
+  kvm_run* run_ = nullptr;
+  std::thread thread_;
+  pthread_t pthread_{};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<VcpuState> want_{VcpuState::kRunning};
+  std::atomic<VcpuState> state_{VcpuState::kCreated};
+  std::atomic<uint64_t> exits_{0};
+};
+
+}  // namespace minihv

@@ -1,0 +1,238 @@
+#include "vmm/vm.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "common/log.h"
+#include "vmm/devices/power.h"
+#include "vmm/devices/uart.h"
+#include "vmm/irq_kvm.h"
+#include "vmm/layout.h"
+#include "vmm/vcpu_setup.h"
+
+namespace minihv {
+
+namespace {
+
+// Where KVM on Intel hardware keeps its real-mode TSS and identity page table: one page and three
+// pages inside the MMIO gap, below the IOAPIC, where nothing else lives.
+constexpr uint64_t kKvmIdentityMapAddr = 0xFFFBC000;
+constexpr uint64_t kKvmTssAddr = 0xFFFBD000;
+constexpr unsigned kMaxCpus = 254;  // xAPIC ids 0..254 (255 is broadcast)
+
+uint64_t host_memory_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  while (f >> key >> kib) {
+    if (key == "MemTotal:") return kib * 1024;
+    f.ignore(1 << 10, '\n');
+  }
+  return 0;
+}
+
+}  // namespace
+
+const char* to_string(VmState s) {
+  switch (s) {
+    case VmState::kCreated: return "created";
+    case VmState::kRunning: return "running";
+    case VmState::kPaused: return "paused";
+    case VmState::kEnded: return "ended";
+  }
+  return "?";
+}
+
+Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
+  if (config.cpus == 0 || config.cpus > kMaxCpus)
+    return Status::invalid("--cpus " + std::to_string(config.cpus) + ": must be 1.." + std::to_string(kMaxCpus));
+  const uint64_t host = host_memory_bytes();
+  if (host && config.mem_bytes > host)
+    return Status::invalid("--mem " + std::to_string(config.mem_bytes >> 20) + " MiB is more than this host has (" +
+                           std::to_string(host >> 20) + " MiB)");
+  std::unique_ptr<Vm> vm(new Vm(config));
+  MINIHV_TRY(vm->create_vm());
+  MINIHV_TRY(vm->create_memory());
+  MINIHV_TRY(vm->create_devices());
+  MINIHV_TRY(vm->create_vcpus());
+  MINIHV_TRY(vm->load_guest());
+  return vm;
+}
+
+Vm::~Vm() {
+  for (auto& v : vcpus_) v->request(VcpuState::kStopped);
+  for (auto& v : vcpus_) v->join();
+}
+
+Status Vm::create_vm() {
+  auto kvm = Kvm::open();
+  if (!kvm) return kvm.status();
+  kvm_ = std::move(kvm).value();
+  int max = kvm_.check_extension(KVM_CAP_MAX_VCPUS);
+  if (max > 0 && config_.cpus > static_cast<unsigned>(max))
+    return Status::invalid("--cpus " + std::to_string(config_.cpus) + ": this KVM allows at most " +
+                           std::to_string(max));
+  int fd = kvm_ioctl(kvm_.fd(), KVM_CREATE_VM, 0ul);
+  if (fd < 0) return kvm_error("KVM_CREATE_VM", fd);
+  vm_fd_.reset(fd);
+  int rc = kvm_ioctl(fd, KVM_SET_TSS_ADDR, kKvmTssAddr);
+  if (rc < 0) return kvm_error("KVM_SET_TSS_ADDR", rc);
+  if (kvm_.check_extension(KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
+    uint64_t addr = kKvmIdentityMapAddr;
+    rc = kvm_ioctl(fd, KVM_SET_IDENTITY_MAP_ADDR, &addr);
+    if (rc < 0) return kvm_error("KVM_SET_IDENTITY_MAP_ADDR", rc);
+  }
+  rc = kvm_ioctl(fd, KVM_CREATE_IRQCHIP, 0ul);
+  if (rc < 0) return kvm_error("KVM_CREATE_IRQCHIP", rc);
+  kvm_pit_config pit{};
+  pit.flags = KVM_PIT_SPEAKER_DUMMY;  // port 0x61 handled in the kernel too
+  rc = kvm_ioctl(fd, KVM_CREATE_PIT2, &pit);
+  if (rc < 0) return kvm_error("KVM_CREATE_PIT2", rc);
+  return Status::ok();
+}
+
+Status Vm::create_memory() {
+  auto mem = GuestMemory::create(config_.mem_bytes,
+                                 config_.hugetlb ? GuestMemory::Backing::kHugetlb : GuestMemory::Backing::kThp);
+  if (!mem) return mem.status();
+  mem_ = std::move(mem).value();
+  const auto& regions = mem_->regions();
+  for (size_t i = 0; i < regions.size(); ++i) {
+    kvm_userspace_memory_region r{};
+    r.slot = static_cast<uint32_t>(i);
+    r.guest_phys_addr = regions[i].gpa;
+    r.memory_size = regions[i].size;
+    r.userspace_addr = reinterpret_cast<uint64_t>(regions[i].host);
+    int rc = kvm_ioctl(vm_fd_.get(), KVM_SET_USER_MEMORY_REGION, &r);
+    if (rc < 0) return kvm_error("KVM_SET_USER_MEMORY_REGION", rc);
+  }
+  return Status::ok();
+}
+
+Status Vm::create_devices() {
+  auto power = [this](PowerEvent e) {
+    if (e == PowerEvent::kPowerOff)
+      end(VmEnd::kPowerOff, "guest powered off");
+    else
+      end(VmEnd::kReboot, "guest asked for a reboot");
+  };
+  int out = STDOUT_FILENO;
+  int in = isatty(STDIN_FILENO) ? STDIN_FILENO : -1;
+  if (!config_.console_path.empty()) {
+    console_fd_.reset(::open(config_.console_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!console_fd_.valid()) return Status::from_errno("--console " + config_.console_path);
+    out = console_fd_.get();
+  }
+  auto com1 = KvmIrqLine::create(vm_fd_.get(), layout::kCom1Irq);
+  if (!com1) return com1.status();
+  uart_ = std::make_unique<Uart>(out, in, **com1);
+  irqs_.push_back(std::move(com1).value());
+  power_ = std::make_unique<AcpiPower>(power);
+  i8042_ = std::make_unique<I8042>(power);
+  pio_.add(layout::kCom1Port, 8, uart_.get());
+  pio_.add(layout::kI8042DataPort, layout::kI8042CmdPort - layout::kI8042DataPort + 1, i8042_.get());
+  pio_.add(layout::kAcpiSleepControlPort, layout::kAcpiResetPort - layout::kAcpiSleepControlPort + 1,
+           power_.get());
+  return create_virtio_devices();
+}
+
+Status Vm::create_vcpus() {
+  auto cpuid = kvm_.supported_cpuid();
+  if (!cpuid) return cpuid.status();
+  for (unsigned i = 0; i < config_.cpus; ++i) {
+    auto v = Vcpu::create(vm_fd_.get(), kvm_, i, *this);
+    if (!v) return v.status();
+    MINIHV_TRY(setup_vcpu_cpuid(**v, *cpuid, config_.cpus));
+    MINIHV_TRY(setup_vcpu_lapic(**v));
+    vcpus_.push_back(std::move(v).value());
+  }
+  return Status::ok();
+}
+
+int Vm::run() {
+  {
+    std::lock_guard lock(mu_);
+    state_ = VmState::kRunning;
+    started_ = std::chrono::steady_clock::now();
+  }
+  for (auto& v : vcpus_) v->start();
+  {
+    std::unique_lock lock(mu_);
+    ended_cv_.wait(lock, [&] { return ended_; });
+  }
+  for (auto& v : vcpus_) v->request(VcpuState::kStopped);
+  for (auto& v : vcpus_) v->join();
+  stop_virtio_devices();
+  uart_->flush_output();
+  std::lock_guard lock(mu_);
+  state_ = VmState::kEnded;
+  if (end_why_ == VmEnd::kError || end_why_ == VmEnd::kGuestCrash)
+    LOG_ERROR("%s", end_message_.c_str());
+  else
+    LOG_INFO("%s", end_message_.c_str());
+  return exit_status(end_why_);
+}
+
+void Vm::end(VmEnd why, const std::string& message) {
+  {
+    std::lock_guard lock(mu_);
+    if (ended_) return;
+    ended_ = true;
+    end_why_ = why;
+    end_message_ = message;
+  }
+  ended_cv_.notify_all();
+  for (auto& v : vcpus_) v->request(VcpuState::kStopped);
+}
+
+void Vm::stop() { end(VmEnd::kStopped, "stopped through the control socket"); }
+
+Status Vm::pause() {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ != VmState::kRunning) return Status::error(std::string("cannot pause a VM that is ") + to_string(state_));
+  }
+  for (auto& v : vcpus_) v->request(VcpuState::kPaused);
+  for (auto& v : vcpus_) v->wait_for(VcpuState::kPaused);
+  std::lock_guard lock(mu_);
+  if (ended_) return Status::error("the VM ended while pausing");
+  state_ = VmState::kPaused;
+  return Status::ok();
+}
+
+Status Vm::resume() {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ != VmState::kPaused) return Status::error(std::string("cannot resume a VM that is ") + to_string(state_));
+    state_ = VmState::kRunning;
+  }
+  for (auto& v : vcpus_) v->request(VcpuState::kRunning);
+  return Status::ok();
+}
+
+VmState Vm::state() const {
+  std::lock_guard lock(mu_);
+  return state_;
+}
+
+nlohmann::json Vm::status() const {
+  nlohmann::json vcpus = nlohmann::json::array();
+  for (const auto& v : vcpus_) vcpus.push_back({{"id", v->id()}, {"state", to_string(v->state())}});
+  std::lock_guard lock(mu_);
+  const auto up = started_.time_since_epoch().count() == 0
+                      ? 0
+                      : std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
+  return {{"state", to_string(state_)},
+          {"pid", getpid()},
+          {"cpus", config_.cpus},
+          {"mem_mib", config_.mem_bytes >> 20},
+          {"kernel", config_.kernel},
+          {"cmdline", config_.cmdline},
+          {"disks", config_.disks},
+          {"uptime_ms", up},
+          {"vcpus", vcpus}};
+}
+
+}  // namespace minihv

@@ -1,0 +1,104 @@
+// vmm/vm.h — one guest: KVM VM, memory, vCPUs, devices, boot, and its life cycle.
+//
+// Owns: building the machine from a VmConfig, running it until the guest or the user ends it,
+// pause/resume/stop, and the status/stats a control socket reports. Migration (which lives in
+// migrate/) gets what it needs through this API; vmm/ knows nothing of migration or clusters.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/fd.h"
+#include "common/status.h"
+#include "vmm/bus.h"
+#include "vmm/devices/power.h"
+#include "vmm/devices/uart.h"
+#include "vmm/irq_kvm.h"
+#include "vmm/kvm.h"
+#include "vmm/memory.h"
+#include "vmm/vcpu.h"
+
+namespace minihv {
+
+
+struct VmConfig {
+  std::string kernel;
+  std::string initrd;
+  std::string cmdline;
+  uint64_t mem_bytes = 512ull << 20;
+  unsigned cpus = 1;
+  std::vector<std::string> disks;   // raw image files, one virtio-blk each
+  std::string console_path;         // empty: stdout
+  bool hugetlb = false;
+};
+
+enum class VmState { kCreated, kRunning, kPaused, kEnded };
+const char* to_string(VmState s);
+
+class Vm : public VcpuHost {
+public:
+  // Checks the config against this host, builds the machine and loads the kernel.
+  static Result<std::unique_ptr<Vm>> create(const VmConfig& config);
+  ~Vm() override;
+
+  // Starts every vCPU and blocks until the VM ends; returns the `minihv run` exit status.
+  int run();
+
+  Status pause();
+  Status resume();
+  void stop();  // ends the VM as kStopped (exit status 0)
+
+  VmState state() const;
+  nlohmann::json status() const;
+  nlohmann::json stats() const;
+
+  // VcpuHost
+  const Bus& pio_bus() const override { return pio_; }
+  const Bus& mmio_bus() const override { return mmio_; }
+  const GuestMemory& memory() const override { return *mem_; }
+  void end(VmEnd why, const std::string& message) override;
+
+  GuestMemory& memory() { return *mem_; }
+  int vm_fd() const { return vm_fd_.get(); }
+  const std::vector<std::unique_ptr<Vcpu>>& vcpus() const { return vcpus_; }
+
+private:
+  explicit Vm(VmConfig config) : config_(std::move(config)) {}
+  Status create_vm();
+  Status create_memory();
+  Status create_devices();
+  Status create_vcpus();
+  Status load_guest();
+  Status create_virtio_devices();
+  void stop_virtio_devices();
+
+  VmConfig config_;
+  Kvm kvm_;
+  UniqueFd vm_fd_;
+  std::unique_ptr<GuestMemory> mem_;
+  Bus pio_, mmio_;
+  std::vector<std::unique_ptr<KvmIrqLine>> irqs_;
+  std::unique_ptr<Uart> uart_;
+  UniqueFd console_fd_;
+  std::unique_ptr<AcpiPower> power_;
+  std::unique_ptr<I8042> i8042_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+
+  mutable std::mutex mu_;
+  std::condition_variable ended_cv_;
+  VmState state_ = VmState::kCreated;
+  bool ended_ = false;
+  VmEnd end_why_ = VmEnd::kStopped;
+  std::string end_message_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace minihv
