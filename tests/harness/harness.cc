@@ -1,0 +1,174 @@
+#include "tests/harness/harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+namespace minihv::test {
+
+std::string minihv_binary() { return std::string(MINIHV_BINARY_DIR) + "/minihv"; }
+std::string testguest_elf() { return std::string(MINIHV_BINARY_DIR) + "/guest/testguest.elf"; }
+std::string source_dir() { return MINIHV_SOURCE_DIR; }
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/minihv-test-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+VmProcess::VmProcess(std::vector<std::string> args) {
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    dup2(err[1], STDERR_FILENO);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, STDIN_FILENO);
+    std::vector<std::string> full{minihv_binary()};
+    full.insert(full.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : full) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  out_thread_ = std::thread([this, fd = out[0]] { reader(fd, true); });
+  err_thread_ = std::thread([this, fd = err[0]] { reader(fd, false); });
+}
+
+VmProcess::~VmProcess() {
+  if (!exited_) {
+    ::kill(pid_, SIGKILL);
+    wait_exit(std::chrono::seconds(10));
+  }
+  if (out_thread_.joinable()) out_thread_.join();
+  if (err_thread_.joinable()) err_thread_.join();
+}
+
+void VmProcess::reader(int fd, bool is_stdout) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    std::lock_guard lock(mu_);
+    if (!is_stdout) {
+      err_.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    out_partial_.append(buf, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = out_partial_.find('\n')) != std::string::npos) {
+      out_lines_.push_back(out_partial_.substr(0, nl));
+      out_partial_.erase(0, nl + 1);
+    }
+  }
+  close(fd);
+  std::lock_guard lock(mu_);
+  if (is_stdout) {
+    if (!out_partial_.empty()) out_lines_.push_back(out_partial_);
+    out_partial_.clear();
+    out_closed_ = true;
+  }
+}
+
+std::optional<std::string> VmProcess::wait_line(const std::string& re, std::chrono::milliseconds timeout) {
+  const std::regex rx(re);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  size_t seen = 0;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      for (; seen < out_lines_.size(); ++seen)
+        if (std::regex_search(out_lines_[seen], rx)) return out_lines_[seen];
+      if (out_closed_) return std::nullopt;
+    }
+    if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::vector<std::string> VmProcess::lines_matching(const std::string& re) const {
+  const std::regex rx(re);
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& l : out_lines_)
+    if (std::regex_search(l, rx)) out.push_back(l);
+  return out;
+}
+
+std::string VmProcess::stdout_text() const {
+  std::lock_guard lock(mu_);
+  std::string s;
+  for (const auto& l : out_lines_) s += l + "\n";
+  return s + out_partial_;
+}
+
+std::string VmProcess::stderr_text() const {
+  std::lock_guard lock(mu_);
+  return err_;
+}
+
+std::optional<int> VmProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (exited_) return status_;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int st = 0;
+    pid_t r = waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      exited_ = true;
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      if (out_thread_.joinable()) out_thread_.join();
+      if (err_thread_.joinable()) err_thread_.join();
+      return status_;
+    }
+    if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void VmProcess::kill(int sig) {
+  if (!exited_) ::kill(pid_, sig);
+}
+
+std::optional<Heartbeat> parse_heartbeat(const std::string& line) {
+  const size_t at = line.find("HB ");
+  if (at == std::string::npos) return std::nullopt;
+  std::istringstream in(line.substr(at + 3));
+  Heartbeat hb;
+  std::string word;
+  while (in >> word) {
+    const size_t eq = word.find('=');
+    if (eq == std::string::npos) continue;
+    hb.fields[word.substr(0, eq)] = word.substr(eq + 1);
+  }
+  try {
+    hb.cpu = std::stoi(hb.fields.at("cpu"));
+    hb.seq = std::stol(hb.fields.at("seq"));
+    hb.errs = std::stol(hb.fields.at("errs"));
+  } catch (...) {
+    return std::nullopt;
+  }
+  return hb;
+}
+
+void make_image(const std::string& path, uint64_t bytes) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 || ftruncate(fd, static_cast<off_t>(bytes)) < 0) throw std::runtime_error("make_image " + path);
+  close(fd);
+}
+
+}  // namespace minihv::test

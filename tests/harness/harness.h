@@ -1,0 +1,79 @@
+// tests/harness/harness.h — run real `minihv` processes and read what their guests print.
+//
+// A VmProcess is one child `build/minihv ...` with stdout and stderr on pipes; tests wait for
+// console lines (with deadlines, never sleeps), talk to the control socket, and collect the exit
+// status. Nothing here fakes KVM: when /dev/kvm is missing the tests fail loudly.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace minihv::test {
+
+std::string minihv_binary();     // build/minihv
+std::string testguest_elf();     // build/guest/testguest.elf
+std::string source_dir();
+// A fresh directory under /tmp, removed with its contents at destruction.
+class TempDir {
+public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+  std::string path_;
+};
+
+class VmProcess {
+public:
+  // Starts `minihv <args...>`.
+  explicit VmProcess(std::vector<std::string> args);
+  ~VmProcess();  // kills the child if it still runs
+  VmProcess(const VmProcess&) = delete;
+  VmProcess& operator=(const VmProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Waits until a stdout line matches `re` (search) and returns it; nullopt on timeout or exit.
+  std::optional<std::string> wait_line(const std::string& re, std::chrono::milliseconds timeout);
+  // Every stdout line matching `re` so far.
+  std::vector<std::string> lines_matching(const std::string& re) const;
+  std::string stdout_text() const;
+  std::string stderr_text() const;
+  // Waits for the process to exit; returns its exit status (128+signal if killed), nullopt on timeout.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  void kill(int sig);
+
+private:
+  void reader(int fd, bool is_stdout);
+  pid_t pid_ = -1;
+  int status_ = -1;
+  bool exited_ = false;
+  mutable std::mutex mu_;
+  std::vector<std::string> out_lines_;
+  std::string out_partial_, err_;
+  std::thread out_thread_, err_thread_;
+  bool out_closed_ = false;
+};
+
+// Parsed heartbeat: `HB cpu=<c> seq=<n> ... errs=<e>` → {cpu, seq, errs, fields}.
+struct Heartbeat {
+  int cpu = -1;
+  long seq = -1;
+  long errs = -1;
+  std::map<std::string, std::string> fields;
+};
+std::optional<Heartbeat> parse_heartbeat(const std::string& line);
+
+// A disk image file of `bytes` zero bytes.
+void make_image(const std::string& path, uint64_t bytes);
+
+}  // namespace minihv::test

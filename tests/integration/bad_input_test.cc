@@ -1,0 +1,63 @@
+// Bad input: `minihv run` exits with status 2 and a message that names the problem.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include "tests/harness/harness.h"
+
+namespace minihv::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Case {
+  const char* name;
+  std::vector<std::string> args;
+  std::string must_say;
+};
+
+void expect_usage_error(const std::vector<std::string>& args, const std::string& must_say) {
+  VmProcess vm(args);
+  auto rc = vm.wait_exit(30s);
+  ASSERT_TRUE(rc) << "minihv did not exit";
+  EXPECT_EQ(*rc, 2) << vm.stderr_text();
+  EXPECT_NE(vm.stderr_text().find(must_say), std::string::npos)
+      << "stderr should mention '" << must_say << "':\n" << vm.stderr_text();
+  EXPECT_TRUE(vm.stdout_text().empty()) << vm.stdout_text();
+}
+
+TEST(BadInput, MissingKernel) {
+  expect_usage_error({"run", "--kernel", "/nonexistent/vmlinuz"}, "/nonexistent/vmlinuz");
+}
+
+TEST(BadInput, NotAKernel) {
+  TempDir dir;
+  const std::string junk = dir.file("junk.bin");
+  FILE* f = fopen(junk.c_str(), "w");
+  ASSERT_TRUE(f);
+  fputs("this is a text file, not a kernel\n", f);
+  fclose(f);
+  expect_usage_error({"run", "--kernel", junk}, "not a kernel");
+}
+
+TEST(BadInput, MemoryBeyondTheHost) {
+  expect_usage_error({"run", "--kernel", testguest_elf(), "--mem", "100000G"}, "more than this host");
+}
+
+TEST(BadInput, ZeroCpus) { expect_usage_error({"run", "--kernel", testguest_elf(), "--cpus", "0"}, "--cpus"); }
+
+TEST(BadInput, MalformedMemorySize) {
+  expect_usage_error({"run", "--kernel", testguest_elf(), "--mem", "lots"}, "lots");
+}
+
+TEST(BadInput, UnreadableDisk) {
+  expect_usage_error({"run", "--kernel", testguest_elf(), "--disk", "/nonexistent/disk.img"},
+                     "/nonexistent/disk.img");
+}
+
+TEST(BadInput, UnknownFlag) { expect_usage_error({"run", "--kernel", testguest_elf(), "--frobnicate"}, "frobnicate"); }
+
+TEST(BadInput, MissingKernelFlag) { expect_usage_error({"run"}, "--kernel"); }
+
+}  // namespace
+}  // namespace minihv::test
