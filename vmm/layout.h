@@ -12,7 +12,7 @@ constexpr uint64_t kKiB = 1024, kMiB = kKiB * 1024, kGiB = kMiB * 1024;
 constexpr uint64_t kPageSize = 4096;
 
 // --- low memory: boot structures (all below the 640 KiB EBDA limit) ---
-constexpr uint64_t kGdtAddr = 0x500;          // boot GDT (null, code64, data, code32)
+constexpr uint64_t kGdtAddr = 0x500;          // boot GDT (null, code32, code64, data, TSS: boot/gdt.h)
 constexpr uint64_t kPvhStartInfo = 0x6000;    // hvm_start_info
 constexpr uint64_t kPvhMemmap = 0x6100;       // hvm_memmap_table_entry[], after start_info
 constexpr uint64_t kPvhModlist = 0x6800;      // hvm_modlist_entry[] (initrd)
