@@ -1,0 +1,312 @@
+#include "vmm/devices/virtio_blk_worker.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace minihv {
+
+using namespace virtio::blk;
+
+namespace {
+
+// user_data of the two eventfd reads; request slots use their index (< kMaxInFlight).
+constexpr uint64_t kTagNotify = uint64_t{1} << 62;
+constexpr uint64_t kTagControl = kTagNotify + 1;
+// Consecutive io_uring failures after which the thread gives up (never seen in practice).
+constexpr unsigned kMaxRingFailures = 100;
+
+bool is_aligned(const std::vector<VirtqBuffer>& data, uint32_t align) {
+  for (const VirtqBuffer& b : data)
+    if (reinterpret_cast<uintptr_t>(b.host) % align || b.len % align) return false;
+  return true;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BlkWorker>> BlkWorker::start(const VirtioActivation& act,
+                                                    const BlockBackend& backend,
+                                                    const std::string& serial, BlkStats& stats,
+                                                    bool paused) {
+  if (act.queues.empty() || !act.queues[0].active() || act.notify_fds.empty())
+    return Status::error("virtio-blk: request queue not set up by the driver");
+  std::unique_ptr<BlkWorker> w(new BlkWorker(act, backend, serial, stats, paused));
+  w->ctl_fd_.reset(eventfd(0, EFD_CLOEXEC));
+  if (!w->ctl_fd_.valid()) return Status::from_errno("virtio-blk: control eventfd");
+  MINIHV_TRY(w->ring_.init(kRingEntries).context("virtio-blk"));
+  w->thread_ = std::jthread([p = w.get()](std::stop_token st) { p->run(std::move(st)); });
+  return w;
+}
+
+BlkWorker::BlkWorker(const VirtioActivation& act, const BlockBackend& backend,
+                     const std::string& serial, BlkStats& stats, bool paused)
+    : act_(act), backend_(backend), serial_(serial), stats_(stats), queue_(act.queues[0]),
+      paused_(paused), slots_(kMaxInFlight) {
+  for (unsigned i = kMaxInFlight; i-- > 0;) free_.push_back(i);
+}
+
+BlkWorker::~BlkWorker() {
+  if (!thread_.joinable()) return;
+  thread_.request_stop();
+  const uint64_t one = 1;
+  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one)
+    LOG_ERROR("virtio-blk: cannot wake the I/O thread to stop it");
+  thread_.join();
+}
+
+void BlkWorker::pause() {
+  std::unique_lock lock(mu_);
+  paused_ = true;
+  const uint64_t seq = ++req_seq_;
+  const uint64_t one = 1;
+  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one) return;
+  cv_.wait(lock, [&] { return ack_seq_ >= seq; });
+}
+
+void BlkWorker::unpause() {
+  std::lock_guard lock(mu_);
+  paused_ = false;
+  ++req_seq_;
+  const uint64_t one = 1;
+  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one)
+    LOG_ERROR("virtio-blk: cannot wake the I/O thread to resume it");
+}
+
+io_uring_sqe* BlkWorker::get_sqe() {
+  io_uring_sqe* sqe = ring_.sqe();
+  if (!sqe) {  // cannot happen with kRingEntries > in-flight + 2, but never hand out nullptr
+    (void)ring_.submit();
+    sqe = ring_.sqe();
+  }
+  return sqe;
+}
+
+void BlkWorker::arm_eventfd_read(int fd, uint64_t tag, uint64_t* buf) {
+  io_uring_sqe* sqe = get_sqe();
+  if (!sqe) return;
+  io_uring_prep_read(sqe, fd, buf, sizeof *buf, 0);
+  sqe->user_data = tag;
+}
+
+void BlkWorker::apply_control(const std::stop_token& stop) {
+  std::lock_guard lock(mu_);
+  stopping_ = stop.stop_requested();
+  running_ = !paused_ && !stopping_ && !broken_;
+  pending_ack_ = req_seq_;
+}
+
+void BlkWorker::ack_if_drained() {
+  if (in_flight_ || pending_ack_ == ack_seq_) return;
+  std::lock_guard lock(mu_);
+  ack_seq_ = pending_ack_;
+  cv_.notify_all();
+}
+
+void BlkWorker::notify_driver() {
+  if (!used_added_) return;
+  used_added_ = false;
+  if (queue_.should_notify()) act_.signals->signal_used();
+}
+
+void BlkWorker::run(std::stop_token stop) {
+  arm_eventfd_read(act_.notify_fds[0], kTagNotify, &notify_buf_);
+  arm_eventfd_read(ctl_fd_.get(), kTagControl, &ctl_buf_);
+  apply_control(stop);
+  process_queue();  // requests made available before activation (e.g. a restored queue)
+  unsigned failures = 0;
+  for (;;) {
+    notify_driver();
+    ack_if_drained();
+    if (stopping_ && in_flight_ == 0) break;
+    if (Status s = ring_.submit_and_wait(1); !s) {
+      if (++failures == 1) LOG_ERROR("virtio-blk %s: %s", backend_.name().c_str(), s.message().c_str());
+      if (failures >= kMaxRingFailures) return give_up("io_uring keeps failing");
+      continue;
+    }
+    failures = 0;
+    bool kicked = false, control = false;
+    unsigned completed = 0;
+    ring_.reap([&](uint64_t tag, int32_t res) {
+      if (tag == kTagNotify) kicked = true;
+      else if (tag == kTagControl) control = true;
+      else if (tag < kMaxInFlight) {
+        complete_io(static_cast<unsigned>(tag), res);
+        ++completed;
+      }
+    });
+    if (kicked) arm_eventfd_read(act_.notify_fds[0], kTagNotify, &notify_buf_);
+    if (control) {
+      arm_eventfd_read(ctl_fd_.get(), kTagControl, &ctl_buf_);
+      apply_control(stop);
+    }
+    if (kicked || control || completed) process_queue();
+  }
+}
+
+void BlkWorker::give_up(const char* why) {
+  LOG_ERROR("virtio-blk %s: I/O thread stops: %s", backend_.name().c_str(), why);
+  act_.signals->set_needs_reset();
+  std::lock_guard lock(mu_);
+  ack_seq_ = req_seq_ = UINT64_MAX;  // nobody waits for a thread that is gone
+  cv_.notify_all();
+}
+
+void BlkWorker::process_queue() {
+  while (running_ && !free_.empty()) {
+    switch (queue_.pop(chain_)) {
+      case Virtqueue::Pop::kEmpty: return;
+      case Virtqueue::Pop::kChain: handle_chain(true); break;
+      case Virtqueue::Pop::kBadChain: handle_chain(false); break;
+      case Virtqueue::Pop::kBroken:
+        LOG_WARN("virtio-blk %s: %s; device needs reset", backend_.name().c_str(),
+                 queue_error_name(queue_.broken_reason()));
+        ++stats_.errors;
+        broken_ = true;
+        running_ = false;
+        act_.signals->set_needs_reset();
+        return;
+    }
+  }
+}
+
+void BlkWorker::handle_chain(bool chain_ok) {
+  const unsigned idx = free_.back();
+  Slot& s = slots_[idx];
+  parse_blk_request(chain_, chain_ok, backend_, s.req);
+  if (!chain_ok && !warned_) {
+    warned_ = true;  // a hostile guest must not be able to flood the log
+    LOG_WARN("virtio-blk %s: bad descriptor chain: %s", backend_.name().c_str(),
+             queue_error_name(chain_.error));
+  }
+  if (!s.req.status_host) {  // no way to answer this request: the driver must reset us
+    ++stats_.errors;
+    broken_ = true;
+    running_ = false;
+    act_.signals->set_needs_reset();
+    return;
+  }
+  switch (s.req.op) {
+    case BlkRequest::Op::kDone:
+      if (s.req.status != kSOk) ++stats_.errors;
+      return finish(s.req, s.req.status, 1);
+    case BlkRequest::Op::kGetId: {
+      char id[kIdBytes] = {};
+      std::memcpy(id, serial_.data(), std::min<size_t>(serial_.size(), kIdBytes));
+      const uint64_t n = scatter_to_guest(*act_.mem, s.req.data,
+                                          {reinterpret_cast<uint8_t*>(id), s.req.bytes});
+      return finish(s.req, kSOk, static_cast<uint32_t>(n + 1));
+    }
+    default: break;
+  }
+  if (!prepare_io(s)) {
+    ++stats_.errors;
+    return finish(s.req, kSIoErr, 1);
+  }
+  free_.pop_back();
+  ++in_flight_;
+  submit_io(idx);
+}
+
+bool BlkWorker::prepare_io(Slot& s) {
+  s.done = 0;
+  s.iov_pos = 0;
+  s.iov.clear();
+  s.use_bounce = false;
+  if (s.req.op == BlkRequest::Op::kFlush) return true;
+  const uint32_t align = backend_.alignment();
+  if (align > 1 && !is_aligned(s.req.data, align)) {
+    // O_DIRECT cannot take these guest buffers: go through an aligned buffer of our own.
+    if (s.req.bytes > kMaxBounceBytes) return false;
+    if (s.bounce_size < s.req.bytes) {
+      s.bounce.reset(static_cast<uint8_t*>(std::aligned_alloc(align, s.req.bytes)));
+      s.bounce_size = s.bounce ? s.req.bytes : 0;
+      if (!s.bounce) return false;
+    }
+    s.use_bounce = true;
+    if (s.req.op == BlkRequest::Op::kWrite) gather_from_guest(s.req.data, {s.bounce.get(), s.req.bytes});
+    return true;
+  }
+  for (const VirtqBuffer& b : s.req.data) s.iov.push_back({b.host, b.len});
+  return true;
+}
+
+void BlkWorker::submit_io(unsigned idx) {
+  Slot& s = slots_[idx];
+  io_uring_sqe* sqe = get_sqe();
+  if (!sqe) return release(idx, kSIoErr, 1);
+  const int fd = backend_.fd();
+  const uint64_t off = s.req.offset + s.done;
+  const unsigned left = static_cast<unsigned>(std::min<uint64_t>(s.req.bytes - s.done, UINT32_MAX));
+  iovec* iov = s.iov.data() + s.iov_pos;
+  const unsigned niov = static_cast<unsigned>(s.iov.size() - s.iov_pos);
+  switch (s.req.op) {
+    case BlkRequest::Op::kRead:
+      if (s.use_bounce) io_uring_prep_read(sqe, fd, s.bounce.get() + s.done, left, off);
+      else io_uring_prep_readv(sqe, fd, iov, niov, off);
+      break;
+    case BlkRequest::Op::kWrite:
+      if (s.use_bounce) io_uring_prep_write(sqe, fd, s.bounce.get() + s.done, left, off);
+      else io_uring_prep_writev(sqe, fd, iov, niov, off);
+      break;
+    default: io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC); break;
+  }
+  sqe->user_data = idx;
+}
+
+void BlkWorker::complete_io(unsigned idx, int32_t res) {
+  Slot& s = slots_[idx];
+  BlkRequest& r = s.req;
+  if (res == -EINTR || res == -EAGAIN) return submit_io(idx);
+  if (res < 0) {
+    LOG_DEBUG("virtio-blk %s: I/O error: %s", backend_.name().c_str(), std::strerror(-res));
+  } else if (r.op != BlkRequest::Op::kFlush) {
+    s.done += static_cast<uint64_t>(res);
+    if (res > 0 && s.done < r.bytes) {  // short transfer: continue where it stopped
+      for (uint64_t n = static_cast<uint64_t>(res); n && !s.use_bounce;) {
+        iovec& v = s.iov[s.iov_pos];
+        const uint64_t step = std::min<uint64_t>(n, v.iov_len);
+        v.iov_base = static_cast<uint8_t*>(v.iov_base) + step;
+        v.iov_len -= step;
+        n -= step;
+        if (v.iov_len == 0) ++s.iov_pos;
+      }
+      return submit_io(idx);
+    }
+  }
+  const bool ok = res >= 0 && (r.op == BlkRequest::Op::kFlush || s.done == r.bytes);
+  switch (r.op) {
+    case BlkRequest::Op::kRead:
+      if (s.use_bounce && ok) scatter_to_guest(*act_.mem, r.data, {s.bounce.get(), r.bytes});
+      else
+        for (const VirtqBuffer& b : r.data) act_.mem->mark_dirty(b.gpa, b.len);
+      ++stats_.reads;
+      if (ok) stats_.read_bytes += r.bytes;
+      break;
+    case BlkRequest::Op::kWrite:
+      ++stats_.writes;
+      if (ok) stats_.write_bytes += r.bytes;
+      break;
+    default: ++stats_.flushes; break;
+  }
+  if (!ok) ++stats_.errors;
+  const uint32_t used = ok && r.op == BlkRequest::Op::kRead ? static_cast<uint32_t>(r.bytes + 1) : 1;
+  release(idx, ok ? kSOk : kSIoErr, used);
+}
+
+void BlkWorker::release(unsigned idx, uint8_t status, uint32_t used_len) {
+  finish(slots_[idx].req, status, used_len);
+  --in_flight_;
+  free_.push_back(idx);
+}
+
+void BlkWorker::finish(const BlkRequest& req, uint8_t status, uint32_t used_len) {
+  write_blk_status(*act_.mem, req, status);
+  queue_.add_used(req.head, used_len);
+  used_added_ = true;
+}
+
+}  // namespace minihv

@@ -1,0 +1,119 @@
+// vmm/devices/virtio_blk_worker.h — the I/O thread of one activated virtio-blk device.
+//
+// Owns: one thread and one io_uring for the life of an activation (DRIVER_OK until reset). The
+// thread waits on the queue's notify eventfd and a control eventfd through io_uring reads, pops
+// requests, submits reads/writes/fsyncs straight into guest memory with up to kMaxInFlight in
+// flight, completes them in the used ring and raises the interrupt.
+// Must not know: the transport's registers (it talks through VirtioActivation/VirtioSignals).
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/status.h"
+#include "common/uring.h"
+#include "vmm/devices/virtio_blk_backend.h"
+#include "vmm/devices/virtio_blk_request.h"
+#include "vmm/devices/virtio_device.h"
+
+namespace minihv {
+
+// Counters for the VM's `stats` command; shared by the device and its workers.
+struct BlkStats {
+  std::atomic<uint64_t> reads{0}, writes{0}, flushes{0}, read_bytes{0}, write_bytes{0};
+  std::atomic<uint64_t> errors{0};  // requests answered IOERR or UNSUPP, and broken chains
+};
+
+class BlkWorker {
+public:
+  static constexpr unsigned kMaxInFlight = 128;           // requests in flight at once
+  static constexpr unsigned kRingEntries = 256;           // > kMaxInFlight + 2 eventfd reads
+  static constexpr uint64_t kMaxBounceBytes = 16 << 20;   // largest unaligned O_DIRECT request
+
+  // Starts the thread; `paused` starts it without taking requests (see pause()).
+  static Result<std::unique_ptr<BlkWorker>> start(const VirtioActivation& act,
+                                                  const BlockBackend& backend,
+                                                  const std::string& serial, BlkStats& stats,
+                                                  bool paused);
+  // Stops taking requests, waits for every in-flight I/O, joins the thread.
+  ~BlkWorker();
+  BlkWorker(const BlkWorker&) = delete;
+  BlkWorker& operator=(const BlkWorker&) = delete;
+
+  // Stops taking new requests and returns when none is in flight.
+  void pause();
+  // Takes requests again, including those that arrived while paused.
+  void unpause();
+
+private:
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  struct Slot {
+    BlkRequest req;
+    std::vector<iovec> iov;
+    size_t iov_pos = 0;
+    uint64_t done = 0;  // bytes transferred so far (short reads/writes are resubmitted)
+    std::unique_ptr<uint8_t, FreeDeleter> bounce;
+    uint64_t bounce_size = 0;
+    bool use_bounce = false;
+  };
+
+  BlkWorker(const VirtioActivation& act, const BlockBackend& backend, const std::string& serial,
+            BlkStats& stats, bool paused);
+  void run(std::stop_token stop);
+  void arm_eventfd_read(int fd, uint64_t tag, uint64_t* buf);
+  io_uring_sqe* get_sqe();
+  void apply_control(const std::stop_token& stop);
+  void ack_if_drained();
+  void process_queue();
+  void handle_chain(bool chain_ok);
+  bool prepare_io(Slot& s);
+  void submit_io(unsigned idx);
+  void complete_io(unsigned idx, int32_t res);
+  void finish(const BlkRequest& req, uint8_t status, uint32_t used_len);
+  void release(unsigned idx, uint8_t status, uint32_t used_len);
+  void give_up(const char* why);
+  void notify_driver();
+
+  // Set at construction, read-only afterwards.
+  VirtioActivation act_;
+  const BlockBackend& backend_;
+  std::string serial_;
+  BlkStats& stats_;
+  Virtqueue& queue_;
+
+  // Shared with pause()/unpause()/~BlkWorker (under mu_).
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool paused_ = false;
+  uint64_t req_seq_ = 0, ack_seq_ = 0;
+
+  // The thread's own state.
+  bool running_ = false, stopping_ = false, broken_ = false, warned_ = false;
+  bool used_added_ = false;
+  uint64_t pending_ack_ = 0;
+  unsigned in_flight_ = 0;
+  std::vector<Slot> slots_;
+  std::vector<unsigned> free_;
+  DescriptorChain chain_;
+
+  // Declared last: the thread stops first, then the ring (cancelling the eventfd reads into these
+  // buffers), then the buffers.
+  uint64_t notify_buf_ = 0, ctl_buf_ = 0;
+  UniqueFd ctl_fd_;
+  Uring ring_;
+  std::jthread thread_;
+};
+
+}  // namespace minihv
