@@ -1,0 +1,148 @@
+/* Test guest: parse the command line. "<workload> key=value ...".
+ * Problems are recorded in cfg.error and reported after the boot line. */
+#include "user.h"
+
+struct config cfg = {.wl = W_IDLE, .wl_name = "idle", .stall_ms = 50, .slots = 256};
+
+static const char *const workloads[] = {
+    [W_IDLE] = "idle", [W_DIRTY] = "dirty", [W_DISK] = "disk", [W_CPUID] = "cpuid",
+    [W_POWEROFF] = "poweroff", [W_REBOOT] = "reboot", [W_PANIC] = "panic",
+};
+
+static void error(const char *what, const char *w, usize n)
+{
+    if (cfg.error[0])
+        return;
+    int k = fmt(cfg.error, sizeof(cfg.error), "%s ", what);
+    for (usize i = 0; i < n && k < (int)sizeof(cfg.error) - 1; i++)
+        cfg.error[k++] = w[i];
+    cfg.error[k] = 0;
+}
+
+static int is_space(char c) { return c == ' '; }
+
+/* number with optional 0x prefix and K/M/G suffix; returns end or NULL */
+static const char *parse_num(const char *s, const char *end, u64 *out)
+{
+    u64 v = 0;
+    unsigned base = 10;
+    if (end - s > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s += 2;
+    }
+    const char *start = s;
+    for (; s < end; s++) {
+        char c = *s;
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (base == 16 && c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else if (base == 16 && c >= 'A' && c <= 'F')
+            d = (unsigned)(c - 'A' + 10);
+        else
+            break;
+        v = v * base + d;
+    }
+    if (s == start)
+        return NULL;
+    if (s < end && (*s == 'K' || *s == 'k'))
+        v <<= 10, s++;
+    else if (s < end && (*s == 'M' || *s == 'm'))
+        v <<= 20, s++;
+    else if (s < end && (*s == 'G' || *s == 'g'))
+        v <<= 30, s++;
+    *out = v;
+    return s;
+}
+
+/* virtio_mmio.device=<size>@<base>:<irq>[:<id>] */
+static void parse_vmmio(const char *v, const char *end, const char *w)
+{
+    u64 size, base;
+    const char *p = parse_num(v, end, &size);
+    if (!p || p >= end || *p != '@' || !(p = parse_num(p + 1, end, &base))) {
+        error("bad value", w, (usize)(end - w));
+        return;
+    }
+    if (cfg.nvmmio < TG_MAX_VMMIO)
+        cfg.vmmio[cfg.nvmmio++] = base;
+}
+
+static int linux_word(const char *w, usize n, usize keylen)
+{
+    static const char *const prefixes[] = {"console=", "earlyprintk", "reboot=", "panic=", "quiet"};
+    for (usize i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        usize pl = strlen(prefixes[i]);
+        if (n >= pl && !strncmp(w, prefixes[i], pl))
+            return 1;
+    }
+    for (usize i = 0; i < keylen; i++)      /* module.param=value */
+        if (w[i] == '.')
+            return 1;
+    return 0;
+}
+
+static void option(const char *w, usize n)
+{
+    static const struct { const char *key; u64 *val; } keys[] = {
+        {"secs", &cfg.secs}, {"stall_ms", &cfg.stall_ms}, {"mib", &cfg.mib},
+        {"rate", &cfg.rate}, {"slots", &cfg.slots},
+    };
+    usize kl = 0;
+    while (kl < n && w[kl] != '=')
+        kl++;
+    if (kl == 18 && !strncmp(w, "virtio_mmio.device", 18) && kl < n) {
+        parse_vmmio(w + 19, w + n, w);
+        return;
+    }
+    if (linux_word(w, n, kl))
+        return;
+    for (usize i = 0; kl < n && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (strlen(keys[i].key) == kl && !strncmp(w, keys[i].key, kl)) {
+            const char *e = parse_num(w + kl + 1, w + n, keys[i].val);
+            if (!e || e != w + n)
+                error("bad value", w, n);
+            return;
+        }
+    }
+    error("unknown option", w, n);
+}
+
+void config_parse(const char *s)
+{
+    int have_wl = 0;
+    while (*s) {
+        while (is_space(*s))
+            s++;
+        const char *w = s;
+        while (*s && !is_space(*s))
+            s++;
+        usize n = (usize)(s - w);
+        if (!n)
+            break;
+        int has_eq = 0;
+        for (usize i = 0; i < n; i++)
+            has_eq |= w[i] == '=';
+        if (!have_wl && !has_eq && !linux_word(w, n, 0)) {
+            have_wl = 1;
+            usize i;
+            for (i = 0; i < sizeof(workloads) / sizeof(workloads[0]); i++)
+                if (strlen(workloads[i]) == n && !strncmp(w, workloads[i], n))
+                    break;
+            if (i == sizeof(workloads) / sizeof(workloads[0])) {
+                error("unknown workload", w, n);
+            } else {
+                cfg.wl = (enum workload)i;
+                cfg.wl_name = workloads[i];
+            }
+            continue;
+        }
+        have_wl = 1;
+        option(w, n);
+    }
+    if (cfg.slots == 0)
+        error("bad value", "slots=0", 7);
+    if (cfg.stall_ms == 0)
+        cfg.stall_ms = 1;
+}
