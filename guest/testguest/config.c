@@ -132,6 +132,7 @@ void config_parse(const char *s)
                     break;
             if (i == sizeof(workloads) / sizeof(workloads[0])) {
                 error("unknown workload", w, n);
+                cfg.wl_name = "unknown";
             } else {
                 cfg.wl = (enum workload)i;
                 cfg.wl_name = workloads[i];
