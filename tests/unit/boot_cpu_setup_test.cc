@@ -106,24 +106,6 @@ TEST(BootRegs, EntryRegistersPerMode) {
   EXPECT_EQ(r.rsi, 0u);
 }
 
-TEST(BootFpu, ResetControlWords) {
-  const kvm_fpu f = boot_fpu();
-  EXPECT_EQ(f.fcw, 0x37F);
-  EXPECT_EQ(f.mxcsr, 0x1F80u);
-}
-
-TEST(BootLapic, Lint0ExtIntLint1Nmi) {
-  kvm_lapic_state l{};
-  const uint32_t masked = 1u << 16;
-  std::memcpy(l.regs + 0x350, &masked, 4);
-  set_boot_lapic_lint(l);
-  uint32_t lint0, lint1;
-  std::memcpy(&lint0, l.regs + 0x350, 4);
-  std::memcpy(&lint1, l.regs + 0x360, 4);
-  EXPECT_EQ(lint0, 0x700u);
-  EXPECT_EQ(lint1, 0x400u);
-}
-
 TEST(BootPageTables, IdentityMapsFourGiB) {
   auto mem = GuestMemory::create(16 * layout::kMiB);
   ASSERT_TRUE(mem) << mem.message();

@@ -1,29 +1,9 @@
 #include "vmm/boot/cpu_setup.h"
 
-#include <cstring>
-
 #include "vmm/boot/gdt.h"
 #include "vmm/layout.h"
 
 namespace minihv::boot {
-
-namespace {
-
-constexpr uint32_t kApicLvtLint0 = 0x350;  // offsets into the xAPIC register page
-constexpr uint32_t kApicLvtLint1 = 0x360;
-constexpr uint32_t kLvtDeliveryModeMask = 0x700;
-constexpr uint32_t kLvtMasked = 1u << 16;
-constexpr uint32_t kDeliveryExtInt = 0x700;
-constexpr uint32_t kDeliveryNmi = 0x400;
-
-uint32_t lapic_reg(const kvm_lapic_state& s, uint32_t off) {
-  uint32_t v;
-  std::memcpy(&v, s.regs + off, sizeof v);
-  return v;
-}
-void set_lapic_reg(kvm_lapic_state& s, uint32_t off, uint32_t v) { std::memcpy(s.regs + off, &v, sizeof v); }
-
-}  // namespace
 
 kvm_regs boot_regs(const BootPlan& plan) {
   kvm_regs r{};
@@ -63,22 +43,6 @@ kvm_sregs boot_sregs(const BootPlan& plan, const kvm_sregs& current) {
     s.efer = 0;
   }
   return s;
-}
-
-kvm_fpu boot_fpu() {
-  kvm_fpu f{};
-  f.fcw = kFpuControlWord;
-  f.mxcsr = kMxcsrDefault;
-  return f;
-}
-
-void set_boot_lapic_lint(kvm_lapic_state& lapic) {
-  auto wire = [&](uint32_t off, uint32_t mode) {
-    const uint32_t v = lapic_reg(lapic, off) & ~(kLvtDeliveryModeMask | kLvtMasked);
-    set_lapic_reg(lapic, off, v | mode);
-  };
-  wire(kApicLvtLint0, kDeliveryExtInt);
-  wire(kApicLvtLint1, kDeliveryNmi);
 }
 
 Status write_boot_gdt(GuestMemory& mem) {

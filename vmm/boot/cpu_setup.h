@@ -1,9 +1,9 @@
 // vmm/boot/cpu_setup.h — the boot vCPU's initial state, and the tables that state points at.
 //
-// Owns: the pure functions that compute kvm_regs/kvm_sregs/kvm_fpu for each BootMode (the VM owner
-// passes them to KVM_SET_REGS/SREGS/FPU on the boot vCPU only: application processors wait for
-// INIT/SIPI from the guest), the LAPIC LINT0/LINT1 wiring, and writing the boot GDT and the
-// 0–4 GiB identity page tables into guest memory.
+// Owns: the pure functions that compute kvm_regs/kvm_sregs for each BootMode (the VM owner passes
+// them to KVM_SET_REGS/SREGS on the boot vCPU only: application processors wait for INIT/SIPI from
+// the guest), and writing the boot GDT and the 0–4 GiB identity page tables into guest memory.
+// LAPIC LINT wiring and the reset FPU are vmm/vcpu_setup.h's.
 // Must not know: the KVM fds (the VM owner makes the ioctls), kernel formats.
 #pragma once
 
@@ -31,20 +31,11 @@ constexpr uint64_t kPteWritable = 1ull << 1;
 constexpr uint64_t kPteHuge = 1ull << 7;  // 2 MiB page in a PD entry
 constexpr unsigned kIdentityMapGiB = 4;   // PDPT entries filled, one PD page each
 
-// x87/SSE reset state Linux expects (what FNINIT and a power-on MXCSR give).
-constexpr uint16_t kFpuControlWord = 0x37F;
-constexpr uint32_t kMxcsrDefault = 0x1F80;
-
 // General registers at the entry point: RIP, EBX/RSI = boot info, RSP, RFLAGS.
 kvm_regs boot_regs(const BootPlan& plan);
 // `current` is what KVM_GET_SREGS returned (keeps APIC base, interrupt bitmap); segments, GDT/IDT,
 // CR0/CR3/CR4 and EFER are replaced for `plan.mode`.
 kvm_sregs boot_sregs(const BootPlan& plan, const kvm_sregs& current);
-kvm_fpu boot_fpu();
-
-// LAPIC LVT LINT0 = ExtINT (the 8259 behind it), LINT1 = NMI, as firmware leaves them; apply to the
-// KVM_GET_LAPIC state before KVM_SET_LAPIC, on every vCPU.
-void set_boot_lapic_lint(kvm_lapic_state& lapic);
 
 // Writes the boot GDT (gdt.h) at layout::kGdtAddr.
 Status write_boot_gdt(GuestMemory& mem);

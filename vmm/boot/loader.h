@@ -8,8 +8,8 @@
 //   1. GuestMemory::create(...)
 //   2. load_kernel(mem, cfg) → BootPlan
 //   3. create the vCPUs; on the boot vCPU (id 0) only:
-//        KVM_SET_SREGS(boot_sregs(plan, KVM_GET_SREGS())), KVM_SET_REGS(boot_regs(plan)),
-//        KVM_SET_FPU(boot_fpu());  every vCPU: set_boot_lapic_lint() on its KVM_GET_LAPIC state.
+//        KVM_SET_SREGS(boot_sregs(plan, KVM_GET_SREGS())), KVM_SET_REGS(boot_regs(plan)).
+//      (CPUID, LAPIC LINT wiring and FPU on every vCPU are vmm/vcpu_setup.h's.)
 //      Application processors keep KVM's reset state: the guest starts them with INIT/SIPI.
 #pragma once
 
