@@ -46,7 +46,7 @@ static const struct cpuid_word words[] = {
     {0x80000007, 0, EDX, {[8] = "constant_tsc nonstop_tsc"}},
 };
 
-static int leaf_ok(u32 leaf, u32 sub, const u32 max[2])
+static int leaf_ok(cpuid_fn cpuid, u32 leaf, u32 sub, const u32 max[2])
 {
     if (leaf >= 0x80000000)
         return leaf <= max[1];
@@ -54,25 +54,26 @@ static int leaf_ok(u32 leaf, u32 sub, const u32 max[2])
         return 0;
     if (leaf == 7 && sub > 0) {
         u32 r[4];
-        cpuid_r0(7, 0, r);
+        cpuid(7, 0, r);
         return sub <= r[0];
     }
     return 1;
 }
 
-/* Writes the space-separated names of every set bit; returns the length. */
-int cpuid_flag_names(char *buf, int size)
+/* Writes the space-separated names of every set bit, as seen by `cpuid`
+ * (cpuid_r0: ring 0 through the gate); returns the length. */
+int cpuid_flag_names(cpuid_fn cpuid, char *buf, int size)
 {
     u32 r[4], max[2];
-    cpuid_r0(0, 0, r);
+    cpuid(0, 0, r);
     max[0] = r[0];
-    cpuid_r0(0x80000000, 0, r);
+    cpuid(0x80000000, 0, r);
     max[1] = r[0] >= 0x80000000 && r[0] < 0x8000ffff ? r[0] : 0;
     int n = 0;
     for (usize w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
-        if (!leaf_ok(words[w].leaf, words[w].sub, max))
+        if (!leaf_ok(cpuid, words[w].leaf, words[w].sub, max))
             continue;
-        cpuid_r0(words[w].leaf, words[w].sub, r);
+        cpuid(words[w].leaf, words[w].sub, r);
         for (int b = 0; b < 32; b++)
             if ((r[words[w].reg] >> b & 1) && words[w].names[b])
                 n += fmt(buf + n, size - n, "%s%s", n ? " " : "", words[w].names[b]);

@@ -72,6 +72,7 @@ NORETURN void work_idle(u32 cpu);
 NORETURN void work_dirty(u32 cpu);
 NORETURN void work_disk(u32 cpu);
 NORETURN void work_cpuid(void);
-int cpuid_flag_names(char *buf, int size);
+typedef void (*cpuid_fn)(u32 leaf, u32 sub, u32 r[4]);
+int cpuid_flag_names(cpuid_fn cpuid, char *buf, int size);
 
 #endif

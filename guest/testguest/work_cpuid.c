@@ -20,7 +20,7 @@ NORETURN void work_cpuid(void)
     uprintf("CPUID vendor=%s family=%u model=%u stepping=%u\n", vendor, family, model, stepping);
     static char line[2048];
     int n = fmt(line, sizeof(line), "CPUID flags: ");
-    n += cpuid_flag_names(line + n, (int)sizeof(line) - n - 1);
+    n += cpuid_flag_names(cpuid_r0, line + n, (int)sizeof(line) - n - 1);
     line[n++] = '\n';
     gate2(G_WRITE, line, n);
     cpuid_r0(0x80000000, 0, r);
