@@ -1,0 +1,68 @@
+#include "cpuid/kvm_abi.h"
+
+#include <sys/ioctl.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+namespace minihv::cpuid {
+
+namespace {
+
+struct Cpuid2Header {  // struct kvm_cpuid2 as the kernel lays it out
+  uint32_t nent;
+  uint32_t padding;
+};
+static_assert(sizeof(Cpuid2Header) == 8);
+
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, Cpuid2Header);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, Cpuid2Header);
+constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, Cpuid2Header);
+constexpr uint32_t kMaxEntries = 256;  // KVM_MAX_CPUID_ENTRIES
+
+class Buffer {
+public:
+  explicit Buffer(uint32_t n) : bytes_(std::make_unique<uint8_t[]>(sizeof(Cpuid2Header) + n * sizeof(kvm_cpuid_entry2))) {
+    header()->nent = n;
+  }
+  Cpuid2Header* header() { return reinterpret_cast<Cpuid2Header*>(bytes_.get()); }
+  kvm_cpuid_entry2* entries() { return reinterpret_cast<kvm_cpuid_entry2*>(bytes_.get() + sizeof(Cpuid2Header)); }
+  void* raw() { return bytes_.get(); }
+  std::vector<kvm_cpuid_entry2> vector() { return {entries(), entries() + header()->nent}; }
+
+private:
+  std::unique_ptr<uint8_t[]> bytes_;
+};
+
+int retry_ioctl(int fd, unsigned long req, void* arg) {
+  int rc;
+  do rc = ::ioctl(fd, req, arg);
+  while (rc < 0 && errno == EINTR);
+  return rc;
+}
+
+}  // namespace
+
+Result<std::vector<kvm_cpuid_entry2>> kvm_get_supported_cpuid(int kvm_fd) {
+  Buffer b(kMaxEntries);
+  if (retry_ioctl(kvm_fd, kGetSupportedCpuid, b.raw()) < 0) return Status::from_errno("KVM_GET_SUPPORTED_CPUID");
+  return b.vector();
+}
+
+Status kvm_set_cpuid2(int vcpu_fd, std::span<const kvm_cpuid_entry2> entries) {
+  if (entries.size() > kMaxEntries) return Status::error("KVM_SET_CPUID2: more than 256 entries");
+  Buffer b(static_cast<uint32_t>(entries.size()));
+  std::memcpy(b.entries(), entries.data(), entries.size_bytes());
+  if (retry_ioctl(vcpu_fd, kSetCpuid2, b.raw()) < 0) return Status::from_errno("KVM_SET_CPUID2");
+  return Status::ok();
+}
+
+Result<std::vector<kvm_cpuid_entry2>> kvm_get_cpuid2(int vcpu_fd) {
+  Buffer b(kMaxEntries);
+  if (retry_ioctl(vcpu_fd, kGetCpuid2, b.raw()) < 0) return Status::from_errno("KVM_GET_CPUID2");
+  return b.vector();
+}
+
+}  // namespace minihv::cpuid
