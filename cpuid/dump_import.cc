@@ -9,6 +9,8 @@ namespace minihv::cpuid {
 
 namespace {
 
+constexpr uint32_t kLongModeBit = 1u << 29, kSyscallBit = 1u << 11;
+
 uint32_t hex(const std::string& s) { return static_cast<uint32_t>(std::stoul(s, nullptr, 16)); }
 
 // Drops what lies beyond the advertised maximum leaves, and the hypervisor range (a dump of a
@@ -73,6 +75,9 @@ Result<Profile> import_dump(const std::string& text, const std::string& origin) 
                                     "'basic_cpuid[0]=...' or `cpuid -r` '0x00000000 0x00: eax=...')");
   p.vendor = vendor_from_regs(p.get(kLeafVendor));
   trim(p);
+  // Intel sets SYSCALL (0x80000001 EDX bit 11) only for CPUID executed in 64-bit mode; dumps taken
+  // by 32-bit tools lack it although every Intel 64 processor has it.
+  if (p.is_intel() && (p.get(kLeafExtFeatures1).edx & kLongModeBit)) p.at(kLeafExtFeatures1).edx |= kSyscallBit;
   return p;
 }
 
