@@ -102,6 +102,8 @@ int run(RunOptions& o) {
     }
     api = std::move(s).value();
   }
+  if ((*vm)->guest_cpuid().advisory)
+    std::fprintf(stderr, "minihv: %s\n", cpuid::advisory_warning((*vm)->guest_cpuid()).c_str());
   signals.watch(**vm);
   return (*vm)->run();
 }
@@ -118,6 +120,9 @@ Command add_run_command(CLI::App& app) {
   run_app->add_option("--mem", o->mem, "Guest RAM, e.g. 512M or 2G (a bare number is MiB)")
       ->capture_default_str();
   run_app->add_option("--cpus", o->vm.cpus, "Number of vCPUs")->capture_default_str();
+  run_app->add_option("--cpu-model", o->vm.cpu_model,
+                      "CPU model: host, compat, x86-64-v1..v4, or a profile .json (minihv cpuid models)")
+      ->capture_default_str();
   run_app->add_option("--disk", o->vm.disks, "Raw disk image for a virtio-blk device (repeatable)");
   run_app->add_option("--console", o->vm.console_path, "Write the serial console to FILE, not stdout");
   run_app->add_option("--api", o->api, "Serve the JSON-lines control socket at PATH");

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "common/log.h"
+#include "cpuid/kvm_abi.h"
 #include "vmm/devices/power.h"
 #include "vmm/devices/uart.h"
 #include "vmm/irq_kvm.h"
@@ -139,12 +140,21 @@ Status Vm::create_devices() {
 }
 
 Status Vm::create_vcpus() {
-  auto cpuid = kvm_.supported_cpuid();
-  if (!cpuid) return cpuid.status();
+  // cpuid/ builds the model's table and owns the CPUID ioctls (see cpuid/kvm_abi.h for why).
+  auto supported = cpuid::kvm_get_supported_cpuid(kvm_.fd());
+  if (!supported) return supported.status();
+  auto guest = cpuid::build_for_vm(config_.cpu_model, *supported, config_.cpus);
+  if (!guest) return guest.status().context("--cpu-model " + config_.cpu_model);
+  cpuid_ = std::move(guest).value();
   for (unsigned i = 0; i < config_.cpus; ++i) {
     auto v = Vcpu::create(vm_fd_.get(), kvm_, i, *this);
     if (!v) return v.status();
-    MINIHV_TRY(setup_vcpu_cpuid(**v, *cpuid, config_.cpus));
+    MINIHV_TRY(cpuid::kvm_set_cpuid2((*v)->fd(), cpuid_->entries_for(i)).context("vcpu " + std::to_string(i)));
+    if (i == 0) {
+      auto applied = cpuid::read_vcpu_cpuid((*v)->fd());
+      if (!applied) return applied.status();
+      cpuid_applied_ = std::move(applied).value();
+    }
     MINIHV_TRY(setup_vcpu_lapic(**v));
     vcpus_.push_back(std::move(v).value());
   }
@@ -224,7 +234,7 @@ nlohmann::json Vm::status() const {
   const auto up = started_.time_since_epoch().count() == 0
                       ? 0
                       : std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
-  return {{"state", to_string(state_)},
+  nlohmann::json j = {{"state", to_string(state_)},
           {"pid", getpid()},
           {"cpus", config_.cpus},
           {"mem_mib", config_.mem_bytes >> 20},
@@ -233,6 +243,8 @@ nlohmann::json Vm::status() const {
           {"disks", config_.disks},
           {"uptime_ms", up},
           {"vcpus", vcpus}};
+  if (cpuid_) j["cpu"] = cpuid::status_json(*cpuid_, cpuid_applied_ ? &*cpuid_applied_ : nullptr);
+  return j;
 }
 
 }  // namespace minihv

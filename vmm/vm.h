@@ -18,6 +18,7 @@
 
 #include "common/fd.h"
 #include "common/status.h"
+#include "cpuid/guest_cpuid.h"
 #include "vmm/bus.h"
 #include "vmm/devices/power.h"
 #include "vmm/devices/uart.h"
@@ -38,6 +39,7 @@ struct VmConfig {
   std::vector<std::string> disks;   // raw image files, one virtio-blk each
   std::string console_path;         // empty: stdout
   bool hugetlb = false;
+  std::string cpu_model = "host";  // cpuid/: host, compat, x86-64-v1..v4, or a profile .json
 };
 
 enum class VmState { kCreated, kRunning, kPaused, kEnded };
@@ -58,6 +60,8 @@ public:
 
   VmState state() const;
   nlohmann::json status() const;
+  // The CPU model applied by create(); `advisory` where KVM cannot enforce it (PVM).
+  const cpuid::GuestCpuid& guest_cpuid() const { return *cpuid_; }
   nlohmann::json stats() const;
 
   // VcpuHost
@@ -91,6 +95,8 @@ private:
   std::unique_ptr<AcpiPower> power_;
   std::unique_ptr<I8042> i8042_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::optional<cpuid::GuestCpuid> cpuid_;         // set by create_vcpus()
+  std::optional<cpuid::Profile> cpuid_applied_;  // vCPU 0's table read back with KVM_GET_CPUID2
 
   mutable std::mutex mu_;
   std::condition_variable ended_cv_;

@@ -1,0 +1,152 @@
+// blockdev/lease.h — delta leases on the shared volume, after sanlock's design (Chockler & Malkhi,
+// "light-weight leases"): a lease is one 4 KiB record that its holder rewrites every `renew`.
+//
+// Nobody compares clocks. A contender reads the record and, if it is held, watches it with its own
+// monotonic clock: a holder that changes it is alive (refused); one that leaves it unchanged for
+// `dead` is dead (taken over). To take a free or dead lease the contender writes its claim within
+// `write_window` of the read that saw it free, waits `acquire_delay`, and reads it back: it holds
+// the lease only if its claim is still there. Of two contenders exactly one wins (docs/volume-format.md
+// has the argument). A holder whose last successful renewal started more than `fail` ago stops
+// every write of its own — before `dead`, when others may take over — and the data path asks the
+// lease (LeaseValidity::may_write) before every write it submits.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "blockdev/clock.h"
+#include "blockdev/layout.h"
+#include "blockdev/lease_record.h"
+
+namespace minihv::blockdev {
+
+// Where a lease lives and what it guards.
+struct LeaseSlot {
+  uint64_t offset = 0;
+  std::string resource;
+};
+
+// Until when the holder may write, on the monotonic clock; shared with the data path (the
+// virtio-blk backend), which checks it before every write submission.
+class LeaseValidity {
+public:
+  explicit LeaseValidity(Clock& clock) : clock_(clock) {}
+  bool may_write() const { return clock_.now().count() < until_ns_.load(std::memory_order_acquire); }
+  Nanos until() const { return Nanos(until_ns_.load(std::memory_order_acquire)); }
+  void extend_to(Nanos t);  // never moves back
+  void revoke() { until_ns_.store(0, std::memory_order_release); }
+  Clock& clock() const { return clock_; }
+
+private:
+  Clock& clock_;
+  std::atomic<int64_t> until_ns_{0};
+};
+
+// A lease this process holds.
+class Lease {
+public:
+  Lease(Device& dev, Clock& clock, const Uuid& uuid, LeaseSlot slot, LeaseTimings t, LeaseRecord mine,
+        Nanos valid_until);
+  ~Lease();  // releases the lease if still held (errors are logged)
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+
+  // One renewal: read, check it is still ours, write counter+1. An I/O error is returned and the
+  // lease stays (it may still be renewed before `fail`); a record that is no longer ours, or an
+  // expired lease, makes it lost for good.
+  Status renew();
+  // Stops writes at once, then marks the record free if it is still ours and still valid.
+  Status release();
+
+  bool valid() const { return validity_->may_write(); }
+  bool lost() const { return lost_.load(); }
+  std::string lost_reason() const;
+  std::shared_ptr<const LeaseValidity> validity() const { return validity_; }
+  const LeaseSlot& slot() const { return slot_; }
+  const LeaseTimings& timings() const { return t_; }
+  LeaseRecord record() const;
+
+private:
+  Status lose(std::string why);
+
+  Device& dev_;
+  Clock& clock_;
+  Uuid uuid_;
+  LeaseSlot slot_;
+  LeaseTimings t_;
+  std::shared_ptr<LeaseValidity> validity_;
+  mutable std::mutex mu_;
+  LeaseRecord mine_;
+  std::atomic<bool> lost_{false};
+  std::string lost_why_;
+};
+
+struct AcquireOptions {
+  // false: refuse as soon as the holder is seen alive. true: keep watching until it is gone,
+  // for at most `max_wait` (0 = the dead timeout plus a few renewals).
+  bool wait_for_live_holder = false;
+  Nanos max_wait{0};
+};
+
+// One attempt to take a lease, as explicit steps so tests can interleave contenders at will.
+// Each step() does at most one read or one write and returns when the next step is due.
+class LeaseAcquirer {
+public:
+  enum class Phase { kRead, kWatch, kWrite, kReadBack, kWon, kRefused, kFailed };
+
+  LeaseAcquirer(Device& dev, Clock& clock, const Uuid& uuid, LeaseSlot slot, LeaseTimings t,
+                std::string owner, AcquireOptions opts = {});
+  Nanos step();
+  bool done() const { return phase_ == Phase::kWon || phase_ == Phase::kRefused || phase_ == Phase::kFailed; }
+  Phase phase() const { return phase_; }
+  // kRefused: Status::invalid naming the holder; kFailed: the error.
+  const Status& status() const { return status_; }
+  // After kWon: the held lease (once).
+  std::unique_ptr<Lease> take();
+
+private:
+  Nanos do_read(Nanos now);
+  Nanos do_watch(Nanos now);
+  Nanos do_write(Nanos now);
+  Nanos do_read_back(Nanos now);
+  Nanos watch_from(const LeaseRead& r, Nanos now);
+  Nanos fail(Status s);
+  Nanos refuse(const LeaseRead& r, const std::string& how);
+
+  Device& dev_;
+  Clock& clock_;
+  Uuid uuid_;
+  LeaseSlot slot_;
+  LeaseTimings t_;
+  std::string owner_;
+  AcquireOptions opts_;
+  Phase phase_ = Phase::kRead;
+  Status status_;
+  Nanos started_{0};
+  // What the last read showed: the record we will supersede and when we read it.
+  LeaseRecord seen_;
+  bool seen_ok_ = false;
+  Nanos read_at_{0};
+  // Watching a held (or unreadable) record: its bytes and since when they have not changed.
+  Block observed_;
+  Nanos observed_since_{0};
+  // Our claim.
+  LeaseRecord mine_;
+  Nanos write_start_{0};
+  unsigned attempts_ = 0;
+  std::unique_ptr<Lease> won_;
+};
+
+// Runs a LeaseAcquirer to the end, sleeping on `clock` between steps.
+Result<std::unique_ptr<Lease>> acquire_lease(Device& dev, Clock& clock, const Uuid& uuid, LeaseSlot slot,
+                                             LeaseTimings t, const std::string& owner,
+                                             AcquireOptions opts = {});
+
+// "host/pid 1234": who this process is, in lease records.
+std::string default_owner();
+// "held by X (since 12:03:04, renewed 150 ms ago)" from a record, for messages.
+std::string describe_holder(const LeaseRecord& r, int64_t now_unix_ms);
+
+}  // namespace minihv::blockdev

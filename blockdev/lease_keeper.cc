@@ -1,0 +1,68 @@
+#include "blockdev/lease_keeper.h"
+
+#include "common/log.h"
+
+namespace minihv::blockdev {
+
+LeaseKeeper::LeaseKeeper(std::unique_ptr<Lease> lease, LostFn on_lost)
+    : lease_(std::move(lease)), on_lost_(std::move(on_lost)) {
+  renewer_ = std::thread([this] { renew_loop(); });
+  watchdog_ = std::thread([this] { watch_loop(); });
+}
+
+LeaseKeeper::~LeaseKeeper() {
+  if (Status s = release(); !s) LOG_WARN("%s", s.message().c_str());
+}
+
+void LeaseKeeper::stop_threads() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (renewer_.joinable()) renewer_.join();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
+Status LeaseKeeper::release() {
+  stop_threads();
+  return lease_->release();
+}
+
+bool LeaseKeeper::wait_stop(Nanos d) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, d, [this] { return stop_; });
+}
+
+void LeaseKeeper::report(const std::string& reason) {
+  if (reported_.exchange(true)) return;
+  LOG_ERROR("lease on %s lost: %s", lease_->slot().resource.c_str(), reason.c_str());
+  if (on_lost_) on_lost_(reason);
+}
+
+void LeaseKeeper::renew_loop() {
+  const Nanos period = lease_->timings().renew;
+  while (!wait_stop(period)) {
+    Status s = lease_->renew();
+    if (s) {
+      ++renewals_;
+      continue;
+    }
+    if (lease_->lost()) return report(lease_->lost_reason());
+    LOG_WARN("%s (retrying)", s.message().c_str());  // I/O error: the next renewal may still make it
+  }
+}
+
+void LeaseKeeper::watch_loop() {
+  // Often enough that a lost lease ends the holder well inside the dead-fail margin.
+  const Nanos period = lease_->timings().io_timeout / 2;
+  while (!wait_stop(period)) {
+    if (!lease_->valid()) {
+      return report(lease_->lost() ? lease_->lost_reason()
+                                   : "not renewed for " + std::to_string(lease_->timings().fail.count()) +
+                                         " ms (fail timeout): storage unreachable or this process was stalled");
+    }
+  }
+}
+
+}  // namespace minihv::blockdev

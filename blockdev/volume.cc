@@ -1,0 +1,158 @@
+// Volume: format, open, and the lease slots.
+#include "blockdev/volume.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "blockdev/disk_record.h"
+#include "blockdev/file_device.h"
+#include "common/fd.h"
+
+namespace minihv::blockdev {
+
+namespace {
+
+// Metadata is written in chunks of this size at format time.
+constexpr size_t kFormatChunk = 1 << 20;
+constexpr mode_t kVolumeFileMode = 0660;
+
+Status check_overwrite(Device& dev, bool force) {
+  if (force) return Status::ok();
+  Block b;
+  MINIHV_TRY(dev.read(0, b.span()));
+  if (has_magic(b, RecordKind::kSuper)) {
+    auto sb = Superblock::decode(b, dev.name());
+    const std::string cluster = sb ? " of cluster '" + sb->cluster + "'" : "";
+    return Status::invalid(dev.name() + " is already a minihv volume" + cluster + "; add --force to overwrite it");
+  }
+  if (std::any_of(std::begin(b.bytes), std::end(b.bytes), [](uint8_t x) { return x != 0; }))
+    return Status::invalid(dev.name() + " is not empty; add --force to overwrite it");
+  return Status::ok();
+}
+
+}  // namespace
+
+bool Volume::looks_like_volume(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  struct stat st {};
+  if (fstat(fd.get(), &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) return false;
+  Block b;
+  if (::pread(fd.get(), b.bytes, kBlockSize, 0) != static_cast<ssize_t>(kBlockSize)) return false;
+  return has_magic(b, RecordKind::kSuper);
+}
+
+Status Volume::format(const std::string& path, const FormatOptions& o) {
+  MINIHV_TRY(validate_name("cluster name", o.cluster));
+  struct stat st {};
+  const bool exists = ::stat(path.c_str(), &st) == 0;
+  if (exists && !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+    return Status::invalid(path + ": not a regular file or block device");
+  if (exists && S_ISREG(st.st_mode) && st.st_size > 0 && !o.force) {
+    if (looks_like_volume(path)) {
+      auto dev = FileDevice::open(path, FileDevice::Mode::kReadOnly);
+      if (dev) return check_overwrite(**dev, false);
+    }
+    return Status::invalid(path + " is not empty (" + std::to_string(st.st_size) +
+                           " bytes); add --force to overwrite it");
+  }
+  if (!exists && o.size == 0) return Status::invalid(path + " does not exist: give --size to create it");
+  if (exists && S_ISBLK(st.st_mode) && o.size) return Status::invalid(path + " is a block device: its size is fixed, drop --size");
+  if (!exists || S_ISREG(st.st_mode)) {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kVolumeFileMode));
+    if (!fd.valid()) return Status::from_errno(path + ": create");
+    if (o.size && ftruncate(fd.get(), static_cast<off_t>(o.size)) < 0) return Status::from_errno(path + ": set size");
+  }
+  auto dev = FileDevice::open(path, FileDevice::Mode::kReadWrite);
+  if (!dev) return dev.status();
+  return format_device(**dev, o, system_clock());
+}
+
+Status Volume::format_device(Device& dev, const FormatOptions& o, Clock& clock) {
+  MINIHV_TRY(validate_name("cluster name", o.cluster));
+  MINIHV_TRY(o.timings.validate());
+  MINIHV_TRY(check_overwrite(dev, o.force));
+  auto geo = Geometry::for_size(dev.size());
+  if (!geo) return geo.status();
+  Superblock sb;
+  sb.uuid = random_uuid();
+  sb.cluster = o.cluster;
+  sb.geo = *geo;
+  sb.timings = o.timings;
+  sb.created_unix_ms = clock.wall_unix_ms();
+  sb.created_by = o.created_by.empty() ? default_owner() : o.created_by;
+
+  // First unmake any old volume (a half-done format must not look like the old one), then write
+  // every metadata record, then the superblock that makes it a volume.
+  Block zero;
+  MINIHV_TRY(dev.write(0, zero.span()));
+  AlignedBuffer meta(sb.geo.data_start);
+  std::memset(meta.data(), 0, meta.size());
+  auto at = [&](uint64_t off) -> Block& { return *reinterpret_cast<Block*>(meta.data() + off); };
+  LeaseRecord free;
+  free.resource = "admin";
+  free.encode(at(sb.geo.admin_lease), sb.geo.admin_lease, sb.uuid);
+  for (uint32_t h = 1; h <= sb.geo.node_slots; ++h) {
+    free.resource = "node " + std::to_string(h);
+    free.encode(at(sb.geo.node_lease(h)), sb.geo.node_lease(h), sb.uuid);
+  }
+  free.resource.clear();
+  for (uint32_t i = 0; i < sb.geo.vm_slots; ++i) free.encode(at(sb.geo.vm_lease(i)), sb.geo.vm_lease(i), sb.uuid);
+  for (unsigned c = 0; c < 2; ++c) encode_config_header({}, at(sb.geo.config_copy(c)), sb.geo.config_copy(c), sb.uuid);
+  for (uint32_t i = 0; i < sb.geo.disk_slots; ++i)
+    encode_disk_record(nullptr, at(sb.geo.disk_record(i)), sb.geo.disk_record(i), sb.uuid);
+  for (uint64_t off = kBlockSize; off < meta.size(); off += kFormatChunk) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kFormatChunk, meta.size() - off));
+    MINIHV_TRY(dev.write(off, {meta.data() + off, n}));
+  }
+  Block b;
+  sb.encode(b);
+  return dev.write(0, b.span());
+}
+
+Result<std::unique_ptr<Volume>> Volume::open(const std::string& path, bool writable, Clock& clock) {
+  auto dev = FileDevice::open(path, writable ? FileDevice::Mode::kReadWrite : FileDevice::Mode::kReadOnly);
+  if (!dev) return dev.status();
+  return open_device(std::shared_ptr<Device>(std::move(*dev)), clock);
+}
+
+Result<std::unique_ptr<Volume>> Volume::open_device(std::shared_ptr<Device> dev, Clock& clock) {
+  if (dev->size() < kBlockSize) return Status::invalid(dev->name() + ": not a minihv volume (too small)");
+  Block b;
+  MINIHV_TRY(dev->read(0, b.span()));
+  auto sb = Superblock::decode(b, dev->name());
+  if (!sb) return sb.status();
+  if (sb->geo.volume_size > dev->size())
+    return Status::error(dev->name() + ": the volume is " + std::to_string(sb->geo.volume_size) +
+                         " bytes but the device only " + std::to_string(dev->size()) + " (truncated?)");
+  return std::unique_ptr<Volume>(new Volume(std::move(dev), clock, std::move(*sb)));
+}
+
+LeaseSlot Volume::admin_slot() const { return {sb_.geo.admin_lease, "admin"}; }
+
+Result<LeaseSlot> Volume::node_slot(uint32_t host_id) const {
+  if (host_id < 1 || host_id > sb_.geo.node_slots)
+    return Status::invalid("host id " + std::to_string(host_id) + ": must be 1.." + std::to_string(sb_.geo.node_slots));
+  return LeaseSlot{sb_.geo.node_lease(host_id), "node " + std::to_string(host_id)};
+}
+
+Result<LeaseSlot> Volume::vm_slot(uint32_t slot, const std::string& resource) const {
+  if (slot >= sb_.geo.vm_slots)
+    return Status::invalid("VM lease slot " + std::to_string(slot) + ": must be below " + std::to_string(sb_.geo.vm_slots));
+  return LeaseSlot{sb_.geo.vm_lease(slot), resource};
+}
+
+LeaseSlot Volume::disk_slot(const DiskEntry& d) const { return {sb_.geo.vm_lease(d.slot), "disk " + d.name}; }
+
+Result<LeaseRead> Volume::read_lease(const LeaseSlot& slot) {
+  return blockdev::read_lease(*dev_, sb_.uuid, slot.offset);
+}
+
+Result<std::unique_ptr<Lease>> Volume::acquire(const LeaseSlot& slot, const std::string& owner, AcquireOptions opts) {
+  return acquire_lease(*dev_, clock_, sb_.uuid, slot, sb_.timings, owner, opts);
+}
+
+}  // namespace minihv::blockdev

@@ -1,0 +1,219 @@
+// Delta leases with a fake clock on an in-memory volume: acquire, renew, expiry and takeover,
+// a torn or foreign record, a frozen holder, release.
+#include <gtest/gtest.h>
+
+#include "blockdev/lease.h"
+#include "tests/unit/blockdev_test_util.h"
+
+namespace minihv::blockdev {
+namespace {
+
+using testing::MemVolume;
+using namespace std::chrono_literals;
+
+// Steps an acquirer to its end on the manual clock, calling `between` at each wait.
+template <typename F>
+void run_to_end(LeaseAcquirer& a, ManualClock& clock, F between) {
+  while (!a.done()) {
+    const Nanos due = a.step();
+    if (a.done()) break;
+    while (clock.now() < due) {
+      const Nanos step = std::min<Nanos>(due - clock.now(), 10ms);
+      clock.advance(step);
+      between();
+    }
+  }
+}
+
+LeaseSlot disk_slot(MemVolume& m, uint32_t i = 3) { return *m.vol->vm_slot(i, "disk d" + std::to_string(i)); }
+
+TEST(BlockdevLease, AcquireFreeLeaseAfterTheSettleDelay) {
+  MemVolume m;
+  const Nanos t0 = m.clock.now();
+  auto l = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(l) << l.message();
+  EXPECT_EQ(m.clock.now() - t0, Nanos(m.timings().acquire_delay())) << "a claim is read back after the delay";
+  EXPECT_TRUE((*l)->valid());
+  auto r = m.vol->read_lease(disk_slot(m));
+  ASSERT_TRUE(r && r->held());
+  EXPECT_EQ(r->rec.owner, "A");
+  EXPECT_EQ(r->rec.resource, "disk d3");
+  EXPECT_EQ(r->rec.generation, 1u);
+}
+
+TEST(BlockdevLease, RenewalKeepsItValidAndExpiryEndsIt) {
+  MemVolume m;
+  auto l = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(l);
+  Lease& lease = **l;
+  const auto t = m.timings();
+  for (int i = 0; i < 20; ++i) {
+    m.clock.advance(t.renew);
+    ASSERT_TRUE(lease.renew()) << i;
+    EXPECT_TRUE(lease.valid());
+  }
+  EXPECT_EQ(lease.record().counter, 21u);
+  m.clock.advance(t.fail - 1ms);
+  EXPECT_TRUE(lease.valid()) << "valid until fail after the last renewal started";
+  m.clock.advance(1ms);
+  EXPECT_FALSE(lease.valid());
+  const uint64_t writes = m.dev->writes();
+  EXPECT_FALSE(lease.renew());
+  EXPECT_TRUE(lease.lost());
+  EXPECT_EQ(m.dev->writes(), writes) << "an expired holder must not write its record";
+}
+
+TEST(BlockdevLease, LiveHolderRefusesASecondContenderWithItsName) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "hostA/pid 1");
+  ASSERT_TRUE(a);
+  LeaseAcquirer b(*m.dev, m.clock, m.uuid(), disk_slot(m), m.timings(), "hostB/pid 2");
+  Nanos last_renew = m.clock.now();
+  run_to_end(b, m.clock, [&] {
+    if (m.clock.now() - last_renew >= m.timings().renew) {
+      ASSERT_TRUE((*a)->renew());
+      last_renew = m.clock.now();
+    }
+  });
+  ASSERT_EQ(b.phase(), LeaseAcquirer::Phase::kRefused);
+  EXPECT_TRUE(b.status().is_invalid_input());
+  EXPECT_NE(b.status().message().find("hostA/pid 1"), std::string::npos) << b.status().message();
+  EXPECT_TRUE((*a)->valid());
+}
+
+TEST(BlockdevLease, DeadHolderIsTakenOverOnlyAfterTheDeadTimeout) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  // A dies (no more renewals). B starts watching right away.
+  const Nanos died = m.clock.now();
+  LeaseAcquirer b(*m.dev, m.clock, m.uuid(), disk_slot(m), m.timings(), "B");
+  Nanos won_at{0};
+  run_to_end(b, m.clock, [&] {
+    auto r = m.vol->read_lease(disk_slot(m));
+    if (r && r->held() && r->rec.owner == "B" && won_at.count() == 0) won_at = m.clock.now();
+  });
+  ASSERT_EQ(b.phase(), LeaseAcquirer::Phase::kWon) << b.status().message();
+  EXPECT_GE(won_at - died, Nanos(m.timings().dead)) << "claimed before the dead timeout";
+  EXPECT_FALSE((*a)->valid()) << "A's validity ended long before";
+  auto lb = b.take();
+  auto r = m.vol->read_lease(disk_slot(m));
+  EXPECT_EQ(r->rec.generation, 2u);
+  EXPECT_FALSE((*a)->renew()) << "A, were it to wake, finds its lease gone";
+}
+
+TEST(BlockdevLease, ReleasedLeaseIsFreeAtOnce) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  ASSERT_TRUE((*a)->release());
+  EXPECT_FALSE((*a)->valid()) << "writes stop at release";
+  const Nanos t0 = m.clock.now();
+  auto b = m.vol->acquire(disk_slot(m), "B");
+  ASSERT_TRUE(b) << b.message();
+  EXPECT_EQ(m.clock.now() - t0, Nanos(m.timings().acquire_delay()));
+}
+
+TEST(BlockdevLease, TornRecordIsWatchedLikeAnUnknownHolder) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  m.clock.advance(m.timings().renew);
+  m.dev->tear_next_write(1000);  // A dies in the middle of a renewal
+  EXPECT_FALSE((*a)->renew());
+  auto r = m.vol->read_lease(disk_slot(m));
+  ASSERT_EQ(r->check, RecordCheck::kTorn);
+  const Nanos t0 = m.clock.now();
+  LeaseAcquirer b(*m.dev, m.clock, m.uuid(), disk_slot(m), m.timings(), "B");
+  run_to_end(b, m.clock, [] {});
+  ASSERT_EQ(b.phase(), LeaseAcquirer::Phase::kWon) << b.status().message();
+  EXPECT_GE(m.clock.now() - t0, Nanos(m.timings().dead)) << "a torn record is not a free one";
+}
+
+TEST(BlockdevLease, WrongUuidRecordIsNeverTrustedAsFree) {
+  MemVolume m;
+  // A free record of another volume, copied into this slot.
+  LeaseRecord foreign;
+  Block b;
+  foreign.encode(b, disk_slot(m).offset, random_uuid());
+  std::memcpy(m.dev->raw(disk_slot(m).offset), b.bytes, kBlockSize);
+  auto r = m.vol->read_lease(disk_slot(m));
+  EXPECT_EQ(r->check, RecordCheck::kForeign);
+  const Nanos t0 = m.clock.now();
+  auto l = m.vol->acquire(disk_slot(m), "B");
+  ASSERT_TRUE(l) << l.message();
+  EXPECT_GE(m.clock.now() - t0, Nanos(m.timings().dead));
+  // Our renewals then replace it with a record of this volume.
+  EXPECT_EQ(m.vol->read_lease(disk_slot(m))->check, RecordCheck::kOk);
+}
+
+TEST(BlockdevLease, FrozenHolderDoesNotWriteWhenItWakes) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  auto gate = (*a)->validity();
+  EXPECT_TRUE(gate->may_write());
+  // SIGSTOP: nothing runs for longer than the fail timeout. Nobody has taken over yet.
+  m.clock.advance(m.timings().fail + 5ms);
+  EXPECT_FALSE(gate->may_write()) << "the data path must refuse writes on wake";
+  const uint64_t writes = m.dev->writes();
+  EXPECT_FALSE((*a)->renew());
+  EXPECT_TRUE((*a)->lost());
+  EXPECT_EQ(m.dev->writes(), writes) << "no write of any kind after the fail timeout";
+  EXPECT_TRUE((*a)->release());
+  EXPECT_EQ(m.dev->writes(), writes) << "an expired lease is not released by writing either";
+}
+
+TEST(BlockdevLease, FrozenHolderFindsItTakenOver) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  auto b = m.vol->acquire(disk_slot(m), "B");  // A frozen: B's sleeps move the clock
+  ASSERT_TRUE(b) << b.message();
+  EXPECT_FALSE((*a)->valid());
+  const uint64_t writes = m.dev->writes();
+  EXPECT_FALSE((*a)->renew());
+  EXPECT_EQ(m.dev->writes(), writes);
+  EXPECT_TRUE((*b)->renew());
+  EXPECT_EQ(m.vol->read_lease(disk_slot(m))->rec.owner, "B");
+}
+
+TEST(BlockdevLease, RenewalIoErrorIsRetriedUntilFail) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  m.dev->set_failing(true);
+  m.clock.advance(m.timings().renew);
+  EXPECT_FALSE((*a)->renew());
+  EXPECT_FALSE((*a)->lost()) << "one failed I/O is not a lost lease";
+  m.dev->set_failing(false);
+  EXPECT_TRUE((*a)->renew());
+  EXPECT_TRUE((*a)->valid());
+}
+
+TEST(BlockdevLease, WaitingContenderGetsItWhenReleased) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  AcquireOptions o;
+  o.wait_for_live_holder = true;
+  o.max_wait = 10s;
+  LeaseAcquirer b(*m.dev, m.clock, m.uuid(), disk_slot(m), m.timings(), "B", o);
+  const Nanos t0 = m.clock.now();
+  Nanos last = t0;
+  run_to_end(b, m.clock, [&] {
+    if (!*a) return;
+    if (m.clock.now() - t0 >= 1s) {
+      ASSERT_TRUE((*a)->release());
+      a->reset();
+    } else if (m.clock.now() - last >= m.timings().renew) {
+      ASSERT_TRUE((*a)->renew());
+      last = m.clock.now();
+    }
+  });
+  ASSERT_EQ(b.phase(), LeaseAcquirer::Phase::kWon) << b.status().message();
+  EXPECT_LT(m.clock.now() - t0, 1s + m.timings().dead);
+}
+
+}  // namespace
+}  // namespace minihv::blockdev
