@@ -31,6 +31,7 @@ public:
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
     sigaddset(&set_, SIGHUP);
+    sigaddset(&set_, SIGUSR2);  // only ever sent by ~StopSignals to end the watcher
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // before any thread exists: all inherit it
   }
   void watch(Vm& vm) {

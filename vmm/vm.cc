@@ -156,6 +156,7 @@ Status Vm::create_vcpus() {
       cpuid_applied_ = std::move(applied).value();
     }
     MINIHV_TRY(setup_vcpu_lapic(**v));
+    MINIHV_TRY(setup_vcpu_fpu(**v));
     vcpus_.push_back(std::move(v).value());
   }
   return Status::ok();
@@ -180,6 +181,8 @@ int Vm::run() {
   state_ = VmState::kEnded;
   if (end_why_ == VmEnd::kError || end_why_ == VmEnd::kGuestCrash)
     LOG_ERROR("%s", end_message_.c_str());
+  else if (end_why_ == VmEnd::kReboot)  // minihv does not restart guests: say why it ended
+    LOG_WARN("%s; the VM ends (exit status %d)", end_message_.c_str(), exit_status(end_why_));
   else
     LOG_INFO("%s", end_message_.c_str());
   return exit_status(end_why_);

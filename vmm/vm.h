@@ -19,9 +19,12 @@
 #include "common/fd.h"
 #include "common/status.h"
 #include "cpuid/guest_cpuid.h"
+#include "vmm/boot/firmware_config.h"
 #include "vmm/bus.h"
 #include "vmm/devices/power.h"
 #include "vmm/devices/uart.h"
+#include "vmm/devices/virtio_blk.h"
+#include "vmm/devices/virtio_mmio.h"
 #include "vmm/irq_kvm.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
@@ -83,6 +86,7 @@ private:
   Status load_guest();
   Status create_virtio_devices();
   void stop_virtio_devices();
+  std::vector<boot::VirtioMmioWindow> virtio_windows() const;
 
   VmConfig config_;
   Kvm kvm_;
@@ -94,6 +98,8 @@ private:
   UniqueFd console_fd_;
   std::unique_ptr<AcpiPower> power_;
   std::unique_ptr<I8042> i8042_;
+  std::vector<std::unique_ptr<VirtioMmio>> virtio_;  // window i = layout::kVirtioMmioBase + i * size
+  std::vector<VirtioBlk*> blks_;                      // owned by their transports in virtio_
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::optional<cpuid::GuestCpuid> cpuid_;         // set by create_vcpus()
   std::optional<cpuid::Profile> cpuid_applied_;  // vCPU 0's table read back with KVM_GET_CPUID2

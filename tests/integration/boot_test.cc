@@ -31,7 +31,9 @@ void expect_continuous(const VmProcess& vm, int cpu, long min_count) {
     ASSERT_TRUE(hb) << "unparsable heartbeat: " << line;
     if (hb->cpu != cpu) continue;
     EXPECT_EQ(hb->errs, 0) << line;
-    if (last) EXPECT_EQ(hb->seq, last + 1) << "heartbeat sequence broke at: " << line;
+    if (last) {
+      EXPECT_EQ(hb->seq, last + 1) << "heartbeat sequence broke at: " << line;
+    }
     last = hb->seq;
     ++count;
   }
