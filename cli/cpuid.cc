@@ -57,7 +57,7 @@ int host_cmd(const HostOptions& o) {
 struct ShowOptions {
   std::string model = "host", host_profile;
   unsigned cpus = 1;
-  bool json = false;
+  bool json = false, applied = false;
 };
 
 int show_cmd(const ShowOptions& o) {
@@ -73,8 +73,23 @@ int show_cmd(const ShowOptions& o) {
   }
   auto g = build_for_vm(o.model, host, BuildOptions{o.cpus, false});
   if (!g) return fail(g.status());
-  const auto hidden = hidden_features(capability(host), g->table);
+  const auto hidden = hidden_features(o.model == "host" ? host.kvm : capability(host), g->table);
   if (g->advisory) std::fprintf(stderr, "minihv: %s\n", advisory_warning(*g).c_str());
+  if (o.applied) {
+    auto back = kvm_probe_applied(g->entries_for(0));
+    if (!back) return fail(back.status());
+    Profile held = Profile::from_kvm(*back);
+    const auto forced = hidden_features(held, g->table);  // on in KVM's copy, off in the model
+    if (o.json) {
+      nlohmann::json j = status_json(*g, &held);
+      j["forced_by_kvm"] = forced;
+      return write_json(j, "");
+    }
+    std::printf("model %s: KVM_GET_CPUID2 after KVM_SET_CPUID2 on a scratch vCPU\n", o.model.c_str());
+    std::printf("features KVM turned on against the model (%zu):\n%s", forced.size(), wrap_names(forced, "  ").c_str());
+    std::printf("table KVM holds (%zu entries):\n%s", held.leaves.size(), render_table(held).c_str());
+    return kExitOk;
+  }
   if (o.json) {
     nlohmann::json j = status_json(*g);
     j["hidden"] = hidden;
@@ -179,6 +194,8 @@ std::vector<Command> add_cpuid_commands(CLI::App& app) {
   show->add_option("--cpus", so->cpus, "Number of vCPUs (topology leaves)")->capture_default_str()->check(CLI::Range(1u, 255u));
   show->add_option("--host-profile", so->host_profile, "Pretend the host is this profile/dump (not this machine)");
   show->add_flag("--json", so->json, "Print JSON: model, features, hidden, advisory, table");
+  show->add_flag("--applied", so->applied,
+                 "Give the table to a scratch vCPU and show what KVM holds (KVM_GET_CPUID2)");
   out.push_back({show, [so] { return show_cmd(*so); }});
 
   auto bo = std::make_shared<BaselineOptions>();

@@ -20,9 +20,11 @@ std::vector<kvm_cpuid_entry2> GuestCpuid::entries_for(unsigned apic_id) const {
 }
 
 Result<GuestCpuid> build_for_vm(const std::string& model, const HostCpu& host, const BuildOptions& opts) {
-  const Profile offered = capability(host);
-  auto spec = resolve_model(model, offered.vendor);
+  auto spec = resolve_model(model, host.kvm.vendor);
   if (!spec) return spec.status();
+  // `host` is what KVM offers; the other models are granted from what the guest can really be
+  // given (on PVM: the processor's own features, which its guests execute anyway).
+  const Profile offered = spec->passthrough ? host.kvm : capability(host);
   auto table = apply_model(offered, *spec);
   if (!table) return table.status();
   normalize(*table, NormalizeOptions{opts.ncpus, opts.tsc_pinned, spec->phys_bits});

@@ -1,11 +1,14 @@
 #include "cpuid/kvm_abi.h"
 
+#include <fcntl.h>
 #include <sys/ioctl.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+
+#include "common/fd.h"
 
 namespace minihv::cpuid {
 
@@ -63,6 +66,17 @@ Result<std::vector<kvm_cpuid_entry2>> kvm_get_cpuid2(int vcpu_fd) {
   Buffer b(kMaxEntries);
   if (retry_ioctl(vcpu_fd, kGetCpuid2, b.raw()) < 0) return Status::from_errno("KVM_GET_CPUID2");
   return b.vector();
+}
+
+Result<std::vector<kvm_cpuid_entry2>> kvm_probe_applied(std::span<const kvm_cpuid_entry2> entries) {
+  UniqueFd kvm(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
+  if (!kvm.valid()) return Status::from_errno("/dev/kvm");
+  UniqueFd vm(retry_ioctl(kvm.get(), KVM_CREATE_VM, nullptr));
+  if (!vm.valid()) return Status::from_errno("KVM_CREATE_VM (probe)");
+  UniqueFd vcpu(::ioctl(vm.get(), KVM_CREATE_VCPU, 0ul));
+  if (!vcpu.valid()) return Status::from_errno("KVM_CREATE_VCPU (probe)");
+  MINIHV_TRY(kvm_set_cpuid2(vcpu.get(), entries));
+  return kvm_get_cpuid2(vcpu.get());
 }
 
 }  // namespace minihv::cpuid

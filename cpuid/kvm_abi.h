@@ -19,5 +19,9 @@ namespace minihv::cpuid {
 Result<std::vector<kvm_cpuid_entry2>> kvm_get_supported_cpuid(int kvm_fd);
 Status kvm_set_cpuid2(int vcpu_fd, std::span<const kvm_cpuid_entry2> entries);
 Result<std::vector<kvm_cpuid_entry2>> kvm_get_cpuid2(int vcpu_fd);
+// Gives `entries` to a scratch VM's vCPU 0 and reads back what KVM really holds. PVM, for one,
+// rewrites the table: it ORs in the processor's own instruction-set bits (leaf 1 ECX, leaf 7,
+// leaf 0xD) because its guests execute those instructions natively whatever CPUID says.
+Result<std::vector<kvm_cpuid_entry2>> kvm_probe_applied(std::span<const kvm_cpuid_entry2> entries);
 
 }  // namespace minihv::cpuid
