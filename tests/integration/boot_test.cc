@@ -143,3 +143,69 @@ TEST(Boot, ConsoleGoesToAFileWhenAsked) {
 
 }  // namespace
 }  // namespace minihv::test
+
+namespace minihv::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+long last_acknowledged(const VmProcess& vm) {
+  long rec = -1;
+  for (const auto& line : vm.lines_matching("^HB cpu=0 ")) {
+    auto hb = parse_heartbeat(line);
+    if (hb && hb->fields.count("rec")) rec = std::stol(hb->fields.at("rec"));
+  }
+  return rec;
+}
+
+TEST(Disk, RecordsSurviveAVmRestart) {
+  TempDir dir;
+  const std::string img = dir.file("disk.img");
+  make_image(img, 64 << 20);
+  auto args = [&](const std::string& cmdline) {
+    return std::vector<std::string>{"run", "--kernel", testguest_elf(), "--cmdline", cmdline, "--mem", "256M",
+                                    "--disk", img, "--api", dir.file("api.sock")};
+  };
+  long acked = -1;
+  {
+    VmProcess vm(args("disk"));
+    ASSERT_TRUE(vm.wait_line("^DISK resume last=0 ", 20s)) << vm.stdout_text() << vm.stderr_text();
+    ASSERT_TRUE(vm.wait_line("^HB cpu=0 seq=3 ", 20s)) << vm.stdout_text() << vm.stderr_text();
+    acked = last_acknowledged(vm);
+    ASSERT_GT(acked, 0) << vm.stdout_text();
+    vm.kill(SIGKILL);  // no clean shutdown: only what was acknowledged may be counted on
+    vm.wait_exit(10s);
+    EXPECT_TRUE(vm.lines_matching("errs=[1-9]").empty()) << vm.stdout_text();
+  }
+  VmProcess vm(args("disk secs=2"));
+  auto resume = vm.wait_line("^DISK resume last=\\d+", 20s);
+  ASSERT_TRUE(resume) << vm.stdout_text() << vm.stderr_text();
+  const long last = std::stol(resume->substr(resume->find("last=") + 5));
+  EXPECT_GE(last, acked) << "an acknowledged record was lost: " << *resume;
+  ASSERT_EQ(vm.wait_exit(30s), 0) << vm.stdout_text() << vm.stderr_text();
+  EXPECT_TRUE(vm.lines_matching("CORRUPT").empty()) << vm.stdout_text();
+  EXPECT_FALSE(vm.lines_matching("^DONE cpu=0 errs=0").empty()) << vm.stdout_text();
+  auto st = vm.lines_matching("^HB cpu=0 ");
+  ASSERT_FALSE(st.empty());
+  EXPECT_GT(last_acknowledged(vm), last) << "the restarted guest must keep writing";
+}
+
+TEST(Disk, StatsCountTheGuestsIo) {
+  TempDir dir;
+  const std::string img = dir.file("disk.img");
+  make_image(img, 16 << 20);
+  VmProcess vm({"run", "--kernel", testguest_elf(), "--cmdline", "disk", "--mem", "256M", "--disk", img, "--api",
+                dir.file("api.sock")});
+  ASSERT_TRUE(vm.wait_line("^HB cpu=0 seq=2 ", 20s)) << vm.stdout_text() << vm.stderr_text();
+  auto stats = api_call(dir.file("api.sock"), {{"cmd", "stats"}});
+  ASSERT_TRUE(stats) << stats.message();
+  const auto& d = (*stats)["disks"].at(0);
+  EXPECT_GT(d["writes"].get<uint64_t>(), 0u) << stats->dump();
+  EXPECT_GT(d["flushes"].get<uint64_t>(), 0u) << stats->dump();
+  EXPECT_GT(d["reads"].get<uint64_t>(), 0u) << stats->dump();
+  EXPECT_EQ(d["errors"].get<uint64_t>(), 0u) << stats->dump();
+  EXPECT_GT((*stats)["vmm_rss_kib"].get<uint64_t>(), 0u);
+}
+
+}  // namespace
+}  // namespace minihv::test
