@@ -17,6 +17,7 @@ struct Command {
 Command add_run_command(CLI::App& app);
 std::vector<Command> add_vm_commands(CLI::App& app);
 std::vector<Command> add_cpuid_commands(CLI::App& app);
+std::vector<Command> add_volume_commands(CLI::App& app);
 
 // Exit statuses shared by every subcommand (`minihv run` adds the guest's: see docs/vmm.md).
 constexpr int kExitOk = 0;

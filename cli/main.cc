@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   std::vector<cli::Command> commands{cli::add_run_command(app)};
   for (auto& c : cli::add_vm_commands(app)) commands.push_back(std::move(c));
   for (auto& c : cli::add_cpuid_commands(app)) commands.push_back(std::move(c));
+  for (auto& c : cli::add_volume_commands(app)) commands.push_back(std::move(c));
 
   try {
     app.parse(argc, argv);
