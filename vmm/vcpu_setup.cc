@@ -10,8 +10,6 @@
 namespace minihv {
 
 namespace {
-constexpr uint32_t kLeafFeatures = 0x1, kLeafExtTopology = 0xB, kLeafV2ExtTopology = 0x1F;
-constexpr uint32_t kEdxHtt = 1u << 28;
 constexpr uint32_t kApicLvtLint0 = 0x350, kApicLvtLint1 = 0x360;
 constexpr uint32_t kApicDeliveryExtInt = 7u << 8, kApicDeliveryNmi = 4u << 8;
 constexpr uint32_t kApicDeliveryMask = 7u << 8;
@@ -29,28 +27,6 @@ std::string on_vcpu(const char* what, const Vcpu& v) {
   return std::string(what) + " (vcpu " + std::to_string(v.id()) + ")";
 }
 }  // namespace
-
-void patch_topology(std::vector<kvm_cpuid_entry2>& entries, unsigned apic_id, unsigned ncpus) {
-  for (kvm_cpuid_entry2& e : entries) {
-    if (e.function == kLeafFeatures) {
-      e.ebx = (e.ebx & 0x0000ffffu) | (apic_id << 24) | ((ncpus & 0xffu) << 16);
-      if (ncpus > 1) e.edx |= kEdxHtt;
-    } else if (e.function == kLeafExtTopology || e.function == kLeafV2ExtTopology) {
-      e.edx = apic_id;
-    }
-  }
-}
-
-Status setup_vcpu_cpuid(Vcpu& vcpu, std::vector<kvm_cpuid_entry2> entries, unsigned ncpus) {
-  patch_topology(entries, vcpu.id(), ncpus);
-  auto buf = std::make_unique<uint8_t[]>(sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2));
-  auto* c = reinterpret_cast<kvm_cpuid2*>(buf.get());
-  c->nent = static_cast<uint32_t>(entries.size());
-  std::memcpy(c->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
-  int rc = kvm_ioctl(vcpu.fd(), KVM_SET_CPUID2, c);
-  if (rc < 0) return kvm_error(on_vcpu("KVM_SET_CPUID2", vcpu).c_str(), rc);
-  return Status::ok();
-}
 
 Status setup_vcpu_lapic(Vcpu& vcpu) {
   kvm_lapic_state s{};
