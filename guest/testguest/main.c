@@ -23,7 +23,9 @@ static NORETURN void run(u32 cpu)
         halt_forever();
     switch (cfg.wl) {
     case W_CPUID:
-        work_cpuid();
+        work_cpuid(cpuid_r0);
+    case W_CPUID3:
+        work_cpuid(cpuid_r3);
     case W_POWEROFF:
         uputs("BYE\n");
         upoweroff();

@@ -19,7 +19,7 @@ void bootinfo_read(void);
 int addr_is_ram(u64 a);
 
 /* ---- configuration from the command line (config.c) ---- */
-enum workload { W_IDLE, W_DIRTY, W_DISK, W_CPUID, W_POWEROFF, W_REBOOT, W_PANIC };
+enum workload { W_IDLE, W_DIRTY, W_DISK, W_CPUID, W_CPUID3, W_POWEROFF, W_REBOOT, W_PANIC };
 #define TG_MAX_VMMIO 8
 struct config {
     enum workload wl;
@@ -35,6 +35,7 @@ void config_parse(const char *cmdline);
 /* ---- platform (acpi.c, timecal.c, smp.c) ---- */
 void acpi_read(void);
 void cpuid_r0(u32 leaf, u32 sub, u32 r[4]);
+void cpuid_r3(u32 leaf, u32 sub, u32 r[4]);
 void time_calibrate(void);
 void lapic_timer_start(void);
 void smp_start(void);
@@ -71,7 +72,7 @@ static inline int mon_poll(struct mon *m)
 NORETURN void work_idle(u32 cpu);
 NORETURN void work_dirty(u32 cpu);
 NORETURN void work_disk(u32 cpu);
-NORETURN void work_cpuid(void);
+NORETURN void work_cpuid(void (*cpuid)(u32, u32, u32[4]));
 typedef void (*cpuid_fn)(u32 leaf, u32 sub, u32 r[4]);
 int cpuid_flag_names(cpuid_fn cpuid, char *buf, int size);
 
