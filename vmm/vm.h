@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,7 +28,9 @@
 #include "vmm/devices/virtio_blk.h"
 #include "vmm/devices/virtio_mmio.h"
 #include "vmm/irq_kvm.h"
+#include "vmm/dirty_log.h"
 #include "vmm/kvm.h"
+#include "vmm/machine_state.h"
 #include "vmm/memory.h"
 #include "vmm/vcpu.h"
 
@@ -58,8 +62,36 @@ public:
   int run();
 
   Status pause();
-  Status resume();
+  Status resume();  // also resumes devices that save_machine() quiesced
   void stop();  // ends the VM as kStopped (exit status 0)
+
+  // --- What live migration needs (docs/vm-state.md); vmm/ knows nothing of migration. ---
+  // The same machine as create() (memory, devices, vCPUs with their CPUID) with no kernel loaded
+  // and nothing run: restore_machine(), then run() continues the guest.
+  static Result<std::unique_ptr<Vm>> create_incoming(const VmConfig& config);
+  // Paused VM only. Quiesces every virtio device (in-flight I/O drained, disk fdatasync'ed) and
+  // reads vCPU, irqchip, PIT, clock and device state. The devices stay quiesced until resume()
+  // (migration failed: the VM goes on as before) or the VM ends.
+  Result<MachineState> save_machine();
+  // Incoming VM only, before run(), after guest RAM is in place. Order as Firecracker: PIT2,
+  // CLOCK, IRQCHIP x3, then per vCPU CPUID2 (when it differs), MP_STATE, REGS, SREGS, XSAVE, XCRS,
+  // DEBUGREGS, LAPIC, MSRS, VCPU_EVENTS, then the UART and virtio transports. The virtio devices
+  // stay quiesced (no disk I/O) until run() starts: take the disk lease before calling run().
+  Status restore_machine(const MachineState& state);
+  // What restore_machine() could not carry but did not fail for (e.g. a TSC rate this host
+  // cannot set); empty when everything was exact.
+  const std::vector<std::string>& restore_notes() const { return restore_notes_; }
+
+  // Dirty page tracking over every memslot (slot i = memory().regions()[i]).
+  Status start_dirty_log();
+  // Overwrites `bitmap` (one bit per 4 KiB page, dirty_bitmap_words(region) words) with the pages
+  // of `region` written since the last harvest, by the guest or by a device.
+  Status harvest_dirty(size_t region, std::span<uint64_t> bitmap);
+  Status stop_dirty_log();
+  size_t dirty_bitmap_words(size_t region) const { return DirtyLog::bitmap_words(*mem_, region); }
+
+  // Auto-converge: each vCPU spends `percent` (0-99) of wall time out of KVM_RUN. 0 costs nothing.
+  void set_throttle(unsigned percent);
 
   VmState state() const;
   nlohmann::json status() const;
@@ -84,6 +116,10 @@ private:
   Status create_devices();
   Status create_vcpus();
   Status load_guest();
+  Status build(bool load_kernel);
+  void resume_devices();
+  void throttle_loop();
+  void stop_throttle();
   Status create_virtio_devices();
   void stop_virtio_devices();
   std::vector<boot::VirtioMmioWindow> virtio_windows() const;
@@ -111,6 +147,16 @@ private:
   VmEnd end_why_ = VmEnd::kStopped;
   std::string end_message_;
   std::chrono::steady_clock::time_point started_;
+
+  DirtyLog dirty_log_;
+  bool incoming_ = false;          // built by create_incoming(); restore_machine() allowed once
+  bool devices_quiesced_ = false;  // by save_machine() or restore_machine(); undone by resume/run
+  std::vector<std::string> restore_notes_;
+  std::mutex throttle_mu_;
+  std::condition_variable throttle_cv_;
+  unsigned throttle_percent_ = 0;  // guarded by throttle_mu_
+  bool throttle_quit_ = false;
+  std::thread throttle_thread_;
 };
 
 }  // namespace minihv
