@@ -1,0 +1,139 @@
+// migrate/codec.h — the page codec: 4 KiB pages in, PAGES payload records out, and back.
+//
+// Owns: classifying a page (unchanged / zero / lz4 / raw), the table of xxh3 digests last sent per
+// page, writing records into a frame payload, the auto-compression decision, and decoding a PAGES
+// payload straight into guest memory with every record checked.
+// Must not know: sockets, frames' headers, KVM, dirty logs. The caller (migrate/source.*) decides which
+// pages to offer; the encoder decides how each travels.
+//
+// Sender, per stream:                               Receiver, per PAGES frame:
+//   PageBatchEncoder enc(options, &hashes);          auto st = decode_page_batch(view.payload, regions);
+//   for each dirty page on this stream:              // st: error = corrupt record, abort the migration
+//     enc.add(gpa, host_ptr);   // may be "unchanged" → nothing
+//     if (enc.full()) send(enc.take_frame());
+//   send(enc.take_frame()) if !enc.empty()
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "migrate/frames.h"
+#include "migrate/protocol.h"
+#include "vmm/memory.h"
+
+namespace minihv::migrate {
+
+enum class Compression { kNone, kLz4, kAuto };
+std::string_view compression_name(Compression c);
+// "none" | "lz4" | "auto" (the --compress flag).
+Result<Compression> parse_compression(std::string_view s);
+
+// What add() did with a page. kUnchanged means no bytes on the wire.
+enum class PageOutcome : uint8_t { kUnchanged, kZero, kRaw, kLz4 };
+
+struct CodecStats {
+  uint64_t zero = 0, unchanged = 0, lz4 = 0, raw = 0;
+  uint64_t bytes_in = 0;   // page bytes offered (4096 per page, including unchanged ones)
+  uint64_t bytes_out = 0;  // payload bytes produced (record headers + data)
+  void add(const CodecStats& o);
+};
+
+// The xxh3-64 of each page as last sent, for every page of the RAM regions. A digest of 0 means
+// "never sent" (a real page hashing to 0 merely gets sent again).
+class PageHashTable {
+public:
+  explicit PageHashTable(std::span<const MemoryRegion> ram);
+  // Slot of the page at `gpa`, or nullptr when gpa is not in RAM.
+  uint64_t* slot(uint64_t gpa);
+  // Forget everything (after a failed attempt, the next one starts from a full pass).
+  void clear();
+  size_t pages() const { return digests_.size(); }
+
+private:
+  struct Range { uint64_t gpa, size; size_t first; };
+  std::vector<Range> ranges_;
+  std::vector<uint64_t> digests_;
+};
+
+// Decides lz4 vs none for Compression::kAuto from measured speeds. Time per input byte:
+//   none: 1/link                 lz4: 1/codec + ratio/link   (ratio = compressed / input)
+// lz4 wins when it is at least kMargin faster. Until the link has been measured it says lz4.
+class CompressionChooser {
+public:
+  static constexpr double kMargin = 0.05;
+  static constexpr double kSmoothing = 0.25;  // weight of a new sample in the moving averages
+
+  // Bytes that left over the link in `seconds` (from the transport).
+  void observe_link(uint64_t bytes, double seconds);
+  // lz4 compressed `in` input bytes into `out` bytes in `seconds` (from the encoder).
+  void observe_codec(uint64_t in, uint64_t out, double seconds);
+  Compression choose() const;  // kLz4 or kNone
+  double link_bytes_per_s() const { return link_bps_; }
+  double codec_bytes_per_s() const { return codec_bps_; }
+  double ratio() const { return ratio_; }
+
+private:
+  double link_bps_ = 0, codec_bps_ = 0, ratio_ = 1.0;
+};
+
+struct EncoderOptions {
+  Compression compression = Compression::kAuto;
+  size_t target_batch_bytes = kTargetBatchBytes;
+  // kAuto with the chooser saying "none" still compresses one batch in this many to keep measuring.
+  unsigned probe_every = 16;
+};
+
+// Builds PAGES frames for one stream. Pages must be offered in any order but one stream's pages only
+// (stream_for_page); contiguous zero pages are merged into one run record.
+class PageBatchEncoder {
+public:
+  // `hashes` may be shared by the encoders of all streams (each page belongs to one stream, so the
+  // slots they touch never overlap) and must outlive the encoder; nullptr disables "unchanged".
+  // `chooser` is consulted for kAuto and may be shared (single-threaded) or nullptr (= lz4).
+  PageBatchEncoder(EncoderOptions options, PageHashTable* hashes, CompressionChooser* chooser = nullptr);
+
+  // Classifies the page at `gpa` (4096 bytes at `page`) and appends its record unless unchanged.
+  // Fails only if gpa is unaligned. Check full() after each call.
+  Result<PageOutcome> add(uint64_t gpa, const uint8_t* page);
+  bool full() const;
+  bool empty() const { return records_ == 0; }
+  // The finished PAGES frame (unsealed: the transport stamps stream and sequence); resets the batch.
+  Frame take_frame();
+  const CodecStats& stats() const { return stats_; }
+
+private:
+  void begin_batch();
+  void close_zero_run();
+  EncoderOptions options_;
+  PageHashTable* hashes_;
+  CompressionChooser* chooser_;
+  FrameBuilder builder_;
+  CodecStats stats_;
+  size_t records_ = 0, pages_in_batch_ = 0;
+  Compression batch_mode_ = Compression::kLz4;
+  uint64_t batches_ = 0;
+  // Open zero run: the record's offset in the payload, its first gpa and page count.
+  std::optional<size_t> zero_run_at_;
+  uint64_t zero_run_gpa_ = 0;
+  uint16_t zero_run_len_ = 0;
+  double codec_seconds_ = 0;
+  uint64_t codec_in_ = 0, codec_out_ = 0;
+};
+
+// True when the 4096 bytes at `page` are all zero.
+bool is_zero_page(const uint8_t* page);
+
+// Checks every record of a PAGES payload and writes the pages into RAM. A record outside `ram`,
+// with a bad kind or length, or an lz4 block that does not decode to exactly 4096 bytes fails the
+// whole batch with a message naming the record; nothing is written outside `ram`. Records before
+// the bad one may already have been written (the migration is aborted anyway).
+Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span<const MemoryRegion> ram);
+inline Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, const GuestMemory& mem) {
+  return decode_page_batch(payload, mem.regions());
+}
+
+}  // namespace minihv::migrate

@@ -1,0 +1,145 @@
+// migrate/transport.h — a migration session: N TCP streams between source and destination, driven by
+// one io_uring on the thread that owns the Session.
+//
+// Owns: resolving and trying the ordered target list, the per-connection STREAM_OPEN handshake (one
+// session id ties N connections together), queued sends with backpressure, receiving and validating
+// frames on every stream, the round barrier on the control stream, dead-peer detection, throughput.
+// Must not know: what frames mean beyond STREAM_OPEN and DIRTY_ROUND_END, guest memory, KVM.
+//
+// Threading: a Session (and a Listener) belongs to one thread; nothing here is thread-safe.
+//
+// Ordering guarantees (docs/migration-protocol.md §Ordering):
+//  - Frames sent on one stream arrive in order (TCP; the parser also checks the sequence numbers).
+//  - A page always goes on stream_for_page(gpa) (protocol.h), so its copies never overtake each other.
+//  - Round barrier: when stream 0 (the control stream) yields DIRTY_ROUND_END(r), the receiver holds it
+//    — and everything after it on stream 0 — until every other stream has delivered its
+//    DIRTY_ROUND_END(r') with r' >= r. So the handler sees stream 0's DIRTY_ROUND_END(r) last among the
+//    N of round r, and STATE / VERIFY / COMMIT sent on stream 0 after the final DIRTY_ROUND_END are
+//    handled only after every page of every stream.
+//    => The source must send DIRTY_ROUND_END(r) on every stream, stream 0 last (send_round_end()).
+//  - Frames from different streams are otherwise delivered in no particular order.
+//
+// Errors: EOF, ECONNRESET, a stream making no progress for io_timeout, a corrupt frame (with the
+// parser's typed reason) — all come back as a Status from send/flush/poll/receive naming the stream.
+// After an error the Session is dead; destroy it (which closes every socket).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "migrate/frames.h"
+
+namespace minihv::migrate {
+
+struct Endpoint {
+  std::string host;   // name or address; "[::1]" brackets are stripped
+  uint16_t port = 0;
+  std::string text() const;  // "host:port"
+};
+// "host:port" or "[v6addr]:port"; port 0 is allowed for listen (tests pick a free port).
+Result<Endpoint> parse_endpoint(std::string_view host_port);
+// "a:1,b:2" (the --to flag), in order.
+Result<std::vector<Endpoint>> parse_endpoint_list(std::string_view comma_separated);
+
+struct TransportOptions {
+  uint16_t streams = 1;                              // 1 ..= kMaxStreams (the sender's choice)
+  std::chrono::milliseconds connect_timeout{3000};   // per target address
+  std::chrono::milliseconds io_timeout{10000};       // no progress this long on a busy stream = dead peer
+  size_t max_queued_bytes = 8u << 20;                // per stream; send() blocks above this
+  uint64_t session_id = 0;                           // 0: random
+};
+
+// One target tried by connect(): its address and what happened (ok for the one used).
+struct ConnectAttempt {
+  std::string address;
+  Status result;
+};
+
+enum class Next { kContinue, kStop };
+// Called with each validated frame; view.header.stream is the stream it came on. Returning an error
+// stops the loop with that error; kStop ends receive() successfully.
+using FrameHandler = std::function<Result<Next>(const FrameView& view)>;
+
+struct TransportStats {
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  uint64_t frames_sent = 0, frames_received = 0;
+  double busy_seconds = 0;  // time with sends in flight
+  // Link speed as seen by the sender: bytes_sent / busy_seconds (0 before any send).
+  double throughput_bytes_per_s() const { return busy_seconds > 0 ? bytes_sent / busy_seconds : 0; }
+};
+
+class Session {
+public:
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Source side. Tries `targets` in order; each refused/unreachable/timed-out one is recorded in
+  // `tried` and skipped; opens options.streams connections to the first that accepts and sends
+  // STREAM_OPEN on each. Fails (naming every address) when none accepts.
+  static Result<std::unique_ptr<Session>> connect(std::span<const Endpoint> targets,
+                                                  const TransportOptions& options,
+                                                  std::vector<ConnectAttempt>* tried = nullptr);
+
+  uint16_t streams() const;
+  uint64_t session_id() const;
+  std::string peer() const;
+
+  // Stamps stream + sequence, checksums and queues the frame; returns at once unless the stream has
+  // more than max_queued_bytes queued, in which case it drives the ring until it is below (or fails
+  // after io_timeout without progress). Incoming frames are buffered meanwhile, never delivered here.
+  Status send(uint16_t stream, Frame frame);
+  // DIRTY_ROUND_END(m) on every stream, stream 0 last, flagged last when m.last. m.pages is ignored:
+  // each stream's count of page records since its previous round end is filled in.
+  Status send_round_end(RoundEnd m);
+  // Counts pages for the next round end (the encoder's page count per PAGES frame).
+  void count_pages(uint16_t stream, uint32_t pages);
+  // Waits until every queued byte has been handed to the kernel.
+  Status flush();
+
+  // Delivers the frames that are already here without waiting (the source's check for ABORT).
+  Status poll(const FrameHandler& handler);
+  // Delivers frames until the handler returns kStop, an error, or `timeout` passes with no frame.
+  Status receive(const FrameHandler& handler, std::chrono::milliseconds timeout);
+
+  const TransportStats& stats() const;
+  // Bytes sent and busy seconds since the previous call (for CompressionChooser::observe_link).
+  std::pair<uint64_t, double> take_link_sample();
+
+  struct Impl;
+
+private:
+  friend class Listener;
+  explicit Session(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Destination side.
+class Listener {
+public:
+  ~Listener();
+  Listener(Listener&&) noexcept;
+  Listener& operator=(Listener&&) noexcept;
+
+  static Result<Listener> listen(const Endpoint& where);
+  uint16_t port() const;  // the bound port (useful with port 0)
+
+  // Accepts the first connection, reads its STREAM_OPEN (session id, stream count), then the other
+  // streams of the same session. Connections with another session id are closed. Fails after
+  // `timeout` with what was missing.
+  Result<std::unique_ptr<Session>> accept(const TransportOptions& options, std::chrono::milliseconds timeout);
+
+private:
+  Listener();
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace minihv::migrate
