@@ -56,7 +56,7 @@ private:
   std::thread thread_;
 };
 
-nlohmann::json handle_request(Vm& vm, const nlohmann::json& req) {
+nlohmann::json handle_request(Vm& vm, const nlohmann::json& req, const ApiServer::Progress& /*progress*/) {
   const std::string cmd = req.value("cmd", "");
   auto reply = [](Status s) {
     return s ? nlohmann::json{{"ok", true}} : nlohmann::json{{"ok", false}, {"error", s.message()}};
@@ -96,7 +96,9 @@ int run(RunOptions& o) {
   }
   std::unique_ptr<ApiServer> api;
   if (!o.api.empty()) {
-    auto s = ApiServer::start(o.api, [&](const nlohmann::json& req) { return handle_request(**vm, req); });
+    auto s = ApiServer::start(o.api, [&](const nlohmann::json& req, const ApiServer::Progress& progress) {
+      return handle_request(**vm, req, progress);
+    });
     if (!s) {
       std::fprintf(stderr, "minihv: error: --api: %s\n", s.message().c_str());
       return s.status().is_invalid_input() ? kExitUsage : kExitFailure;

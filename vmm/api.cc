@@ -16,6 +16,7 @@ namespace minihv {
 namespace {
 
 constexpr size_t kMaxRequest = 64 * 1024;  // a request line longer than this is refused
+constexpr unsigned kMaxClients = 16;       // more at once are refused (a VM has few controllers)
 
 Result<sockaddr_un> unix_address(const std::string& path) {
   sockaddr_un addr{};
@@ -75,6 +76,7 @@ ApiServer::~ApiServer() {
     (void)!::write(stop_fd_.get(), &one, sizeof one);
     thread_.join();
   }
+  for (auto& t : clients_) t.join();
   if (listen_fd_.valid()) unlink(path_.c_str());
 }
 
@@ -86,13 +88,28 @@ void ApiServer::serve() {
     if (fds[1].revents) return;
     if (!(fds[0].revents & POLLIN)) continue;
     UniqueFd client(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (client.valid()) serve_client(client.get());
+    if (!client.valid()) continue;
+    if (active_clients_.load() >= kMaxClients) {
+      (void)write_all(client.get(), nlohmann::json{{"ok", false}, {"error", "too many control clients"}}.dump() + "\n");
+      continue;
+    }
+    active_clients_.fetch_add(1);
+    std::lock_guard lock(clients_mu_);
+    clients_.emplace_back([this, fd = std::move(client)]() mutable {
+      serve_client(std::move(fd));
+      active_clients_.fetch_sub(1);
+    });
   }
 }
 
-// Serves one client until it hangs up or the server stops. Clients are served one at a time:
-// a VM has few controllers, and a request never blocks for long.
-void ApiServer::serve_client(int fd) {
+// Serves one client, on its own thread, until it hangs up or the server stops.
+void ApiServer::serve_client(UniqueFd client) {
+  const int fd = client.get();
+  Progress progress = [fd](const nlohmann::json& line) {
+    nlohmann::json l = line;
+    l["progress"] = true;
+    (void)write_all(fd, l.dump() + "\n");
+  };
   std::string buf;
   char chunk[4096];
   for (;;) {
@@ -111,7 +128,7 @@ void ApiServer::serve_client(int fd) {
       if (req.is_discarded() || !req.is_object())
         reply = {{"ok", false}, {"error", "request is not a JSON object"}};
       else
-        reply = handler_(req);
+        reply = handler_(req, progress);
       if (!write_all(fd, reply.dump() + "\n")) return;
     }
     if (buf.size() > kMaxRequest) {
@@ -121,7 +138,8 @@ void ApiServer::serve_client(int fd) {
   }
 }
 
-Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& request, int timeout_ms) {
+Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& request, int timeout_ms,
+                                const std::function<void(const nlohmann::json&)>& on_progress) {
   auto addr = unix_address(path);
   if (!addr) return addr.status();
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -130,7 +148,15 @@ Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& r
   MINIHV_TRY(write_all(fd.get(), request.dump() + "\n"));
   std::string buf;
   char chunk[4096];
-  while (buf.find('\n') == std::string::npos) {
+  for (;;) {
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      auto reply = nlohmann::json::parse(buf.substr(0, nl), nullptr, false);
+      buf.erase(0, nl + 1);
+      if (reply.is_discarded()) return Status::error("the VM sent a reply that is not JSON");
+      if (!reply.is_object() || !reply.value("progress", false)) return reply;
+      if (on_progress) on_progress(reply);
+    }
     pollfd p{fd.get(), POLLIN, 0};
     int rc = poll(&p, 1, timeout_ms);
     if (rc == 0) return Status::error("no reply from " + path + " within " + std::to_string(timeout_ms) + " ms");
@@ -142,9 +168,6 @@ Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& r
     if (n <= 0) return Status::error("the VM closed the control socket without replying");
     buf.append(chunk, static_cast<size_t>(n));
   }
-  auto reply = nlohmann::json::parse(buf.substr(0, buf.find('\n')), nullptr, false);
-  if (reply.is_discarded()) return Status::error("the VM sent a reply that is not JSON");
-  return reply;
 }
 
 }  // namespace minihv

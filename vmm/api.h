@@ -4,9 +4,12 @@
 // replies (one JSON object per line each way). What a command does is the handler's business.
 #pragma once
 
+#include <atomic>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,7 +20,10 @@ namespace minihv {
 
 class ApiServer {
 public:
-  using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
+  // Sends an intermediate line to the client (progress of a long request such as a migration).
+  using Progress = std::function<void(const nlohmann::json&)>;
+  // Runs on the client's own thread: a long request never blocks another client's `status`.
+  using Handler = std::function<nlohmann::json(const nlohmann::json& request, const Progress& progress)>;
 
   // Binds `path`; refuses when another live process already serves it.
   static Result<std::unique_ptr<ApiServer>> start(const std::string& path, Handler handler);
@@ -28,17 +34,22 @@ public:
 private:
   ApiServer(std::string path, Handler handler) : path_(std::move(path)), handler_(std::move(handler)) {}
   void serve();
-  void serve_client(int fd);
+  void serve_client(UniqueFd fd);
 
   std::string path_;
   Handler handler_;
   UniqueFd listen_fd_;
   UniqueFd stop_fd_;
   std::thread thread_;
+  std::mutex clients_mu_;
+  std::vector<std::thread> clients_;
+  std::atomic<unsigned> active_clients_{0};
 };
 
-// Client side, for `minihv` subcommands and tests: one request, one reply.
+// Client side, for `minihv` subcommands and tests: one request, one reply. Intermediate lines
+// (objects with "progress": true) go to `on_progress` when given, and are skipped otherwise.
 Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& request,
-                                int timeout_ms = 10000);
+                                int timeout_ms = 10000,
+                                const std::function<void(const nlohmann::json&)>& on_progress = {});
 
 }  // namespace minihv
