@@ -17,12 +17,11 @@
 
 namespace minihv {
 
-class Kvm;
 
 class DirtyLog {
 public:
   // Call once right after KVM_CREATE_VM, before any memslot exists.
-  Status enable(int vm_fd, const Kvm& kvm);
+  Status enable(int vm_fd);
 
   bool manual_protect() const { return manual_; }
   bool initially_set() const { return initially_set_; }

@@ -155,6 +155,22 @@ void Vcpu::wait_for(VcpuState s) {
   cv_.wait(lock, [&] { return state_.load() == s || state_.load() == VcpuState::kStopped; });
 }
 
+void Vcpu::throttle_kick() {
+  if (throttle_percent_.load() == 0) return;
+  throttle_due_.store(true);
+  if (run_) __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  if (thread_.joinable() && state_.load() == VcpuState::kRunning) pthread_kill(pthread_, kick_signal());
+}
+
+// Sits out percent% of the period, waking early for any state request.
+void Vcpu::throttle_sleep() {
+  const unsigned percent = throttle_percent_.load();
+  if (percent == 0) return;
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, std::chrono::microseconds(kThrottlePeriod) * percent / 100,
+               [&] { return want_.load() != VcpuState::kRunning; });
+}
+
 void Vcpu::join() {
   if (thread_.joinable()) thread_.join();
 }
@@ -181,6 +197,10 @@ void Vcpu::thread_main() {
       report(VcpuState::kPaused);
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return want_.load() != VcpuState::kPaused; });
+      continue;
+    }
+    if (throttle_due_.exchange(false)) {
+      throttle_sleep();
       continue;
     }
     if (state_.load() != VcpuState::kRunning) report(VcpuState::kRunning);

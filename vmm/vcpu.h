@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -67,6 +68,12 @@ public:
   void wait_for(VcpuState s);   // blocks until the thread reports state s (or stopped)
   void join();
 
+  // Throttling (auto-converge): after each throttle_kick() the thread stays out of KVM_RUN for
+  // percent% of kThrottlePeriod before entering it again. percent 0 = never.
+  static constexpr std::chrono::milliseconds kThrottlePeriod{10};
+  void set_throttle(unsigned percent) { throttle_percent_.store(percent); }
+  void throttle_kick();
+
   // Installs the kick signal handler once per process.
   static void install_kick_handler();
 
@@ -74,6 +81,7 @@ private:
   Vcpu(unsigned id, VcpuHost& host) : id_(id), host_(host) {}
   void thread_main();
   void report(VcpuState s);
+  void throttle_sleep();
   std::string describe_emulation_failure(const std::string& base);
 
   unsigned id_;
@@ -88,6 +96,8 @@ private:
   std::atomic<VcpuState> want_{VcpuState::kRunning};
   std::atomic<VcpuState> state_{VcpuState::kCreated};
   std::atomic<uint64_t> exits_{0};
+  std::atomic<unsigned> throttle_percent_{0};
+  std::atomic<bool> throttle_due_{false};
 };
 
 }  // namespace minihv

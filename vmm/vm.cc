@@ -47,22 +47,29 @@ const char* to_string(VmState s) {
 }
 
 Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
-  if (config.cpus == 0 || config.cpus > kMaxCpus)
-    return Status::invalid("--cpus " + std::to_string(config.cpus) + ": must be 1.." + std::to_string(kMaxCpus));
-  const uint64_t host = host_memory_bytes();
-  if (host && config.mem_bytes > host)
-    return Status::invalid("--mem " + std::to_string(config.mem_bytes >> 20) + " MiB is more than this host has (" +
-                           std::to_string(host >> 20) + " MiB)");
   std::unique_ptr<Vm> vm(new Vm(config));
-  MINIHV_TRY(vm->create_vm());
-  MINIHV_TRY(vm->create_memory());
-  MINIHV_TRY(vm->create_devices());
-  MINIHV_TRY(vm->create_vcpus());
-  MINIHV_TRY(vm->load_guest());
+  MINIHV_TRY(vm->build(/*load_kernel=*/true));
   return vm;
 }
 
+// create() and create_incoming(): the same machine; only a booting one gets a kernel.
+Status Vm::build(bool load_kernel) {
+  if (config_.cpus == 0 || config_.cpus > kMaxCpus)
+    return Status::invalid("--cpus " + std::to_string(config_.cpus) + ": must be 1.." + std::to_string(kMaxCpus));
+  const uint64_t host = host_memory_bytes();
+  if (host && config_.mem_bytes > host)
+    return Status::invalid("--mem " + std::to_string(config_.mem_bytes >> 20) + " MiB is more than this host has (" +
+                           std::to_string(host >> 20) + " MiB)");
+  MINIHV_TRY(create_vm());
+  MINIHV_TRY(create_memory());
+  MINIHV_TRY(create_devices());
+  MINIHV_TRY(create_vcpus());
+  if (load_kernel) MINIHV_TRY(load_guest());
+  return Status::ok();
+}
+
 Vm::~Vm() {
+  stop_throttle();
   for (auto& v : vcpus_) v->request(VcpuState::kStopped);
   for (auto& v : vcpus_) v->join();
 }
@@ -85,6 +92,7 @@ Status Vm::create_vm() {
     rc = kvm_ioctl(fd, KVM_SET_IDENTITY_MAP_ADDR, &addr);
     if (rc < 0) return kvm_error("KVM_SET_IDENTITY_MAP_ADDR", rc);
   }
+  MINIHV_TRY(dirty_log_.enable(fd));  // before any memslot exists
   rc = kvm_ioctl(fd, KVM_CREATE_IRQCHIP, 0ul);
   if (rc < 0) return kvm_error("KVM_CREATE_IRQCHIP", rc);
   kvm_pit_config pit{};
@@ -168,6 +176,7 @@ int Vm::run() {
     state_ = VmState::kRunning;
     started_ = std::chrono::steady_clock::now();
   }
+  resume_devices();  // an incoming VM's devices wait for this (the disk lease is ours by now)
   for (auto& v : vcpus_) v->start();
   {
     std::unique_lock lock(mu_);
@@ -175,6 +184,7 @@ int Vm::run() {
   }
   for (auto& v : vcpus_) v->request(VcpuState::kStopped);
   for (auto& v : vcpus_) v->join();
+  stop_throttle();
   stop_virtio_devices();
   uart_->flush_output();
   std::lock_guard lock(mu_);
@@ -221,6 +231,7 @@ Status Vm::resume() {
     if (state_ != VmState::kPaused) return Status::error(std::string("cannot resume a VM that is ") + to_string(state_));
     state_ = VmState::kRunning;
   }
+  resume_devices();
   for (auto& v : vcpus_) v->request(VcpuState::kRunning);
   return Status::ok();
 }

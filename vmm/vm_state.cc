@@ -1,24 +1,173 @@
 // Vm: what live migration needs — machine state save/restore, dirty logging, throttling.
-// (vmm/ knows nothing of migration; see docs/vm-state.md.)
+// vmm/ knows nothing of migration; docs/vm-state.md describes the state and the order.
+#include <algorithm>
+
+#include "common/log.h"
+#include "cpuid/kvm_abi.h"
+#include "vmm/vcpu_state.h"
 #include "vmm/vm.h"
 
 namespace minihv {
 
-Result<std::unique_ptr<Vm>> Vm::create_incoming(const VmConfig&) {
-  return Status::error("Vm::create_incoming: not implemented yet");
+namespace {
+
+template <typename T> Status vm_ioctl(int fd, unsigned long req, T& arg, const char* name) {
+  int rc = kvm_ioctl(fd, req, &arg);
+  return rc < 0 ? kvm_error(name, rc) : Status::ok();
 }
-Result<MachineState> Vm::save_machine() { return Status::error("Vm::save_machine: not implemented yet"); }
-Status Vm::restore_machine(const MachineState&) {
-  return Status::error("Vm::restore_machine: not implemented yet");
+
+kvm_irqchip chip(uint32_t id) {
+  kvm_irqchip c{};
+  c.chip_id = id;
+  return c;
 }
-Status Vm::start_dirty_log() { return Status::error("Vm::start_dirty_log: not implemented yet"); }
-Status Vm::harvest_dirty(size_t, std::span<uint64_t>) {
-  return Status::error("Vm::harvest_dirty: not implemented yet");
+
+}  // namespace
+
+Result<std::unique_ptr<Vm>> Vm::create_incoming(const VmConfig& config) {
+  std::unique_ptr<Vm> vm(new Vm(config));
+  vm->incoming_ = true;
+  MINIHV_TRY(vm->build(/*load_kernel=*/false));
+  return vm;
 }
-Status Vm::stop_dirty_log() { return Status::error("Vm::stop_dirty_log: not implemented yet"); }
-void Vm::set_throttle(unsigned) {}
-void Vm::resume_devices() {}
-void Vm::throttle_loop() {}
-void Vm::stop_throttle() {}
+
+Result<MachineState> Vm::save_machine() {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ != VmState::kPaused)
+      return Status::error(std::string("save_machine needs a paused VM; this one is ") + to_string(state_));
+  }
+  // Devices first: no request may be in flight (or complete into RAM) once the state is read.
+  devices_quiesced_ = true;
+  for (size_t i = 0; i < virtio_.size(); ++i) {
+    Status s = virtio_[i]->device().quiesce();
+    if (!s) {
+      resume_devices();
+      return s.context("quiescing virtio device " + std::to_string(i));
+    }
+  }
+  auto caps = VcpuStateCaps::probe(kvm_, vm_fd_.get());
+  if (!caps) return caps.status();
+  MachineState m;
+  const int fd = vm_fd_.get();
+  // kvmclock before the vCPUs: the TSC offsets are read against it (see vcpu_state.h).
+  MINIHV_TRY(vm_ioctl(fd, KVM_GET_CLOCK, m.vm.clock, "KVM_GET_CLOCK"));
+  m.vm.pic_master = chip(KVM_IRQCHIP_PIC_MASTER);
+  m.vm.pic_slave = chip(KVM_IRQCHIP_PIC_SLAVE);
+  m.vm.ioapic = chip(KVM_IRQCHIP_IOAPIC);
+  MINIHV_TRY(vm_ioctl(fd, KVM_GET_IRQCHIP, m.vm.pic_master, "KVM_GET_IRQCHIP (PIC master)"));
+  MINIHV_TRY(vm_ioctl(fd, KVM_GET_IRQCHIP, m.vm.pic_slave, "KVM_GET_IRQCHIP (PIC slave)"));
+  MINIHV_TRY(vm_ioctl(fd, KVM_GET_IRQCHIP, m.vm.ioapic, "KVM_GET_IRQCHIP (IOAPIC)"));
+  MINIHV_TRY(vm_ioctl(fd, KVM_GET_PIT2, m.vm.pit, "KVM_GET_PIT2"));
+  const int khz = kvm_ioctl(vcpus_.at(0)->fd(), KVM_GET_TSC_KHZ);
+  if (khz < 0) return kvm_error("KVM_GET_TSC_KHZ (vcpu 0)", khz);
+  m.vm.tsc_khz = static_cast<uint32_t>(khz);
+  for (const auto& v : vcpus_) {
+    auto cpu = save_vcpu(v->fd(), v->id(), *caps);
+    if (!cpu) return cpu.status();
+    m.cpus.push_back(std::move(cpu).value());
+  }
+  m.devices.uart = uart_->registers();
+  for (const auto& t : virtio_) m.devices.virtio.push_back(t->save());
+  return m;
+}
+
+Status Vm::restore_machine(const MachineState& m) {
+  {
+    std::lock_guard lock(mu_);
+    if (!incoming_ || state_ != VmState::kCreated)
+      return Status::error("restore_machine needs a VM made by create_incoming() that has not run");
+  }
+  if (m.cpus.size() != vcpus_.size())
+    return Status::error("the saved VM has " + std::to_string(m.cpus.size()) + " vCPUs, this one " +
+                         std::to_string(vcpus_.size()) + ": start the destination with the same --cpus");
+  if (m.devices.virtio.size() != virtio_.size())
+    return Status::error("the saved VM has " + std::to_string(m.devices.virtio.size()) + " virtio devices, this one " +
+                         std::to_string(virtio_.size()) + ": give the destination the same disks");
+  auto caps = VcpuStateCaps::probe(kvm_, vm_fd_.get());
+  if (!caps) return caps.status();
+  restore_notes_.clear();
+  const int fd = vm_fd_.get();
+  kvm_pit_state2 pit = m.vm.pit;
+  MINIHV_TRY(vm_ioctl(fd, KVM_SET_PIT2, pit, "KVM_SET_PIT2"));
+  // kvmclock before any vCPU runs; with the source's realtime KVM advances it by the time the
+  // VM spent in transit (never backwards), as the guest's TSC advances on this host.
+  kvm_clock_data clock{};
+  clock.clock = m.vm.clock.clock;
+  clock.flags = m.vm.clock.flags & KVM_CLOCK_REALTIME;
+  clock.realtime = m.vm.clock.realtime;
+  MINIHV_TRY(vm_ioctl(fd, KVM_SET_CLOCK, clock, "KVM_SET_CLOCK"));
+  TscFixup tsc;
+  tsc.tsc_khz = m.vm.tsc_khz;
+  tsc.source = m.vm.clock;
+  if (m.vm.clock.flags & KVM_CLOCK_HOST_TSC) {
+    MINIHV_TRY(vm_ioctl(fd, KVM_GET_CLOCK, tsc.dest, "KVM_GET_CLOCK"));
+    tsc.valid = tsc.dest.flags & KVM_CLOCK_HOST_TSC;
+  }
+  for (kvm_irqchip c : {m.vm.pic_master, m.vm.pic_slave, m.vm.ioapic})
+    MINIHV_TRY(vm_ioctl(fd, KVM_SET_IRQCHIP, c, "KVM_SET_IRQCHIP"));
+  for (size_t i = 0; i < vcpus_.size(); ++i)
+    MINIHV_TRY(restore_vcpu(vcpus_[i]->fd(), m.cpus[i], *caps, m.vm.tsc_khz, tsc, restore_notes_));
+  uart_->set_registers(m.devices.uart);
+  // The devices stay quiesced through the restore (it may re-activate them) until run().
+  devices_quiesced_ = true;
+  for (size_t i = 0; i < virtio_.size(); ++i) {
+    MINIHV_TRY(virtio_[i]->device().quiesce().context("virtio device " + std::to_string(i)));
+    MINIHV_TRY(virtio_[i]->restore(m.devices.virtio[i]).context("virtio device " + std::to_string(i)));
+  }
+  auto applied = cpuid::read_vcpu_cpuid(vcpus_.at(0)->fd());  // now the source's table
+  if (applied) cpuid_applied_ = std::move(applied).value();
+  for (const auto& n : restore_notes_) LOG_WARN("restore: %s", n.c_str());
+  incoming_ = false;  // restored once; run() continues the guest
+  return Status::ok();
+}
+
+void Vm::resume_devices() {
+  if (!devices_quiesced_) return;
+  for (auto& t : virtio_) t->device().resume();
+  devices_quiesced_ = false;
+}
+
+Status Vm::start_dirty_log() { return dirty_log_.start(*mem_); }
+
+Status Vm::harvest_dirty(size_t region, std::span<uint64_t> bitmap) {
+  return dirty_log_.harvest(*mem_, region, bitmap);
+}
+
+Status Vm::stop_dirty_log() { return dirty_log_.stop(*mem_); }
+
+void Vm::set_throttle(unsigned percent) {
+  percent = std::min(percent, 99u);
+  {
+    std::lock_guard lock(throttle_mu_);
+    if (percent == throttle_percent_) return;
+    throttle_percent_ = percent;
+    for (auto& v : vcpus_) v->set_throttle(percent);
+    if (percent && !throttle_thread_.joinable()) throttle_thread_ = std::thread([this] { throttle_loop(); });
+  }
+  throttle_cv_.notify_all();
+}
+
+// Kicks every vCPU once per period while throttling; sleeps on the condition variable otherwise.
+void Vm::throttle_loop() {
+  std::unique_lock lock(throttle_mu_);
+  while (!throttle_quit_) {
+    if (throttle_percent_ == 0) {
+      throttle_cv_.wait(lock, [&] { return throttle_quit_ || throttle_percent_ != 0; });
+      continue;
+    }
+    if (throttle_cv_.wait_for(lock, Vcpu::kThrottlePeriod, [&] { return throttle_quit_; })) break;
+    for (auto& v : vcpus_) v->throttle_kick();
+  }
+}
+
+void Vm::stop_throttle() {
+  {
+    std::lock_guard lock(throttle_mu_);
+    throttle_quit_ = true;
+  }
+  throttle_cv_.notify_all();
+  if (throttle_thread_.joinable()) throttle_thread_.join();
+}
 
 }  // namespace minihv
