@@ -87,8 +87,8 @@ struct EncoderOptions {
   unsigned probe_every = 16;
 };
 
-// Builds PAGES frames for one stream. Pages must be offered in any order but one stream's pages only
-// (stream_for_page); contiguous zero pages are merged into one run record.
+// Builds PAGES frames for one stream. Offer only that stream's pages (stream_for_page), in any order;
+// consecutive zero pages offered one after the other are merged into one run record.
 class PageBatchEncoder {
 public:
   // `hashes` may be shared by the encoders of all streams (each page belongs to one stream, so the

@@ -8,9 +8,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -34,9 +37,20 @@ FrameHeader decode_header(const uint8_t in[kHeaderSize]);  // no validation
 // A whole frame, header + payload, contiguous and ready for send(). Built by FrameBuilder with the
 // payload hash already computed; seal() stamps stream + sequence and the checksum (the transport
 // does this, it owns the per-stream sequence).
+// A byte vector whose resize() leaves new bytes uninitialised (pages are copied over them anyway).
+template <typename T> struct NoInitAllocator : std::allocator<T> {
+  template <typename U> struct rebind { using other = NoInitAllocator<U>; };
+  template <typename U> void construct(U* p) noexcept { ::new (static_cast<void*>(p)) U; }
+  template <typename U, typename... A> void construct(U* p, A&&... a) {
+    ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+  }
+};
+using Bytes = std::vector<uint8_t, NoInitAllocator<uint8_t>>;
+
 struct Frame {
-  std::vector<uint8_t> bytes;  // kHeaderSize + payload_len
+  Bytes bytes;                 // kHeaderSize + payload_len
   uint64_t payload_hash = 0;   // XXH3_64bits(payload)
+  uint32_t pages = 0;          // PAGES: guest pages described (the transport counts them per round)
   FrameType type() const;
   uint16_t flags() const;
   size_t payload_size() const { return bytes.size() - kHeaderSize; }
@@ -62,11 +76,11 @@ public:
   Frame finish();  // computes payload_len and the payload hash; the builder is empty afterwards
 
 private:
-  std::vector<uint8_t> buf_;
+  Bytes buf_;
 };
 
 // A validated frame inside the parser's buffer. The payload span is valid until the next call to
-// prepare()/feed()/next() on that parser.
+// prepare()/feed() on that parser (in a Session: until the handler returns).
 struct FrameView {
   FrameHeader header;
   std::span<const uint8_t> payload;
@@ -95,7 +109,8 @@ public:
   explicit FrameParser(int stream = kAnyStream, size_t capacity = 2 * (kHeaderSize + kMaxPayload));
 
   // Zero-copy receive: a writable area of at least `min` bytes (compacting if needed); after reading
-  // into it, commit(n) the bytes received. writable() may be 0 when a whole frame is buffered but
+  // into it, commit(n) the bytes received. Only prepare() moves buffered bytes: frames returned by
+  // next() stay valid until it is called again. writable() may be 0 when frames are buffered but
   // not yet taken.
   std::span<uint8_t> prepare(size_t min = 1);
   void commit(size_t n);
@@ -104,6 +119,7 @@ public:
   size_t feed(std::span<const uint8_t> bytes);
 
   // The next whole frame, std::nullopt when more bytes are needed, or an error (see error()).
+  // Never moves memory, so earlier views stay valid.
   Result<std::optional<FrameView>> next();
   FrameError error() const { return error_; }
   size_t buffered() const { return end_ - begin_; }
@@ -113,7 +129,7 @@ public:
 private:
   Status fail(FrameError e, std::string detail);
   int stream_;
-  std::vector<uint8_t> buf_;
+  Bytes buf_;
   size_t begin_ = 0, end_ = 0;
   uint64_t next_sequence_ = 0;
   FrameError error_ = FrameError::kNone;

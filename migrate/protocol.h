@@ -39,7 +39,6 @@ inline constexpr size_t kPageSize = 4096;
 inline constexpr unsigned kPageShift = 12;
 // A PAGES frame is closed once its payload reaches this many bytes (the encoder's target).
 inline constexpr size_t kTargetBatchBytes = 1u << 20;
-inline constexpr size_t kMaxPagesPerBatch = 512;
 // STATE blobs are split into chunks of at most this many bytes; the whole blob is capped.
 inline constexpr size_t kMaxStateChunk = 1u << 20;
 inline constexpr uint64_t kMaxStateBytes = 256ull << 20;

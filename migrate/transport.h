@@ -97,9 +97,10 @@ public:
   // after io_timeout without progress). Incoming frames are buffered meanwhile, never delivered here.
   Status send(uint16_t stream, Frame frame);
   // DIRTY_ROUND_END(m) on every stream, stream 0 last, flagged last when m.last. m.pages is ignored:
-  // each stream's count of page records since its previous round end is filled in.
+  // each stream's count_pages() total since its previous round end is filled in, so the receiver may
+  // check it against what it decoded on that stream.
   Status send_round_end(RoundEnd m);
-  // Counts pages for the next round end (the encoder's page count per PAGES frame).
+  // Adds to the page count of `stream`'s next round end (e.g. Frame::pages of each PAGES frame sent).
   void count_pages(uint16_t stream, uint32_t pages);
   // Waits until every queued byte has been handed to the kernel.
   Status flush();

@@ -1,0 +1,354 @@
+// The io_uring data path of a Session: queued gathering sends, zero-copy receives into each stream's
+// parser, the round barrier on stream 0, and dead-peer detection. Set-up: net.cc and listener.cc.
+#include <sys/random.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "migrate/net.h"
+#include "migrate/session_impl.h"
+#include "migrate/test_hooks.h"
+
+namespace minihv::migrate {
+
+namespace {
+
+enum Op : uint64_t { kSendOp = 1, kRecvOp = 2 };
+constexpr uint64_t tag(uint16_t stream, Op op) { return (uint64_t{stream} << 8) | op; }
+// One sendmsg gathers at most this many queued frames.
+constexpr size_t kMaxIov = 64;
+// A recv is posted only with at least this much room (less means frames wait to be delivered).
+constexpr size_t kMinRecvRoom = 64u << 10;
+// Frames delivered from one stream before the others get a turn.
+constexpr int kDeliverBurst = 8;
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
+
+}  // namespace
+
+Session::Impl::Impl(std::vector<UniqueFd> fds, std::vector<FrameParser> parsers, const TransportOptions& o,
+                    uint64_t id, std::string peer_name)
+    : opt(o), session_id(id), peer(std::move(peer_name)), corrupt_pages_frame_(corrupt_pages_frame_from_env()) {
+  for (size_t i = 0; i < fds.size(); ++i) {
+    net::tune_stream(fds[i].get(), opt.io_timeout);
+    streams_.push_back(
+        std::make_unique<StreamState>(std::move(fds[i]), static_cast<uint16_t>(i), std::move(parsers[i])));
+  }
+}
+
+Session::Impl::~Impl() {
+  // Cancel what is in flight before the buffers it points into go away.
+  for (auto& s : streams_) ::shutdown(s->fd.get(), SHUT_RDWR);
+  auto give_up = Clock::now() + std::chrono::seconds(2);
+  while (inflight_ > 0 && ring_.initialized() && Clock::now() < give_up)
+    if (!pump(true, give_up)) break;
+}
+
+Status Session::Impl::init() { return ring_.init(static_cast<unsigned>(4 * streams_.size() + 8)); }
+
+Status Session::Impl::die(Status s) {
+  if (dead_.is_ok()) dead_ = s;
+  return dead_;
+}
+
+void Session::Impl::arm() {
+  for (auto& sp : streams_) {
+    StreamState& s = *sp;
+    if (!s.send_busy && !s.queue.empty() && dead_.is_ok()) {
+      s.iov.clear();
+      for (auto it = s.queue.begin(); it != s.queue.end() && s.iov.size() < kMaxIov; ++it) {
+        size_t skip = it == s.queue.begin() ? s.front_sent : 0;
+        s.iov.push_back({it->bytes.data() + skip, it->bytes.size() - skip});
+      }
+      s.msg = {};
+      s.msg.msg_iov = s.iov.data();
+      s.msg.msg_iovlen = s.iov.size();
+      io_uring_sqe* sqe = ring_.sqe();
+      if (!sqe) return;  // ring full: the next pump arms the rest
+      io_uring_prep_sendmsg(sqe, s.fd.get(), &s.msg, MSG_NOSIGNAL | MSG_WAITALL);
+      io_uring_sqe_set_data64(sqe, tag(s.index, kSendOp));
+      s.send_busy = true;
+      ++inflight_;
+    }
+    // No recv while delivering (prepare() may move the bytes a handler is looking at) or while
+    // stream 0 holds a frame for the barrier.
+    if (!s.recv_busy && !s.recv_closed && !delivering_ && !s.held) {
+      auto room = s.parser.prepare(kMinRecvRoom);
+      if (room.size() < kMinRecvRoom) continue;
+      io_uring_sqe* sqe = ring_.sqe();
+      if (!sqe) return;
+      io_uring_prep_recv(sqe, s.fd.get(), room.data(), room.size(), 0);
+      io_uring_sqe_set_data64(sqe, tag(s.index, kRecvOp));
+      s.recv_busy = true;
+      ++inflight_;
+    }
+  }
+}
+
+void Session::Impl::complete(uint64_t t, int32_t res) {
+  StreamState& s = *streams_[t >> 8];
+  --inflight_;
+  if ((t & 0xFF) == kSendOp) {
+    s.send_busy = false;
+    if (res < 0) {
+      (void)die(Status::from_errno("stream " + std::to_string(s.index) + " to " + peer + ": send", -res));
+      return;
+    }
+    size_t n = static_cast<size_t>(res);
+    stats.bytes_sent += n;
+    if (n) s.last_progress = Clock::now();
+    while (n > 0) {
+      size_t left = s.queue.front().bytes.size() - s.front_sent;
+      if (n < left) {
+        s.front_sent += n;
+        break;
+      }
+      n -= left;
+      s.queued_bytes -= s.queue.front().bytes.size();
+      s.queue.pop_front();
+      s.front_sent = 0;
+    }
+    return;
+  }
+  s.recv_busy = false;
+  if (res > 0) {
+    s.parser.commit(static_cast<size_t>(res));
+    stats.bytes_received += static_cast<uint64_t>(res);
+  } else if (!s.recv_closed) {
+    s.recv_closed = true;
+    s.closed_reason = res == 0 ? Status::error("peer " + peer + " closed stream " + std::to_string(s.index))
+                               : Status::from_errno("stream " + std::to_string(s.index) + " from " + peer +
+                                                        ": receive", -res);
+  }
+}
+
+void Session::Impl::account_busy() {
+  bool queued = std::any_of(streams_.begin(), streams_.end(), [](auto& s) { return !s->queue.empty(); });
+  auto now = Clock::now();
+  if (queued && !busy_since_) busy_since_ = now;
+  if (!queued && busy_since_) {
+    stats.busy_seconds += seconds(now - *busy_since_);
+    busy_since_.reset();
+  }
+}
+
+Status Session::Impl::pump(bool wait, Clock::time_point deadline) {
+  arm();
+  if (inflight_ == 0) wait = false;
+  io_uring_cqe* cqe = nullptr;
+  auto left = std::max(Clock::duration::zero(), deadline - Clock::now());
+  __kernel_timespec ts{};
+  ts.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(left).count();
+  ts.tv_nsec = (left - std::chrono::seconds(ts.tv_sec)).count();
+  int rc = wait ? io_uring_submit_and_wait_timeout(ring_.raw(), &cqe, 1, &ts, nullptr)
+                : io_uring_submit(ring_.raw());
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+    return die(Status::from_errno("io_uring_enter", -rc));
+  ring_.reap([this](uint64_t t, int32_t res) { complete(t, res); });
+  account_busy();
+  return dead_;
+}
+
+Status Session::Impl::wait_for_progress() {
+  MINIHV_TRY(pump(true, Clock::now() + opt.io_timeout));
+  auto now = Clock::now();
+  for (auto& s : streams_)
+    if (!s->queue.empty() && now - s->last_progress > opt.io_timeout)
+      return die(Status::error("stream " + std::to_string(s->index) + " to " + peer + ": no data accepted for " +
+                               ms_text(opt.io_timeout) + " (peer dead or stuck)"));
+  return Status::ok();
+}
+
+Status Session::Impl::send(uint16_t stream, Frame frame) {
+  MINIHV_TRY(dead_);
+  if (stream >= streams_.size())
+    return Status::error("send on stream " + std::to_string(stream) + " of " + std::to_string(streams_.size()));
+  StreamState& s = *streams_[stream];
+  const bool pages = frame.type() == FrameType::kPages;
+  seal(frame, stream, s.next_sequence++);
+  if (pages && corrupt_pages_frame_ && ++pages_frames_sent_ == *corrupt_pages_frame_ && frame.payload_size() > 0)
+    frame.bytes[kHeaderSize + frame.payload_size() / 2] ^= 0x5A;  // test hook: see test_hooks.h
+  if (s.queue.empty()) s.last_progress = Clock::now();
+  if (!busy_since_) busy_since_ = Clock::now();
+  s.queued_bytes += frame.bytes.size();
+  s.queue.push_back(std::move(frame));
+  ++stats.frames_sent;
+  MINIHV_TRY(pump(false, Clock::now()));
+  while (s.queued_bytes > opt.max_queued_bytes) MINIHV_TRY(wait_for_progress());
+  return Status::ok();
+}
+
+Status Session::Impl::send_round_end(RoundEnd m) {
+  // Stream 0 last: the receiver holds it until the others have arrived (the barrier).
+  for (size_t i = streams_.size(); i-- > 0;) {
+    m.pages = streams_[i]->round_pages;
+    streams_[i]->round_pages = 0;
+    MINIHV_TRY(send(static_cast<uint16_t>(i), make_round_end(m)));
+  }
+  return Status::ok();
+}
+
+void Session::Impl::count_pages(uint16_t stream, uint32_t pages) {
+  if (stream < streams_.size()) streams_[stream]->round_pages += pages;
+}
+
+Status Session::Impl::flush() {
+  MINIHV_TRY(dead_);
+  while (std::any_of(streams_.begin(), streams_.end(), [](auto& s) { return !s->queue.empty(); }))
+    MINIHV_TRY(wait_for_progress());
+  return Status::ok();
+}
+
+bool Session::Impl::barrier_reached(uint32_t round) const {
+  for (size_t i = 1; i < streams_.size(); ++i)
+    if (streams_[i]->round_done < static_cast<int64_t>(round)) return false;
+  return true;
+}
+
+Status Session::Impl::closed_stream() const {
+  for (auto& s : streams_)
+    if (s->recv_closed) return s->closed_reason;
+  return Status::ok();
+}
+
+Status Session::Impl::deliver(const FrameHandler& handler, bool& stop, bool& any) {
+  delivering_ = true;
+  struct Guard {
+    bool& flag;
+    ~Guard() { flag = false; }
+  } guard{delivering_};
+  auto hand = [&](const FrameView& v) -> Status {
+    any = true;
+    ++stats.frames_received;
+    auto r = handler(v);
+    if (!r) return r.status();
+    stop = *r == Next::kStop;
+    return Status::ok();
+  };
+  for (bool progress = true; progress && !stop;) {
+    progress = false;
+    // Streams 1..N-1 first, so their round ends are counted before stream 0's is considered.
+    for (size_t k = 1; k <= streams_.size() && !stop; ++k) {
+      StreamState& s = *streams_[k % streams_.size()];
+      for (int burst = 0; burst < kDeliverBurst && !stop; ++burst) {
+        if (s.held) {
+          if (!barrier_reached(s.held_round)) break;
+          FrameView v = *s.held;
+          s.held.reset();
+          s.round_done = std::max<int64_t>(s.round_done, s.held_round);
+          MINIHV_TRY(hand(v));
+          progress = true;
+          continue;
+        }
+        auto next = s.parser.next();
+        if (!next) return next.status().context("from " + peer);
+        if (!*next) break;
+        const FrameView& v = **next;
+        if (v.type() == FrameType::kStreamOpen)
+          return Status::error("protocol error: STREAM_OPEN on open stream " + std::to_string(s.index));
+        if (v.type() == FrameType::kDirtyRoundEnd) {
+          auto re = parse_round_end(v);
+          if (!re) return re.status();
+          if (s.index == kControlStream && !barrier_reached(re->round)) {
+            s.held = v;
+            s.held_round = re->round;
+            progress = true;  // others may complete the barrier in this pass
+            break;
+          }
+          s.round_done = std::max<int64_t>(s.round_done, re->round);
+        }
+        MINIHV_TRY(hand(v));
+        progress = true;
+      }
+    }
+  }
+  return Status::ok();
+}
+
+Status Session::Impl::poll(const FrameHandler& handler) {
+  MINIHV_TRY(pump(false, Clock::now()));
+  bool stop = false, any = false;
+  MINIHV_TRY(deliver(handler, stop, any));
+  if (!any && !stop) MINIHV_TRY(closed_stream());
+  return Status::ok();
+}
+
+Status Session::Impl::receive(const FrameHandler& handler, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    bool stop = false, any = false;
+    MINIHV_TRY(deliver(handler, stop, any));
+    if (stop) return Status::ok();
+    if (any) {
+      deadline = Clock::now() + timeout;
+      continue;  // re-arm receives before waiting
+    }
+    MINIHV_TRY(closed_stream());
+    if (Clock::now() >= deadline)
+      return Status::error("no frame from " + peer + " for " + ms_text(timeout) + " (peer dead or stuck)");
+    MINIHV_TRY(pump(true, deadline));
+  }
+}
+
+std::pair<uint64_t, double> Session::Impl::take_link_sample() {
+  double busy = stats.busy_seconds + (busy_since_ ? seconds(Clock::now() - *busy_since_) : 0);
+  std::pair<uint64_t, double> out{stats.bytes_sent - sampled_bytes_, busy - sampled_seconds_};
+  sampled_bytes_ = stats.bytes_sent;
+  sampled_seconds_ = busy;
+  return out;
+}
+
+// ---- Session: thin forwarding, plus connect() ----
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+uint16_t Session::streams() const { return static_cast<uint16_t>(impl_->opt.streams); }
+uint64_t Session::session_id() const { return impl_->session_id; }
+std::string Session::peer() const { return impl_->peer; }
+Status Session::send(uint16_t stream, Frame frame) { return impl_->send(stream, std::move(frame)); }
+Status Session::send_round_end(RoundEnd m) { return impl_->send_round_end(m); }
+void Session::count_pages(uint16_t stream, uint32_t pages) { impl_->count_pages(stream, pages); }
+Status Session::flush() { return impl_->flush(); }
+Status Session::poll(const FrameHandler& h) { return impl_->poll(h); }
+Status Session::receive(const FrameHandler& h, std::chrono::milliseconds t) { return impl_->receive(h, t); }
+const TransportStats& Session::stats() const { return impl_->stats; }
+std::pair<uint64_t, double> Session::take_link_sample() { return impl_->take_link_sample(); }
+
+Result<std::unique_ptr<Session>> Session::connect(std::span<const Endpoint> targets, const TransportOptions& o,
+                                                  std::vector<ConnectAttempt>* tried) {
+  if (o.streams == 0 || o.streams > kMaxStreams)
+    return Status::invalid("--streams must be 1.." + std::to_string(kMaxStreams));
+  if (targets.empty()) return Status::invalid("no migration target given");
+  uint64_t id = o.session_id;
+  while (id == 0)
+    if (getrandom(&id, sizeof id, 0) != sizeof id) return Status::from_errno("getrandom");
+  std::string failures;
+  for (const Endpoint& ep : targets) {
+    std::vector<UniqueFd> fds;
+    Status st;
+    for (uint16_t i = 0; i < o.streams && st; ++i) {
+      auto fd = net::connect_to(ep, o.connect_timeout);
+      if (fd) fds.push_back(std::move(fd).value());
+      else st = fd.status();
+    }
+    if (tried) tried->push_back({ep.text(), st});
+    if (!st) {
+      failures += (failures.empty() ? "" : "; ") + ep.text() + ": " + st.message();
+      continue;
+    }
+    TransportOptions opt = o;
+    opt.session_id = id;
+    std::vector<FrameParser> parsers;
+    for (uint16_t i = 0; i < o.streams; ++i) parsers.emplace_back(i);
+    auto impl = std::make_unique<Impl>(std::move(fds), std::move(parsers), opt, id, ep.text());
+    MINIHV_TRY(impl->init());
+    for (uint16_t i = 0; i < o.streams; ++i) MINIHV_TRY(impl->send(i, make_stream_open({id, i, o.streams})));
+    MINIHV_TRY(impl->flush());
+    return std::unique_ptr<Session>(new Session(std::move(impl)));
+  }
+  return Status::error("no migration target accepted the connection (" + failures + ")");
+}
+
+}  // namespace minihv::migrate

@@ -1,0 +1,291 @@
+#include "migrate/codec.h"
+
+#include <gtest/gtest.h>
+#include <lz4.h>
+
+#include <cstring>
+#include <random>
+
+#include "migrate/verify.h"
+#include "migrate/wire.h"
+
+namespace minihv::migrate {
+namespace {
+
+constexpr uint64_t kRamPages = 256;
+
+// A fake guest: two RAM regions with a hole between them, like the MMIO gap.
+struct FakeRam {
+  std::vector<uint8_t> low = std::vector<uint8_t>(kRamPages / 2 * kPageSize);
+  std::vector<uint8_t> high = std::vector<uint8_t>(kRamPages / 2 * kPageSize);
+  std::vector<MemoryRegion> regions() {
+    return {{0, low.size(), low.data()}, {1ull << 32, high.size(), high.data()}};
+  }
+  uint8_t* page(uint64_t gpa) {
+    return gpa >= (1ull << 32) ? high.data() + (gpa - (1ull << 32)) : low.data() + gpa;
+  }
+};
+
+void fill_random(uint8_t* p, uint32_t seed) {
+  std::mt19937 rng(seed);
+  for (size_t i = 0; i < kPageSize; i += 4) {
+    uint32_t v = rng();
+    std::memcpy(p + i, &v, 4);
+  }
+}
+
+void fill_text(uint8_t* p, uint32_t seed) {
+  static const char* words[] = {"migrate ", "the ", "guest ", "page ", "dirty ", "round ", "kvm "};
+  std::mt19937 rng(seed);
+  size_t i = 0;
+  while (i < kPageSize) {
+    const char* w = words[rng() % 7];
+    for (; *w && i < kPageSize; ++w) p[i++] = static_cast<uint8_t>(*w);
+  }
+}
+
+Frame encode(FakeRam& src, const std::vector<uint64_t>& gpas, Compression c, PageHashTable* hashes,
+             std::vector<PageOutcome>* outcomes = nullptr) {
+  EncoderOptions o;
+  o.compression = c;
+  PageBatchEncoder enc(o, hashes);
+  for (uint64_t gpa : gpas) {
+    auto r = enc.add(gpa, src.page(gpa));
+    EXPECT_TRUE(r) << r.message();
+    if (outcomes) outcomes->push_back(*r);
+  }
+  return enc.take_frame();
+}
+
+std::span<const uint8_t> payload(const Frame& f) { return std::span<const uint8_t>(f.bytes).subspan(kHeaderSize); }
+
+TEST(MigrateCodec, RoundTripsZeroRandomAndTextPages) {
+  for (Compression c : {Compression::kNone, Compression::kLz4, Compression::kAuto}) {
+    FakeRam src, dst;
+    std::vector<uint64_t> gpas;
+    for (uint64_t i = 0; i < kRamPages; ++i) {
+      uint64_t gpa = i < kRamPages / 2 ? i * kPageSize : (1ull << 32) + (i - kRamPages / 2) * kPageSize;
+      if (i % 3 == 1) fill_random(src.page(gpa), static_cast<uint32_t>(i));
+      if (i % 3 == 2) fill_text(src.page(gpa), static_cast<uint32_t>(i));
+      gpas.push_back(gpa);
+    }
+    std::memset(dst.low.data(), 0xEE, dst.low.size());  // stale data the zero pages must clear
+    auto ram = dst.regions();
+    Frame f = encode(src, gpas, c, nullptr);
+    EXPECT_EQ(f.pages, kRamPages);
+    auto st = decode_page_batch(payload(f), ram);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(st->zero + st->raw + st->lz4, kRamPages);
+    EXPECT_EQ(src.low, dst.low) << compression_name(c);
+    EXPECT_EQ(src.high, dst.high) << compression_name(c);
+    if (c == Compression::kNone) EXPECT_EQ(st->lz4, 0u);
+    else EXPECT_GT(st->lz4, 0u);  // the text pages
+  }
+}
+
+TEST(MigrateCodec, ChoosesLz4OnlyWhenItPays) {
+  FakeRam src;
+  fill_random(src.page(0), 1);
+  fill_text(src.page(kPageSize), 2);
+  std::vector<PageOutcome> out;
+  encode(src, {0, kPageSize, 2 * kPageSize}, Compression::kLz4, nullptr, &out);
+  EXPECT_EQ(out, (std::vector<PageOutcome>{PageOutcome::kRaw, PageOutcome::kLz4, PageOutcome::kZero}));
+}
+
+TEST(MigrateCodec, UnchangedPagesPutNothingOnTheWire) {
+  FakeRam src;
+  auto ram = src.regions();
+  PageHashTable hashes(ram);
+  fill_random(src.page(0), 1);
+  fill_text(src.page(kPageSize), 2);
+  std::vector<PageOutcome> first, second, third;
+  encode(src, {0, kPageSize, 2 * kPageSize}, Compression::kLz4, &hashes, &first);
+  Frame again = encode(src, {0, kPageSize, 2 * kPageSize}, Compression::kLz4, &hashes, &second);
+  EXPECT_EQ(second, std::vector<PageOutcome>(3, PageOutcome::kUnchanged));
+  EXPECT_EQ(again.payload_size(), 0u);
+  EXPECT_EQ(again.pages, 0u);
+  src.page(kPageSize)[100] ^= 1;  // one byte changes: only that page goes again
+  encode(src, {0, kPageSize, 2 * kPageSize}, Compression::kLz4, &hashes, &third);
+  EXPECT_EQ(third, (std::vector<PageOutcome>{PageOutcome::kUnchanged, PageOutcome::kLz4, PageOutcome::kUnchanged}));
+  hashes.clear();
+  std::vector<PageOutcome> fourth;
+  encode(src, {0}, Compression::kLz4, &hashes, &fourth);
+  EXPECT_EQ(fourth[0], PageOutcome::kRaw);
+}
+
+TEST(MigrateCodec, ZeroPagesMergeIntoRuns) {
+  FakeRam src;
+  std::vector<uint64_t> gpas;
+  for (uint64_t i = 0; i < 100; ++i) gpas.push_back(i * kPageSize);
+  Frame f = encode(src, gpas, Compression::kLz4, nullptr);
+  EXPECT_EQ(f.payload_size(), kRecordHeaderSize);  // one record for 100 pages
+  FakeRam dst;
+  std::memset(dst.low.data(), 1, dst.low.size());
+  auto ram = dst.regions();
+  auto st = decode_page_batch(payload(f), ram);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->zero, 100u);
+  EXPECT_TRUE(is_zero_page(dst.page(99 * kPageSize)));
+  EXPECT_FALSE(is_zero_page(dst.page(100 * kPageSize)));
+}
+
+TEST(MigrateCodec, FullBatchStaysUnderTheTarget) {
+  FakeRam src;
+  EncoderOptions o;
+  o.compression = Compression::kNone;
+  o.target_batch_bytes = 10 * kPageSize;
+  PageBatchEncoder enc(o, nullptr);
+  size_t added = 0;
+  for (uint64_t i = 0; i < kRamPages / 2 && !enc.full(); ++i, ++added) {
+    fill_random(src.page(i * kPageSize), static_cast<uint32_t>(i));
+    ASSERT_TRUE(enc.add(i * kPageSize, src.page(i * kPageSize)));
+  }
+  Frame f = enc.take_frame();
+  EXPECT_LE(f.payload_size(), o.target_batch_bytes);
+  EXPECT_EQ(f.pages, added);
+  EXPECT_TRUE(enc.empty());
+  EXPECT_FALSE(enc.add(123, src.page(0)));  // unaligned
+}
+
+// ---- the decoder refuses every corrupt record ----
+
+std::vector<uint8_t> record(uint64_t gpa, uint8_t kind, uint16_t len, std::span<const uint8_t> data = {}) {
+  std::vector<uint8_t> r(kRecordHeaderSize + data.size());
+  wire::store<uint64_t>(r.data(), gpa);
+  r[8] = kind;
+  wire::store<uint16_t>(r.data() + 10, len);
+  if (!data.empty()) std::memcpy(r.data() + kRecordHeaderSize, data.data(), data.size());
+  return r;
+}
+
+TEST(MigrateCodec, DecoderRejectsEveryCorruptRecordKind) {
+  FakeRam dst;
+  auto ram = dst.regions();
+  std::vector<uint8_t> page(kPageSize, 0xAB);
+  std::vector<uint8_t> lz(LZ4_compressBound(kPageSize));
+  int n = LZ4_compress_default(reinterpret_cast<char*>(page.data()), reinterpret_cast<char*>(lz.data()), kPageSize,
+                               static_cast<int>(lz.size()));
+  lz.resize(n);
+  // A valid lz4 block that decodes to 8192 bytes: a "bomb" for a 4 KiB page.
+  std::vector<uint8_t> big(2 * kPageSize, 0xAB), bomb(LZ4_compressBound(2 * kPageSize));
+  bomb.resize(LZ4_compress_default(reinterpret_cast<char*>(big.data()), reinterpret_cast<char*>(bomb.data()),
+                                   2 * kPageSize, static_cast<int>(bomb.size())));
+  // One that decodes to less than a page.
+  std::vector<uint8_t> small(100, 1), shortb(LZ4_compressBound(100));
+  shortb.resize(LZ4_compress_default(reinterpret_cast<char*>(small.data()), reinterpret_cast<char*>(shortb.data()),
+                                     100, static_cast<int>(shortb.size())));
+  std::vector<uint8_t> garbage(200, 0xFF);
+  const uint64_t end_low = kRamPages / 2 * kPageSize;
+
+  struct Case { const char* name; std::vector<uint8_t> bytes; };
+  std::vector<Case> cases = {
+      {"raw page in the gap", record(end_low, 2, kPageSize, page)},
+      {"raw page past the end", record((1ull << 32) + end_low, 2, kPageSize, page)},
+      {"address near 2^64", record(~uint64_t{0} & ~uint64_t{kPageSize - 1}, 2, kPageSize, page)},
+      {"unaligned address", record(8, 2, kPageSize, page)},
+      {"raw length 4095", record(0, 2, kPageSize - 1, std::span(page).first(kPageSize - 1))},
+      {"raw truncated", record(0, 2, kPageSize, std::span(page).first(100))},
+      {"zero run crossing the end of a region", record(end_low - kPageSize, 1, 2)},
+      {"zero run of 0 pages", record(0, 1, 0)},
+      {"zero run wrapping 2^64", record(~uint64_t{0} & ~uint64_t{kPageSize - 1}, 1, 0xFFFF)},
+      {"lz4 empty", record(0, 3, 0)},
+      {"lz4 over 3/4 page", record(0, 3, kLz4MaxBytes + 1, std::vector<uint8_t>(kLz4MaxBytes + 1))},
+      {"lz4 truncated", record(0, 3, static_cast<uint16_t>(lz.size() + 10), lz)},
+      {"lz4 bomb (8 KiB)", record(0, 3, static_cast<uint16_t>(bomb.size()), bomb)},
+      {"lz4 short (100 bytes)", record(0, 3, static_cast<uint16_t>(shortb.size()), shortb)},
+      {"lz4 garbage", record(0, 3, 200, garbage)},
+      {"lz4 outside RAM", record(end_low, 3, static_cast<uint16_t>(lz.size()), lz)},
+      {"unknown kind", record(0, 9, 0)},
+      {"reserved byte set", [&] { auto r = record(0, 1, 1); r[9] = 1; return r; }()},
+      {"truncated header", std::vector<uint8_t>(7, 0)},
+  };
+  for (const auto& c : cases) {
+    // A good record first, so "corrupt record #1" is what gets named.
+    auto bytes = record(kPageSize, 2, kPageSize, page);
+    bytes.insert(bytes.end(), c.bytes.begin(), c.bytes.end());
+    std::vector<uint8_t> high_before = dst.high;
+    auto st = decode_page_batch(bytes, ram);
+    ASSERT_FALSE(st) << c.name;
+    EXPECT_NE(st.message().find("record #1"), std::string::npos) << c.name << ": " << st.message();
+    EXPECT_EQ(dst.high, high_before) << c.name;
+  }
+  // The good lz4 record on its own decodes.
+  auto ok = decode_page_batch(record(0, 3, static_cast<uint16_t>(lz.size()), lz), ram);
+  ASSERT_TRUE(ok) << ok.message();
+  EXPECT_EQ(std::memcmp(dst.page(0), page.data(), kPageSize), 0);
+}
+
+TEST(MigrateCodec, ChooserPicksFromMeasuredSpeeds) {
+  CompressionChooser c;
+  EXPECT_EQ(c.choose(), Compression::kLz4);  // nothing measured yet
+  // Slow link (1 Gbit/s), fast codec (2 GB/s) that halves the data: lz4 wins.
+  c.observe_link(125'000'000, 1.0);
+  c.observe_codec(2'000'000'000, 1'000'000'000, 1.0);
+  EXPECT_EQ(c.choose(), Compression::kLz4);
+  // Loopback (5 GB/s): 1/2e9 + 0.5/5e9 > 1/5e9, so none.
+  CompressionChooser fast;
+  fast.observe_link(5'000'000'000, 1.0);
+  fast.observe_codec(2'000'000'000, 1'000'000'000, 1.0);
+  EXPECT_EQ(fast.choose(), Compression::kNone);
+  // Slow link but incompressible data: the codec only costs time.
+  CompressionChooser random;
+  random.observe_link(125'000'000, 1.0);
+  random.observe_codec(1'000'000'000, 1'003'000'000, 1.0);
+  EXPECT_EQ(random.choose(), Compression::kNone);
+  // Averages move towards new samples: a link that slows down flips the choice back.
+  for (int i = 0; i < 20; ++i) fast.observe_link(100'000'000, 1.0);
+  EXPECT_EQ(fast.choose(), Compression::kLz4);
+}
+
+TEST(MigrateCodec, AutoFollowsTheChooserAndStillProbes) {
+  FakeRam src;
+  for (uint64_t i = 0; i < 64; ++i) fill_text(src.page(i * kPageSize), static_cast<uint32_t>(i));
+  CompressionChooser chooser;
+  chooser.observe_link(10'000'000'000, 1.0);  // a link far faster than any codec
+  chooser.observe_codec(1'000'000'000, 500'000'000, 1.0);
+  ASSERT_EQ(chooser.choose(), Compression::kNone);
+  EncoderOptions o;
+  o.compression = Compression::kAuto;
+  o.probe_every = 4;
+  PageBatchEncoder enc(o, nullptr, &chooser);
+  std::vector<uint64_t> lz4_per_batch;
+  for (int batch = 0; batch < 8; ++batch) {
+    uint64_t before = enc.stats().lz4;
+    for (uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(enc.add(i * kPageSize, src.page(i * kPageSize)));
+    (void)enc.take_frame();
+    lz4_per_batch.push_back(enc.stats().lz4 - before);
+  }
+  // Batches 0 and 4 are probes (compressed, which feeds the chooser); the rest go raw.
+  EXPECT_EQ(lz4_per_batch, (std::vector<uint64_t>{8, 0, 0, 0, 8, 0, 0, 0}));
+}
+
+TEST(MigrateCodec, ParsesCompressionFlag) {
+  EXPECT_EQ(*parse_compression("auto"), Compression::kAuto);
+  EXPECT_EQ(*parse_compression("lz4"), Compression::kLz4);
+  EXPECT_EQ(*parse_compression("none"), Compression::kNone);
+  auto bad = parse_compression("zstd");
+  ASSERT_FALSE(bad);
+  EXPECT_TRUE(bad.status().is_invalid_input());
+}
+
+TEST(MigrateVerify, FindsTheRangeThatDiffers) {
+  FakeRam a, b;
+  fill_random(a.page(5 * kPageSize), 5);
+  fill_random(b.page(5 * kPageSize), 5);
+  auto ra = a.regions(), rb = b.regions();
+  auto digests = digest_ram(ra, 16 * kPageSize);
+  EXPECT_EQ(digests.size(), kRamPages / 16);
+  auto same = compare_ram(rb, digests);
+  ASSERT_TRUE(same);
+  EXPECT_TRUE(same->empty());
+  b.page((1ull << 32) + 20 * kPageSize)[7] = 1;
+  auto diff = compare_ram(rb, digests);
+  ASSERT_TRUE(diff);
+  ASSERT_EQ(diff->size(), 1u);
+  EXPECT_EQ((*diff)[0].gpa, (1ull << 32) + 16 * kPageSize);
+  std::vector<RangeDigest> outside = {{1ull << 40, kPageSize, 0}};
+  EXPECT_FALSE(compare_ram(rb, outside));
+}
+
+}  // namespace
+}  // namespace minihv::migrate

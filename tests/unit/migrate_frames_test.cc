@@ -1,0 +1,266 @@
+#include "migrate/frames.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "migrate/wire.h"
+
+namespace minihv::migrate {
+namespace {
+
+Frame sealed(Frame f, uint16_t stream, uint64_t seq) {
+  seal(f, stream, seq);
+  return f;
+}
+
+std::vector<uint8_t> bytes_of(const Frame& f) { return {f.bytes.begin(), f.bytes.end()}; }
+
+// Three frames of different kinds, sealed in sequence on stream 1.
+std::vector<uint8_t> sample_stream() {
+  std::vector<uint8_t> out;
+  std::vector<Frame> frames;
+  frames.push_back(make_hello({R"({"mem":1})", R"({"cpu":"x"})"}));
+  frames.push_back(make_round_end({3, 17, 4096, true}));
+  FrameBuilder b;
+  b.begin(FrameType::kPages);
+  for (int i = 0; i < 1000; ++i) b.put_u8(static_cast<uint8_t>(i));
+  frames.push_back(b.finish());
+  for (size_t i = 0; i < frames.size(); ++i) {
+    auto v = bytes_of(sealed(std::move(frames[i]), 1, i));
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
+std::vector<FrameType> parse_all(FrameParser& p, std::span<const uint8_t> in, size_t split, Status* error) {
+  std::vector<FrameType> types;
+  size_t off = 0;
+  while (off < in.size() || p.buffered()) {
+    size_t n = std::min(split, in.size() - off);
+    off += p.feed(in.subspan(off, n));
+    while (true) {
+      auto f = p.next();
+      if (!f) {
+        *error = f.status();
+        return types;
+      }
+      if (!*f) break;
+      types.push_back((*f)->type());
+    }
+    if (off == in.size()) break;
+  }
+  return types;
+}
+
+TEST(MigrateFrames, HeaderIs32BytesLittleEndian) {
+  Frame f = sealed(make_commit(), 2, 7);
+  ASSERT_EQ(f.bytes.size(), kHeaderSize);
+  EXPECT_EQ(std::memcmp(f.bytes.data(), "MHVM", 4), 0);
+  FrameHeader h = decode_header(f.bytes.data());
+  EXPECT_EQ(h.version, kVersion);
+  EXPECT_EQ(h.type, FrameType::kCommit);
+  EXPECT_EQ(h.stream, 2);
+  EXPECT_EQ(h.sequence, 7u);
+  EXPECT_EQ(h.payload_len, 0u);
+}
+
+TEST(MigrateFrames, AcceptsFramesSplitAtEveryByteBoundary) {
+  auto in = sample_stream();
+  for (size_t split = 1; split <= in.size(); ++split) {
+    FrameParser p(1);
+    Status err;
+    auto types = parse_all(p, in, split, &err);
+    ASSERT_TRUE(err) << "split " << split << ": " << err.message();
+    ASSERT_EQ(types.size(), 3u) << "split " << split;
+    EXPECT_EQ(types[0], FrameType::kHello);
+    EXPECT_EQ(types[1], FrameType::kDirtyRoundEnd);
+    EXPECT_EQ(types[2], FrameType::kPages);
+  }
+}
+
+TEST(MigrateFrames, AcceptsTwoWholeFramesCutAnywhere) {
+  auto in = sample_stream();
+  for (size_t cut = 0; cut <= in.size(); ++cut) {
+    FrameParser p(1);
+    p.feed(std::span(in).first(cut));
+    size_t got = 0;
+    while (auto f = p.next()) {
+      if (!*f) break;
+      ++got;
+    }
+    p.feed(std::span(in).subspan(cut));
+    while (auto f = p.next()) {
+      if (!*f) break;
+      ++got;
+    }
+    EXPECT_EQ(got, 3u) << "cut " << cut;
+  }
+}
+
+struct Corruption {
+  const char* name;
+  size_t offset;  // byte of the first frame to change
+  uint8_t value;  // xor
+  FrameError expect;
+};
+
+TEST(MigrateFrames, RejectsEveryCorruptionWithItsReason) {
+  const Corruption cases[] = {
+      {"magic", 0, 0xFF, FrameError::kBadMagic},
+      {"version", 4, 0x02, FrameError::kBadVersion},
+      {"unknown type", 6, 0x40, FrameError::kUnknownType},
+      {"flags", 8, 0x80, FrameError::kBadFlags},
+      {"length over max", 15, 0x10, FrameError::kTooLong},
+      {"stream field", 10, 0x02, FrameError::kBadChecksum},
+      {"sequence field", 16, 0x01, FrameError::kBadChecksum},
+      {"checksum", 30, 0x01, FrameError::kBadChecksum},
+      {"payload byte", kHeaderSize + 5, 0x01, FrameError::kBadChecksum},
+      {"type to another valid type", 6, 0x01, FrameError::kBadChecksum},
+  };
+  for (const auto& c : cases) {
+    auto in = sample_stream();
+    in[c.offset] ^= c.value;
+    FrameParser p(1);
+    p.feed(in);
+    auto f = p.next();
+    ASSERT_FALSE(f) << c.name;
+    EXPECT_EQ(p.error(), c.expect) << c.name << ": " << f.message();
+    EXPECT_NE(f.message().find(frame_error_name(c.expect)), std::string::npos) << f.message();
+    EXPECT_FALSE(p.next()) << "errors are sticky";
+  }
+}
+
+TEST(MigrateFrames, RejectsWrongStreamAndSequence) {
+  {
+    FrameParser p(0);
+    auto v = bytes_of(sealed(make_ack(), 1, 0));
+    p.feed(v);
+    EXPECT_FALSE(p.next());
+    EXPECT_EQ(p.error(), FrameError::kBadStream);
+  }
+  for (uint64_t seq : {1ull, 5ull}) {
+    FrameParser p(0);
+    p.feed(bytes_of(sealed(make_ack(), 0, 0)));
+    p.feed(bytes_of(sealed(make_ack(), 0, seq)));  // only 1 may follow 0
+    auto a = p.next();
+    ASSERT_TRUE(a && *a);
+    auto b = p.next();
+    if (seq == 1) {
+      EXPECT_TRUE(b && *b);
+    } else {
+      EXPECT_FALSE(b);
+      EXPECT_EQ(p.error(), FrameError::kBadSequence);
+    }
+  }
+}
+
+TEST(MigrateFrames, OverlongLengthFailsBeforeThePayloadArrives) {
+  auto v = bytes_of(sealed(make_ack(), 0, 0));
+  wire::store<uint32_t>(v.data() + 12, kMaxPayload + 1);
+  FrameParser p(0);
+  p.feed(std::span(v).first(kHeaderSize));
+  EXPECT_FALSE(p.next());
+  EXPECT_EQ(p.error(), FrameError::kTooLong);
+}
+
+FrameView view_of(const Frame& f) {
+  return {decode_header(f.bytes.data()), std::span<const uint8_t>(f.bytes).subspan(kHeaderSize)};
+}
+
+TEST(MigrateFrames, ControlPayloadsRoundTrip) {
+  Frame so = make_stream_open({0x1122334455667788ull, 2, 4});
+  auto o = parse_stream_open(view_of(so));
+  ASSERT_TRUE(o) << o.message();
+  EXPECT_EQ(o->session_id, 0x1122334455667788ull);
+  EXPECT_EQ(o->index, 2);
+  EXPECT_EQ(o->count, 4);
+
+  auto h = parse_hello(view_of(make_hello({"{\"a\":1}", "cpu"})));
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->vm_json, "{\"a\":1}");
+  EXPECT_EQ(h->cpu_profile_json, "cpu");
+
+  auto r = parse_hello_reply(view_of(make_hello_reply({false, "CPU lacks avx512f"})));
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->accepted);
+  EXPECT_EQ(r->reason, "CPU lacks avx512f");
+
+  Frame re_frame = make_round_end({9, 100, 1 << 20, true});
+  EXPECT_EQ(re_frame.flags(), FrameFlag::kLast);
+  auto re = parse_round_end(view_of(re_frame));
+  ASSERT_TRUE(re);
+  EXPECT_EQ(re->round, 9u);
+  EXPECT_EQ(re->pages, 100u);
+  EXPECT_EQ(re->remaining_bytes, 1u << 20);
+  EXPECT_TRUE(re->last);
+
+  std::vector<RangeDigest> d = {{0, 4096, 1}, {8192, 4096, 2}};
+  auto vr = parse_verify(view_of(make_verify(d)));
+  ASSERT_TRUE(vr);
+  ASSERT_EQ(vr->size(), 2u);
+  EXPECT_EQ((*vr)[1].gpa, 8192u);
+  EXPECT_EQ((*vr)[1].digest, 2u);
+  auto vr2 = parse_verify(view_of(make_verify_reply({})));
+  ASSERT_TRUE(vr2);
+  EXPECT_TRUE(vr2->empty());
+
+  auto a = parse_abort(view_of(make_abort({"disk lease lost"})));
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->reason, "disk lease lost");
+}
+
+TEST(MigrateFrames, PayloadDecodersRejectBadShapes) {
+  EXPECT_FALSE(parse_hello(view_of(make_ack())));                      // wrong type
+  EXPECT_FALSE(parse_stream_open(view_of(make_stream_open({1, 4, 4}))));  // index >= count
+  EXPECT_FALSE(parse_stream_open(view_of(make_stream_open({1, 0, 0}))));
+  Frame f = make_abort({"x"});
+  f.bytes.push_back(0);  // trailing byte
+  EXPECT_FALSE(parse_abort(view_of(f)));
+  Frame g = make_abort({"xyz"});
+  wire::store<uint32_t>(g.bytes.data() + kHeaderSize, 0xFFFFFFFF);  // string longer than payload
+  EXPECT_FALSE(parse_abort(view_of(g)));
+  Frame v = make_verify(std::vector<RangeDigest>{{0, 1, 2}});
+  wire::store<uint32_t>(v.bytes.data() + kHeaderSize, 1000);  // count disagrees with size
+  EXPECT_FALSE(parse_verify(view_of(v)));
+}
+
+TEST(MigrateFrames, StateIsChunkedAndReassembled) {
+  std::vector<uint8_t> blob(kMaxStateChunk * 2 + 123);
+  std::mt19937 rng(1);
+  for (auto& b : blob) b = static_cast<uint8_t>(rng());
+  auto frames = make_state_frames(blob);
+  ASSERT_EQ(frames.size(), 3u);
+  StateAssembler as;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    auto done = as.add(view_of(frames[i]));
+    ASSERT_TRUE(done) << done.message();
+    EXPECT_EQ(*done, i + 1 == frames.size());
+  }
+  EXPECT_EQ(as.take(), blob);
+
+  auto empty = make_state_frames({});
+  ASSERT_EQ(empty.size(), 1u);
+  StateAssembler e;
+  auto d = e.add(view_of(empty[0]));
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(*d);
+}
+
+TEST(MigrateFrames, StateAssemblerRejectsGapsAndLies) {
+  std::vector<uint8_t> blob(kMaxStateChunk + 10, 7);
+  auto frames = make_state_frames(blob);
+  StateAssembler skip;
+  EXPECT_FALSE(skip.add(view_of(frames[1])));  // starts at an offset
+  StateAssembler twice;
+  ASSERT_TRUE(twice.add(view_of(frames[0])));
+  EXPECT_FALSE(twice.add(view_of(frames[0])));  // repeated chunk
+  Frame huge = make_state_frames(std::vector<uint8_t>(10))[0];
+  wire::store<uint64_t>(huge.bytes.data() + kHeaderSize + 8, kMaxStateBytes + 1);
+  StateAssembler big;
+  EXPECT_FALSE(big.add(view_of(huge)));
+}
+
+}  // namespace
+}  // namespace minihv::migrate

@@ -1,0 +1,310 @@
+// The transport over real loopback sockets: 1, 2 and 4 streams, the ordered target list, the round
+// barrier, and peers that die mid-transfer.
+#include "migrate/transport.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "migrate/codec.h"
+#include "migrate/net.h"
+
+namespace minihv::migrate {
+namespace {
+
+using namespace std::chrono_literals;
+
+Endpoint loopback(uint16_t port) { return {"127.0.0.1", port}; }
+
+// A port nothing listens on (bound, then closed).
+uint16_t refused_port() {
+  auto fd = net::listen_on(loopback(0));
+  EXPECT_TRUE(fd);
+  return net::local_port(fd->get());
+}
+
+Frame pages_frame(uint32_t tag_value, size_t bytes) {
+  FrameBuilder b;
+  b.begin(FrameType::kPages, 0, bytes);
+  b.put_u32(tag_value);
+  std::memset(b.extend(bytes - 4), static_cast<int>(tag_value & 0xFF), bytes - 4);
+  Frame f = b.finish();
+  f.pages = 1;
+  return f;
+}
+
+struct Received {
+  std::vector<std::vector<uint32_t>> per_stream;  // first u32 of each PAGES payload, by stream
+  std::vector<std::pair<uint16_t, uint32_t>> round_ends;  // (stream, round) in delivery order
+  std::vector<uint32_t> round_end_pages;
+  bool got_commit = false;
+  Status result;
+};
+
+// The destination: accepts, records everything until COMMIT, answers ACK.
+void run_receiver(Listener& l, Received& out) {
+  TransportOptions o;
+  o.io_timeout = 5000ms;
+  auto s = l.accept(o, 5000ms);
+  if (!s) {
+    out.result = s.status();
+    return;
+  }
+  out.per_stream.resize((*s)->streams());
+  out.result = (*s)->receive(
+      [&](const FrameView& v) -> Result<Next> {
+        switch (v.type()) {
+          case FrameType::kPages: {
+            uint32_t t;
+            std::memcpy(&t, v.payload.data(), 4);
+            out.per_stream[v.header.stream].push_back(t);
+            return Next::kContinue;
+          }
+          case FrameType::kDirtyRoundEnd: {
+            auto r = parse_round_end(v);
+            if (!r) return r.status();
+            out.round_ends.push_back({v.header.stream, r->round});
+            out.round_end_pages.push_back(r->pages);
+            return Next::kContinue;
+          }
+          case FrameType::kCommit: out.got_commit = true; return Next::kStop;
+          default: return Status::error("unexpected frame");
+        }
+      },
+      5000ms);
+  if (out.result) out.result = (*s)->send(kControlStream, make_ack());
+  if (out.result) out.result = (*s)->flush();
+}
+
+void transfer(uint16_t streams) {
+  auto l = Listener::listen(loopback(0));
+  ASSERT_TRUE(l) << l.message();
+  Received rx;
+  std::thread t([&] { run_receiver(*l, rx); });
+  TransportOptions o;
+  o.streams = streams;
+  const Endpoint target = loopback(l->port());
+  auto s = Session::connect(std::span(&target, 1), o);
+  ASSERT_TRUE(s) << s.message();
+  Session& tx = **s;
+  EXPECT_EQ(tx.streams(), streams);
+  constexpr uint32_t kRounds = 3, kPerRound = 40;
+  for (uint32_t r = 0; r < kRounds; ++r) {
+    for (uint32_t i = 0; i < kPerRound; ++i) {
+      uint32_t v = r * 1000 + i;
+      uint16_t st = static_cast<uint16_t>(i % streams);
+      Frame f = pages_frame(v, 100'000 + i * 1000);
+      tx.count_pages(st, f.pages);
+      ASSERT_TRUE(tx.send(st, std::move(f)));
+    }
+    ASSERT_TRUE(tx.send_round_end({r, 0, 0, r + 1 == kRounds}));
+  }
+  ASSERT_TRUE(tx.send(kControlStream, make_commit()));
+  ASSERT_TRUE(tx.flush());
+  bool acked = false;
+  Status st = tx.receive(
+      [&](const FrameView& v) -> Result<Next> {
+        acked = v.type() == FrameType::kAck;
+        return Next::kStop;
+      },
+      5000ms);
+  t.join();
+  ASSERT_TRUE(rx.result) << rx.result.message();
+  ASSERT_TRUE(st) << st.message();
+  EXPECT_TRUE(acked);
+  EXPECT_TRUE(rx.got_commit);
+  // Every stream's frames arrive in the order sent.
+  for (uint16_t k = 0; k < streams; ++k) {
+    std::vector<uint32_t> want;
+    for (uint32_t r = 0; r < kRounds; ++r)
+      for (uint32_t i = k; i < kPerRound; i += streams) want.push_back(r * 1000 + i);
+    EXPECT_EQ(rx.per_stream[k], want) << "stream " << k;
+  }
+  // The barrier: per round, stream 0's DIRTY_ROUND_END comes after every other stream's.
+  ASSERT_EQ(rx.round_ends.size(), kRounds * streams);
+  for (uint32_t r = 0; r < kRounds; ++r) {
+    size_t zero_at = 0;
+    for (size_t i = 0; i < rx.round_ends.size(); ++i)
+      if (rx.round_ends[i] == std::pair<uint16_t, uint32_t>{0, r}) zero_at = i;
+    for (size_t i = 0; i < rx.round_ends.size(); ++i)
+      if (rx.round_ends[i].second == r && rx.round_ends[i].first != 0) {
+        EXPECT_LT(i, zero_at) << "round " << r;
+      }
+  }
+  uint64_t pages = 0;
+  for (uint32_t p : rx.round_end_pages) pages += p;
+  EXPECT_EQ(pages, kRounds * kPerRound);
+  EXPECT_GT(tx.stats().bytes_sent, kRounds * kPerRound * 100'000ull);
+  EXPECT_GT(tx.stats().throughput_bytes_per_s(), 0);
+}
+
+TEST(MigrateTransport, OneStream) { transfer(1); }
+TEST(MigrateTransport, TwoStreams) { transfer(2); }
+TEST(MigrateTransport, FourStreams) { transfer(4); }
+
+TEST(MigrateTransport, RefusedTargetIsReportedAndTheNextOneUsed) {
+  auto l = Listener::listen(loopback(0));
+  ASSERT_TRUE(l);
+  Received rx;
+  std::thread t([&] { run_receiver(*l, rx); });
+  std::vector<Endpoint> targets = {loopback(refused_port()), loopback(l->port())};
+  std::vector<ConnectAttempt> tried;
+  TransportOptions o;
+  o.streams = 2;
+  auto s = Session::connect(targets, o, &tried);
+  ASSERT_TRUE(s) << s.message();
+  ASSERT_EQ(tried.size(), 2u);
+  EXPECT_FALSE(tried[0].result);
+  EXPECT_NE(tried[0].result.message().find("refused"), std::string::npos) << tried[0].result.message();
+  EXPECT_TRUE(tried[1].result);
+  EXPECT_EQ((*s)->peer(), targets[1].text());
+  ASSERT_TRUE((*s)->send_round_end({0, 0, 0, true}));
+  ASSERT_TRUE((*s)->send(kControlStream, make_commit()));
+  ASSERT_TRUE((*s)->flush());
+  t.join();
+  EXPECT_TRUE(rx.result) << rx.result.message();
+}
+
+TEST(MigrateTransport, NoTargetAnswersNamesEveryAddress) {
+  std::vector<Endpoint> targets = {loopback(refused_port()), loopback(refused_port())};
+  std::vector<ConnectAttempt> tried;
+  auto s = Session::connect(targets, {}, &tried);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(tried.size(), 2u);
+  EXPECT_NE(s.message().find(targets[0].text()), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find(targets[1].text()), std::string::npos) << s.message();
+}
+
+TEST(MigrateTransport, ReceiverGoneMakesTheSenderFail) {
+  auto l = Listener::listen(loopback(0));
+  ASSERT_TRUE(l);
+  std::thread t([&] {
+    auto s = l->accept({}, 5000ms);
+    ASSERT_TRUE(s);
+    int frames = 0;
+    (void)(*s)->receive([&](const FrameView&) -> Result<Next> { return ++frames < 5 ? Next::kContinue : Next::kStop; },
+                        5000ms);
+    // The session dies here with unread data: the kernel resets the connections.
+  });
+  TransportOptions o;
+  o.streams = 2;
+  o.io_timeout = 3000ms;
+  const Endpoint target = loopback(l->port());
+  auto s = Session::connect(std::span(&target, 1), o);
+  ASSERT_TRUE(s);
+  auto start = std::chrono::steady_clock::now();
+  Status st;
+  for (uint32_t i = 0; st && i < 100'000; ++i) st = (*s)->send(i % 2, pages_frame(i, 1 << 20));
+  if (st) st = (*s)->flush();
+  t.join();
+  EXPECT_FALSE(st);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s) << "detected by the socket, not a timeout";
+}
+
+TEST(MigrateTransport, SenderKilledMakesTheReceiverFail) {
+  auto l = Listener::listen(loopback(0));
+  ASSERT_TRUE(l);
+  const uint16_t port = l->port();
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const Endpoint target = loopback(port);
+    TransportOptions o;
+    o.streams = 2;
+    auto s = Session::connect(std::span(&target, 1), o);
+    if (!s) _exit(1);
+    for (uint32_t i = 0;; ++i)
+      if (!(*s)->send(i % 2, pages_frame(i, 1 << 20))) _exit(2);
+  }
+  auto s = l->accept({}, 5000ms);
+  ASSERT_TRUE(s) << s.message();
+  int frames = 0;
+  auto start = std::chrono::steady_clock::now();
+  Status st = (*s)->receive(
+      [&](const FrameView&) -> Result<Next> {
+        if (++frames == 10) kill(child, SIGKILL);
+        return Next::kContinue;
+      },
+      10000ms);
+  int wstatus;
+  waitpid(child, &wstatus, 0);
+  EXPECT_FALSE(st);
+  EXPECT_GE(frames, 10);
+  EXPECT_NE(st.message().find("closed"), std::string::npos) << st.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+TEST(MigrateTransport, SilentPeerTimesOut) {
+  auto l = Listener::listen(loopback(0));
+  ASSERT_TRUE(l);
+  const Endpoint target = loopback(l->port());
+  auto tx = Session::connect(std::span(&target, 1), {});
+  ASSERT_TRUE(tx);
+  auto rx = l->accept({}, 5000ms);
+  ASSERT_TRUE(rx);
+  Status st = (*rx)->receive([](const FrameView&) -> Result<Next> { return Next::kContinue; }, 200ms);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.message().find("no frame"), std::string::npos) << st.message();
+}
+
+TEST(MigrateTransport, AcceptTimesOutWithoutASource) {
+  auto l = Listener::listen(loopback(0));
+  ASSERT_TRUE(l);
+  auto s = l->accept({}, 100ms);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("no migration arrived"), std::string::npos) << s.message();
+}
+
+TEST(MigrateTransport, CorruptFrameHookIsDetectedByTheReceiver) {
+  setenv("MINIHV_MIGRATE_CORRUPT_FRAME", "3", 1);
+  auto l = Listener::listen(loopback(0));
+  ASSERT_TRUE(l);
+  const Endpoint target = loopback(l->port());
+  auto tx = Session::connect(std::span(&target, 1), {});
+  unsetenv("MINIHV_MIGRATE_CORRUPT_FRAME");
+  ASSERT_TRUE(tx);
+  auto rx = l->accept({}, 5000ms);
+  ASSERT_TRUE(rx);
+  for (uint32_t i = 0; i < 5; ++i) ASSERT_TRUE((*tx)->send(0, pages_frame(i, 5000)));
+  ASSERT_TRUE((*tx)->flush());
+  int good = 0;
+  Status st = (*rx)->receive([&](const FrameView&) -> Result<Next> { ++good; return Next::kContinue; }, 5000ms);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(good, 2);
+  EXPECT_NE(st.message().find("checksum mismatch"), std::string::npos) << st.message();
+  // The control stream still works for telling the source why.
+  ASSERT_TRUE((*rx)->send(kControlStream, make_abort({st.message()})));
+  ASSERT_TRUE((*rx)->flush());
+  bool aborted = false;
+  ASSERT_TRUE((*tx)->receive([&](const FrameView& v) -> Result<Next> {
+    aborted = v.type() == FrameType::kAbort;
+    return Next::kStop;
+  }, 5000ms));
+  EXPECT_TRUE(aborted);
+}
+
+TEST(MigrateTransport, ParsesEndpoints) {
+  auto e = parse_endpoint("10.0.0.2:4000");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->host, "10.0.0.2");
+  EXPECT_EQ(e->port, 4000);
+  auto v6 = parse_endpoint("[::1]:7");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->text(), "[::1]:7");
+  EXPECT_FALSE(parse_endpoint("nohost"));
+  EXPECT_FALSE(parse_endpoint(":80"));
+  EXPECT_FALSE(parse_endpoint("h:99999"));
+  auto list = parse_endpoint_list("a:1,b:2");
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[1].host, "b");
+}
+
+}  // namespace
+}  // namespace minihv::migrate
