@@ -155,6 +155,47 @@ TEST(MachineState, SaveRestoreIntoAnIncomingVmContinuesTheGuest) {
   }
 }
 
+TEST(MachineState, DiskGuestMovesWithItsVirtqueues) {
+  TempDir dir;
+  make_image(dir.file("disk.img"), 64ull << 20);
+  auto cfg = [&](const std::string& console) {
+    VmConfig c = config("disk", console);
+    c.disks = {dir.file("disk.img")};
+    return c;
+  };
+  Running a;
+  auto vm_a = Vm::create(cfg(dir.file("a.txt")));
+  ASSERT_TRUE(vm_a) << vm_a.message();
+  a.vm = std::move(vm_a).value();
+  a.start();
+  ASSERT_TRUE(wait_heartbeats({dir.file("a.txt")}, 0, 2, 30s)) << read_file(dir.file("a.txt"));
+  ASSERT_TRUE(a.vm->pause());
+  auto saved = a.vm->save_machine();
+  ASSERT_TRUE(saved) << saved.message();
+  auto state = decode_machine_state(encode_machine_state(*saved));
+  ASSERT_TRUE(state) << state.message();
+  Running b;
+  auto vm_b = Vm::create_incoming(cfg(dir.file("b.txt")));
+  ASSERT_TRUE(vm_b) << vm_b.message();
+  b.vm = std::move(vm_b).value();
+  for (size_t i = 0; i < a.vm->memory().regions().size(); ++i)
+    std::memcpy(b.vm->memory().regions()[i].host, a.vm->memory().regions()[i].host, a.vm->memory().regions()[i].size);
+  ASSERT_TRUE(b.vm->restore_machine(*state));
+  EXPECT_FALSE(b.vm->restore_machine(*state)) << "a second restore must be refused";
+  a.stop();
+  const auto before = heartbeats(read_file(dir.file("a.txt")), 0);
+  const long rec_before = std::stol(before.back().fields.at("rec"));
+  b.start();
+  const std::vector<std::string> both{dir.file("a.txt"), dir.file("b.txt")};
+  EXPECT_TRUE(wait_heartbeats(both, 0, before.size() + 3, 30s));
+  b.stop();
+  const std::string text = read_file(dir.file("a.txt")) + read_file(dir.file("b.txt"));
+  expect_continuous(text, 0, before.size() + 3);
+  const long rec_after = std::stol(heartbeats(text, 0).back().fields.at("rec"));
+  EXPECT_GT(rec_after, rec_before) << "the disk workload must go on writing on the destination:\n" << text;
+  EXPECT_EQ(text.find("ioerr"), std::string::npos) << text;
+}
+
 size_t count_bits(std::span<const uint64_t> words, uint64_t first_page, uint64_t end_page) {
   size_t n = 0;
   for (uint64_t p = first_page; p < end_page; ++p) n += (words[p / 64] >> (p % 64)) & 1;
