@@ -1,4 +1,6 @@
 // Volume: everything `minihv volume inspect` shows, as JSON (the CLI prints it as text or JSON).
+#include <algorithm>
+
 #include "blockdev/volume.h"
 
 namespace minihv::blockdev {
@@ -20,7 +22,7 @@ nlohmann::json lease_json(const LeaseRead& r, const LeaseSlot& slot, int64_t now
   j[r.rec.state == LeaseState::kHeld ? "renewed_unix_ms" : "released_unix_ms"] = r.rec.renewed_unix_ms;
   if (r.rec.state == LeaseState::kHeld) {
     // Wall clocks of different hosts are only roughly comparable: for display, never for decisions.
-    j["renewed_ms_ago"] = now_ms - r.rec.renewed_unix_ms;
+    j["renewed_ms_ago"] = std::max<int64_t>(0, now_ms - r.rec.renewed_unix_ms);
     j["held_ms"] = now_ms - r.rec.acquired_unix_ms;
   }
   j["renewals"] = r.rec.counter;

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "blockdev/disk_attach.h"
 #include "common/fd.h"
 #include "common/status.h"
 #include "cpuid/guest_cpuid.h"
@@ -43,7 +44,7 @@ struct VmConfig {
   std::string cmdline;
   uint64_t mem_bytes = 512ull << 20;
   unsigned cpus = 1;
-  std::vector<std::string> disks;   // raw image files, one virtio-blk each
+  std::vector<std::string> disks;   // raw image files or VOLUME:DISK, one virtio-blk each
   std::string console_path;         // empty: stdout
   bool hugetlb = false;
   std::string cpu_model = "host";  // cpuid/: host, compat, x86-64-v1..v4, or a profile .json
@@ -121,6 +122,7 @@ private:
   void throttle_loop();
   void stop_throttle();
   Status create_virtio_devices();
+  Result<BlockBackend> open_volume_disk(const blockdev::VolumeDiskSpec& spec);
   void stop_virtio_devices();
   std::vector<boot::VirtioMmioWindow> virtio_windows() const;
 
@@ -157,6 +159,9 @@ private:
   unsigned throttle_percent_ = 0;  // guarded by throttle_mu_
   bool throttle_quit_ = false;
   std::thread throttle_thread_;
+  // Leases of shared-volume disks (--disk VOLUME:DISK); released once the devices have drained.
+  // Declared last: their renewal threads stop before anything they may call into goes away.
+  std::vector<std::unique_ptr<blockdev::VolumeDisk>> volume_disks_;
 };
 
 }  // namespace minihv

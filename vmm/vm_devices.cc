@@ -37,12 +37,36 @@ std::pair<uint64_t, uint64_t> resident_kib(const GuestMemory& mem) {
 
 }  // namespace
 
+// A disk of the shared volume: its lease is taken here (refused while another VM holds it) and
+// renewed until the VM ends; losing it ends the VM, and every write asks it first.
+Result<BlockBackend> Vm::open_volume_disk(const blockdev::VolumeDiskSpec& spec) {
+  auto disk = blockdev::VolumeDisk::attach(spec, blockdev::default_owner(), [this, spec](const std::string& why) {
+    end(VmEnd::kError, "disk " + spec.disk + " of volume " + spec.volume + ": lease lost (" + why +
+                           "); all I/O stopped and the VM ended so that another node can take the disk over");
+  });
+  if (!disk) return disk.status();
+  auto fd = (*disk)->open_data_fd();
+  if (!fd) return fd.status();
+  BlockBackend::Extent e;
+  e.fd = std::move(fd).value();
+  e.offset = (*disk)->offset();
+  e.length = (*disk)->length();
+  e.alignment = blockdev::kBlockSize;
+  e.name = (*disk)->name();
+  auto backend = BlockBackend::from_extent(std::move(e));
+  if (!backend) return backend.status();
+  backend->set_write_gate((*disk)->write_gate());
+  volume_disks_.push_back(std::move(disk).value());
+  return backend;
+}
+
 Status Vm::create_virtio_devices() {
   if (config_.disks.size() > layout::kVirtioMaxDevices)
     return Status::invalid("at most " + std::to_string(layout::kVirtioMaxDevices) + " disks");
   for (size_t i = 0; i < config_.disks.size(); ++i) {
     const std::string& path = config_.disks[i];
-    auto backend = BlockBackend::open_file(path, {});
+    const auto spec = blockdev::parse_volume_disk(path);
+    auto backend = spec ? open_volume_disk(*spec) : BlockBackend::open_file(path, {});
     if (!backend) return Status::invalid("--disk " + path + ": " + backend.message());
     auto blk = VirtioBlk::create(std::move(backend).value());
     if (!blk) return blk.status().context("--disk " + path);
@@ -84,6 +108,7 @@ void Vm::stop_virtio_devices() {
   // Resetting a transport stops its device's I/O thread; in-flight requests complete first.
   virtio_.clear();
   blks_.clear();
+  volume_disks_.clear();  // releases the disks' leases: nothing of ours is in flight any more
 }
 
 nlohmann::json Vm::stats() const {

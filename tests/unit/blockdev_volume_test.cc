@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "blockdev/disk_attach.h"
 #include "blockdev/disk_record.h"
 #include "blockdev/file_device.h"
 #include "tests/unit/blockdev_test_util.h"
@@ -282,6 +283,53 @@ TEST(BlockdevFile, DeviceRefusesIoPastTheEnd) {
   EXPECT_TRUE((*dev)->write(0, b.span()));
   EXPECT_FALSE((*dev)->write(1 << 20, b.span()));
   EXPECT_FALSE((*dev)->read(100, b.span())) << "unaligned";
+}
+
+TEST(BlockdevFile, VolumeDiskSpecNeedsAVolumeOnTheLeft) {
+  TempFile vol, plain;
+  FormatOptions o;
+  o.cluster = "lab";
+  o.size = 32ull << 20;
+  o.force = true;
+  ASSERT_TRUE(Volume::format(vol.path, o));
+  auto spec = parse_volume_disk(vol.path + ":web");
+  ASSERT_TRUE(spec);
+  EXPECT_EQ(spec->volume, vol.path);
+  EXPECT_EQ(spec->disk, "web");
+  EXPECT_FALSE(parse_volume_disk(plain.path)) << "a plain image";
+  EXPECT_FALSE(parse_volume_disk(plain.path + ":web")) << "left side is not a volume";
+  EXPECT_FALSE(parse_volume_disk(vol.path + ":")) << "no disk name";
+  EXPECT_FALSE(parse_volume_disk("/nonexistent:web"));
+}
+
+TEST(BlockdevFile, AttachRefusesASecondHolderAndReleasesOnDetach) {
+  TempFile vol;
+  FormatOptions o;
+  o.cluster = "lab";
+  o.size = 32ull << 20;
+  o.force = true;
+  ASSERT_TRUE(Volume::format(vol.path, o));
+  {
+    auto v = Volume::open(vol.path, true);
+    ASSERT_TRUE(v);
+    ASSERT_TRUE((*v)->create_disk("web", 1 << 20, "t"));
+  }
+  const VolumeDiskSpec spec{vol.path, "web"};
+  auto first = VolumeDisk::attach(spec, "vm1", nullptr);
+  ASSERT_TRUE(first) << first.message();
+  EXPECT_TRUE((*first)->write_gate()());
+  auto fd = (*first)->open_data_fd();
+  ASSERT_TRUE(fd) << fd.message();
+  auto second = VolumeDisk::attach(spec, "vm2", nullptr);
+  ASSERT_FALSE(second);
+  EXPECT_TRUE(second.status().is_invalid_input());
+  EXPECT_NE(second.message().find("vm1"), std::string::npos) << second.message();
+  auto gate = (*first)->write_gate();
+  ASSERT_TRUE((*first)->release());
+  EXPECT_FALSE(gate()) << "no write after release";
+  auto third = VolumeDisk::attach(spec, "vm3", nullptr);
+  EXPECT_TRUE(third) << third.message();
+  EXPECT_FALSE(VolumeDisk::attach({vol.path, "nope"}, "vm4", nullptr).status().is_ok());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -45,6 +46,10 @@ public:
   uint32_t block_size() const;
   uint64_t capacity_sectors() const { return length_ / 512; }
   const std::string& name() const { return name_; }
+  // Asked before every write submission; false fails the write (IOERR). Unset: always true.
+  // A volume disk sets its lease's check here (blockdev/disk_attach.h).
+  void set_write_gate(std::function<bool()> gate) { may_write_ = std::move(gate); }
+  bool may_write() const { return !may_write_ || may_write_(); }
 
   // The file offset of [sector*512, sector*512 + bytes) of the disk, or nullopt when any byte of
   // it lies outside the extent (overflow-safe). Every I/O offset comes from here.
@@ -57,6 +62,7 @@ private:
   bool read_only_ = false;
   uint32_t alignment_ = 1;
   std::string name_;
+  std::function<bool()> may_write_;
 };
 
 }  // namespace minihv

@@ -236,6 +236,10 @@ bool BlkWorker::prepare_io(Slot& s) {
 
 void BlkWorker::submit_io(unsigned idx) {
   Slot& s = slots_[idx];
+  if (s.req.op == BlkRequest::Op::kWrite && !backend_.may_write()) {
+    ++stats_.errors;  // e.g. the volume disk's lease is no longer provably ours: nothing is written
+    return release(idx, kSIoErr, 1);
+  }
   io_uring_sqe* sqe = get_sqe();
   if (!sqe) return release(idx, kSIoErr, 1);
   const int fd = backend_.fd();

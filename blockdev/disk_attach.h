@@ -1,0 +1,56 @@
+// blockdev/disk_attach.h — a volume disk attached to a VM: `minihv run --disk VOLUME:DISK`.
+//
+// Attaching opens the volume, finds the disk, takes its VM lease (refused, naming the holder,
+// while another live process holds it), and keeps renewing it until release. The VM's block
+// device gets the disk's extent of the volume (opened O_DIRECT) and a write gate that it must
+// ask before every write submission; `on_lost` runs when the lease is lost so the VM can end.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "blockdev/lease_keeper.h"
+#include "blockdev/volume.h"
+#include "common/fd.h"
+
+namespace minihv::blockdev {
+
+struct VolumeDiskSpec {
+  std::string volume;  // path of the volume
+  std::string disk;    // disk name
+};
+
+// "VOLUME:DISK" when the text before the last ':' is a minihv volume and the whole text is not
+// an existing file; nullopt for anything else (a plain image path).
+std::optional<VolumeDiskSpec> parse_volume_disk(const std::string& text);
+
+class VolumeDisk {
+public:
+  static Result<std::unique_ptr<VolumeDisk>> attach(const VolumeDiskSpec& spec, const std::string& owner,
+                                                    LeaseKeeper::LostFn on_lost);
+  ~VolumeDisk();  // releases the lease
+  VolumeDisk(const VolumeDisk&) = delete;
+  VolumeDisk& operator=(const VolumeDisk&) = delete;
+
+  // The volume opened for the disk's data: O_DIRECT, not O_DSYNC (a guest FLUSH is fdatasync).
+  Result<UniqueFd> open_data_fd() const;
+  uint64_t offset() const { return disk_.offset; }
+  uint64_t length() const { return disk_.size; }
+  std::string name() const { return spec_.volume + ":" + spec_.disk; }
+  // True while the lease is provably current (monotonic clock); every write must ask first.
+  std::function<bool()> write_gate() const;
+  // Stops renewing and marks the lease free; call once the device's I/O has drained.
+  Status release();
+
+private:
+  VolumeDisk() = default;
+  VolumeDiskSpec spec_;
+  DiskEntry disk_;
+  std::unique_ptr<Volume> volume_;
+  std::unique_ptr<LeaseKeeper> keeper_;
+  bool released_ = false;
+};
+
+}  // namespace minihv::blockdev
