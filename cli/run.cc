@@ -3,13 +3,16 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "cli/commands.h"
 #include "common/log.h"
 #include "common/units.h"
+#include "migrate/migration.h"
 #include "vmm/api.h"
 #include "vmm/vm.h"
 
@@ -21,6 +24,7 @@ struct RunOptions {
   VmConfig vm;
   std::string mem = "512M";
   std::string api;
+  std::string incoming;  // HOST:PORT: wait for a migrating VM instead of booting a kernel
 };
 
 // SIGINT/SIGTERM stop the VM cleanly: a thread waits for them so no handler runs in a vCPU.
@@ -56,8 +60,10 @@ private:
   std::thread thread_;
 };
 
-nlohmann::json handle_request(Vm& vm, const nlohmann::json& req, const ApiServer::Progress& /*progress*/) {
+nlohmann::json handle_request(Vm& vm, std::atomic<bool>& migrating, const nlohmann::json& req,
+                              const ApiServer::Progress& progress) {
   const std::string cmd = req.value("cmd", "");
+  if (cmd == "migrate") return handle_migrate_request(vm, migrating, req, progress);
   auto reply = [](Status s) {
     return s ? nlohmann::json{{"ok", true}} : nlohmann::json{{"ok", false}, {"error", s.message()}};
   };
@@ -78,7 +84,7 @@ nlohmann::json handle_request(Vm& vm, const nlohmann::json& req, const ApiServer
     return {{"ok", true}};
   }
   return {{"ok", false},
-          {"error", "unknown command '" + cmd + "' (commands: status, stats, pause, resume, stop)"}};
+          {"error", "unknown command '" + cmd + "' (commands: status, stats, pause, resume, stop, migrate)"}};
 }
 
 int run(RunOptions& o) {
@@ -88,16 +94,42 @@ int run(RunOptions& o) {
     return kExitUsage;
   }
   o.vm.mem_bytes = *mem;
+  std::optional<migrate::Endpoint> incoming;
+  if (!o.incoming.empty()) {
+    auto ep = migrate::parse_endpoint(o.incoming);
+    if (!ep) {
+      std::fprintf(stderr, "minihv: error: --incoming: %s\n", ep.message().c_str());
+      return kExitUsage;
+    }
+    incoming = *ep;
+  } else if (o.vm.kernel.empty()) {
+    std::fprintf(stderr, "minihv: error: --kernel is required (unless --incoming waits for a migrating VM)\n");
+    return kExitUsage;
+  }
   StopSignals signals;
-  auto vm = Vm::create(o.vm);
+  auto vm = incoming ? Vm::create_incoming(o.vm) : Vm::create(o.vm);
   if (!vm) {
     std::fprintf(stderr, "minihv: error: %s\n", vm.message().c_str());
     return vm.status().is_invalid_input() ? kExitUsage : kExitFailure;
   }
+  if (incoming) {
+    Status st = migrate::migrate_in(**vm, {*incoming}, [](const nlohmann::json& p) {
+      if (p.value("event", "") == "listening")
+        std::fprintf(stderr, "minihv: waiting for a migrating VM on %s\n", p.value("address", "").c_str());
+      else
+        LOG_INFO("incoming: %s", p.dump().c_str());
+    });
+    if (!st) {
+      std::fprintf(stderr, "minihv: error: incoming migration failed: %s\n", st.message().c_str());
+      return st.is_invalid_input() ? kExitUsage : kExitFailure;
+    }
+    std::fprintf(stderr, "minihv: incoming migration complete: the VM runs here\n");
+  }
+  std::atomic<bool> migrating{false};
   std::unique_ptr<ApiServer> api;
   if (!o.api.empty()) {
     auto s = ApiServer::start(o.api, [&](const nlohmann::json& req, const ApiServer::Progress& progress) {
-      return handle_request(**vm, req, progress);
+      return handle_request(**vm, migrating, req, progress);
     });
     if (!s) {
       std::fprintf(stderr, "minihv: error: --api: %s\n", s.message().c_str());
@@ -116,8 +148,7 @@ int run(RunOptions& o) {
 Command add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* run_app = app.add_subcommand("run", "Boot a guest; the console is this terminal");
-  run_app->add_option("--kernel", o->vm.kernel, "Kernel: an ELF with a PVH note, or a Linux bzImage")
-      ->required();
+  run_app->add_option("--kernel", o->vm.kernel, "Kernel: an ELF with a PVH note, or a Linux bzImage");
   run_app->add_option("--initrd", o->vm.initrd, "Initial ramdisk (cpio, possibly compressed)");
   run_app->add_option("--cmdline", o->vm.cmdline, "Kernel command line");
   run_app->add_option("--mem", o->mem, "Guest RAM, e.g. 512M or 2G (a bare number is MiB)")
@@ -129,6 +160,8 @@ Command add_run_command(CLI::App& app) {
   run_app->add_option("--disk", o->vm.disks, "Raw disk image for a virtio-blk device (repeatable)");
   run_app->add_option("--console", o->vm.console_path, "Write the serial console to FILE, not stdout");
   run_app->add_option("--api", o->api, "Serve the JSON-lines control socket at PATH");
+  run_app->add_option("--incoming", o->incoming,
+                      "Wait on HOST:PORT for a VM migrating here (same --mem/--cpus/--disk as the source)");
   run_app->add_flag("--hugetlb", o->vm.hugetlb, "Back guest RAM with hugetlbfs pages (2 MiB)");
   return {run_app, [o] { return run(*o); }};
 }

@@ -6,13 +6,27 @@
 
 namespace minihv::migrate {
 
-std::optional<uint64_t> corrupt_pages_frame_from_env() {
-  const char* v = std::getenv(kCorruptFrameEnv);
+namespace {
+std::optional<uint64_t> positive_from_env(const char* name) {
+  const char* v = std::getenv(name);
   if (!v || !*v) return std::nullopt;
   uint64_t n = 0;
   auto [end, ec] = std::from_chars(v, v + std::strlen(v), n);
   if (ec != std::errc() || *end != '\0' || n == 0) return std::nullopt;
   return n;
+}
+}  // namespace
+
+std::optional<uint64_t> corrupt_pages_frame_from_env() { return positive_from_env(kCorruptFrameEnv); }
+
+std::optional<uint64_t> hold_before_ack_ms_from_env() {
+  return positive_from_env("MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS");
+}
+
+std::optional<std::string> host_cpu_profile_from_env() {
+  const char* v = std::getenv("MINIHV_TEST_HOST_CPU_PROFILE");
+  if (!v || !*v) return std::nullopt;
+  return std::string(v);
 }
 
 }  // namespace minihv::migrate

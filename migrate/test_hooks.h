@@ -3,10 +3,18 @@
 // MINIHV_MIGRATE_CORRUPT_FRAME=N (N >= 1): the sending Session flips one payload byte of the Nth PAGES
 // frame it sends (counted over all streams, after sealing, so the checksum no longer matches). The
 // receiver must detect it, abort, and the source must keep the VM running. Unset or invalid: no effect.
+//
+// MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS=N: the destination, once it holds the whole machine state,
+// says "holding the ACK" on stderr and waits N ms before acknowledging (so a test can kill it in
+// the middle of a switchover).
+//
+// MINIHV_TEST_HOST_CPU_PROFILE=FILE: the destination compares the incoming VM's CPU profile with
+// this JSON profile instead of this host's CPUID (a test pretends to be an older processor).
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace minihv::migrate {
 
@@ -14,5 +22,7 @@ inline constexpr const char* kCorruptFrameEnv = "MINIHV_MIGRATE_CORRUPT_FRAME";
 
 // The frame number from the environment (read once per call; the Session reads it when created).
 std::optional<uint64_t> corrupt_pages_frame_from_env();
+std::optional<uint64_t> hold_before_ack_ms_from_env();
+std::optional<std::string> host_cpu_profile_from_env();
 
 }  // namespace minihv::migrate

@@ -46,7 +46,8 @@ const char* to_string(VcpuState s) {
 int exit_status(VmEnd end) {
   switch (end) {
     case VmEnd::kPowerOff:
-    case VmEnd::kStopped: return 0;
+    case VmEnd::kStopped:
+    case VmEnd::kMigrated: return 0;
     case VmEnd::kError: return 1;
     case VmEnd::kReboot: return 3;
     case VmEnd::kGuestCrash: return 4;

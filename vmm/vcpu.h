@@ -30,7 +30,7 @@ enum class VcpuState { kCreated, kRunning, kPaused, kStopped };
 const char* to_string(VcpuState s);
 
 // Why a VM ends; each maps to one exit status of `minihv run` (see docs/vmm.md).
-enum class VmEnd { kPowerOff, kStopped, kReboot, kGuestCrash, kError };
+enum class VmEnd { kPowerOff, kStopped, kMigrated, kReboot, kGuestCrash, kError };
 int exit_status(VmEnd end);
 
 // What a vCPU needs from its VM.

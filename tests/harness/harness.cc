@@ -26,7 +26,7 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-VmProcess::VmProcess(std::vector<std::string> args) {
+VmProcess::VmProcess(std::vector<std::string> args, std::vector<std::string> env) {
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
   pid_ = fork();
@@ -34,6 +34,7 @@ VmProcess::VmProcess(std::vector<std::string> args) {
   if (pid_ == 0) {
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
+    for (auto& e : env) putenv(e.data());
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, STDIN_FILENO);
     std::vector<std::string> full{minihv_binary()};
@@ -97,6 +98,18 @@ std::optional<std::string> VmProcess::wait_line(const std::string& re, std::chro
       if (out_closed_) return std::nullopt;
     }
     if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+bool VmProcess::wait_stderr(const std::string& text, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (err_.find(text) != std::string::npos) return true;
+    }
+    if (exited_ || std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }

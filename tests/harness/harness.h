@@ -35,8 +35,8 @@ private:
 
 class VmProcess {
 public:
-  // Starts `minihv <args...>`.
-  explicit VmProcess(std::vector<std::string> args);
+  // Starts `minihv <args...>`, with `env` ("NAME=value") added to its environment.
+  explicit VmProcess(std::vector<std::string> args, std::vector<std::string> env = {});
   ~VmProcess();  // kills the child if it still runs
   VmProcess(const VmProcess&) = delete;
   VmProcess& operator=(const VmProcess&) = delete;
@@ -44,6 +44,8 @@ public:
   pid_t pid() const { return pid_; }
   // Waits until a stdout line matches `re` (search) and returns it; nullopt on timeout or exit.
   std::optional<std::string> wait_line(const std::string& re, std::chrono::milliseconds timeout);
+  // Waits until stderr contains `text`.
+  bool wait_stderr(const std::string& text, std::chrono::milliseconds timeout);
   // Every stdout line matching `re` so far.
   std::vector<std::string> lines_matching(const std::string& re) const;
   std::string stdout_text() const;

@@ -1,0 +1,135 @@
+// `minihv migrate`: ask a running VM (through its control socket) to move to another minihv, and the
+// VM-side handler of that request.
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "common/units.h"
+#include "migrate/migration.h"
+#include "vmm/api.h"
+
+namespace minihv::cli {
+
+namespace {
+
+struct MigrateOptions {
+  std::string api, to, compress = "auto";
+  unsigned streams = 1;
+  uint64_t downtime_ms = 300;
+  double max_time = 120;
+  bool verify = false, json = false;
+};
+
+void print_progress(const nlohmann::json& p) {
+  if (p.contains("round")) {
+    std::fprintf(stderr, "\rround %-3u remaining %10s  dirty %8.1f Mbit/s  link %8.1f Mbit/s  expected downtime %5llu ms  throttle %u%%   ",
+                 p.value("round", 0u), format_size(p.value("remaining_bytes", uint64_t{0})).c_str(),
+                 p.value("dirty_rate_mbps", 0.0), p.value("throughput_mbps", 0.0),
+                 static_cast<unsigned long long>(p.value("expected_downtime_ms", uint64_t{0})), p.value("throttle", 0u));
+  } else if (p.value("event", "") == "target_skipped") {
+    std::fprintf(stderr, "target %s skipped: %s\n", p.value("address", "").c_str(), p.value("error", "").c_str());
+  }
+}
+
+void print_summary(const nlohmann::json& r) {
+  const auto& pages = r["pages"];
+  std::printf("migration %s to %s: %llu ms total, %llu ms downtime (setup %llu ms), %u rounds, %u stream(s)\n",
+              r.value("result", "?").c_str(), r.value("target", "?").c_str(),
+              static_cast<unsigned long long>(r.value("total_ms", uint64_t{0})),
+              static_cast<unsigned long long>(r.value("downtime_ms", uint64_t{0})),
+              static_cast<unsigned long long>(r.value("setup_ms", uint64_t{0})), r.value("rounds", 0u),
+              r.value("streams", 0u));
+  std::printf("  RAM %s, sent %s at %.0f Mbit/s; pages: %llu zero, %llu unchanged, %llu lz4, %llu raw%s\n",
+              format_size(r.value("ram_bytes", uint64_t{0})).c_str(), format_size(r.value("bytes_sent", uint64_t{0})).c_str(),
+              r.value("throughput_mbps", 0.0), static_cast<unsigned long long>(pages.value("zero", uint64_t{0})),
+              static_cast<unsigned long long>(pages.value("unchanged", uint64_t{0})),
+              static_cast<unsigned long long>(pages.value("lz4", uint64_t{0})),
+              static_cast<unsigned long long>(pages.value("raw", uint64_t{0})),
+              r.value("verified", false) ? "; memory verified" : "");
+  if (r.value("result", "") != "ok") std::printf("  error: %s\n", r.value("error", "").c_str());
+}
+
+int run_migrate(const MigrateOptions& o) {
+  auto targets = migrate::parse_endpoint_list(o.to);
+  if (!targets) {
+    std::fprintf(stderr, "minihv: error: --to: %s\n", targets.message().c_str());
+    return kExitUsage;
+  }
+  auto compression = migrate::parse_compression(o.compress);
+  if (!compression) {
+    std::fprintf(stderr, "minihv: error: --compress: %s\n", compression.message().c_str());
+    return kExitUsage;
+  }
+  const bool tty = isatty(STDERR_FILENO) && !o.json;
+  nlohmann::json req = {{"cmd", "migrate"},           {"to", o.to},
+                        {"streams", o.streams},       {"compress", o.compress},
+                        {"downtime_ms", o.downtime_ms}, {"max_time_s", o.max_time},
+                        {"verify", o.verify}};
+  // A migration reports at least once per round; a silence this long means the VMM is stuck.
+  constexpr int kSilenceMs = 600'000;
+  auto reply = api_call(o.api, req, kSilenceMs, [&](const nlohmann::json& p) {
+    if (tty) print_progress(p);
+  });
+  if (tty) std::fprintf(stderr, "\n");
+  if (!reply) {
+    std::fprintf(stderr, "minihv: error: %s\n", reply.message().c_str());
+    return kExitFailure;
+  }
+  if (!reply->contains("result")) {  // refused before it started (busy, bad request)
+    std::fprintf(stderr, "minihv: error: %s\n", reply->value("error", std::string("migration refused")).c_str());
+    return kExitFailure;
+  }
+  reply->erase("ok");
+  if (o.json)
+    std::printf("%s\n", reply->dump().c_str());
+  else
+    print_summary(*reply);
+  return reply->value("result", "") == "ok" ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+nlohmann::json handle_migrate_request(Vm& vm, std::atomic<bool>& busy, const nlohmann::json& req,
+                                      const ApiServer::Progress& progress) {
+  migrate::MigrationGuard guard(busy);
+  if (!guard.owned()) return {{"ok", false}, {"error", "a migration of this VM is already in progress"}};
+  migrate::SourceOptions o;
+  auto targets = migrate::parse_endpoint_list(req.value("to", ""));
+  if (!targets) return {{"ok", false}, {"error", "to: " + targets.message()}};
+  o.targets = *targets;
+  auto c = migrate::parse_compression(req.value("compress", "auto"));
+  if (!c) return {{"ok", false}, {"error", "compress: " + c.message()}};
+  o.compression = *c;
+  const unsigned streams = req.value("streams", 1u);
+  if (streams < 1 || streams > migrate::kMaxStreams)
+    return {{"ok", false}, {"error", "streams must be 1.." + std::to_string(migrate::kMaxStreams)}};
+  o.streams = static_cast<uint16_t>(streams);
+  o.downtime_ms = req.value("downtime_ms", uint64_t{300});
+  o.max_seconds = req.value("max_time_s", 120.0);
+  o.verify = req.value("verify", false);
+  if (vm.state() != VmState::kRunning) return {{"ok", false}, {"error", std::string("the VM is ") + to_string(vm.state())}};
+  migrate::Summary s = migrate::migrate_out(vm, o, progress);
+  nlohmann::json r = s.to_json();
+  r["ok"] = s.ok;
+  if (s.ok) vm.end(VmEnd::kMigrated, "the VM migrated to " + s.target);
+  return r;
+}
+
+Command add_migrate_command(CLI::App& app) {
+  auto o = std::make_shared<MigrateOptions>();
+  CLI::App* m = app.add_subcommand("migrate", "Live-migrate a running VM to another minihv (`run --incoming`)");
+  m->add_option("--api", o->api, "The running VM's control socket")->required();
+  m->add_option("--to", o->to, "Destination(s) HOST:PORT[,HOST:PORT...], tried in order")->required();
+  m->add_option("--streams", o->streams, "Parallel TCP streams")->check(CLI::Range(1, 16))->capture_default_str();
+  m->add_option("--compress", o->compress, "auto, lz4 or none")->capture_default_str();
+  m->add_option("--downtime-ms", o->downtime_ms, "Switch over when the rest fits in this")->capture_default_str();
+  m->add_option("--max-time", o->max_time, "Give up after this many seconds (the VM stays)")->capture_default_str();
+  m->add_flag("--verify", o->verify, "Compare whole-memory xxh3 digests on both sides");
+  m->add_flag("--json", o->json, "Print one JSON object instead of text");
+  return {m, [o] { return run_migrate(*o); }};
+}
+
+}  // namespace minihv::cli

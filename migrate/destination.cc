@@ -1,0 +1,177 @@
+// migrate/destination.cc — the receiving side of a live migration, and the checks before any
+// page moves.
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "common/log.h"
+#include "cpuid/baseline.h"
+#include "cpuid/host.h"
+#include "cpuid/profile_json.h"
+#include "migrate/frames.h"
+#include "migrate/test_hooks.h"
+#include "migrate/migration.h"
+#include "migrate/verify.h"
+#include "vmm/machine_state.h"
+
+namespace minihv::migrate {
+
+namespace {
+
+// Longest silence from a source in the middle of a migration before we call it dead.
+constexpr auto kIoTimeout = std::chrono::seconds(60);
+
+// Why this host cannot run the source's CPU profile ("" when it can). Compares with what a guest
+// here can really execute (cpuid::capability: the processor itself where CPUID is advisory).
+std::string check_cpu(const std::string& profile_json) {
+  auto j = nlohmann::json::parse(profile_json, nullptr, false);
+  if (j.is_discarded() || j.is_null()) return "";  // a source without a CPU profile: nothing to check
+  auto guest = cpuid::profile_from_json(j, "the source VM's CPU profile");
+  if (!guest) return "unreadable CPU profile from the source: " + guest.message();
+  cpuid::Profile here;
+  if (auto fake = host_cpu_profile_from_env()) {
+    auto p = cpuid::load_profile(*fake);
+    if (!p) return "test host CPU profile: " + p.message();
+    here = *p;
+  } else {
+    auto host = cpuid::read_host_cpu();
+    if (!host) return "cannot read this host's CPUID: " + host.message();
+    here = cpuid::capability(*host);
+  }
+  cpuid::Comparison c = cpuid::compare(*guest, here);
+  return c.compatible() ? "" : "CPU incompatible: " + c.describe();
+}
+
+class DestinationRun {
+public:
+  DestinationRun(Vm& vm, Session& s, const ProgressFn& progress) : vm_(vm), s_(s), progress_(progress) {}
+
+  Result<Next> on_frame(const FrameView& v) {
+    switch (v.type()) {
+      case FrameType::kHello: return on_hello(v);
+      case FrameType::kPages: {
+        auto st = decode_page_batch(v.payload, vm_.memory());
+        if (!st) return st.status().context("stream " + std::to_string(v.header.stream));
+        return Next::kContinue;
+      }
+      case FrameType::kDirtyRoundEnd: {
+        auto r = parse_round_end(v);
+        if (!r) return r.status();
+        if (v.header.stream == kControlStream) progress_({{"event", "round"}, {"round", r->round}});
+        return Next::kContinue;
+      }
+      case FrameType::kState: return on_state(v);
+      case FrameType::kVerify: return on_verify(v);
+      case FrameType::kCommit: return on_commit();
+      case FrameType::kAbort: {
+        auto a = parse_abort(v);
+        return Status::error("the source aborted the migration: " + (a ? a->reason : std::string("(unreadable reason)")));
+      }
+      default:
+        return Status::error("protocol error: unexpected " + std::string(frame_type_name(v.type())));
+    }
+  }
+
+private:
+  Result<Next> on_hello(const FrameView& v) {
+    auto h = parse_hello(v);
+    if (!h) return h.status();
+    auto source = nlohmann::json::parse(h->vm_json, nullptr, false);
+    std::string why = source.is_discarded() ? "unreadable VM description" : check_vm_fits(source, describe_vm(vm_));
+    if (why.empty()) why = check_cpu(h->cpu_profile_json);
+    MINIHV_TRY(s_.send(kControlStream, make_hello_reply({why.empty(), why})));
+    MINIHV_TRY(s_.flush());
+    if (!why.empty()) return Status::error("refused the incoming VM: " + why);
+    progress_({{"event", "accepted"}, {"peer", s_.peer()}});
+    return Next::kContinue;
+  }
+
+  Result<Next> on_state(const FrameView& v) {
+    auto done = state_.add(v);
+    if (!done) return done.status();
+    if (!*done) return Next::kContinue;
+    auto st = decode_machine_state(state_.take());
+    if (!st) return st.status().context("machine state from the source");
+    MINIHV_TRY(vm_.restore_machine(*st));
+    for (const auto& note : vm_.restore_notes()) LOG_WARN("restore: %s", note.c_str());
+    restored_ = true;
+    return Next::kContinue;
+  }
+
+  Result<Next> on_verify(const FrameView& v) {
+    auto expected = parse_verify(v);
+    if (!expected) return expected.status();
+    auto bad = compare_ram(vm_.memory().regions(), *expected);
+    if (!bad) return bad.status();
+    MINIHV_TRY(s_.send(kControlStream, make_verify_reply(*bad)));
+    MINIHV_TRY(s_.flush());
+    if (!bad->empty()) return Status::error("memory verification failed: " + std::to_string(bad->size()) + " range(s) differ");
+    progress_({{"event", "verified"}});
+    return Next::kContinue;
+  }
+
+  Result<Next> on_commit() {
+    if (!restored_) return Status::error("protocol error: COMMIT before the machine state");
+    if (auto hold = hold_before_ack_ms_from_env()) {
+      std::fprintf(stderr, "minihv: test hook: holding the ACK for %llu ms\n", static_cast<unsigned long long>(*hold));
+      std::this_thread::sleep_for(std::chrono::milliseconds(*hold));
+    }
+    MINIHV_TRY(s_.send(kControlStream, make_ack()));
+    MINIHV_TRY(s_.flush());
+    return Next::kStop;
+  }
+
+  Vm& vm_;
+  Session& s_;
+  const ProgressFn& progress_;
+  StateAssembler state_;
+  bool restored_ = false;
+};
+
+}  // namespace
+
+Status migrate_in(Vm& vm, const DestinationOptions& options, const ProgressFn& progress) {
+  auto listener = Listener::listen(options.listen);
+  if (!listener) return listener.status().context("--incoming " + options.listen.text());
+  progress({{"event", "listening"}, {"address", options.listen.host + ":" + std::to_string(listener->port())}});
+  TransportOptions t;
+  t.io_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout);
+  auto session = listener->accept(t, options.accept_timeout);
+  if (!session) return session.status();
+  DestinationRun run(vm, **session, progress);
+  Status st = (*session)->receive([&](const FrameView& v) { return run.on_frame(v); },
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout));
+  if (!st) {
+    (void)(*session)->send(kControlStream, make_abort({st.message()}));
+    (void)(*session)->flush();
+  }
+  return st;
+}
+
+nlohmann::json describe_vm(const Vm& vm) {
+  nlohmann::json regions = nlohmann::json::array();
+  for (const MemoryRegion& r : vm.memory().regions()) regions.push_back({{"gpa", r.gpa}, {"size", r.size}});
+  const nlohmann::json st = vm.status();
+  return {{"mem_bytes", vm.memory().size()},
+          {"regions", regions},
+          {"cpus", st.value("cpus", 0u)},
+          {"disks", st.contains("disks") ? st["disks"].size() : 0}};
+}
+
+std::string check_vm_fits(const nlohmann::json& source, const nlohmann::json& local) {
+  auto num = [](const nlohmann::json& j, const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<uint64_t>() : 0; };
+  if (num(source, "mem_bytes") != num(local, "mem_bytes"))
+    return "the VM has " + std::to_string(num(source, "mem_bytes") >> 20) + " MiB of memory, this destination " +
+           std::to_string(num(local, "mem_bytes") >> 20) + " MiB (start it with the same --mem)";
+  if (source.value("regions", nlohmann::json()) != local.value("regions", nlohmann::json()))
+    return "the guest memory layout differs";
+  if (num(source, "cpus") != num(local, "cpus"))
+    return "the VM has " + std::to_string(num(source, "cpus")) + " vCPUs, this destination " +
+           std::to_string(num(local, "cpus")) + " (start it with the same --cpus)";
+  if (num(source, "disks") != num(local, "disks"))
+    return "the VM has " + std::to_string(num(source, "disks")) + " disks, this destination " +
+           std::to_string(num(local, "disks"));
+  return "";
+}
+
+}  // namespace minihv::migrate

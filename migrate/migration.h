@@ -1,0 +1,87 @@
+// migrate/migration.h — live migration of one VM: the source and destination drivers.
+//
+// Owns: the pre-copy algorithm (full pass, dirty rounds, convergence, auto-converge, switchover),
+// what the two sides say to each other in what order (docs/migration-protocol.md), the checks
+// before any page moves (CPU compatibility, memory), and the summary a user sees.
+// Must not know: how frames are laid out or carried (frames.h, transport.h), how pages are encoded
+// (codec.h), KVM (the Vm's API).
+//
+// The one rule: until the destination's ACK, any failure leaves the VM running on the source
+// exactly as before (dirty logging off, throttle off, devices resumed, vCPUs running).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "migrate/codec.h"
+#include "migrate/transport.h"
+#include "vmm/vm.h"
+
+namespace minihv::migrate {
+
+struct SourceOptions {
+  std::vector<Endpoint> targets;   // tried in order (the migration networks)
+  uint16_t streams = 1;
+  Compression compression = Compression::kAuto;
+  uint64_t downtime_ms = 300;      // switch over when the rest fits in this
+  double max_seconds = 120;        // give up (VM stays) after this long
+  bool verify = false;             // whole-memory xxh3 digests compared on both sides
+};
+
+struct Summary {
+  bool ok = false;
+  std::string error;
+  std::string target;              // the address that took the VM
+  std::vector<ConnectAttempt> tried;
+  uint64_t total_ms = 0, downtime_ms = 0, setup_ms = 0;
+  unsigned rounds = 0;
+  unsigned throttle_percent = 0;   // the highest auto-converge throttle used
+  uint64_t ram_bytes = 0, bytes_sent = 0;
+  CodecStats pages;
+  double throughput_mbps = 0;      // payload bytes on the wire / time sending, in Mbit/s
+  unsigned streams = 0;
+  bool verified = false;
+  nlohmann::json to_json() const;
+};
+
+using ProgressFn = std::function<void(const nlohmann::json&)>;
+
+// Source: moves the running VM to the first target that accepts. On success the VM is paused here
+// and must end (the destination runs it); on failure it runs here as before.
+Summary migrate_out(Vm& vm, const SourceOptions& options, const ProgressFn& progress);
+
+struct DestinationOptions {
+  Endpoint listen;
+  std::chrono::milliseconds accept_timeout{std::chrono::hours(24)};
+};
+
+// Destination: waits for one migration into the (incoming, not yet running) VM. On success the VM
+// holds the guest's memory and state and the source has been told to let go: call vm.run().
+Status migrate_in(Vm& vm, const DestinationOptions& options, const ProgressFn& progress);
+
+// The VM description both sides compare in HELLO (memory layout, vCPUs, disks).
+nlohmann::json describe_vm(const Vm& vm);
+// Why `incoming` cannot take a VM described by `source` (empty when it can).
+std::string check_vm_fits(const nlohmann::json& source, const nlohmann::json& local);
+
+// At most one migration in or out of a VMM at a time.
+class MigrationGuard {
+public:
+  explicit MigrationGuard(std::atomic<bool>& busy) : busy_(busy), owned_(!busy.exchange(true)) {}
+  ~MigrationGuard() {
+    if (owned_) busy_.store(false);
+  }
+  bool owned() const { return owned_; }
+
+private:
+  std::atomic<bool>& busy_;
+  bool owned_;
+};
+
+}  // namespace minihv::migrate

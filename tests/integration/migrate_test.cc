@@ -1,0 +1,359 @@
+// Live migration between two real minihv processes on this machine, over loopback TCP.
+#include <gtest/gtest.h>
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/harness/harness.h"
+#include "vmm/api.h"
+
+namespace minihv::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A TCP port nobody listens on right now (the kernel's pick; a tiny race we accept in tests).
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+struct Guest {
+  std::string cmdline = "idle";
+  std::string mem = "256M";
+  int cpus = 1;
+  std::string disk;  // empty: none
+  std::vector<std::string> args(const std::string& api) const {
+    std::vector<std::string> a{"run", "--mem", mem, "--cpus", std::to_string(cpus), "--api", api};
+    if (!disk.empty()) a.insert(a.end(), {"--disk", disk});
+    return a;
+  }
+};
+
+std::unique_ptr<VmProcess> boot(const Guest& g, const std::string& api) {
+  auto a = g.args(api);
+  a.insert(a.end(), {"--kernel", testguest_elf(), "--cmdline", g.cmdline});
+  return std::make_unique<VmProcess>(a);
+}
+
+std::unique_ptr<VmProcess> incoming(const Guest& g, const std::string& api, int port) {
+  auto a = g.args(api);
+  a.insert(a.begin(), "-v");  // the destination's progress on stderr
+  a.insert(a.end(), {"--incoming", "127.0.0.1:" + std::to_string(port)});
+  auto vm = std::make_unique<VmProcess>(a);
+  EXPECT_TRUE(vm->wait_stderr("waiting for a migrating VM", 20s)) << vm->stderr_text();
+  return vm;
+}
+
+struct MigrateResult {
+  int exit = -1;
+  nlohmann::json json;
+  std::string stderr_text;
+};
+
+MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra = {}) {
+  std::vector<std::string> a{"migrate", "--api", api, "--to", to, "--json"};
+  a.insert(a.end(), extra.begin(), extra.end());
+  VmProcess m(a);
+  MigrateResult r;
+  auto rc = m.wait_exit(180s);
+  r.exit = rc ? *rc : -1;
+  r.stderr_text = m.stderr_text();
+  auto out = m.stdout_text();
+  if (!out.empty()) r.json = nlohmann::json::parse(out, nullptr, false);
+  return r;
+}
+
+// The last heartbeat seq of each cpu printed by `vm`.
+std::map<int, long> last_seq(const VmProcess& vm) {
+  std::map<int, long> out;
+  for (const auto& l : vm.lines_matching("^HB ")) {
+    auto hb = parse_heartbeat(l);
+    if (hb) out[hb->cpu] = hb->seq;
+  }
+  return out;
+}
+
+// Every cpu's heartbeats on `dst` continue exactly where `src` stopped, all with errs=0.
+void expect_continued(const VmProcess& src, const VmProcess& dst, int cpus) {
+  auto before = last_seq(src);
+  for (int cpu = 0; cpu < cpus; ++cpu) {
+    std::optional<long> first;
+    for (const auto& l : dst.lines_matching("^HB cpu=" + std::to_string(cpu) + " ")) {
+      auto hb = parse_heartbeat(l);
+      ASSERT_TRUE(hb) << l;
+      EXPECT_EQ(hb->errs, 0) << l;
+      if (!first) first = hb->seq;
+    }
+    ASSERT_TRUE(first) << "no heartbeat from cpu " << cpu << " after the migration:\n" << dst.stdout_text();
+    ASSERT_TRUE(before.count(cpu)) << src.stdout_text();
+    EXPECT_EQ(*first, before[cpu] + 1) << "cpu " << cpu << ": the heartbeat sequence did not continue";
+  }
+  EXPECT_TRUE(dst.lines_matching("CORRUPT|PANIC").empty()) << dst.stdout_text();
+  EXPECT_TRUE(src.lines_matching("CORRUPT|PANIC").empty()) << src.stdout_text();
+}
+
+class Migration : public ::testing::Test {
+protected:
+  TempDir dir;
+  std::string src_api = dir.file("src.sock"), dst_api = dir.file("dst.sock");
+};
+
+// One full move: boot on a, start b, migrate, check the guest goes on at b.
+void move_and_check(const Guest& g, const std::string& src_api, const std::string& dst_api,
+                    std::vector<std::string> flags) {
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stdout_text() << src->stderr_text();
+  const int port = free_port();
+  auto dst = incoming(g, dst_api, port);
+  flags.push_back("--verify");
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port), flags);
+  ASSERT_EQ(r.exit, 0) << r.stderr_text << "\n" << r.json.dump(2) << "\n" << dst->stderr_text();
+  EXPECT_EQ(r.json["result"], "ok");
+  EXPECT_EQ(r.json["verified"], true);
+  EXPECT_GE(r.json["rounds"].get<int>(), 2);
+  EXPECT_EQ(src->wait_exit(20s), 0) << "the source must exit 0 once the VM runs elsewhere\n" << src->stderr_text();
+  for (int cpu = 0; cpu < g.cpus; ++cpu)
+    ASSERT_TRUE(dst->wait_line("^HB cpu=" + std::to_string(cpu) + " ", 20s)) << dst->stdout_text() << dst->stderr_text();
+  std::this_thread::sleep_for(1500ms);
+  expect_continued(*src, *dst, g.cpus);
+  dst->kill(SIGTERM);
+  EXPECT_EQ(dst->wait_exit(20s), 0) << dst->stderr_text();
+}
+
+TEST_F(Migration, IdleGuestMovesWithVerify) { move_and_check({"idle", "256M", 1, ""}, src_api, dst_api, {}); }
+
+TEST_F(Migration, DirtyGuestMovesOnTwoStreams) {
+  move_and_check({"dirty mib=64", "512M", 2, ""}, src_api, dst_api, {"--streams", "2"});
+}
+
+TEST_F(Migration, DirtyGuestMovesOnFourStreamsUncompressed) {
+  move_and_check({"dirty mib=64", "512M", 2, ""}, src_api, dst_api, {"--streams", "4", "--compress", "none"});
+}
+
+TEST_F(Migration, DirtyGuestMovesWithLz4) {
+  move_and_check({"dirty mib=128", "512M", 1, ""}, src_api, dst_api, {"--compress", "lz4"});
+}
+
+TEST_F(Migration, DiskGuestMovesWithoutLosingAWrite) {
+  const std::string img = dir.file("disk.img");
+  make_image(img, 64 << 20);
+  move_and_check({"disk", "256M", 1, img}, src_api, dst_api, {});
+}
+
+}  // namespace
+}  // namespace minihv::test
+
+namespace minihv::test {
+namespace {
+
+std::string api_call_status(const std::string& api) {
+  auto r = minihv::api_call(api, {{"cmd", "status"}});
+  return r ? r->value("state", "") : "unreachable: " + r.message();
+}
+
+// Waits for `n` more heartbeats of cpu 0 after the ones already printed, all errs=0.
+void expect_still_running(VmProcess& vm, int n = 2) {
+  auto seqs = last_seq(vm);
+  ASSERT_TRUE(seqs.count(0)) << vm.stdout_text();
+  const long want = seqs[0] + n;
+  ASSERT_TRUE(vm.wait_line("^HB cpu=0 seq=" + std::to_string(want) + " ", 30s))
+      << "the VM must keep running on the source:\n" << vm.stdout_text() << vm.stderr_text();
+  EXPECT_TRUE(vm.lines_matching("errs=[1-9]|CORRUPT|PANIC").empty()) << vm.stdout_text();
+}
+
+std::vector<std::string> migrate_args(const std::string& api, const std::string& to, std::vector<std::string> extra) {
+  std::vector<std::string> a{"migrate", "--api", api, "--to", to, "--json"};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+nlohmann::json parse_json(const VmProcess& p) {
+  auto j = nlohmann::json::parse(p.stdout_text(), nullptr, false);
+  return j.is_discarded() ? nlohmann::json::object() : j;
+}
+
+TEST_F(Migration, FirstTargetRefusedSecondUsed) {
+  Guest g{"idle", "256M", 1, ""};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=1 ", 30s)) << src->stderr_text();
+  const int dead = free_port(), port = free_port();
+  auto dst = incoming(g, dst_api, port);
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(dead) + ",127.0.0.1:" + std::to_string(port));
+  ASSERT_EQ(r.exit, 0) << r.stderr_text << r.json.dump(2);
+  ASSERT_GE(r.json["tried"].size(), 2u) << r.json.dump(2);
+  EXPECT_EQ(r.json["tried"][0]["ok"], false);
+  EXPECT_NE(r.json["tried"][0]["address"].get<std::string>().find(std::to_string(dead)), std::string::npos);
+  EXPECT_EQ(r.json["target"].get<std::string>().find(std::to_string(port)) != std::string::npos, true);
+  EXPECT_EQ(src->wait_exit(20s), 0);
+  ASSERT_TRUE(dst->wait_line("^HB cpu=0 ", 20s)) << dst->stderr_text();
+}
+
+TEST_F(Migration, CorruptFrameIsDetectedAndTheSourceGoesOn) {
+  Guest g{"dirty mib=64", "256M", 1, ""};
+  auto a = g.args(src_api);
+  a.insert(a.end(), {"--kernel", testguest_elf(), "--cmdline", g.cmdline});
+  VmProcess src(a, {"MINIHV_MIGRATE_CORRUPT_FRAME=3"});
+  ASSERT_TRUE(src.wait_line("^HB cpu=0 seq=1 ", 30s)) << src.stderr_text();
+  const int port = free_port();
+  auto dst = incoming(g, dst_api, port);
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(r.exit, 1) << r.json.dump(2);
+  EXPECT_EQ(r.json["result"], "failed");
+  EXPECT_FALSE(r.json.value("error", "").empty()) << r.json.dump(2);
+  auto drc = dst->wait_exit(30s);
+  ASSERT_TRUE(drc);
+  EXPECT_NE(*drc, 0) << "the destination must not run a VM it received corrupted";
+  EXPECT_NE(dst->stderr_text().find("checksum"), std::string::npos)
+      << "the destination should name the corruption:\n" << dst->stderr_text();
+  expect_still_running(src);
+}
+
+TEST_F(Migration, DestinationKilledDuringPreCopy) {
+  Guest g{"dirty mib=256", "1G", 1, ""};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
+  const int port = free_port();
+  auto dst = incoming(g, dst_api, port);
+  // Never converges (downtime 1 ms against a full-speed dirtier): we kill the peer mid-rounds.
+  VmProcess m(migrate_args(src_api, "127.0.0.1:" + std::to_string(port), {"--downtime-ms", "1", "--max-time", "60"}));
+  ASSERT_TRUE(dst->wait_stderr("\"round\"", 60s)) << dst->stderr_text();
+  dst->kill(SIGKILL);
+  auto rc = m.wait_exit(60s);
+  ASSERT_TRUE(rc) << "minihv migrate hangs after its destination died";
+  EXPECT_EQ(*rc, 1);
+  auto j = parse_json(m);
+  EXPECT_EQ(j.value("result", ""), "failed") << m.stdout_text();
+  EXPECT_FALSE(j.value("error", "").empty()) << m.stdout_text();
+  expect_still_running(*src);
+  auto st = api_call_status(src_api);
+  EXPECT_EQ(st, "running");
+}
+
+TEST_F(Migration, DestinationKilledDuringSwitchover) {
+  Guest g{"idle", "256M", 1, ""};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
+  const int port = free_port();
+  auto a = g.args(dst_api);
+  a.insert(a.begin(), "-v");
+  a.insert(a.end(), {"--incoming", "127.0.0.1:" + std::to_string(port)});
+  VmProcess dst(a, {"MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS=10000"});
+  ASSERT_TRUE(dst.wait_stderr("waiting for a migrating VM", 20s)) << dst.stderr_text();
+  VmProcess m(migrate_args(src_api, "127.0.0.1:" + std::to_string(port), {}));
+  ASSERT_TRUE(dst.wait_stderr("holding the ACK", 60s)) << dst.stderr_text();
+  std::this_thread::sleep_for(300ms);  // a pause the guest can see (its stall threshold is 50 ms)
+  dst.kill(SIGKILL);  // the VM is paused on the source, its state is on the destination: no ACK yet
+  auto rc = m.wait_exit(60s);
+  ASSERT_TRUE(rc);
+  EXPECT_EQ(*rc, 1) << m.stdout_text();
+  expect_still_running(*src);
+  EXPECT_FALSE(src->lines_matching("^STALL cpu=0").empty()) << "the guest should have seen the pause";
+}
+
+TEST_F(Migration, GivesUpAtMaxTimeAndRefusesASecondMigration) {
+  Guest g{"dirty mib=256", "1G", 1, ""};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
+  const int port = free_port();
+  auto dst = incoming(g, dst_api, port);
+  // 1 GiB cannot even make its first pass in 1 s here: the migration must give up, the VM stay.
+  VmProcess first(migrate_args(src_api, "127.0.0.1:" + std::to_string(port), {"--downtime-ms", "1", "--max-time", "1"}));
+  ASSERT_TRUE(dst->wait_stderr("accepted", 60s)) << dst->stderr_text();
+  VmProcess second(migrate_args(src_api, "127.0.0.1:" + std::to_string(free_port()), {}));
+  EXPECT_EQ(second.wait_exit(30s), 1);
+  EXPECT_NE(second.stderr_text().find("already in progress"), std::string::npos) << second.stderr_text();
+  EXPECT_EQ(first.wait_exit(90s), 1) << first.stdout_text();
+  auto j = parse_json(first);
+  EXPECT_NE(j.value("error", "").find("did not converge"), std::string::npos) << first.stdout_text();
+  expect_still_running(*src);
+  EXPECT_EQ(api_call_status(src_api), "running");
+}
+
+TEST_F(Migration, AutoConvergeThrottlesAFastDirtier) {
+  Guest g{"dirty mib=256", "1G", 1, ""};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
+  const int port = free_port();
+  auto dst = incoming(g, dst_api, port);
+  // A 1 ms downtime target against ~1 GB/s of dirtying only converges if the vCPUs are throttled.
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port), {"--downtime-ms", "1", "--max-time", "60", "--verify"});
+  ASSERT_EQ(r.exit, 0) << r.stderr_text << r.json.dump(2);
+  EXPECT_GT(r.json.value("throttle_percent", 0), 0) << r.json.dump(2);
+  EXPECT_EQ(src->wait_exit(20s), 0);
+  ASSERT_TRUE(dst->wait_line("^HB cpu=0 ", 20s)) << dst->stderr_text();
+  std::this_thread::sleep_for(1500ms);
+  expect_continued(*src, *dst, 1);
+  // The throttle belongs to the source: at the destination the guest runs at full speed again.
+  auto hbs = dst->lines_matching("^HB cpu=0 ");
+  ASSERT_FALSE(hbs.empty());
+  auto last = parse_heartbeat(hbs.back());
+  ASSERT_TRUE(last);
+  EXPECT_GT(std::stol(last->fields["pps"]), 50000) << hbs.back();
+}
+
+TEST_F(Migration, CpuIncompatibleDestinationRefusesBeforeAnyPageMoves) {
+  Guest g{"idle", "256M", 1, ""};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=1 ", 30s)) << src->stderr_text();
+  // The destination believes it runs on a 2009 Nehalem (a test hook: a host CPU profile file).
+  const std::string old_cpu = dir.file("nehalem.json");
+  VmProcess imp({"cpuid", "import", source_dir() + "/tests/data/cpuid/intel-nehalem-xeon-e5520.txt"});
+  ASSERT_EQ(imp.wait_exit(20s), 0) << imp.stderr_text();
+  std::ofstream(old_cpu) << imp.stdout_text();
+  const int port = free_port();
+  auto a = g.args(dst_api);
+  a.insert(a.begin(), "-v");
+  a.insert(a.end(), {"--incoming", "127.0.0.1:" + std::to_string(port)});
+  VmProcess dst(a, {"MINIHV_TEST_HOST_CPU_PROFILE=" + old_cpu});
+  ASSERT_TRUE(dst.wait_stderr("waiting for a migrating VM", 20s)) << dst.stderr_text();
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(r.exit, 1);
+  const std::string err = r.json.value("error", "");
+  EXPECT_NE(err.find("refused"), std::string::npos) << err;
+  EXPECT_NE(err.find("CPU"), std::string::npos) << err;
+  EXPECT_LT(r.json.value("bytes_sent", uint64_t{1} << 40), uint64_t{1} << 20) << "pages moved before the CPU check";
+  auto drc = dst.wait_exit(20s);
+  ASSERT_TRUE(drc);
+  EXPECT_NE(*drc, 0);
+  expect_still_running(*src);
+}
+
+TEST_F(Migration, BackAndForthTwentyTimes) {
+  Guest g{"dirty mib=32", "256M", 1, ""};
+  std::string api = dir.file("vm0.sock");
+  auto vm = boot(g, api);
+  ASSERT_TRUE(vm->wait_line("^HB cpu=0 seq=1 ", 30s)) << vm->stderr_text();
+  for (int hop = 1; hop <= 20; ++hop) {
+    const std::string next_api = dir.file("vm" + std::to_string(hop) + ".sock");
+    const int port = free_port();
+    auto next = incoming(g, next_api, port);
+    auto r = migrate(api, "127.0.0.1:" + std::to_string(port), {"--verify"});
+    ASSERT_EQ(r.exit, 0) << "hop " << hop << ": " << r.stderr_text << r.json.dump(2) << next->stderr_text();
+    ASSERT_EQ(vm->wait_exit(20s), 0) << "hop " << hop;
+    ASSERT_TRUE(next->wait_line("^HB cpu=0 ", 20s)) << "hop " << hop << next->stderr_text();
+    expect_continued(*vm, *next, 1);
+    vm = std::move(next);
+    api = next_api;
+  }
+  vm->kill(SIGTERM);
+  EXPECT_EQ(vm->wait_exit(20s), 0);
+}
+
+}  // namespace
+}  // namespace minihv::test
