@@ -125,6 +125,14 @@ FrameParser::FrameParser(int stream, size_t capacity) : stream_(stream) {
   buf_.resize(std::max(capacity, kHeaderSize + kMaxPayload));
 }
 
+void FrameParser::reset(int stream) {
+  stream_ = stream;
+  begin_ = end_ = 0;
+  next_sequence_ = 0;
+  error_ = FrameError::kNone;
+  error_message_.clear();
+}
+
 size_t FrameParser::writable() const { return buf_.size() - (end_ - begin_); }
 
 std::span<uint8_t> FrameParser::prepare(size_t min) {

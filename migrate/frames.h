@@ -124,6 +124,8 @@ public:
   FrameError error() const { return error_; }
   size_t buffered() const { return end_ - begin_; }
   void set_stream(int stream) { stream_ = stream; }
+  // Back to a fresh stream, keeping the buffer (fuzzers and reused parsers).
+  void reset(int stream);
   uint64_t frames() const { return next_sequence_; }
 
 private:

@@ -21,7 +21,12 @@
 //
 // Errors: EOF, ECONNRESET, a stream making no progress for io_timeout, a corrupt frame (with the
 // parser's typed reason) — all come back as a Status from send/flush/poll/receive naming the stream.
-// After an error the Session is dead; destroy it (which closes every socket).
+// A send-side failure is final (every later call fails). A receive-side one (peer closed a stream,
+// corrupt frame, handler error, timeout) still lets you send ABORT on stream 0 and flush() before
+// destroying the Session (which shuts down and closes every socket).
+//
+// Link speed (stats().throughput_bytes_per_s, take_link_sample) is bytes the kernel accepted per
+// second of having data queued; with socket buffers it can read high on short transfers.
 #pragma once
 
 #include <chrono>
