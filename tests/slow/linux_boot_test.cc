@@ -20,7 +20,7 @@ TEST(LinuxGuest, DebianKernelStartsAndEndsClearly) {
   struct stat st{};
   ASSERT_EQ(stat((kit + "/vmlinuz").c_str(), &st), 0) << kit << "/vmlinuz is missing: run scripts/guest-kit";
   ASSERT_EQ(stat((kit + "/initrd.cpio.gz").c_str(), &st), 0) << "run scripts/guest-kit";
-  VmProcess vm({"run", "--kernel", kit + "/vmlinuz", "--initrd", kit + "/initrd.cpio.gz", "--mem", "512M",
+  VmProcess vm({"run", "--kernel", kit + "/vmlinuz", "--initrd", kit + "/initrd.cpio.gz", "--mem", "256M",
                 "--cpus", "1", "--cmdline", "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 quiet=0"});
   const auto deadline = std::chrono::steady_clock::now() + 280s;
   ASSERT_TRUE(vm.wait_line("Linux version", 240s))

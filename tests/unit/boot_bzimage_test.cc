@@ -1,5 +1,6 @@
 // The bzImage loader against the real Debian cloud kernel that scripts/guest-kit fetches.
 #include "vmm/boot/bzimage.h"
+#include "vmm/boot/vmlinux.h"
 
 #include <gtest/gtest.h>
 
@@ -78,14 +79,21 @@ TEST_F(BootBzImage, LoadsKernelZeroPageAndInitrd) {
   const auto img = *parse_bzimage(kernel_);
 
   EXPECT_EQ(plan->mode, BootMode::kLinux64);
-  EXPECT_EQ(plan->entry, img.load_addr + 0x200);
+  // Debian's payload is LZ4: minihv unpacks it and enters the vmlinux at startup_64 (vmlinux.h).
+  auto elf = unpack_bzimage_payload(kernel_, img);
+  ASSERT_TRUE(elf && elf->has_value());
+  auto v = parse_vmlinux(**elf);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(plan->entry, v->entry);
   EXPECT_EQ(plan->boot_info, layout::kZeroPage);
   EXPECT_EQ(boot_regs(*plan).rsi, layout::kZeroPage);
   EXPECT_EQ(boot_sregs(*plan, kvm_sregs{}).cs.selector, 0x10);
 
   std::vector<uint8_t> head(4096);
-  ASSERT_TRUE((*mem)->read(img.load_addr, head.data(), head.size()).is_ok());
-  EXPECT_TRUE(std::equal(head.begin(), head.end(), kernel_.begin() + img.payload_offset));
+  const auto& seg = v->segments.front();
+  ASSERT_TRUE((*mem)->read(seg.paddr, head.data(), head.size()).is_ok());
+  EXPECT_TRUE(std::equal(head.begin(), head.end(), (*elf)->begin() + static_cast<long>(seg.offset)));
+  EXPECT_GE(plan->initrd_addr, v->highest) << "the initrd must not overlap the unpacked kernel";
 
   const boot_params bp = *(*mem)->read_obj<boot_params>(layout::kZeroPage);
   EXPECT_EQ(bp.hdr.boot_flag, 0xAA55);

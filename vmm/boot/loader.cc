@@ -1,5 +1,6 @@
 #include "vmm/boot/loader.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "vmm/boot/acpi.h"
@@ -11,6 +12,7 @@
 #include "vmm/boot/kernel_file.h"
 #include "vmm/boot/mptable.h"
 #include "vmm/boot/pvh_start_info.h"
+#include "vmm/boot/vmlinux.h"
 #include "vmm/layout.h"
 
 namespace minihv::boot {
@@ -63,18 +65,30 @@ Result<BootPlan> load_linux64(GuestMemory& mem, const BootConfig& cfg, std::span
   if (!img) return img.status();
   MINIHV_TRY(check_bzimage_placement(*img, mem));
   MINIHV_TRY(write_cmdline(mem, cfg.cmdline, img->cmdline_size));
-  MINIHV_TRY(load_bzimage_kernel(mem, file, *img));
   BootPlan plan;
   plan.mode = BootMode::kLinux64;
-  plan.entry = img->load_addr + kEntry64Offset;
   plan.boot_info = layout::kZeroPage;
   plan.stack = layout::kBootStack;
-  plan.kernel_start = img->load_addr;
-  plan.kernel_end = img->run_end;
+  // Unpack the kernel here when we can (vmlinux.h says why); else let it decompress itself.
+  auto elf = unpack_bzimage_payload(file, *img);
+  if (!elf) return elf.status();
+  if (*elf) {
+    auto v = parse_vmlinux(**elf);
+    if (!v) return v.status();
+    MINIHV_TRY(load_vmlinux(mem, **elf, *v));
+    plan.entry = v->entry;
+    plan.kernel_start = v->lowest;
+    plan.kernel_end = std::max(v->highest, img->run_end);
+  } else {
+    MINIHV_TRY(load_bzimage_kernel(mem, file, *img));
+    plan.entry = img->load_addr + kEntry64Offset;
+    plan.kernel_start = img->load_addr;
+    plan.kernel_end = img->run_end;
+  }
   ZeroPageInputs in{layout::kCmdline, 0, 0, c.rsdp};
   if (!c.initrd.empty()) {
     const uint64_t limit = std::min(low_ram_end(mem), img->initrd_addr_max + 1);
-    auto at = place_initrd(c.initrd.size(), img->run_end, limit);
+    auto at = place_initrd(c.initrd.size(), plan.kernel_end, limit);
     if (!at) return at.status();
     MINIHV_TRY(write_initrd(mem, *at, c.initrd));
     in.initrd_paddr = plan.initrd_addr = *at;
