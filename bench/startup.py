@@ -72,7 +72,7 @@ def main():
     marks = ["minihv-testguest: boot", "HB cpu=0 seq=1 "]
     cmds = {
         "minihv": [f"{a.build}/minihv", "run", "--kernel", elf, "--cmdline", "idle", "--mem", "256M"],
-        "qemu": ["qemu-system-x86_64", "-M", "microvm,acpi=on", "-accel", "kvm", "-cpu", "host", "-m", "256M",
+        "qemu": ["qemu-system-x86_64", "-M", "microvm,acpi=on", "-accel", "kvm", "-cpu", "host,-arch-capabilities", "-m", "256M",
                  "-smp", "1", "-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot",
                  "-kernel", elf, "-append", "idle"],
     }
