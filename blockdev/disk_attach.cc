@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <mutex>
+#include <thread>
+
 #include "common/log.h"
 
 namespace minihv::blockdev {
@@ -17,21 +20,50 @@ std::optional<VolumeDiskSpec> parse_volume_disk(const std::string& text) {
   return spec;
 }
 
-Result<std::unique_ptr<VolumeDisk>> VolumeDisk::attach(const VolumeDiskSpec& spec, const std::string& owner,
-                                                       LeaseKeeper::LostFn on_lost) {
+struct VolumeDisk::Gate {
+  std::mutex mu;
+  std::shared_ptr<const LeaseValidity> validity;  // null: no lease yet, no writes
+};
+
+Result<std::unique_ptr<VolumeDisk>> VolumeDisk::open_without_lease(const VolumeDiskSpec& spec, const std::string& owner,
+                                                                   LeaseKeeper::LostFn on_lost) {
   std::unique_ptr<VolumeDisk> d(new VolumeDisk);
   d->spec_ = spec;
+  d->owner_ = owner;
+  d->on_lost_ = std::move(on_lost);
+  d->gate_ = std::make_shared<Gate>();
   auto vol = Volume::open(spec.volume, true);
   if (!vol) return vol.status();
   d->volume_ = std::move(*vol);
   auto disk = d->volume_->find_disk(spec.disk);
   if (!disk) return disk.status();
   d->disk_ = *disk;
-  auto lease = d->volume_->acquire(d->volume_->disk_slot(d->disk_), owner);
-  if (!lease) return lease.status();
-  LOG_INFO("disk %s: lease taken (%s)", d->name().c_str(), owner.c_str());
-  d->keeper_ = std::make_unique<LeaseKeeper>(std::move(*lease), std::move(on_lost));
   return d;
+}
+
+Result<std::unique_ptr<VolumeDisk>> VolumeDisk::attach(const VolumeDiskSpec& spec, const std::string& owner,
+                                                       LeaseKeeper::LostFn on_lost) {
+  auto d = open_without_lease(spec, owner, std::move(on_lost));
+  if (!d) return d.status();
+  MINIHV_TRY((*d)->acquire(std::chrono::milliseconds(0)));
+  return d;
+}
+
+Status VolumeDisk::acquire(std::chrono::milliseconds timeout) {
+  if (keeper_) return Status::ok();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto lease = volume_->acquire(volume_->disk_slot(disk_), owner_);
+    if (lease) {
+      LOG_INFO("disk %s: lease taken (%s)", name().c_str(), owner_.c_str());
+      keeper_ = std::make_unique<LeaseKeeper>(std::move(*lease), on_lost_);
+      std::lock_guard lock(gate_->mu);
+      gate_->validity = keeper_->validity();
+      return Status::ok();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return lease.status();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 VolumeDisk::~VolumeDisk() {
@@ -45,7 +77,10 @@ Result<UniqueFd> VolumeDisk::open_data_fd() const {
 }
 
 std::function<bool()> VolumeDisk::write_gate() const {
-  return [v = keeper_->validity()] { return v->may_write(); };
+  return [g = gate_] {
+    std::lock_guard lock(g->mu);
+    return g->validity && g->validity->may_write();
+  };
 }
 
 Status VolumeDisk::release() {

@@ -6,6 +6,7 @@
 // ask before every write submission; `on_lost` runs when the lease is lost so the VM can end.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -30,6 +31,14 @@ class VolumeDisk {
 public:
   static Result<std::unique_ptr<VolumeDisk>> attach(const VolumeDiskSpec& spec, const std::string& owner,
                                                     LeaseKeeper::LostFn on_lost);
+  // For a VM arriving by live migration: the disk is opened but its lease stays with the source
+  // until acquire(); until then the write gate is shut.
+  static Result<std::unique_ptr<VolumeDisk>> open_without_lease(const VolumeDiskSpec& spec, const std::string& owner,
+                                                                LeaseKeeper::LostFn on_lost);
+  // Takes the lease, retrying while its holder (the migration source, which releases it once it
+  // has handed the VM over) still has it; a holder that died instead loses it after `dead`.
+  Status acquire(std::chrono::milliseconds timeout);
+  bool holds_lease() const { return keeper_ != nullptr; }
   ~VolumeDisk();  // releases the lease
   VolumeDisk(const VolumeDisk&) = delete;
   VolumeDisk& operator=(const VolumeDisk&) = delete;
@@ -46,7 +55,11 @@ public:
 
 private:
   VolumeDisk() = default;
+  struct Gate;  // the current lease validity, swapped in by acquire()
   VolumeDiskSpec spec_;
+  std::string owner_;
+  LeaseKeeper::LostFn on_lost_;
+  std::shared_ptr<Gate> gate_;
   DiskEntry disk_;
   std::unique_ptr<Volume> volume_;
   std::unique_ptr<LeaseKeeper> keeper_;

@@ -123,6 +123,13 @@ int run(RunOptions& o) {
       std::fprintf(stderr, "minihv: error: incoming migration failed: %s\n", st.message().c_str());
       return st.is_invalid_input() ? kExitUsage : kExitFailure;
     }
+    // The source releases the disks' leases once it has the ACK; one that died instead loses them
+    // after the volume's dead timeout. Either way this wait ends well inside kLeaseHandOff.
+    constexpr auto kLeaseHandOff = std::chrono::seconds(15);
+    if (Status lease = (*vm)->acquire_disk_leases(kLeaseHandOff); !lease) {
+      std::fprintf(stderr, "minihv: error: incoming migration: %s\n", lease.message().c_str());
+      return kExitFailure;
+    }
     std::fprintf(stderr, "minihv: incoming migration complete: the VM runs here\n");
   }
   std::atomic<bool> migrating{false};

@@ -79,6 +79,9 @@ public:
   // DEBUGREGS, LAPIC, MSRS, VCPU_EVENTS, then the UART and virtio transports. The virtio devices
   // stay quiesced (no disk I/O) until run() starts: take the disk lease before calling run().
   Status restore_machine(const MachineState& state);
+  // An incoming VM's shared-volume disks: take their leases, waiting up to `timeout` for the
+  // source to let go of them (it does once it has the ACK). Call after restore, before run().
+  Status acquire_disk_leases(std::chrono::milliseconds timeout);
   // What restore_machine() could not carry but did not fail for (e.g. a TSC rate this host
   // cannot set); empty when everything was exact.
   const std::vector<std::string>& restore_notes() const { return restore_notes_; }

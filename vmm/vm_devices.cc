@@ -39,11 +39,15 @@ std::pair<uint64_t, uint64_t> resident_kib(const GuestMemory& mem) {
 
 // A disk of the shared volume: its lease is taken here (refused while another VM holds it) and
 // renewed until the VM ends; losing it ends the VM, and every write asks it first.
+// A VM arriving by live migration opens the disk without its lease: the source still holds it
+// and hands it over after the ACK (acquire_disk_leases()).
 Result<BlockBackend> Vm::open_volume_disk(const blockdev::VolumeDiskSpec& spec) {
-  auto disk = blockdev::VolumeDisk::attach(spec, blockdev::default_owner(), [this, spec](const std::string& why) {
+  auto on_lost = [this, spec](const std::string& why) {
     end(VmEnd::kError, "disk " + spec.disk + " of volume " + spec.volume + ": lease lost (" + why +
                            "); all I/O stopped and the VM ended so that another node can take the disk over");
-  });
+  };
+  auto disk = incoming_ ? blockdev::VolumeDisk::open_without_lease(spec, blockdev::default_owner(), on_lost)
+                        : blockdev::VolumeDisk::attach(spec, blockdev::default_owner(), on_lost);
   if (!disk) return disk.status();
   auto fd = (*disk)->open_data_fd();
   if (!fd) return fd.status();
@@ -102,6 +106,11 @@ std::vector<boot::VirtioMmioWindow> Vm::virtio_windows() const {
     out.push_back({layout::kVirtioMmioBase + i * layout::kVirtioMmioSize, layout::kVirtioMmioSize,
                    layout::kVirtioIrqBase + static_cast<uint32_t>(i)});
   return out;
+}
+
+Status Vm::acquire_disk_leases(std::chrono::milliseconds timeout) {
+  for (auto& d : volume_disks_) MINIHV_TRY(d->acquire(timeout).context("disk " + d->name()));
+  return Status::ok();
 }
 
 void Vm::stop_virtio_devices() {

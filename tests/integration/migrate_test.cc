@@ -357,3 +357,39 @@ TEST_F(Migration, BackAndForthTwentyTimes) {
 
 }  // namespace
 }  // namespace minihv::test
+
+namespace minihv::test {
+namespace {
+
+TEST_F(Migration, VolumeDiskLeaseIsHandedOver) {
+  const std::string vol = dir.file("csv.img");
+  VmProcess fmt({"volume", "format", vol, "--size", "64M", "--cluster", "test"});
+  ASSERT_EQ(fmt.wait_exit(30s), 0) << fmt.stderr_text();
+  VmProcess mk({"volume", "disk", "create", vol, "web", "--size", "16M"});
+  ASSERT_EQ(mk.wait_exit(30s), 0) << mk.stderr_text();
+  Guest g{"disk", "256M", 1, vol + ":web"};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stdout_text() << src->stderr_text();
+  const int port = free_port();
+  // The destination opens the disk while the source holds its lease: that must not be refused.
+  auto dst = incoming(g, dst_api, port);
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port), {"--verify"});
+  ASSERT_EQ(r.exit, 0) << r.stderr_text << r.json.dump(2) << dst->stderr_text();
+  EXPECT_EQ(src->wait_exit(20s), 0) << src->stderr_text();
+  ASSERT_TRUE(dst->wait_line("^HB cpu=0 ", 30s)) << dst->stderr_text();
+  std::this_thread::sleep_for(2s);
+  expect_continued(*src, *dst, 1);
+  // The disk keeps being written at the destination: the lease moved with the VM.
+  long before = -1, after = -1;
+  for (const auto& l : src->lines_matching("^HB cpu=0 ")) before = std::stol(parse_heartbeat(l)->fields["rec"]);
+  for (const auto& l : dst->lines_matching("^HB cpu=0 ")) after = std::stol(parse_heartbeat(l)->fields["rec"]);
+  EXPECT_GT(after, before) << dst->stdout_text();
+  EXPECT_TRUE(dst->lines_matching("ioerr").empty()) << dst->stdout_text();
+  VmProcess inspect({"volume", "inspect", vol, "--json"});
+  ASSERT_EQ(inspect.wait_exit(30s), 0);
+  EXPECT_NE(inspect.stdout_text().find("pid " + std::to_string(dst->pid())), std::string::npos)
+      << "the destination should hold the disk's lease now:\n" << inspect.stdout_text();
+}
+
+}  // namespace
+}  // namespace minihv::test
