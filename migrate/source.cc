@@ -36,7 +36,7 @@ uint64_t ms_since(Clock::time_point t) {
 class PageSender {
 public:
   PageSender(Session& session, const SourceOptions& o, PageHashTable& hashes, CompressionChooser& chooser)
-      : session_(session) {
+      : session_(session), chooser_(chooser) {
     EncoderOptions eo;
     eo.compression = o.compression;
     for (uint16_t s = 0; s < session.streams(); ++s)
@@ -67,11 +67,21 @@ private:
   Status ship(uint16_t s) {
     Frame f = enc_[s]->take_frame();
     session_.count_pages(s, f.pages);
-    return session_.send(s, std::move(f));
+    MINIHV_TRY(session_.send(s, std::move(f)));
+    // `--compress auto` weighs the link against the codec: tell it how fast the link goes.
+    if (++shipped_ % kLinkSampleEvery == 0) {
+      auto [bytes, seconds] = session_.take_link_sample();
+      if (seconds > 0) chooser_.observe_link(bytes, seconds);
+    }
+    return Status::ok();
   }
 
+  static constexpr unsigned kLinkSampleEvery = 8;  // frames (~8 MiB) between link measurements
+
   Session& session_;
+  CompressionChooser& chooser_;
   std::vector<std::unique_ptr<PageBatchEncoder>> enc_;
+  uint64_t shipped_ = 0;
 };
 
 // One migration attempt's state; every step returns a Status and the caller rolls back on error.
