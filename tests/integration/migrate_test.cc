@@ -51,11 +51,12 @@ std::unique_ptr<VmProcess> boot(const Guest& g, const std::string& api) {
   return std::make_unique<VmProcess>(a);
 }
 
-std::unique_ptr<VmProcess> incoming(const Guest& g, const std::string& api, int port) {
+std::unique_ptr<VmProcess> incoming(const Guest& g, const std::string& api, int port,
+                                    std::vector<std::string> env = {}) {
   auto a = g.args(api);
   a.insert(a.begin(), "-v");  // the destination's progress on stderr
   a.insert(a.end(), {"--incoming", "127.0.0.1:" + std::to_string(port)});
-  auto vm = std::make_unique<VmProcess>(a);
+  auto vm = std::make_unique<VmProcess>(a, std::move(env));
   EXPECT_TRUE(vm->wait_stderr("waiting for a migrating VM", 20s)) << vm->stderr_text();
   return vm;
 }
@@ -110,6 +111,17 @@ void expect_continued(const VmProcess& src, const VmProcess& dst, int cpus) {
 
 class Migration : public ::testing::Test {
 protected:
+  struct Pair {
+    std::unique_ptr<VmProcess> src, dst;
+    int port;
+  };
+  // The guest booted on the source (up to heartbeat `seq`) and a destination waiting for it.
+  Pair start_pair(const Guest& g, int seq) {
+    auto src = boot(g, src_api);
+    EXPECT_TRUE(src->wait_line("^HB cpu=0 seq=" + std::to_string(seq) + " ", 30s)) << src->stderr_text();
+    const int port = free_port();
+    return {std::move(src), incoming(g, dst_api, port), port};
+  }
   TempDir dir;
   std::string src_api = dir.file("src.sock"), dst_api = dir.file("dst.sock");
 };
@@ -226,10 +238,7 @@ TEST_F(Migration, CorruptFrameIsDetectedAndTheSourceGoesOn) {
 
 TEST_F(Migration, DestinationKilledDuringPreCopy) {
   Guest g{"dirty mib=256", "1G", 1, ""};
-  auto src = boot(g, src_api);
-  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
-  const int port = free_port();
-  auto dst = incoming(g, dst_api, port);
+  auto [src, dst, port] = start_pair(g, 2);
   // Never converges (downtime 1 ms against a full-speed dirtier): we kill the peer mid-rounds.
   VmProcess m(migrate_args(src_api, "127.0.0.1:" + std::to_string(port), {"--downtime-ms", "1", "--max-time", "60"}));
   ASSERT_TRUE(dst->wait_stderr("\"round\"", 60s)) << dst->stderr_text();
@@ -250,11 +259,8 @@ TEST_F(Migration, DestinationKilledDuringSwitchover) {
   auto src = boot(g, src_api);
   ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
   const int port = free_port();
-  auto a = g.args(dst_api);
-  a.insert(a.begin(), "-v");
-  a.insert(a.end(), {"--incoming", "127.0.0.1:" + std::to_string(port)});
-  VmProcess dst(a, {"MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS=10000"});
-  ASSERT_TRUE(dst.wait_stderr("waiting for a migrating VM", 20s)) << dst.stderr_text();
+  auto dstp = incoming(g, dst_api, port, {"MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS=10000"});
+  VmProcess& dst = *dstp;
   VmProcess m(migrate_args(src_api, "127.0.0.1:" + std::to_string(port), {}));
   ASSERT_TRUE(dst.wait_stderr("holding the ACK", 60s)) << dst.stderr_text();
   std::this_thread::sleep_for(300ms);  // a pause the guest can see (its stall threshold is 50 ms)
@@ -268,10 +274,7 @@ TEST_F(Migration, DestinationKilledDuringSwitchover) {
 
 TEST_F(Migration, GivesUpAtMaxTimeAndRefusesASecondMigration) {
   Guest g{"dirty mib=256", "1G", 1, ""};
-  auto src = boot(g, src_api);
-  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
-  const int port = free_port();
-  auto dst = incoming(g, dst_api, port);
+  auto [src, dst, port] = start_pair(g, 2);
   // 1 GiB cannot even make its first pass in 1 s here: the migration must give up, the VM stay.
   VmProcess first(migrate_args(src_api, "127.0.0.1:" + std::to_string(port), {"--downtime-ms", "1", "--max-time", "1"}));
   ASSERT_TRUE(dst->wait_stderr("accepted", 60s)) << dst->stderr_text();
@@ -287,10 +290,7 @@ TEST_F(Migration, GivesUpAtMaxTimeAndRefusesASecondMigration) {
 
 TEST_F(Migration, AutoConvergeThrottlesAFastDirtier) {
   Guest g{"dirty mib=256", "1G", 1, ""};
-  auto src = boot(g, src_api);
-  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
-  const int port = free_port();
-  auto dst = incoming(g, dst_api, port);
+  auto [src, dst, port] = start_pair(g, 2);
   // A 1 ms downtime target against ~1 GB/s of dirtying only converges if the vCPUs are throttled.
   auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port), {"--downtime-ms", "1", "--max-time", "60", "--verify"});
   ASSERT_EQ(r.exit, 0) << r.stderr_text << r.json.dump(2);
@@ -317,11 +317,8 @@ TEST_F(Migration, CpuIncompatibleDestinationRefusesBeforeAnyPageMoves) {
   ASSERT_EQ(imp.wait_exit(20s), 0) << imp.stderr_text();
   std::ofstream(old_cpu) << imp.stdout_text();
   const int port = free_port();
-  auto a = g.args(dst_api);
-  a.insert(a.begin(), "-v");
-  a.insert(a.end(), {"--incoming", "127.0.0.1:" + std::to_string(port)});
-  VmProcess dst(a, {"MINIHV_TEST_HOST_CPU_PROFILE=" + old_cpu});
-  ASSERT_TRUE(dst.wait_stderr("waiting for a migrating VM", 20s)) << dst.stderr_text();
+  auto dstp = incoming(g, dst_api, port, {"MINIHV_TEST_HOST_CPU_PROFILE=" + old_cpu});
+  VmProcess& dst = *dstp;
   auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port));
   EXPECT_EQ(r.exit, 1);
   const std::string err = r.json.value("error", "");
