@@ -48,12 +48,14 @@ public:
       }
     });
   }
-  ~StopSignals() {
+  // Ends the watcher; call before the VM it watches goes away.
+  void stop() {
     if (thread_.joinable()) {
       pthread_kill(thread_.native_handle(), SIGUSR2);
       thread_.join();
     }
   }
+  ~StopSignals() { stop(); }
 
 private:
   sigset_t set_;
@@ -147,7 +149,9 @@ int run(RunOptions& o) {
   if ((*vm)->guest_cpuid().advisory)
     std::fprintf(stderr, "minihv: %s\n", cpuid::advisory_warning((*vm)->guest_cpuid()).c_str());
   signals.watch(**vm);
-  return (*vm)->run();
+  const int status = (*vm)->run();
+  signals.stop();
+  return status;
 }
 
 }  // namespace

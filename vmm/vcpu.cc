@@ -136,8 +136,10 @@ Vcpu::~Vcpu() {
 }
 
 void Vcpu::start() {
+  std::lock_guard lock(mu_);  // the thread cannot report kStopped before pthread_ is known
   thread_ = std::thread([this] { thread_main(); });
   pthread_ = thread_.native_handle();
+  started_.store(true);
 }
 
 void Vcpu::request(VcpuState want) {
@@ -148,7 +150,10 @@ void Vcpu::request(VcpuState want) {
   }
   cv_.notify_all();
   if (run_) __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
-  if (thread_.joinable() && state_.load() != VcpuState::kStopped) pthread_kill(pthread_, kick_signal());
+  // Kick only a thread that provably still exists: it reports kStopped under mu_ as its very last
+  // act, so while we hold mu_ and see another state, pthread_kill cannot hit a finished thread.
+  std::lock_guard lock(mu_);
+  if (started_.load() && state_.load() != VcpuState::kStopped) pthread_kill(pthread_, kick_signal());
 }
 
 void Vcpu::wait_for(VcpuState s) {

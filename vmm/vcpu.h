@@ -96,6 +96,7 @@ private:
   std::atomic<VcpuState> want_{VcpuState::kRunning};
   std::atomic<VcpuState> state_{VcpuState::kCreated};
   std::atomic<uint64_t> exits_{0};
+  std::atomic<bool> started_{false};  // pthread_ is valid
   std::atomic<unsigned> throttle_percent_{0};
   std::atomic<bool> throttle_due_{false};
 };

@@ -199,15 +199,14 @@ int Vm::run() {
 }
 
 void Vm::end(VmEnd why, const std::string& message) {
-  {
-    std::lock_guard lock(mu_);
-    if (ended_) return;
-    ended_ = true;
-    end_why_ = why;
-    end_message_ = message;
-  }
+  // run() stops the vCPUs. end() is called from threads that may outlive the VM by nothing (a
+  // signal watcher, a vCPU, a migration), so it notifies under the lock and touches nothing after.
+  std::lock_guard lock(mu_);
+  if (ended_) return;
+  ended_ = true;
+  end_why_ = why;
+  end_message_ = message;
   ended_cv_.notify_all();
-  for (auto& v : vcpus_) v->request(VcpuState::kStopped);
 }
 
 void Vm::stop() { end(VmEnd::kStopped, "stopped through the control socket"); }

@@ -177,7 +177,7 @@ TEST(Disk, RecordsSurviveAVmRestart) {
     vm.wait_exit(10s);
     EXPECT_TRUE(vm.lines_matching("errs=[1-9]").empty()) << vm.stdout_text();
   }
-  VmProcess vm(args("disk secs=2"));
+  VmProcess vm(args("disk secs=5"));
   auto resume = vm.wait_line("^DISK resume last=\\d+", 20s);
   ASSERT_TRUE(resume) << vm.stdout_text() << vm.stderr_text();
   const long last = std::stol(resume->substr(resume->find("last=") + 5));

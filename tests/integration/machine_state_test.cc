@@ -1,6 +1,7 @@
 // Machine state, dirty logging and throttling of real VMs in this process (Vm linked directly):
 // VM A is paused, saved, its RAM copied into an incoming VM B, B restored and run — the guest's
 // heartbeats must go on with seq +1 and errs=0 as if nothing happened.
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -254,19 +255,27 @@ TEST(Throttle, SlowsTheGuestAndLetsGo) {
   r.start();
   const std::vector<std::string> f{dir.file("t.txt")};
   ASSERT_TRUE(wait_heartbeats(f, 0, 4, 30s)) << read_file(f[0]);
-  const long free_pps = pps_of(heartbeats(read_file(f[0]), 0).back());
+  // Rates are compared on the best second of each phase (skipping the one the change fell in):
+  // the host is a shared 2-core machine and any single second may lose the core.
+  auto best_pps = [&](size_t from, size_t to) {
+    long best = 0;
+    const auto hbs = heartbeats(read_file(f[0]), 0);
+    for (size_t i = from; i < to && i < hbs.size(); ++i) best = std::max(best, pps_of(hbs[i]));
+    return best;
+  };
+  const long free_pps = best_pps(1, 4);
   r.vm->set_throttle(90);
   const size_t n = heartbeats(read_file(f[0]), 0).size();
-  ASSERT_TRUE(wait_heartbeats(f, 0, n + 3, 30s));
-  const long slow_pps = pps_of(heartbeats(read_file(f[0]), 0).back());
+  ASSERT_TRUE(wait_heartbeats(f, 0, n + 4, 30s));
+  const long slow_pps = best_pps(n + 1, n + 4);
   r.vm->set_throttle(0);
-  ASSERT_TRUE(wait_heartbeats(f, 0, n + 6, 30s));
-  const long again_pps = pps_of(heartbeats(read_file(f[0]), 0).back());
+  ASSERT_TRUE(wait_heartbeats(f, 0, n + 8, 30s));
+  const long again_pps = best_pps(n + 5, n + 8);
   std::printf("[ measured ] pps free %ld, throttled 90%% %ld, released %ld\n", free_pps, slow_pps, again_pps);
   EXPECT_LT(slow_pps, free_pps / 3);
   EXPECT_GT(again_pps, slow_pps * 2);
   r.stop();
-  expect_continuous(read_file(f[0]), 0, n + 6);
+  expect_continuous(read_file(f[0]), 0, n + 8);
 }
 
 TEST(MachineState, FailedMigrationRehearsalResumesTheGuestAndItsDisk) {

@@ -127,7 +127,7 @@ TEST_F(Volume, TwoVmsOnTwoDisksRunAtOnce) {
   EXPECT_EQ(disk_lease("b")["state"], "free");
   // Each disk kept its own records: a restarted VM on `a` resumes from a's last record, not b's.
   const long acked_a = last_acknowledged(a);
-  VmProcess again(vm_args("a", "disk secs=1"));
+  VmProcess again(vm_args("a", "disk secs=5"));
   auto resume = again.wait_line("^DISK resume last=\\d+", 30s);
   ASSERT_TRUE(resume) << again.stdout_text() << again.stderr_text();
   EXPECT_GE(std::stol(resume->substr(resume->find("last=") + 5)), acked_a) << *resume;
@@ -204,7 +204,7 @@ TEST_F(Volume, FrozenHolderStopsWithoutWritingWhenItWakes) {
   expect_clean_disk_run(b);
   b.kill(SIGTERM);
   EXPECT_EQ(b.wait_exit(15s), 0) << b.stderr_text();
-  VmProcess c(vm_args("a", "disk secs=1"));
+  VmProcess c(vm_args("a", "disk secs=5"));
   ASSERT_TRUE(c.wait_line("^DISK resume last=\\d+", 30s)) << c.stdout_text() << c.stderr_text();
   EXPECT_EQ(c.wait_exit(30s), 0) << c.stderr_text();
   expect_clean_disk_run(c);
