@@ -97,6 +97,10 @@ public:
     sum_.setup_ms = ms_since(start_);
     MINIHV_TRY(vm_.start_dirty_log());
     logging_ = true;
+    // The log starts with every page marked (KVM_DIRTY_LOG_INITIALLY_SET): clear it, so that the
+    // first round after the full pass holds only what the guest wrote during it, not all of RAM.
+    MINIHV_TRY(harvest().status());
+    for (auto& bm : bitmaps_) std::fill(bm.begin(), bm.end(), 0);
     MINIHV_TRY(full_pass());
     MINIHV_TRY(dirty_rounds());
     return switchover();
