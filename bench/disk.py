@@ -9,8 +9,7 @@ MSR 0x10a.) Prints a Markdown table (docs/benchmarks.md keeps the results).
 What the guest workload measures: records of 4 KiB written sequentially around a ring, each
 followed by a FLUSH and a read-back, one request in flight (docs/test-guest.md). So the figure is
 synchronous 4 KiB write+flush+read round trips per second, not random-I/O IOPS or 1 MiB
-throughput: those need a guest workload the test guest does not have yet (see the report in
-docs/benchmarks.md).
+throughput: bench/diskbench.py measures those with the guest's `diskbench` workload.
 
 Usage: bench/disk.py [--runs N] [--secs S] [--build DIR]
 """

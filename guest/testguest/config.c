@@ -2,11 +2,15 @@
  * Problems are recorded in cfg.error and reported after the boot line. */
 #include "user.h"
 
-struct config cfg = {.wl = W_IDLE, .wl_name = "idle", .stall_ms = 50, .slots = 256};
+struct config cfg = {.wl = W_IDLE, .wl_name = "idle", .stall_ms = 50, .slots = 256, .bs = 4096, .qd = 1};
 
 static const char *const workloads[] = {
     [W_IDLE] = "idle", [W_DIRTY] = "dirty", [W_DISK] = "disk", [W_CPUID] = "cpuid", [W_CPUID3] = "cpuid3",
-    [W_POWEROFF] = "poweroff", [W_REBOOT] = "reboot", [W_PANIC] = "panic",
+    [W_POWEROFF] = "poweroff", [W_REBOOT] = "reboot", [W_PANIC] = "panic", [W_DISKBENCH] = "diskbench",
+};
+
+const char *const bench_patterns[4] = {
+    [P_RANDREAD] = "randread", [P_RANDWRITE] = "randwrite", [P_SEQREAD] = "seqread", [P_SEQWRITE] = "seqwrite",
 };
 
 static void error(const char *what, const char *w, usize n)
@@ -87,7 +91,7 @@ static void option(const char *w, usize n)
 {
     static const struct { const char *key; u64 *val; } keys[] = {
         {"secs", &cfg.secs}, {"stall_ms", &cfg.stall_ms}, {"mib", &cfg.mib},
-        {"rate", &cfg.rate}, {"slots", &cfg.slots},
+        {"rate", &cfg.rate}, {"slots", &cfg.slots}, {"bs", &cfg.bs}, {"qd", &cfg.qd},
     };
     usize kl = 0;
     while (kl < n && w[kl] != '=')
@@ -98,6 +102,15 @@ static void option(const char *w, usize n)
     }
     if (linux_word(w, n, kl))
         return;
+    if (kl == 7 && !strncmp(w, "pattern", 7) && kl < n) {
+        for (usize i = 0; i < 4; i++)
+            if (strlen(bench_patterns[i]) == n - 8 && !strncmp(w + 8, bench_patterns[i], n - 8)) {
+                cfg.pattern = (enum bench_pattern)i;
+                return;
+            }
+        error("bad value", w, n);
+        return;
+    }
     for (usize i = 0; kl < n && i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (strlen(keys[i].key) == kl && !strncmp(w, keys[i].key, kl)) {
             const char *e = parse_num(w + kl + 1, w + n, keys[i].val);
@@ -144,6 +157,10 @@ void config_parse(const char *s)
     }
     if (cfg.slots == 0)
         error("bad value", "slots=0", 7);
+    if (cfg.bs == 0 || cfg.bs % 4096 || cfg.bs > (1u << 20))
+        error("bad value", "bs (4k..1m, a multiple of 4k)", 29);
+    if (cfg.qd == 0 || cfg.qd > 64)
+        error("bad value", "qd (1..64)", 10);
     if (cfg.stall_ms == 0)
         cfg.stall_ms = 1;
 }

@@ -16,6 +16,10 @@ static NORETURN void run(u32 cpu)
         if (cpu == 0)
             work_disk(cpu);
         work_idle(cpu);
+    case W_DISKBENCH:
+        if (cpu == 0)
+            work_diskbench(cpu);
+        work_idle(cpu);
     default:
         break;
     }

@@ -22,11 +22,13 @@ enum {
 #define F_VERSION_1 (1u << 0)               /* feature word 1 (bit 32) */
 #define D_NEXT 1
 #define D_WRITE 2
-#define QMAX 8
+#define QMAX 256                           /* storage; vblk_init uses 8 of it */
+#define VBLK_SYNC_QSIZE 8
+#define USED_F_NO_NOTIFY 1
 
 struct desc { u64 addr; u32 len; u16 flags, next; };
 struct avail { u16 flags, idx, ring[QMAX], event; };
-struct used { u16 flags; volatile u16 idx; struct { u32 id, len; } ring[QMAX]; u16 event; };
+struct used { volatile u16 flags; volatile u16 idx; struct { u32 id, len; } ring[QMAX]; u16 event; };
 struct req { u32 type, rsv; u64 sector; };
 
 static struct desc desc[QMAX] ALIGNED(4096);
@@ -34,6 +36,9 @@ static struct avail avail ALIGNED(4096);
 static struct used used ALIGNED(4096);
 static struct req req ALIGNED(64);
 static volatile u8 status ALIGNED(64);
+/* vblk_submit: request slot i owns descriptors 3i..3i+2, header areq[i], status astatus[i] */
+static struct req areq[VBLK_MAX_SLOTS] ALIGNED(64);
+static volatile u8 astatus[VBLK_MAX_SLOTS] ALIGNED(64);
 
 static u32 rd(struct vblk *d, u32 r) { return mmio_rd32(d->base + r); }
 static void wr(struct vblk *d, u32 r, u32 v) { mmio_wr32(d->base + r, v); }
@@ -50,7 +55,7 @@ static int probe(u64 base)
     return 1;
 }
 
-static int setup(struct vblk *d)
+static int setup(struct vblk *d, u16 want)
 {
     wr(d, R_STATUS, 0);
     wr(d, R_STATUS, S_ACK);
@@ -74,7 +79,7 @@ static int setup(struct vblk *d)
     u32 max = rd(d, R_QUEUE_NUM_MAX);
     if (max < 3 || rd(d, R_QUEUE_READY))
         upanic("disk: queue 0 unusable (max=%u)", max);
-    d->qsize = (u16)(max < QMAX ? max : QMAX);
+    d->qsize = (u16)(max < want ? max : want);
     avail.flags = 1;                        /* VIRTQ_AVAIL_F_NO_INTERRUPT: we poll */
     wr(d, R_QUEUE_NUM, d->qsize);
     wr(d, R_DESC_LO, (u32)(u64)desc);
@@ -90,18 +95,56 @@ static int setup(struct vblk *d)
     return 1;
 }
 
-int vblk_init(struct vblk *d)
+static int init(struct vblk *d, u16 want)
 {
     for (int i = 0; i < cfg.nvmmio; i++)
         if (probe(cfg.vmmio[i]) && (d->base = cfg.vmmio[i]))
-            return setup(d);
+            return setup(d, want);
     for (u64 i = 0; i < MINIHV_VIRTIO_COUNT; i++)
         if (probe(MINIHV_VIRTIO_BASE + i * 0x1000) && (d->base = MINIHV_VIRTIO_BASE + i * 0x1000))
-            return setup(d);
+            return setup(d, want);
     for (u64 i = 0; i < MICROVM_VIRTIO_COUNT; i++)  /* microvm,acpi=on lists them only in the DSDT */
         if (probe(MICROVM_VIRTIO_BASE + i * 0x200) && (d->base = MICROVM_VIRTIO_BASE + i * 0x200))
-            return setup(d);
+            return setup(d, want);
     return 0;
+}
+
+int vblk_init(struct vblk *d) { return init(d, VBLK_SYNC_QSIZE); }
+
+int vblk_init_queue(struct vblk *d, u16 want) { return init(d, want > QMAX ? QMAX : want); }
+
+void vblk_submit(struct vblk *d, u16 slot, u32 type, u64 sector, void *buf, u32 len)
+{
+    u16 h = (u16)(slot * 3);
+    areq[slot].type = type;
+    areq[slot].rsv = 0;
+    areq[slot].sector = sector;
+    astatus[slot] = 0xff;
+    desc[h] = (struct desc){(u64)&areq[slot], sizeof(areq[slot]), D_NEXT, (u16)(h + 1)};
+    desc[h + 1] = (struct desc){(u64)buf, len, (u16)(D_NEXT | (type == VIRTIO_BLK_T_IN ? D_WRITE : 0)), (u16)(h + 2)};
+    desc[h + 2] = (struct desc){(u64)&astatus[slot], 1, D_WRITE, 0};
+    avail.ring[avail.idx % d->qsize] = h;
+    barrier();
+    *(volatile u16 *)&avail.idx = (u16)(avail.idx + 1);
+}
+
+void vblk_kick(struct vblk *d)
+{
+    mb();                                   /* avail.idx before reading used.flags */
+    if (!(used.flags & USED_F_NO_NOTIFY))
+        wr(d, R_QUEUE_NOTIFY, 0);
+}
+
+int vblk_reap(struct vblk *d, u16 *slot, int *st)
+{
+    if (used.idx == d->last_used)
+        return 0;
+    barrier();
+    u32 id = used.ring[d->last_used % d->qsize].id;
+    d->last_used++;
+    *slot = (u16)(id / 3);
+    *st = astatus[id / 3];
+    return 1;
 }
 
 int vblk_io(struct vblk *d, u32 type, u64 sector, void *buf, void (*wait)(void))
