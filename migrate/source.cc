@@ -265,6 +265,10 @@ private:
     const auto pause_start = Clock::now();
     MINIHV_TRY(vm_.pause());
     paused_ = true;
+    // Save (which quiesces the devices: in-flight disk reads land in guest memory and mark the
+    // device dirty bitmap) BEFORE the last harvest, or a read completing after it would be lost.
+    auto state = vm_.save_machine();
+    if (!state) return state.status().context("saving the machine state");
     auto dirty = harvest();  // everything still pending, now final
     if (!dirty) return dirty.status();
     const auto t = Clock::now();
@@ -272,8 +276,6 @@ private:
     MINIHV_TRY(session_->send_round_end({sum_.rounds, 0, 0, true}));
     send_seconds_ += seconds_since(t);
     ++sum_.rounds;
-    auto state = vm_.save_machine();
-    if (!state) return state.status().context("saving the machine state");
     for (Frame& f : make_state_frames(encode_machine_state(*state))) MINIHV_TRY(session_->send(kControlStream, std::move(f)));
     if (o_.verify) MINIHV_TRY(verify());
     MINIHV_TRY(session_->send(kControlStream, make_commit()));
