@@ -108,8 +108,8 @@ TEST_F(Volume, TwoVmsOnTwoDisksRunAtOnce) {
   VmProcess a(vm_args("a")), b(vm_args("b"));
   ASSERT_TRUE(a.wait_line("^DISK resume last=0 ", 30s)) << a.stdout_text() << a.stderr_text();
   ASSERT_TRUE(b.wait_line("^DISK resume last=0 ", 30s)) << b.stdout_text() << b.stderr_text();
-  ASSERT_TRUE(a.wait_line("^HB cpu=0 seq=4 ", 30s)) << a.stdout_text();
-  ASSERT_TRUE(b.wait_line("^HB cpu=0 seq=4 ", 30s)) << b.stdout_text();
+  ASSERT_TRUE(a.wait_line("^HB cpu=0 seq=4 ", 30s)) << a.stdout_text() << a.stderr_text();
+  ASSERT_TRUE(b.wait_line("^HB cpu=0 seq=4 ", 30s)) << b.stdout_text() << b.stderr_text();
   EXPECT_GT(last_acknowledged(a), 0);
   EXPECT_GT(last_acknowledged(b), 0);
   auto la = disk_lease("a"), lb = disk_lease("b");
