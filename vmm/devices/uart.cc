@@ -128,25 +128,24 @@ void Uart::update_irq() {
 void Uart::transmit(uint8_t c) {
   tx_buf_.push_back(static_cast<char>(c));
   ++tx_bytes_;
-  if (c == '\n' || tx_buf_.size() >= kTxFlushAt) {
-    const char* p = tx_buf_.data();
-    size_t left = tx_buf_.size();
-    while (left > 0) {
-      ssize_t n = ::write(out_fd_, p, left);
-      if (n <= 0) break;  // console gone: the guest keeps running, output is dropped
-      p += n;
-      left -= static_cast<size_t>(n);
-    }
-    tx_buf_.clear();
+  if (c == '\n' || tx_buf_.size() >= kTxFlushAt) write_out();
+}
+
+void Uart::write_out() {
+  const char* p = tx_buf_.data();
+  size_t left = tx_buf_.size();
+  while (left > 0) {
+    ssize_t n = ::write(out_fd_, p, left);
+    if (n <= 0) break;  // console gone: the guest keeps running, output is dropped
+    p += n;
+    left -= static_cast<size_t>(n);
   }
+  tx_buf_.clear();
 }
 
 void Uart::flush_output() {
   std::lock_guard lock(mu_);
-  if (!tx_buf_.empty()) {
-    (void)!::write(out_fd_, tx_buf_.data(), tx_buf_.size());
-    tx_buf_.clear();
-  }
+  write_out();
 }
 
 void Uart::receive(const std::string& bytes) {

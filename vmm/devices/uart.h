@@ -42,6 +42,7 @@ private:
   void write_reg(uint64_t reg, uint8_t v);
   void update_irq();  // recomputes IIR; raises an edge when an interrupt becomes pending
   void transmit(uint8_t c);
+  void write_out();  // the buffered line to out_fd_ (mu_ held)
   void input_loop();
 
   int out_fd_;
