@@ -26,7 +26,8 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-VmProcess::VmProcess(std::vector<std::string> args, std::vector<std::string> env) {
+VmProcess::VmProcess(std::vector<std::string> args, std::vector<std::string> env,
+                     std::vector<std::string> prefix) {
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
   pid_ = fork();
@@ -37,12 +38,13 @@ VmProcess::VmProcess(std::vector<std::string> args, std::vector<std::string> env
     for (auto& e : env) putenv(e.data());
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, STDIN_FILENO);
-    std::vector<std::string> full{minihv_binary()};
+    std::vector<std::string> full = prefix;
+    full.push_back(minihv_binary());
     full.insert(full.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& a : full) argv.push_back(a.data());
     argv.push_back(nullptr);
-    execv(argv[0], argv.data());
+    execvp(argv[0], argv.data());
     _exit(127);
   }
   close(out[1]);

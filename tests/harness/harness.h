@@ -35,8 +35,11 @@ private:
 
 class VmProcess {
 public:
-  // Starts `minihv <args...>`, with `env` ("NAME=value") added to its environment.
-  explicit VmProcess(std::vector<std::string> args, std::vector<std::string> env = {});
+  // Starts `minihv <args...>`, with `env` ("NAME=value") added to its environment. A non-empty
+  // `prefix` runs first and is handed the binary and args (e.g. {"ip","netns","exec",NS}: minihv in a
+  // network namespace); prefix[0] is looked up on PATH.
+  explicit VmProcess(std::vector<std::string> args, std::vector<std::string> env = {},
+                     std::vector<std::string> prefix = {});
   ~VmProcess();  // kills the child if it still runs
   VmProcess(const VmProcess&) = delete;
   VmProcess& operator=(const VmProcess&) = delete;
