@@ -1,0 +1,50 @@
+// cluster/probe.h — facts about this host for `minihv cluster validate`, gathered inside a node daemon.
+//
+// Owns: looking at this machine (KVM and its capabilities, the CPU profile a guest can get, lease
+// I/O latency on the shared volume, the wall clock, memory) and writing it down as JSON.
+// Must not know: other nodes or what a fact means for the cluster (cluster/validate.h judges).
+// Nothing here throws or gives up: a fact that cannot be read is an "error" field beside it.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "blockdev/volume.h"
+
+namespace minihv::cluster {
+
+struct ProbeContext {
+  std::string node;
+  uint32_t host_id = 0;
+  std::string listen;
+  std::vector<std::string> migration_networks;
+  blockdev::Volume* volume = nullptr;  // the shared volume this node runs on (may be null)
+  std::string volume_path;
+  blockdev::LeaseSlot lease_slot;      // this node's lease slot, read to time lease I/O
+  uint64_t vms_mem_bytes = 0;          // RAM committed to the VMs this node runs
+};
+
+constexpr unsigned kLeaseProbeReads = 20;
+
+// A KVM capability the probe reports under kvm.caps.<key>. `required`: minihv cannot run a VM
+// without it; otherwise a feature degrades (validate warns).
+struct KvmCap {
+  std::string_view key;
+  bool required;
+  std::string_view why;  // what minihv uses it for
+  long cap;              // the KVM_CAP_ number
+};
+std::span<const KvmCap> kvm_caps();
+
+// {node, host_id, pid, listen, migration_networks, volume{path, uuid, cluster, disks},
+//  kvm{ok, error, api_version, caps{...}, software_kvm_pvm, advisory, advisory_reason},
+//  cpu{vendor, model_name, profile, error}, lease_io{reads, p50_us, p99_us, max_us, error},
+//  clock_unix_ms, mem_available_bytes, mem_total_bytes, vms_mem_bytes}
+nlohmann::json probe_local(const ProbeContext& ctx);
+
+}  // namespace minihv::cluster
