@@ -23,6 +23,7 @@ std::optional<VolumeDiskSpec> parse_volume_disk(const std::string& text) {
 struct VolumeDisk::Gate {
   std::mutex mu;
   std::shared_ptr<const LeaseValidity> validity;  // null: no lease yet, no writes
+  std::shared_ptr<const Fence> fence;             // set: the node's lease decides instead
 };
 
 Result<std::unique_ptr<VolumeDisk>> VolumeDisk::open_without_lease(const VolumeDiskSpec& spec, const std::string& owner,
@@ -49,9 +50,25 @@ Result<std::unique_ptr<VolumeDisk>> VolumeDisk::attach(const VolumeDiskSpec& spe
   return d;
 }
 
+Result<std::unique_ptr<VolumeDisk>> VolumeDisk::open_fenced(const VolumeDiskSpec& spec,
+                                                            std::shared_ptr<const Fence> fence) {
+  auto d = open_without_lease(spec, "fenced", nullptr);
+  if (!d) return d.status();
+  (*d)->gate_->fence = std::move(fence);
+  return d;
+}
+
 Status VolumeDisk::acquire(std::chrono::milliseconds timeout) {
   if (keeper_) return Status::ok();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (const auto& fence = gate_->fence) {
+    while (!fence->may_write(volume_->clock())) {
+      if (std::chrono::steady_clock::now() >= deadline)
+        return Status::error("the node did not hand this VM the lease of disk " + spec_.disk + " in time");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return Status::ok();
+  }
   for (;;) {
     auto lease = volume_->acquire(volume_->disk_slot(disk_), owner_);
     if (lease) {
@@ -77,6 +94,7 @@ Result<UniqueFd> VolumeDisk::open_data_fd() const {
 }
 
 std::function<bool()> VolumeDisk::write_gate() const {
+  if (gate_->fence) return [f = gate_->fence, &clock = volume_->clock()] { return f->may_write(clock); };
   return [g = gate_] {
     std::lock_guard lock(g->mu);
     return g->validity && g->validity->may_write();

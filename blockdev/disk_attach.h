@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "blockdev/fence.h"
 #include "blockdev/lease_keeper.h"
 #include "blockdev/volume.h"
 #include "common/fd.h"
@@ -35,8 +36,12 @@ public:
   // until acquire(); until then the write gate is shut.
   static Result<std::unique_ptr<VolumeDisk>> open_without_lease(const VolumeDiskSpec& spec, const std::string& owner,
                                                                 LeaseKeeper::LostFn on_lost);
+  // For a VM of a cluster node: the node holds the disk's lease and says through `fence` until when
+  // this process may write; nothing here takes or renews a lease.
+  static Result<std::unique_ptr<VolumeDisk>> open_fenced(const VolumeDiskSpec& spec, std::shared_ptr<const Fence> fence);
   // Takes the lease, retrying while its holder (the migration source, which releases it once it
   // has handed the VM over) still has it; a holder that died instead loses it after `dead`.
+  // Fenced: waits (up to `timeout`) for the node to open the fence instead.
   Status acquire(std::chrono::milliseconds timeout);
   bool holds_lease() const { return keeper_ != nullptr; }
   ~VolumeDisk();  // releases the lease

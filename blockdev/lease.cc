@@ -181,7 +181,17 @@ Nanos LeaseAcquirer::do_read(Nanos now) {
     return now;
   }
   // Held, or unreadable (torn, foreign): nobody is trusted until it has stood still for `dead`.
-  return watch_from(*r, now);
+  const Nanos next = watch_from(*r, now);
+  if (opts_.prior_bytes && opts_.prior_since <= now &&
+      std::memcmp(r->raw.bytes, opts_.prior_bytes->bytes, kBlockSize) == 0) {
+    observed_since_ = opts_.prior_since;  // unchanged since we first saw it: the watch goes on from there
+    if (now - observed_since_ >= t_.dead) {
+      read_at_ = now;
+      phase_ = Phase::kWrite;
+      return now;
+    }
+  }
+  return next;
 }
 
 Nanos LeaseAcquirer::do_watch(Nanos now) {

@@ -88,6 +88,11 @@ struct AcquireOptions {
   // for at most `max_wait` (0 = the dead timeout plus a few renewals).
   bool wait_for_live_holder = false;
   Nanos max_wait{0};
+  // What this process already saw in the slot and since when (its own clock; e.g. a cluster node
+  // that reads every lease continuously). If the first read still shows exactly these bytes, the
+  // watch counts from `prior_since`, so a holder dead that long is taken over at once.
+  std::shared_ptr<const Block> prior_bytes;
+  Nanos prior_since{0};
 };
 
 // One attempt to take a lease, as explicit steps so tests can interleave contenders at will.

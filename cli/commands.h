@@ -23,6 +23,7 @@ std::vector<Command> add_vm_commands(CLI::App& app);
 std::vector<Command> add_cpuid_commands(CLI::App& app);
 std::vector<Command> add_volume_commands(CLI::App& app);
 Command add_migrate_command(CLI::App& app);
+std::vector<Command> add_cluster_commands(CLI::App& app);
 
 // The VM side of `minihv migrate` (a control-socket request); `busy` allows one at a time.
 nlohmann::json handle_migrate_request(Vm& vm, std::atomic<bool>& busy, const nlohmann::json& req,

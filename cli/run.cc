@@ -25,6 +25,35 @@ struct RunOptions {
   std::string mem = "512M";
   std::string api;
   std::string incoming;  // HOST:PORT: wait for a migrating VM instead of booting a kernel
+  int fence_fd = -1;     // set by a cluster node: its lease on this VM (blockdev/fence.h)
+};
+
+// A VM of a cluster node runs only while the node's leases on it are current: the moment the fence
+// says they are not (the node froze, died, or lost the volume), the VM ends, before any other node
+// may start it. Disk writes check the same fence before each submission.
+class FenceWatch {
+public:
+  void watch(std::shared_ptr<const blockdev::Fence> fence, Vm& vm) {
+    thread_ = std::thread([this, fence, &vm] {
+      auto& clock = blockdev::system_clock();
+      while (!quit_.load()) {
+        if (fence->opened() && !fence->may_write(clock)) {
+          vm.end(VmEnd::kError, "the node's lease on this VM expired (the node froze, died or lost the volume): "
+                                "VM stopped so that another node can run it");
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    });
+  }
+  ~FenceWatch() {
+    quit_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+private:
+  std::atomic<bool> quit_{false};
+  std::thread thread_;
 };
 
 // SIGINT/SIGTERM stop the VM cleanly: a thread waits for them so no handler runs in a vCPU.
@@ -108,6 +137,14 @@ int run(RunOptions& o) {
     std::fprintf(stderr, "minihv: error: --kernel is required (unless --incoming waits for a migrating VM)\n");
     return kExitUsage;
   }
+  if (o.fence_fd >= 0) {
+    auto fence = blockdev::Fence::attach(o.fence_fd);
+    if (!fence) {
+      std::fprintf(stderr, "minihv: error: %s\n", fence.message().c_str());
+      return kExitUsage;
+    }
+    o.vm.fence = *fence;
+  }
   StopSignals signals;
   auto vm = incoming ? Vm::create_incoming(o.vm) : Vm::create(o.vm);
   if (!vm) {
@@ -134,6 +171,20 @@ int run(RunOptions& o) {
     }
     std::fprintf(stderr, "minihv: incoming migration complete: the VM runs here\n");
   }
+  if (o.vm.fence) {
+    // A booting VM's node opened the fence before starting us; an incoming one's opens it once
+    // the source's node has let go of the VM's leases.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (!o.vm.fence->may_write(blockdev::system_clock())) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        std::fprintf(stderr, "minihv: error: the node never handed this VM its leases\n");
+        return kExitFailure;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  FenceWatch fence_watch;
+  if (o.vm.fence) fence_watch.watch(o.vm.fence, **vm);
   std::atomic<bool> migrating{false};
   std::unique_ptr<ApiServer> api;
   if (!o.api.empty()) {
@@ -173,6 +224,8 @@ Command add_run_command(CLI::App& app) {
   run_app->add_option("--api", o->api, "Serve the JSON-lines control socket at PATH");
   run_app->add_option("--incoming", o->incoming,
                       "Wait on HOST:PORT for a VM migrating here (same --mem/--cpus/--disk as the source)");
+  run_app->add_option("--fence-fd", o->fence_fd, "(set by minihv node) fd of the node's lease fence for this VM")
+      ->group("");
   run_app->add_flag("--hugetlb", o->vm.hugetlb, "Back guest RAM with hugetlbfs pages (2 MiB)");
   return {run_app, [o] { return run(*o); }};
 }

@@ -64,10 +64,23 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& path, Han
   umask(old);
   if (rc < 0) return Status::from_errno("bind " + path);
   if (listen(s->listen_fd_.get(), 8) < 0) return Status::from_errno("listen " + path);
-  s->stop_fd_.reset(eventfd(0, EFD_CLOEXEC));
-  if (!s->stop_fd_.valid()) return Status::from_errno("eventfd");
-  s->thread_ = std::thread([raw = s.get()] { raw->serve(); });
+  MINIHV_TRY(s->start_thread());
   return s;
+}
+
+Result<std::unique_ptr<ApiServer>> ApiServer::adopt(UniqueFd listening, std::string name, Handler handler) {
+  std::unique_ptr<ApiServer> s(new ApiServer(std::move(name), std::move(handler)));
+  s->listen_fd_ = std::move(listening);
+  s->unlink_path_ = false;
+  MINIHV_TRY(s->start_thread());
+  return s;
+}
+
+Status ApiServer::start_thread() {
+  stop_fd_.reset(eventfd(0, EFD_CLOEXEC));
+  if (!stop_fd_.valid()) return Status::from_errno("eventfd");
+  thread_ = std::thread([this] { serve(); });
+  return Status::ok();
 }
 
 ApiServer::~ApiServer() {
@@ -76,8 +89,8 @@ ApiServer::~ApiServer() {
     (void)!::write(stop_fd_.get(), &one, sizeof one);
     thread_.join();
   }
-  for (auto& t : clients_) t.join();
-  if (listen_fd_.valid()) unlink(path_.c_str());
+  for (auto& c : clients_) c.thread.join();
+  if (listen_fd_.valid() && unlink_path_) unlink(path_.c_str());
 }
 
 void ApiServer::serve() {
@@ -95,11 +108,24 @@ void ApiServer::serve() {
     }
     active_clients_.fetch_add(1);
     std::lock_guard lock(clients_mu_);
-    clients_.emplace_back([this, fd = std::move(client)]() mutable {
-      serve_client(std::move(fd));
-      active_clients_.fetch_sub(1);
-    });
+    reap_finished_clients();
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    clients_.push_back({std::thread([this, done, fd = std::move(client)]() mutable {
+                          serve_client(std::move(fd));
+                          active_clients_.fetch_sub(1);
+                          done->store(true);
+                        }),
+                        done});
   }
+}
+
+// A long-lived server (a cluster node) sees many short clients: join the ones that have ended.
+void ApiServer::reap_finished_clients() {
+  std::erase_if(clients_, [](Client& c) {
+    if (!c.done->load()) return false;
+    c.thread.join();
+    return true;
+  });
 }
 
 // Serves one client, on its own thread, until it hangs up or the server stops.
@@ -145,6 +171,11 @@ Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& r
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) < 0)
     return Status::from_errno("cannot reach the VM's control socket " + path);
+  return api_call_fd(std::move(fd), path, request, timeout_ms, on_progress);
+}
+
+Result<nlohmann::json> api_call_fd(UniqueFd fd, const std::string& path, const nlohmann::json& request,
+                                   int timeout_ms, const std::function<void(const nlohmann::json&)>& on_progress) {
   MINIHV_TRY(write_all(fd.get(), request.dump() + "\n"));
   std::string buf;
   char chunk[4096];
@@ -153,7 +184,7 @@ Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& r
     while ((nl = buf.find('\n')) != std::string::npos) {
       auto reply = nlohmann::json::parse(buf.substr(0, nl), nullptr, false);
       buf.erase(0, nl + 1);
-      if (reply.is_discarded()) return Status::error("the VM sent a reply that is not JSON");
+      if (reply.is_discarded()) return Status::error(path + " sent a reply that is not JSON");
       if (!reply.is_object() || !reply.value("progress", false)) return reply;
       if (on_progress) on_progress(reply);
     }
@@ -165,7 +196,7 @@ Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& r
       return Status::from_errno("poll");
     }
     ssize_t n = ::recv(fd.get(), chunk, sizeof chunk, 0);
-    if (n <= 0) return Status::error("the VM closed the control socket without replying");
+    if (n <= 0) return Status::error(path + " closed the connection without replying");
     buf.append(chunk, static_cast<size_t>(n));
   }
 }

@@ -27,13 +27,18 @@ public:
 
   // Binds `path`; refuses when another live process already serves it.
   static Result<std::unique_ptr<ApiServer>> start(const std::string& path, Handler handler);
+  // Serves on a socket that is already listening (e.g. TCP: a cluster node's control server);
+  // `name` is for messages only.
+  static Result<std::unique_ptr<ApiServer>> adopt(UniqueFd listening, std::string name, Handler handler);
   ~ApiServer();  // stops the thread and removes the socket file
 
   const std::string& path() const { return path_; }
 
 private:
   ApiServer(std::string path, Handler handler) : path_(std::move(path)), handler_(std::move(handler)) {}
+  Status start_thread();
   void serve();
+  void reap_finished_clients();
   void serve_client(UniqueFd fd);
 
   std::string path_;
@@ -42,7 +47,12 @@ private:
   UniqueFd stop_fd_;
   std::thread thread_;
   std::mutex clients_mu_;
-  std::vector<std::thread> clients_;
+  struct Client {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Client> clients_;
+  bool unlink_path_ = true;
   std::atomic<unsigned> active_clients_{0};
 };
 
@@ -51,5 +61,8 @@ private:
 Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& request,
                                 int timeout_ms = 10000,
                                 const std::function<void(const nlohmann::json&)>& on_progress = {});
+// The same exchange on a connected socket; `peer` names it in messages.
+Result<nlohmann::json> api_call_fd(UniqueFd fd, const std::string& peer, const nlohmann::json& request,
+                                   int timeout_ms, const std::function<void(const nlohmann::json&)>& on_progress);
 
 }  // namespace minihv

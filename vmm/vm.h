@@ -48,6 +48,9 @@ struct VmConfig {
   std::string console_path;         // empty: stdout
   bool hugetlb = false;
   std::string cpu_model = "host";  // cpuid/: host, compat, x86-64-v1..v4, or a profile .json
+  // Set for a VM of a cluster node (`run --fence-fd`): the node holds the volume disks' leases and
+  // this says until when the VM may write; no lease is taken here.
+  std::shared_ptr<const blockdev::Fence> fence;
 };
 
 enum class VmState { kCreated, kRunning, kPaused, kEnded };

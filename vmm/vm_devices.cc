@@ -46,8 +46,9 @@ Result<BlockBackend> Vm::open_volume_disk(const blockdev::VolumeDiskSpec& spec) 
     end(VmEnd::kError, "disk " + spec.disk + " of volume " + spec.volume + ": lease lost (" + why +
                            "); all I/O stopped and the VM ended so that another node can take the disk over");
   };
-  auto disk = incoming_ ? blockdev::VolumeDisk::open_without_lease(spec, blockdev::default_owner(), on_lost)
-                        : blockdev::VolumeDisk::attach(spec, blockdev::default_owner(), on_lost);
+  auto disk = config_.fence ? blockdev::VolumeDisk::open_fenced(spec, config_.fence)
+             : incoming_      ? blockdev::VolumeDisk::open_without_lease(spec, blockdev::default_owner(), on_lost)
+                              : blockdev::VolumeDisk::attach(spec, blockdev::default_owner(), on_lost);
   if (!disk) return disk.status();
   auto fd = (*disk)->open_data_fd();
   if (!fd) return fd.status();

@@ -1,0 +1,443 @@
+// `minihv node` (the per-host cluster daemon) and `minihv cluster ...` (the CLI that talks to any node).
+#include <limits.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cluster/node.h"
+#include "cluster/rpc.h"
+#include "cluster/validate.h"
+#include "common/units.h"
+
+namespace minihv::cli {
+
+namespace {
+
+using cluster::node_call;
+using Json = nlohmann::json;
+
+// ---- minihv node ----
+
+struct NodeCliOptions {
+  cluster::NodeOptions node;
+  std::string networks;
+};
+
+int run_node(NodeCliOptions& o) {
+  if (!o.networks.empty()) {
+    std::stringstream ss(o.networks);
+    for (std::string ip; std::getline(ss, ip, ',');)
+      if (!ip.empty()) o.node.migration_networks.push_back(ip);
+  }
+  if (o.node.state_dir.empty()) {
+    ::mkdir("/run/minihv", 0700);
+    o.node.state_dir = "/run/minihv/" + o.node.name;
+  }
+  char exe[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) {
+    std::perror("minihv: error: /proc/self/exe");
+    return kExitFailure;
+  }
+  o.node.self_exe.assign(exe, static_cast<size_t>(n));
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread: a watcher takes them
+  ::signal(SIGPIPE, SIG_IGN);
+  auto node = cluster::Node::start(o.node);
+  if (!node) {
+    std::fprintf(stderr, "minihv: error: %s\n", node.message().c_str());
+    return node.status().is_invalid_input() ? kExitUsage : kExitFailure;
+  }
+  std::thread([&set, raw = node->get()] {
+    int sig = 0;
+    if (sigwait(&set, &sig) == 0) raw->stop();
+  }).detach();
+  return (*node)->run();
+}
+
+// ---- minihv cluster ----
+
+struct ClusterCli {
+  std::string node;  // HOST:PORT of any node
+  bool json = false;
+  std::string vm, to, target, html, nodes;
+  bool verify = false, no_wait = false, no_ha = false, start = false;
+  double timeout_s = 60;
+  cluster::VmSpec spec;
+  std::string mem = "256M", preferred;
+};
+
+std::string node_address(const ClusterCli& c) {
+  if (!c.node.empty()) return c.node;
+  if (const char* e = std::getenv("MINIHV_NODE")) return e;
+  return "127.0.0.1:7700";
+}
+
+int fail(const Status& s) {
+  std::fprintf(stderr, "minihv: error: %s\n", s.message().c_str());
+  return s.is_invalid_input() ? kExitUsage : kExitFailure;
+}
+
+Result<Json> call(const ClusterCli& c, const Json& req, std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                  const std::function<void(const Json&)>& progress = {}) {
+  return node_call(node_address(c), req, timeout, progress);
+}
+
+std::string age(int64_t unix_ms_then, int64_t now) {
+  if (unix_ms_then <= 0) return "-";
+  return std::to_string((now - unix_ms_then) / 1000) + " s";
+}
+
+// A VM's process details from the node that runs it.
+Json local_entry(const Json& st, const std::string& node, const std::string& vm) {
+  if (!st.contains("node_status") || !st["node_status"].contains(node)) return Json::object();
+  for (const auto& l : st["node_status"][node].value("local", Json::array()))
+    if (l.value("name", "") == vm) return l;
+  return Json::object();
+}
+
+int cmd_status(const ClusterCli& c) {
+  auto st = call(c, {{"cmd", "cluster_status"}});
+  if (!st) return fail(st.status());
+  if (c.json) {
+    std::printf("%s\n", st->dump(2).c_str());
+    return kExitOk;
+  }
+  const int64_t now = st->value("unix_ms", int64_t{0});
+  std::printf("cluster %s (volume %s), as node %s sees it\n\n", st->value("cluster", "").c_str(),
+              st->value("volume_uuid", "").c_str(), st->value("node", "").c_str());
+  std::printf("%-12s %-4s %-8s %-22s %s\n", "NODE", "ID", "STATE", "ADDRESS", "VMS");
+  for (const auto& n : (*st)["nodes"]) {
+    unsigned vms = 0;
+    for (const auto& v : (*st)["vms"]) vms += v.value("node", "") == n.value("name", "");
+    std::string state = n.value("state", "");
+    if (n.value("paused", false)) state += ",paused";
+    std::printf("%-12s %-4u %-8s %-22s %u\n", n.value("name", "").c_str(), n.value("host_id", 0u), state.c_str(),
+                n.value("listen", "").c_str(), vms);
+  }
+  std::printf("\n%-12s %-8s %-12s %-9s %-8s %-8s %-6s %s\n", "VM", "WANTED", "NODE", "STATE", "UPTIME", "BEATS", "ERRS",
+              "CPU/MEM/DISK");
+  for (const auto& v : (*st)["vms"]) {
+    const std::string node = v.value("node", "");
+    const Json l = local_entry(*st, node, v.value("name", ""));
+    std::printf("%-12s %-8s %-12s %-9s %-8s %-8llu %-6ld %u/%s/%s\n", v.value("name", "").c_str(),
+                v.value("running", false) ? "running" : "stopped", node.empty() ? "-" : node.c_str(),
+                l.value("state", node.empty() ? "off" : "?").c_str(), age(l.value("started_unix_ms", int64_t{0}), now).c_str(),
+                static_cast<unsigned long long>(l.value("heartbeats", uint64_t{0})), l.value("errs", 0L),
+                v.value("cpus", 1u), format_size(v.value("mem_bytes", uint64_t{0})).c_str(),
+                v.value("disk", "").empty() ? "-" : v.value("disk", "").c_str());
+    if (v.contains("error")) std::printf("  error: %s\n", v.value("error", "").c_str());
+  }
+  return kExitOk;
+}
+
+// Polls until `pred(status)` holds; the last status is returned either way.
+Result<Json> wait_status(const ClusterCli& c, double timeout_s, const std::function<bool(const Json&)>& pred) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  for (;;) {
+    auto st = call(c, {{"cmd", "cluster_status"}}, std::chrono::seconds(5));
+    if (st && pred(*st)) return st;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return st ? Result<Json>(Status::error("timed out after " + std::to_string(static_cast<int>(timeout_s)) + " s"))
+                : st;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+Json find_vm(const Json& st, const std::string& name) {
+  for (const auto& v : st["vms"])
+    if (v.value("name", "") == name) return v;
+  return Json::object();
+}
+
+int cmd_vm_edit(const ClusterCli& c, const std::string& cmd) {
+  Json req = {{"cmd", cmd}, {"vm", c.vm}};
+  if (cmd == "vm_add") {
+    auto mem = parse_size(c.mem, 1ull << 20);
+    if (!mem) return fail(Status::invalid("--mem: " + mem.message()));
+    std::vector<std::string> preferred;
+    std::stringstream ss(c.preferred);
+    for (std::string p; std::getline(ss, p, ',');)
+      if (!p.empty()) preferred.push_back(p);
+    char abs[PATH_MAX];
+    std::string kernel = ::realpath(c.spec.kernel.c_str(), abs) ? abs : c.spec.kernel;
+    std::string initrd = c.spec.initrd.empty() ? "" : (::realpath(c.spec.initrd.c_str(), abs) ? abs : c.spec.initrd);
+    req["spec"] = {{"kernel", kernel},       {"initrd", initrd},         {"cmdline", c.spec.cmdline},
+                   {"mem_bytes", *mem},      {"cpus", c.spec.cpus},      {"cpu_model", c.spec.cpu_model},
+                   {"disk", c.spec.disk},    {"preferred_owners", preferred}, {"ha", !c.no_ha},
+                   {"start", c.start}};
+  }
+  auto r = call(c, req);
+  if (!r) return fail(r.status());
+  const bool wants_run = cmd == "vm_start" || (cmd == "vm_add" && c.start);
+  if (c.no_wait || !(wants_run || cmd == "vm_stop")) {
+    std::printf("%s: done\n", c.vm.c_str());
+    return kExitOk;
+  }
+  auto st = wait_status(c, c.timeout_s, [&](const Json& s) {
+    const Json v = find_vm(s, c.vm);
+    if (v.contains("error")) return true;
+    const std::string node = v.value("node", "");
+    if (!wants_run) return node.empty();
+    return !node.empty() && local_entry(s, node, c.vm).value("state", "") == "running";
+  });
+  if (!st) return fail(st.status().context(std::string("waiting for ") + c.vm + (wants_run ? " to run" : " to stop")));
+  const Json v = find_vm(*st, c.vm);
+  if (v.contains("error")) return fail(Status::error(c.vm + ": " + v.value("error", "")));
+  if (wants_run) std::printf("%s: running on %s\n", c.vm.c_str(), v.value("node", "").c_str());
+  else std::printf("%s: stopped\n", c.vm.c_str());
+  return kExitOk;
+}
+
+void print_move_progress(const Json& p) {
+  if (p.value("event", "") == "moving")
+    std::fprintf(stderr, "moving %s to %s\n", p.value("vm", "").c_str(), p.value("to", "").c_str());
+  else if (p.contains("round") && isatty(STDERR_FILENO))
+    std::fprintf(stderr, "\r  round %-3u remaining %10s  expected downtime %5llu ms   ", p.value("round", 0u),
+                 format_size(p.value("remaining_bytes", uint64_t{0})).c_str(),
+                 static_cast<unsigned long long>(p.value("expected_downtime_ms", uint64_t{0})));
+}
+
+void print_move(const Json& r) {
+  const Json& m = r.value("migration", Json::object());
+  std::printf("%s: %s -> %s in %lld ms (downtime %llu ms, %u rounds, %s sent), leases handed over in %lld ms\n",
+              r.value("vm", "").c_str(), r.value("from", "").c_str(), r.value("to", "").c_str(),
+              static_cast<long long>(r.value("total_ms", int64_t{0})),
+              static_cast<unsigned long long>(m.value("downtime_ms", uint64_t{0})), m.value("rounds", 0u),
+              format_size(m.value("bytes_sent", uint64_t{0})).c_str(), static_cast<long long>(r.value("handoff_ms", int64_t{-1})));
+}
+
+int cmd_move(const ClusterCli& c) {
+  auto r = call(c, {{"cmd", "move"}, {"vm", c.vm}, {"to", c.to}, {"verify", c.verify}}, std::chrono::minutes(15),
+                print_move_progress);
+  if (isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
+  if (!r) return fail(r.status());
+  if (c.json) std::printf("%s\n", r->dump().c_str());
+  else print_move(*r);
+  return kExitOk;
+}
+
+int cmd_drain(const ClusterCli& c) {
+  auto r = node_call(node_address(c), {{"cmd", "drain"}, {"node", c.target}, {"verify", c.verify}},
+                     std::chrono::minutes(60), print_move_progress);
+  if (!r) return fail(r.status());
+  if (c.json) {
+    std::printf("%s\n", r->dump().c_str());
+  } else {
+    for (const auto& m : (*r)["moved"])
+      std::printf("%s -> %s (%lld ms)\n", m.value("vm", "").c_str(), m.value("to", "").c_str(),
+                  static_cast<long long>(m.value("total_ms", int64_t{0})));
+    std::printf("node %s drained and paused (minihv cluster resume %s)\n", c.target.c_str(), c.target.c_str());
+  }
+  return kExitOk;
+}
+
+int cmd_validate(const ClusterCli& c) {
+  Json req = {{"cmd", "validate"}};
+  if (!c.nodes.empty()) {
+    req["nodes"] = Json::array();
+    std::stringstream ss(c.nodes);
+    for (std::string a; std::getline(ss, a, ',');)
+      if (!a.empty()) req["nodes"].push_back(a);
+  }
+  auto r = call(c, req, std::chrono::seconds(60));
+  if (!r) return fail(r.status());
+  const Json& report = (*r)["report"];
+  if (!c.html.empty()) {
+    std::ofstream f(c.html);
+    f << cluster::render_html(report);
+    if (!f) return fail(Status::error("cannot write " + c.html));
+  }
+  if (c.json) std::printf("%s\n", report.dump(2).c_str());
+  else std::printf("%s", cluster::render_text(report).c_str());
+  return report.value("ok", false) ? kExitOk : kExitFailure;
+}
+
+// ---- drill ----
+
+struct DrillVm {
+  std::string name, disk;
+  long last_rec = -1;  // the last record the old instance had acknowledged
+};
+
+int cmd_drill(const ClusterCli& c) {
+  auto st = call(c, {{"cmd", "cluster_status"}});
+  if (!st) return fail(st.status());
+  std::string victim_addr, observer_addr;
+  for (const auto& n : (*st)["nodes"]) {
+    if (n.value("name", "") == c.target) {
+      if (n.value("state", "") != "up") return fail(Status::invalid("node " + c.target + " is not up"));
+      victim_addr = n.value("listen", "");
+    } else if (n.value("state", "") == "up" && observer_addr.empty()) {
+      observer_addr = n.value("listen", "");
+    }
+  }
+  if (victim_addr.empty()) return fail(Status::invalid("no node named '" + c.target + "'"));
+  if (observer_addr.empty()) return fail(Status::invalid("no other node is up to take over"));
+  std::vector<DrillVm> vms;
+  for (const auto& v : (*st)["vms"])
+    if (v.value("node", "") == c.target)
+      vms.push_back({v.value("name", ""), v.value("disk", ""),
+                     local_entry(*st, c.target, v.value("name", "")).value("last_rec", -1L)});
+  ClusterCli watcher = c;
+  watcher.node = observer_addr;
+  const int64_t t0 = cluster::unix_ms();
+  (void)node_call(victim_addr, {{"cmd", "die"}}, std::chrono::seconds(2));  // no reply: it is gone
+  // Done when every VM of the victim has run its first heartbeat elsewhere (and a disk VM has
+  // reported where its disk resumed).
+  auto after = wait_status(watcher, c.timeout_s, [&](const Json& s) {
+    for (const auto& d : vms) {
+      const std::string node = find_vm(s, d.name).value("node", "");
+      if (node.empty() || node == c.target) return false;
+      const Json l = local_entry(s, node, d.name);
+      if (l.value("first_hb_unix_ms", int64_t{0}) <= t0) return false;
+      if (!d.disk.empty() && l.value("disk_resume", -1L) < 0) return false;
+    }
+    return true;
+  });
+  Json report = {{"node", c.target}, {"killed_unix_ms", t0}, {"vms", Json::array()}};
+  const Json& s = after ? *after : Json::object();
+  int64_t detected = -1;
+  for (const auto& n : s.value("nodes", Json::array()))
+    if (n.value("name", "") == c.target && n.contains("dead_since_unix_ms")) detected = n.value("dead_since_unix_ms", int64_t{0}) - t0;
+  report["detected_ms"] = detected;
+  bool ok = bool(after);
+  for (const auto& d : vms) {
+    const std::string node = find_vm(s, d.name).value("node", "");
+    const Json l = local_entry(s, node, d.name);
+    auto rel = [&](const char* k) { return l.value(k, int64_t{0}) > 0 ? l.value(k, int64_t{0}) - t0 : -1; };
+    const long resume = l.value("disk_resume", -1L);
+    const bool disk_ok = d.disk.empty() || resume >= d.last_rec;
+    const bool vm_ok = !node.empty() && l.value("errs", 1L) == 0 && l.value("corrupt", 1L) == 0 && disk_ok;
+    ok = ok && vm_ok;
+    report["vms"].push_back({{"vm", d.name}, {"node", node}, {"leased_ms", rel("leased_unix_ms")},
+                             {"started_ms", rel("started_unix_ms")}, {"first_heartbeat_ms", rel("first_hb_unix_ms")},
+                             {"errs", l.value("errs", -1L)}, {"corrupt", l.value("corrupt", -1L)},
+                             {"disk_resume", resume}, {"last_acknowledged", d.last_rec}, {"ok", vm_ok}});
+  }
+  report["ok"] = ok;
+  if (!after) report["error"] = after.message();
+  if (c.json) {
+    std::printf("%s\n", report.dump().c_str());
+  } else {
+    std::printf("drill: killed node %s (%zu VM(s)); declared dead after %lld ms\n", c.target.c_str(), vms.size(),
+                static_cast<long long>(detected));
+    for (const auto& v : report["vms"]) {
+      std::printf("  %s: on %s: leases %lld ms, process %lld ms, first heartbeat %lld ms; errs=%ld corrupt=%ld",
+                  v.value("vm", "").c_str(), v.value("node", "-").c_str(), static_cast<long long>(v.value("leased_ms", int64_t{-1})),
+                  static_cast<long long>(v.value("started_ms", int64_t{-1})),
+                  static_cast<long long>(v.value("first_heartbeat_ms", int64_t{-1})), v.value("errs", -1L),
+                  v.value("corrupt", -1L));
+      if (v.value("last_acknowledged", -1L) >= 0 || v.value("disk_resume", -1L) >= 0)
+        std::printf("; disk resumed at record %ld (last acknowledged %ld)", v.value("disk_resume", -1L),
+                    v.value("last_acknowledged", -1L));
+      std::printf(": %s\n", v.value("ok", false) ? "OK" : "FAILED");
+    }
+    if (!after) std::printf("  error: %s\n", after.message().c_str());
+    std::printf("verdict: %s\n", ok ? "PASS" : "FAIL");
+  }
+  return ok ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+std::vector<Command> add_cluster_commands(CLI::App& app) {
+  std::vector<Command> out;
+  auto no = std::make_shared<NodeCliOptions>();
+  CLI::App* node = app.add_subcommand("node", "Run this host's cluster daemon (node lease, VMs, failover)");
+  node->add_option("--name", no->node.name, "This node's name in the cluster")->required();
+  node->add_option("--volume", no->node.volume, "The shared volume (minihv volume format)")->required();
+  node->add_option("--listen", no->node.listen, "HOST:PORT for the cluster CLI and the other nodes")->required();
+  node->add_option("--migration-networks", no->networks, "This node's addresses for live migration, preferred first (A,B,...)");
+  node->add_option("--state-dir", no->node.state_dir, "VM consoles, logs and sockets (default /run/minihv/NAME)");
+  out.push_back({node, [no] { return run_node(*no); }});
+
+  auto c = std::make_shared<ClusterCli>();
+  CLI::App* cl = app.add_subcommand("cluster", "Manage the cluster through any of its nodes");
+  cl->add_option("--node", c->node, "HOST:PORT of any node (default $MINIHV_NODE, else 127.0.0.1:7700)");
+  cl->require_subcommand(1);
+  auto json_flag = [&](CLI::App* a) { a->add_flag("--json", c->json, "Print JSON"); };
+
+  CLI::App* status = cl->add_subcommand("status", "Nodes and VMs, where each runs, heartbeats");
+  json_flag(status);
+  out.push_back({status, [c] { return cmd_status(*c); }});
+
+  CLI::App* vm = cl->add_subcommand("vm", "Add, remove, start or stop a VM");
+  vm->require_subcommand(1);
+  CLI::App* add = vm->add_subcommand("add", "Add a VM to the cluster");
+  add->add_option("name", c->vm, "VM name")->required();
+  add->add_option("--kernel", c->spec.kernel, "Kernel (the same path on every node)")->required();
+  add->add_option("--initrd", c->spec.initrd, "Initial ramdisk");
+  add->add_option("--cmdline", c->spec.cmdline, "Kernel command line");
+  add->add_option("--mem", c->mem, "Guest RAM")->capture_default_str();
+  add->add_option("--cpus", c->spec.cpus, "vCPUs")->capture_default_str();
+  add->add_option("--cpu-model", c->spec.cpu_model, "baseline (the nodes' common CPU), host, compat, x86-64-v1..v4 or a profile")
+      ->capture_default_str();
+  add->add_option("--disk", c->spec.disk, "A disk of the cluster's volume (minihv volume disk create)");
+  add->add_option("--preferred", c->preferred, "Preferred owner nodes, in order (A,B,...)");
+  add->add_flag("--no-ha", c->no_ha, "Do not restart it elsewhere when its node dies");
+  add->add_flag("--start", c->start, "Start it now");
+  add->add_flag("--no-wait", c->no_wait, "With --start: do not wait until it runs");
+  add->add_option("--timeout", c->timeout_s, "Seconds to wait for it to run")->capture_default_str();
+  out.push_back({add, [c] { return cmd_vm_edit(*c, "vm_add"); }});
+  for (auto [verb, cmd, what] : {std::tuple{"rm", "vm_rm", "Remove a stopped VM"},
+                                 std::tuple{"start", "vm_start", "Start a VM (and wait until it runs)"},
+                                 std::tuple{"stop", "vm_stop", "Stop a VM (and wait until it has stopped)"}}) {
+    CLI::App* a = vm->add_subcommand(verb, what);
+    a->add_option("name", c->vm, "VM name")->required();
+    a->add_flag("--no-wait", c->no_wait, "Return at once");
+    a->add_option("--timeout", c->timeout_s, "Seconds to wait")->capture_default_str();
+    out.push_back({a, [c, cmd = std::string(cmd)] { return cmd_vm_edit(*c, cmd); }});
+  }
+
+  CLI::App* move = cl->add_subcommand("move", "Live-migrate a VM to another node (its leases follow)");
+  move->add_option("vm", c->vm, "VM name")->required();
+  move->add_option("--to", c->to, "Destination node")->required();
+  move->add_flag("--verify", c->verify, "Verify guest memory after the switchover (longer downtime)");
+  json_flag(move);
+  out.push_back({move, [c] { return cmd_move(*c); }});
+
+  CLI::App* drain = cl->add_subcommand("drain", "Live-migrate every VM off a node and pause it");
+  drain->add_option("node", c->target, "Node to drain")->required();
+  drain->add_flag("--verify", c->verify, "Verify guest memory of each move");
+  json_flag(drain);
+  out.push_back({drain, [c] { return cmd_drain(*c); }});
+
+  CLI::App* resume = cl->add_subcommand("resume", "Let a drained (paused) node take VMs again");
+  resume->add_option("node", c->target, "Node")->required();
+  out.push_back({resume, [c] {
+                   auto r = call(*c, {{"cmd", "node_resume"}, {"node", c->target}});
+                   if (!r) return fail(r.status());
+                   std::printf("node %s resumed\n", c->target.c_str());
+                   return kExitOk;
+                 }});
+
+  CLI::App* drill = cl->add_subcommand("drill", "Failover drill: kill a node and time its VMs' restart elsewhere");
+  drill->add_option("--kill", c->target, "Node to kill (its daemon and every VM process, at once)")->required();
+  drill->add_option("--timeout", c->timeout_s, "Seconds to wait for the VMs to run again")->capture_default_str();
+  json_flag(drill);
+  out.push_back({drill, [c] { return cmd_drill(*c); }});
+
+  CLI::App* validate = cl->add_subcommand("validate", "Check every node: KVM, CPUs, volume, networks, clocks, memory");
+  validate->add_option("--nodes", c->nodes, "Probe these HOST:PORT addresses instead of the configured nodes");
+  validate->add_option("--html", c->html, "Also write the report as one HTML page to FILE");
+  json_flag(validate);
+  out.push_back({validate, [c] { return cmd_validate(*c); }});
+  return out;
+}
+
+}  // namespace minihv::cli

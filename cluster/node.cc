@@ -1,0 +1,376 @@
+#include "cluster/node.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "cluster/node_local.h"
+#include "cluster/placement.h"
+#include "cluster/rpc.h"
+#include "common/log.h"
+#include "cpuid/host.h"
+#include "cpuid/profile_json.h"
+#include "migrate/test_hooks.h"
+#include "migrate/transport.h"
+
+namespace minihv::cluster {
+
+namespace {
+
+constexpr auto kTick = std::chrono::milliseconds(100);
+constexpr auto kFencePump = std::chrono::milliseconds(10);
+
+// What this host offers a guest, as stored in the configuration for the cluster's baseline.
+nlohmann::json host_profile_json() {
+  if (auto path = migrate::host_cpu_profile_from_env()) {  // a test pretending to be another CPU
+    if (auto p = cpuid::load_profile(*path)) return cpuid::to_json(*p, *path);
+  }
+  auto host = cpuid::read_host_cpu();
+  if (!host) return nullptr;
+  return cpuid::to_json(cpuid::capability(*host), "node");
+}
+
+Status join(blockdev::Volume& vol, const NodeOptions& o, uint32_t& host_id) {
+  const nlohmann::json profile = host_profile_json();
+  return update_config(vol, node_owner(o.name), [&](ClusterConfig& c) {
+    NodeSpec* n = c.node(o.name);
+    if (!n) {
+      if (c.nodes.size() >= blockdev::kNodeSlots)
+        return Status::invalid("the cluster already has " + std::to_string(blockdev::kNodeSlots) + " nodes");
+      uint32_t id = 1;
+      while (std::any_of(c.nodes.begin(), c.nodes.end(), [&](const NodeSpec& x) { return x.host_id == id; })) ++id;
+      c.nodes.push_back({});
+      n = &c.nodes.back();
+      n->name = o.name;
+      n->host_id = id;
+      n->joined_unix_ms = unix_ms();
+    }
+    n->listen = o.listen;
+    n->migration_networks = o.migration_networks;
+    n->cpu_profile = profile;
+    n->paused = false;
+    host_id = n->host_id;
+    return Status::ok();
+  });
+}
+
+}  // namespace
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
+  MINIHV_TRY(blockdev::validate_name("node name", options.name));
+  std::unique_ptr<Node> n(new Node(options));
+  ::mkdir(n->o_.state_dir.c_str(), 0700);
+  struct stat st{};
+  if (::stat(n->o_.state_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Status::invalid("--state-dir " + n->o_.state_dir + " is not a directory that can be created");
+  auto vol = blockdev::Volume::open(options.volume, true);
+  if (!vol) return vol.status().context("--volume " + options.volume);
+  n->vol_ = std::move(*vol);
+  auto obs = blockdev::Volume::open(options.volume, false);
+  if (!obs) return obs.status();
+  n->obs_vol_ = std::move(*obs);
+  n->uuid_ = blockdev::uuid_string(n->vol_->super().uuid);
+  n->observer_ = std::make_unique<LeaseObserver>(*n->obs_vol_, n->vol_->super().timings.dead);
+  MINIHV_TRY(join(*n->vol_, options, n->host_id_).context("joining the cluster"));
+  auto slot = n->vol_->node_slot(n->host_id_);
+  if (!slot) return slot.status();
+  slot->resource = "node " + options.name;
+  auto lease = n->vol_->acquire(*slot, node_owner(options.name));
+  if (!lease)
+    return Status::invalid("node " + options.name + ": " + lease.message() +
+                           " (another minihv node of this name is running; stop it or pick another --name)");
+  Node* raw = n.get();
+  n->node_lease_ = std::make_unique<blockdev::LeaseKeeper>(
+      std::move(*lease), [raw](const std::string& why) { raw->on_node_lease_lost(why); });
+  auto cfg = read_config(*n->vol_);
+  if (!cfg) return cfg.status();
+  n->config_ = std::move(*cfg);
+  auto server = serve_tcp(options.listen, [raw](const nlohmann::json& req, const ApiServer::Progress& p) {
+    return raw->handle(req, p);
+  });
+  if (!server) return server.status().context("--listen " + options.listen);
+  n->server_ = std::move(*server);
+  // Answer on every migration network too, so validate can prove each one reachable.
+  auto listen_ep = migrate::parse_endpoint(options.listen);
+  for (const auto& ip : options.migration_networks) {
+    if (!listen_ep || ip == listen_ep->host || listen_ep->host == "0.0.0.0") continue;
+    auto extra = serve_tcp(ip + ":" + std::to_string(listen_ep->port),
+                           [raw](const nlohmann::json& req, const ApiServer::Progress& p) { return raw->handle(req, p); });
+    if (!extra) return extra.status().context("--migration-networks " + ip);
+    n->migration_servers_.push_back(std::move(*extra));
+  }
+  n->pump_ = std::thread([raw] { raw->fence_pump(); });
+  n->spawner_ = std::thread([raw] { raw->spawner_loop(); });
+  return n;
+}
+
+Node::~Node() {
+  std::map<std::string, std::shared_ptr<Local>> locals;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    locals.swap(locals_);
+    cv_.notify_all();
+  }
+  server_.reset();
+  migration_servers_.clear();
+  locals.clear();  // kills what still runs and joins the VMs' threads
+  if (pump_.joinable()) pump_.join();
+  {
+    std::lock_guard lock(spawn_mu_);
+    spawn_quit_ = true;
+  }
+  spawn_cv_.notify_all();
+  if (spawner_.joinable()) spawner_.join();
+}
+
+void Node::stop() {
+  std::lock_guard lock(mu_);
+  stopping_ = true;
+  cv_.notify_all();
+}
+
+int Node::run() {
+  std::fprintf(stderr, "minihv: node %s (host id %u) serving on %s, volume %s (cluster %s)\n", o_.name.c_str(),
+               host_id_, o_.listen.c_str(), o_.volume.c_str(), vol_->super().cluster.c_str());
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (cv_.wait_for(lock, kTick, [&] { return stopping_ || fenced_.load(); })) break;
+    }
+    tick();
+  }
+  if (fenced_) {
+    kill_all_children();
+    std::fprintf(stderr, "minihv: node %s fenced: its lease on the volume expired; every VM was killed\n",
+                 o_.name.c_str());
+    return 1;
+  }
+  // Clean stop: every VM stops and gives its leases back; the cluster restarts the highly
+  // available ones elsewhere (drain first to move them live instead).
+  std::vector<std::shared_ptr<Local>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, l] : locals_) all.push_back(l);
+  }
+  for (auto& l : all) stop_child(*l);
+  for (auto& l : all) release_vm(*l);
+  {
+    std::lock_guard lock(mu_);
+    locals_.clear();
+  }
+  server_.reset();
+  migration_servers_.clear();
+  if (Status s = node_lease_->release(); !s) LOG_WARN("node lease: %s", s.message().c_str());
+  std::fprintf(stderr, "minihv: node %s stopped\n", o_.name.c_str());
+  return 0;
+}
+
+void Node::tick() {
+  auto cfg = read_config(*vol_);
+  if (!cfg) {
+    LOG_WARN("reading the cluster configuration: %s", cfg.message().c_str());
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    config_ = std::move(*cfg);
+  }
+  observe_all();
+  handle_exits();
+  start_orphans();
+}
+
+void Node::observe_all() {
+  ClusterConfig c;
+  {
+    std::lock_guard lock(mu_);
+    c = config_;
+  }
+  std::map<std::string, Liveness> nodes;
+  std::map<std::string, std::string> holders;
+  for (const auto& n : c.nodes) {
+    auto slot = vol_->node_slot(n.host_id);
+    if (!slot) continue;
+    (void)observer_->observe(*slot);
+    nodes[n.name] = n.name == o_.name ? Liveness::kAlive : observer_->liveness(slot->offset);
+  }
+  for (const auto& vm : c.vms) {
+    auto slot = vol_->vm_slot(c.vm_slot(vm), "vm " + vm.name);
+    if (!slot) continue;
+    (void)observer_->observe(*slot);
+    if (!vm.disk.empty())
+      if (auto d = vol_->find_disk(vm.disk)) (void)observer_->observe(vol_->disk_slot(*d));
+    const SlotView* v = observer_->view(slot->offset);
+    if (v && v->held() && observer_->liveness(slot->offset) == Liveness::kAlive) holders[vm.name] = owner_node(v->rec);
+  }
+  std::lock_guard lock(mu_);
+  for (auto& [name, l] : nodes) {
+    if (l == Liveness::kDead && node_dead_since_ms_.count(name) == 0) {
+      node_dead_since_ms_[name] = unix_ms();
+      LOG_WARN("node %s is dead: its lease has not changed for %lld ms", name.c_str(),
+               static_cast<long long>(vol_->super().timings.dead.count()));
+    }
+    if (l != Liveness::kDead) node_dead_since_ms_.erase(name);
+  }
+  node_state_ = std::move(nodes);
+  vm_holder_ = std::move(holders);
+}
+
+// VMs nobody holds (never started, stopped, or their node died) that should run: place them all
+// deterministically and start the ones that land here.
+void Node::start_orphans() {
+  std::vector<const VmSpec*> orphans;
+  std::vector<std::vector<blockdev::AcquireOptions>> priors;
+  std::vector<NodeLoad> candidates;
+  ClusterConfig c;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || fenced_) return;
+    c = config_;
+    for (const auto& n : c.nodes) {
+      auto it = node_state_.find(n.name);
+      if (n.paused || it == node_state_.end() || it->second != Liveness::kAlive) continue;
+      candidates.push_back({n.name, n.host_id, 0, 0});
+    }
+    for (const auto& vm : c.vms) {
+      auto h = vm_holder_.find(vm.name);
+      if (h == vm_holder_.end()) continue;
+      for (auto& cand : candidates)
+        if (cand.name == h->second) {
+          cand.vms++;
+          cand.mem_bytes += vm.mem_bytes;
+        }
+    }
+    for (const auto& vm : c.vms) {
+      if (!vm.running || locals_.count(vm.name) || vm_holder_.count(vm.name)) continue;
+      auto slot = vol_->vm_slot(c.vm_slot(vm), "vm " + vm.name);
+      if (!slot || !observer_->quiet(slot->offset)) continue;  // held, or released a moment ago (a hand-off)
+      if (!vm.ha && observer_->liveness(slot->offset) == Liveness::kDead) continue;  // stays down with its node
+      std::vector<blockdev::AcquireOptions> prior;
+      prior.push_back(observer_->acquire_options(slot->offset));
+      if (!vm.disk.empty()) {
+        auto d = vol_->find_disk(vm.disk);
+        if (!d) continue;
+        const uint64_t off = vol_->disk_slot(*d).offset;
+        if (!observer_->quiet(off)) continue;
+        prior.push_back(observer_->acquire_options(off));
+      }
+      orphans.push_back(&vm);
+      priors.push_back(std::move(prior));
+    }
+  }
+  if (orphans.empty()) return;
+  const auto placed = place_all(orphans, candidates);
+  for (size_t i = 0; i < orphans.size(); ++i) {
+    if (placed[i] != o_.name) continue;
+    const bool failover = [&] {
+      auto slot = vol_->vm_slot(c.vm_slot(*orphans[i]), "");
+      return slot && observer_->liveness(slot->offset) == Liveness::kDead;
+    }();
+    std::shared_ptr<Local> l;
+    {
+      std::lock_guard lock(mu_);
+      if (locals_.count(orphans[i]->name)) continue;
+      l = new_local(*orphans[i], "starting");
+    }
+    start_vm(l, priors[i], failover ? "failover" : "start");
+  }
+}
+
+void Node::fence_pump() {
+  pthread_setname_np(pthread_self(), "fence");
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (cv_.wait_for(lock, kFencePump, [&] { return stopping_ && locals_.empty(); })) return;
+      const blockdev::Nanos node_until = node_lease_->validity()->until();
+      for (auto& [name, l] : locals_) {
+        if (!l->fence || l->leases.empty()) continue;
+        blockdev::Nanos until = node_until;
+        for (auto& k : l->leases) until = std::min(until, k->validity()->until());
+        l->fence->extend_to(until);
+      }
+    }
+  }
+}
+
+void Node::on_node_lease_lost(const std::string& why) {
+  // On a lease thread: kill first, talk later. The VMs' fences have closed already (they follow
+  // the node lease's validity), so none of them writes; this ends them.
+  kill_all_children();
+  LOG_ERROR("node %s: node lease lost (%s): fenced", o_.name.c_str(), why.c_str());
+  fenced_ = true;
+  std::lock_guard lock(mu_);
+  cv_.notify_all();
+}
+
+void Node::kill_all_children() {
+  std::lock_guard lock(pids_mu_);
+  for (pid_t p : pids_) ::kill(p, SIGKILL);
+}
+
+std::string Node::holder_of(const VmSpec& vm) {
+  if (locals_.count(vm.name)) return o_.name;
+  auto it = vm_holder_.find(vm.name);
+  return it == vm_holder_.end() ? std::string() : it->second;
+}
+
+std::vector<std::string> Node::live_nodes(bool include_paused) {
+  std::vector<std::string> out;
+  for (const auto& n : config_.nodes) {
+    auto it = node_state_.find(n.name);
+    if (it != node_state_.end() && it->second == Liveness::kAlive && (include_paused || !n.paused))
+      out.push_back(n.name);
+  }
+  return out;
+}
+
+nlohmann::json Node::status_json() {
+  std::lock_guard lock(mu_);
+  nlohmann::json nodes = nlohmann::json::array(), vms = nlohmann::json::array(), local = nlohmann::json::array();
+  for (const auto& n : config_.nodes) {
+    auto it = node_state_.find(n.name);
+    const Liveness l = it == node_state_.end() ? Liveness::kUnknown : it->second;
+    nlohmann::json j = {{"name", n.name},
+                        {"host_id", n.host_id},
+                        {"listen", n.listen},
+                        {"migration_networks", n.migration_networks},
+                        {"paused", n.paused},
+                        {"state", l == Liveness::kAlive ? "up" : l == Liveness::kDead ? "dead"
+                                                               : l == Liveness::kFree ? "down" : "unknown"}};
+    if (auto d = node_dead_since_ms_.find(n.name); d != node_dead_since_ms_.end()) j["dead_since_unix_ms"] = d->second;
+    nodes.push_back(j);
+  }
+  for (const auto& vm : config_.vms) {
+    nlohmann::json j = to_json(ClusterConfig{{}, {vm}, 1, 1})["vms"][0];
+    j["node"] = holder_of(vm);
+    if (auto e = vm_errors_.find(vm.name); e != vm_errors_.end()) j["error"] = e->second;
+    vms.push_back(j);
+  }
+  for (auto& [name, l] : locals_) local.push_back(l->to_json());
+  return {{"ok", true},
+          {"node", o_.name},
+          {"host_id", host_id_},
+          {"pid", ::getpid()},
+          {"cluster", vol_->super().cluster},
+          {"volume_uuid", uuid_},
+          {"volume", o_.volume},
+          {"fenced", fenced_.load()},
+          {"nodes", nodes},
+          {"vms", vms},
+          {"local", local},
+          {"max_migrations_per_node", config_.max_migrations_per_node},
+          {"unix_ms", unix_ms()}};
+}
+
+}  // namespace minihv::cluster

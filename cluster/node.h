@@ -1,0 +1,142 @@
+// cluster/node.h — `minihv node`: the per-host cluster daemon (DESIGN.md §7, docs/cluster.md).
+//
+// Owns: joining the cluster (its entry in the volume's configuration), its node lease, a lease on
+// every VM it runs (VM lease slot 256+i, and the VM's disk lease), each VM as a child `minihv run`
+// process fenced by those leases (blockdev/fence.h), the control server (cluster/rpc.h) that the
+// `minihv cluster` CLI and the other nodes talk to, and failover: every tick it reads every node
+// and VM lease, and starts the VMs that nobody holds any more, placed deterministically.
+// Safety never depends on messages or clocks between nodes: a VM runs where its lease is held,
+// and a node that cannot renew its leases stops its VMs before anyone may take them over.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "blockdev/fence.h"
+#include "blockdev/lease_keeper.h"
+#include "blockdev/volume.h"
+#include "cluster/config.h"
+#include "cluster/observer.h"
+#include "vmm/api.h"
+
+namespace minihv::cluster {
+
+struct NodeOptions {
+  std::string name;
+  std::string volume;
+  std::string listen;                           // HOST:PORT of the control server
+  std::vector<std::string> migration_networks;  // this node's addresses for migrations, preferred first
+  std::string state_dir;                        // consoles, logs, control sockets of its VMs
+  std::string self_exe;                         // the minihv binary to run VMs with
+};
+
+// Wall-clock milliseconds, for reports only (decisions use the monotonic clock).
+int64_t unix_ms();
+
+class Node {
+public:
+  // Joins the cluster on the volume, takes the node lease (refused while another live node of
+  // that name holds it) and starts serving.
+  static Result<std::unique_ptr<Node>> start(const NodeOptions& options);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Runs until stop() (clean: VMs stopped, leases released; exit 0) or until the node lease is
+  // lost (every VM killed at once; exit 1).
+  int run();
+  void stop();
+
+  struct Local;  // a VM this node runs, starts or receives (node_local.h)
+
+private:
+  explicit Node(NodeOptions o) : o_(std::move(o)) {}
+
+  // --- the tick (node.cc) ---
+  void tick();
+  void observe_all();
+  void handle_exits();
+  void start_orphans();
+  void fence_pump();
+  void on_node_lease_lost(const std::string& why);
+  void kill_all_children();
+  nlohmann::json status_json();
+
+  // --- VMs as child processes (node_vm.cc) ---
+  std::shared_ptr<Local> new_local(const VmSpec& spec, const std::string& state);
+  void start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptions> prior, const std::string& why);
+  Result<std::vector<std::unique_ptr<blockdev::Lease>>> acquire_vm_leases(Local& l,
+                                                                          std::vector<blockdev::AcquireOptions> opts);
+  void keep_leases(Local& l, std::vector<std::unique_ptr<blockdev::Lease>> leases);
+  Status spawn(Local& l, const std::string& incoming);
+  Result<std::string> cpu_model_for(const VmSpec& spec);
+  void release_vm(Local& l);
+  void stop_child(Local& l);
+  void forget(const std::string& name);
+  // fork() on the node's spawner thread: a child's PR_SET_PDEATHSIG fires when the *thread* that
+  // forked it ends, so children are forked by one that lives as long as the node.
+  pid_t fork_on_spawner(const std::function<void()>& in_child);
+  void spawner_loop();
+
+  // --- requests (node_ops.cc) ---
+  nlohmann::json handle(const nlohmann::json& req, const ApiServer::Progress& progress);
+  nlohmann::json edit_vm(const nlohmann::json& req);
+  nlohmann::json move(const nlohmann::json& req, const ApiServer::Progress& progress);
+  nlohmann::json move_local(const std::string& vm, const std::string& to, const nlohmann::json& req,
+                            const ApiServer::Progress& progress);
+  nlohmann::json prepare_incoming(const nlohmann::json& req);
+  nlohmann::json cancel_incoming(const nlohmann::json& req);
+  nlohmann::json drain(const nlohmann::json& req, const ApiServer::Progress& progress);
+  nlohmann::json cluster_status(const nlohmann::json& req);
+  nlohmann::json validate(const nlohmann::json& req);
+  nlohmann::json probe_reply(const nlohmann::json& req);
+  std::string holder_of(const VmSpec& vm);
+  std::vector<std::string> live_nodes(bool include_paused);
+
+  NodeOptions o_;
+  std::unique_ptr<blockdev::Volume> vol_;       // node lease and configuration
+  std::unique_ptr<blockdev::Volume> obs_vol_;   // the observer's reads, on their own queue
+  std::unique_ptr<LeaseObserver> observer_;
+  std::unique_ptr<blockdev::LeaseKeeper> node_lease_;
+  std::unique_ptr<ApiServer> server_;
+  std::vector<std::unique_ptr<ApiServer>> migration_servers_;  // the same, on each migration network
+  uint32_t host_id_ = 0;
+  std::string uuid_;
+
+  std::mutex mu_;                 // everything below
+  std::condition_variable cv_;
+  ClusterConfig config_;
+  std::map<std::string, std::shared_ptr<Local>> locals_;
+  // What the last tick saw: node name -> liveness, VM name -> holder node, dead-since stamps.
+  std::map<std::string, Liveness> node_state_;
+  std::map<std::string, int64_t> node_dead_since_ms_;
+  std::map<std::string, std::string> vm_holder_;
+  std::map<std::string, std::string> vm_errors_;  // why a VM was given up (shown by status)
+  bool stopping_ = false;
+  unsigned migrations_ = 0;       // outgoing live migrations now
+
+  std::atomic<bool> fenced_{false};
+  std::mutex pids_mu_;
+  std::vector<pid_t> pids_;       // every child, for an instant kill from a lease thread
+  std::thread pump_;
+  std::mutex spawn_mu_;
+  std::condition_variable spawn_cv_;
+  std::deque<std::packaged_task<pid_t()>> spawn_q_;
+  bool spawn_quit_ = false;
+  std::thread spawner_;
+};
+
+}  // namespace minihv::cluster

@@ -1,0 +1,48 @@
+// cluster/node_local.h — (module-internal) what a node keeps about one VM it runs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "blockdev/fence.h"
+#include "blockdev/lease_keeper.h"
+#include "cluster/config.h"
+#include "cluster/node.h"
+
+namespace minihv::cluster {
+
+struct Node::Local {
+  VmSpec spec;
+  // starting (taking leases) → running; incoming (child waits for a migration, leases follow)
+  // → running; running → migrating → (handed off, forgotten) | running; running → stopping.
+  std::string state;
+  std::unique_ptr<blockdev::Volume> vol;  // this VM's lease I/O, on its own queue
+  std::vector<std::unique_ptr<blockdev::LeaseKeeper>> leases;  // VM lease, then the disk's
+  std::shared_ptr<blockdev::Fence> fence;
+  std::shared_ptr<std::atomic<pid_t>> pid = std::make_shared<std::atomic<pid_t>>(-1);
+  std::string api, console, log;
+  std::string incoming_address;
+
+  // From the console (all under Node::mu_).
+  int64_t started_unix_ms = 0, leased_unix_ms = 0, first_hb_unix_ms = 0, last_hb_unix_ms = 0;
+  uint64_t heartbeats = 0;
+  long errs = 0, corrupt = 0, disk_resume = -1, last_rec = -1;
+  std::string last_hb;
+  std::optional<int> exit_status;
+  unsigned restarts = 0;
+  std::string error;
+
+  std::atomic<bool> cancel{false};
+  std::thread starter, out_reader, err_reader;
+
+  nlohmann::json to_json() const;
+  ~Local();
+};
+
+}  // namespace minihv::cluster

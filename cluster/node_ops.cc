@@ -1,0 +1,442 @@
+// What a node does on request: configuration edits, live moves, drains, status, validation.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "cluster/node_local.h"
+#include "cluster/placement.h"
+#include "cluster/probe.h"
+#include "cluster/validate.h"
+#include "cluster/rpc.h"
+#include "common/log.h"
+#include "common/units.h"
+#include "migrate/transport.h"
+
+namespace minihv::cluster {
+
+namespace {
+
+constexpr auto kMoveTimeout = std::chrono::minutes(15);
+constexpr auto kHandOffWait = std::chrono::seconds(20);
+
+nlohmann::json invalid(const std::string& msg) { return error_reply(Status::invalid(msg)); }
+
+std::string host_of(const std::string& host_port) {
+  auto ep = migrate::parse_endpoint(host_port);
+  return ep ? ep->host : host_port;
+}
+
+std::string port_of(const std::string& host_port) {
+  auto ep = migrate::parse_endpoint(host_port);
+  return ep ? std::to_string(ep->port) : "0";
+}
+
+Status check_vm_spec(blockdev::Volume& vol, const VmSpec& v, const ClusterConfig& c) {
+  MINIHV_TRY(blockdev::validate_name("VM name", v.name));
+  struct stat st{};
+  if (v.kernel.empty() || ::stat(v.kernel.c_str(), &st) != 0)
+    return Status::invalid("kernel '" + v.kernel + "' does not exist (every node must see it at the same path)");
+  if (!v.initrd.empty() && ::stat(v.initrd.c_str(), &st) != 0)
+    return Status::invalid("initrd '" + v.initrd + "' does not exist");
+  if (v.mem_bytes < (16ull << 20)) return Status::invalid("memory must be at least 16M");
+  if (v.cpus < 1 || v.cpus > 64) return Status::invalid("cpus must be 1..64");
+  if (!v.disk.empty()) {
+    auto d = vol.find_disk(v.disk);
+    if (!d) return Status::invalid("disk '" + v.disk + "': " + d.message() + " (minihv volume disk create)");
+    for (const auto& other : c.vms)
+      if (other.name != v.name && other.disk == v.disk)
+        return Status::invalid("disk '" + v.disk + "' already belongs to VM " + other.name);
+  }
+  for (const auto& p : v.preferred_owners)
+    if (!c.node(p)) return Status::invalid("preferred owner '" + p + "' is not a node of this cluster");
+  return Status::ok();
+}
+
+}  // namespace
+
+nlohmann::json Node::handle(const nlohmann::json& req, const ApiServer::Progress& progress) {
+  const std::string cmd = req.value("cmd", "");
+  try {
+    if (cmd == "ping") return {{"ok", true}, {"node", o_.name}};
+    if (cmd == "status") return status_json();
+    if (cmd == "cluster_status") return cluster_status(req);
+    if (cmd == "vm_add" || cmd == "vm_rm" || cmd == "vm_start" || cmd == "vm_stop" || cmd == "node_resume")
+      return edit_vm(req);
+    if (cmd == "move") return move(req, progress);
+    if (cmd == "move_local") return move_local(req.value("vm", ""), req.value("to", ""), req, progress);
+    if (cmd == "prepare_incoming") return prepare_incoming(req);
+    if (cmd == "cancel_incoming") return cancel_incoming(req);
+    if (cmd == "drain" || cmd == "drain_local") return drain(req, progress);
+    if (cmd == "probe") return probe_reply(req);
+    if (cmd == "validate") return validate(req);
+    if (cmd == "die") {  // a failover drill: this node and its VMs vanish at once, as in a power cut
+      kill_all_children();
+      ::kill(::getpid(), SIGKILL);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return invalid(std::string("malformed request: ") + e.what());
+  }
+  return invalid("unknown command '" + cmd + "'");
+}
+
+nlohmann::json Node::edit_vm(const nlohmann::json& req) {
+  const std::string cmd = req.at("cmd");
+  const std::string name = req.value("vm", req.value("node", ""));
+  Status s = update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
+    if (cmd == "node_resume") {
+      NodeSpec* n = c.node(name);
+      if (!n) return Status::invalid("no node named '" + name + "'");
+      n->paused = false;
+      return Status::ok();
+    }
+    VmSpec* existing = c.vm(name);
+    if (cmd == "vm_add") {
+      if (existing) return Status::invalid("the cluster already has a VM named '" + name + "'");
+      if (c.vms.size() >= kMaxVms) return Status::invalid("the cluster already has " + std::to_string(kMaxVms) + " VMs");
+      const auto& j = req.at("spec");
+      VmSpec v;
+      v.name = name;
+      while (std::any_of(c.vms.begin(), c.vms.end(), [&](const VmSpec& x) { return x.index == v.index; })) ++v.index;
+      v.kernel = j.value("kernel", "");
+      v.initrd = j.value("initrd", "");
+      v.cmdline = j.value("cmdline", "");
+      v.mem_bytes = j.value("mem_bytes", v.mem_bytes);
+      v.cpus = j.value("cpus", 1u);
+      v.cpu_model = j.value("cpu_model", "baseline");
+      v.disk = j.value("disk", "");
+      v.preferred_owners = j.value("preferred_owners", std::vector<std::string>{});
+      v.ha = j.value("ha", true);
+      v.running = j.value("start", false);
+      MINIHV_TRY(check_vm_spec(*vol_, v, c));
+      c.vms.push_back(v);
+      return Status::ok();
+    }
+    if (!existing) return Status::invalid("no VM named '" + name + "' (minihv cluster status lists them)");
+    if (cmd == "vm_rm") {
+      if (existing->running) return Status::invalid("VM " + name + " is running; stop it first");
+      std::erase_if(c.vms, [&](const VmSpec& v) { return v.name == name; });
+    } else if (cmd == "vm_start") {
+      if (!existing->running) existing->generation++;
+      existing->running = true;
+    } else {
+      existing->running = false;
+    }
+    return Status::ok();
+  });
+  if (!s) return error_reply(s);
+  std::lock_guard lock(mu_);
+  vm_errors_.erase(name);
+  return {{"ok", true}};
+}
+
+nlohmann::json Node::move(const nlohmann::json& req, const ApiServer::Progress& progress) {
+  const std::string vm = req.value("vm", ""), to = req.value("to", "");
+  std::string holder, holder_addr;
+  {
+    std::lock_guard lock(mu_);
+    const VmSpec* spec = config_.vm(vm);
+    if (!spec) return invalid("no VM named '" + vm + "'");
+    if (!config_.node(to)) return invalid("no node named '" + to + "'");
+    holder = holder_of(*spec);
+    if (holder.empty()) return invalid("VM " + vm + " is not running on any node");
+    if (holder == to) return invalid("VM " + vm + " already runs on " + to);
+    holder_addr = config_.node(holder) ? config_.node(holder)->listen : "";
+  }
+  if (holder == o_.name) return move_local(vm, to, req, progress);
+  nlohmann::json fwd = req;
+  fwd["cmd"] = "move_local";
+  auto r = node_call(holder_addr, fwd, kMoveTimeout, progress);
+  return r ? *r : error_reply(r.status());
+}
+
+// This node runs `vm`: live-migrate it to `to` and hand its leases over.
+nlohmann::json Node::move_local(const std::string& vm, const std::string& to, const nlohmann::json& req,
+                                const ApiServer::Progress& progress) {
+  std::shared_ptr<Local> l;
+  std::string target_addr;
+  unsigned streams = 2;
+  {
+    std::lock_guard lock(mu_);
+    auto it = locals_.find(vm);
+    if (it == locals_.end() || it->second->state != "running")
+      return invalid("VM " + vm + " is not running on node " + o_.name);
+    const NodeSpec* t = config_.node(to);
+    if (!t) return invalid("no node named '" + to + "'");
+    if (to == o_.name) return invalid("VM " + vm + " already runs on " + to);
+    auto st = node_state_.find(to);
+    if (st == node_state_.end() || st->second != Liveness::kAlive) return invalid("node " + to + " is not up");
+    if (t->paused) return invalid("node " + to + " is paused (drained); resume it first");
+    if (migrations_ >= config_.max_migrations_per_node)
+      return invalid("node " + o_.name + " already runs " + std::to_string(migrations_) +
+                     " live migration(s), its limit (max_migrations_per_node); try again when it ends");
+    migrations_++;
+    l = it->second;
+    l->state = "migrating";
+    target_addr = t->listen;
+    streams = config_.migration_streams;
+  }
+  auto done = [&](nlohmann::json r, bool still_here) {
+    std::lock_guard lock(mu_);
+    migrations_--;
+    if (still_here && l->state == "migrating") l->state = "running";
+    return r;
+  };
+  const int64_t t0 = unix_ms();
+  auto prepared = node_call(target_addr, {{"cmd", "prepare_incoming"}, {"vm", vm}, {"from", o_.name}},
+                            std::chrono::seconds(30));
+  if (!prepared) return done(error_reply(prepared.status().context("node " + to + " cannot take VM " + vm)), true);
+  const std::string address = prepared->value("address", "");
+  progress({{"event", "prepared"}, {"vm", vm}, {"to", to}, {"address", address}});
+  nlohmann::json mreq = {{"cmd", "migrate"},
+                         {"to", address},
+                         {"streams", req.value("streams", streams)},
+                         {"downtime_ms", req.value("downtime_ms", 300)},
+                         {"max_time_s", req.value("max_time_s", 120.0)},
+                         {"verify", req.value("verify", false)}};
+  auto result = api_call(l->api, mreq, 600'000, [&](const nlohmann::json& p) { progress(p); });
+  if (!result || !result->value("ok", false)) {
+    (void)node_call(target_addr, {{"cmd", "cancel_incoming"}, {"vm", vm}}, std::chrono::seconds(10));
+    const std::string why = result ? result->value("error", "failed") : result.message();
+    return done(error_reply(Status::error("moving VM " + vm + " to " + to + ": " + why + "; it still runs on " + o_.name)),
+                true);
+  }
+  // The VM runs on `to` now (paused there until it holds the leases): let go of them.
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return l->pid->load() <= 0; });
+  }
+  if (l->pid->load() > 0) ::kill(l->pid->load(), SIGKILL);
+  release_vm(*l);
+  forget(vm);
+  const int64_t released = unix_ms();
+  // Wait until the target reports it running with the leases (its own tick decides nothing here).
+  int64_t resumed = 0;
+  const auto deadline = std::chrono::steady_clock::now() + kHandOffWait;
+  while (std::chrono::steady_clock::now() < deadline && !resumed) {
+    if (auto s = node_call(target_addr, {{"cmd", "status"}}, std::chrono::seconds(3)))
+      for (const auto& lv : (*s)["local"])
+        if (lv.value("name", "") == vm && lv.value("state", "") == "running") resumed = lv.value("leased_unix_ms", int64_t{1});
+    if (!resumed) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  nlohmann::json r = {{"ok", resumed != 0},
+                      {"vm", vm},
+                      {"from", o_.name},
+                      {"to", to},
+                      {"migration", *result},
+                      {"total_ms", unix_ms() - t0},
+                      {"handoff_ms", resumed ? resumed - released : -1}};
+  if (!resumed) r["error"] = "node " + to + " did not take VM " + vm + "'s leases within 20 s";
+  return done(r, false);
+}
+
+nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
+  const std::string vm = req.value("vm", "");
+  std::shared_ptr<Local> l;
+  {
+    std::lock_guard lock(mu_);
+    const VmSpec* spec = config_.vm(vm);
+    if (!spec) return invalid("no VM named '" + vm + "'");
+    if (locals_.count(vm)) return invalid("node " + o_.name + " already has VM " + vm);
+    if (stopping_ || fenced_) return invalid("node " + o_.name + " is stopping");
+    l = new_local(*spec, "incoming");
+  }
+  const std::string ip = o_.migration_networks.empty() ? host_of(o_.listen) : o_.migration_networks.front();
+  if (Status s = spawn(*l, ip + ":0"); !s) {
+    forget(vm);
+    return error_reply(s);
+  }
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(15), [&] { return !l->incoming_address.empty() || l->exit_status; });
+    if (l->incoming_address.empty()) {
+      const std::string why = l->error.empty() ? "it did not start listening" : l->error;
+      lock.unlock();
+      forget(vm);
+      return error_reply(Status::error("node " + o_.name + ": the incoming VM process failed: " + why));
+    }
+  }
+  // Take the leases once the source lets go of them (after the migration's ACK).
+  std::vector<blockdev::AcquireOptions> opts(2);
+  for (auto& o : opts) {
+    o.wait_for_live_holder = true;
+    o.max_wait = std::chrono::minutes(15);
+  }
+  l->starter = std::thread([this, l, opts]() mutable {
+    auto leases = acquire_vm_leases(*l, std::move(opts));
+    if (!leases) {
+      LOG_INFO("vm %s: incoming cancelled: %s", l->spec.name.c_str(), leases.message().c_str());
+      if (l->pid->load() > 0) ::kill(l->pid->load(), SIGKILL);
+      forget(l->spec.name);
+      return;
+    }
+    keep_leases(*l, std::move(*leases));
+    std::lock_guard lock(mu_);
+    l->state = "running";
+    cv_.notify_all();
+  });
+  return {{"ok", true}, {"address", l->incoming_address}};
+}
+
+nlohmann::json Node::cancel_incoming(const nlohmann::json& req) {
+  std::lock_guard lock(mu_);
+  auto it = locals_.find(req.value("vm", ""));
+  if (it == locals_.end() || it->second->state != "incoming") return {{"ok", true}};
+  it->second->cancel = true;
+  if (it->second->pid->load() > 0) ::kill(it->second->pid->load(), SIGKILL);
+  return {{"ok", true}};
+}
+
+// Moves every VM off a node, one live migration at a time, and pauses the node.
+nlohmann::json Node::drain(const nlohmann::json& req, const ApiServer::Progress& progress) {
+  const std::string node = req.value("node", o_.name);
+  if (node != o_.name) {
+    std::string addr;
+    {
+      std::lock_guard lock(mu_);
+      const NodeSpec* n = config_.node(node);
+      if (!n) return invalid("no node named '" + node + "'");
+      addr = n->listen;
+    }
+    nlohmann::json fwd = req;
+    fwd["cmd"] = "drain_local";
+    auto r = node_call(addr, fwd, kMoveTimeout, progress);
+    return r ? *r : error_reply(r.status());
+  }
+  if (Status s = update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
+        if (NodeSpec* n = c.node(o_.name)) n->paused = true;
+        return Status::ok();
+      });
+      !s)
+    return error_reply(s);
+  nlohmann::json moved = nlohmann::json::array(), failed = nlohmann::json::array();
+  for (;;) {
+    std::string vm, to;
+    {
+      std::lock_guard lock(mu_);
+      std::vector<NodeLoad> candidates;
+      for (const auto& n : live_nodes(false))
+        if (n != o_.name) candidates.push_back({n, config_.node(n)->host_id, 0, 0});
+      for (auto& [name, holder] : vm_holder_)
+        for (auto& c : candidates)
+          if (c.name == holder) c.vms++;
+      for (auto& [name, l] : locals_) {
+        if (l->state != "running") continue;
+        bool tried = false;
+        for (const auto& f : failed) tried |= f.value("vm", "") == name;
+        if (tried) continue;
+        auto target = choose_node(l->spec, candidates);
+        if (!target) return invalid("no other node is up to take VM " + name);
+        vm = name;
+        to = *target;
+        break;
+      }
+    }
+    if (vm.empty()) break;
+    progress({{"event", "moving"}, {"vm", vm}, {"to", to}});
+    nlohmann::json r = move_local(vm, to, req, progress);
+    if (r.value("ok", false)) moved.push_back({{"vm", vm}, {"to", to}, {"total_ms", r["total_ms"]}});
+    else failed.push_back({{"vm", vm}, {"to", to}, {"error", r.value("error", "")}});
+  }
+  nlohmann::json r = {{"ok", failed.empty()}, {"node", o_.name}, {"moved", moved}, {"failed", failed}};
+  if (!failed.empty()) r["error"] = std::to_string(failed.size()) + " VM(s) could not be moved off node " + o_.name;
+  return r;
+}
+
+// Every node's own status (its VMs' processes and consoles), gathered from the nodes that are up.
+nlohmann::json Node::cluster_status(const nlohmann::json&) {
+  nlohmann::json mine = status_json();
+  nlohmann::json per_node = nlohmann::json::object();
+  for (const auto& n : mine["nodes"]) {
+    const std::string name = n["name"];
+    if (name == o_.name) {
+      per_node[name] = mine;
+      continue;
+    }
+    if (n["state"] != "up") continue;
+    auto s = node_call(n["listen"], {{"cmd", "status"}}, std::chrono::seconds(3));
+    per_node[name] = s ? *s : nlohmann::json{{"ok", false}, {"error", s.message()}};
+  }
+  mine["node_status"] = per_node;
+  return mine;
+}
+
+// This host's facts, and whether it reaches the peers' migration networks (asked by validate).
+nlohmann::json Node::probe_reply(const nlohmann::json& req) {
+  ProbeContext ctx;
+  ctx.node = o_.name;
+  ctx.host_id = host_id_;
+  ctx.listen = o_.listen;
+  ctx.migration_networks = o_.migration_networks;
+  ctx.volume = obs_vol_.get();
+  ctx.volume_path = o_.volume;
+  if (auto slot = obs_vol_->node_slot(host_id_)) ctx.lease_slot = *slot;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, l] : locals_) ctx.vms_mem_bytes += l->spec.mem_bytes;
+  }
+  nlohmann::json reach = nlohmann::json::array();
+  for (const auto& peer : req.value("peers", nlohmann::json::array())) {
+    const std::string network = peer.value("network", "");
+    auto rtt = ping(network, std::chrono::seconds(2));
+    reach.push_back({{"from", o_.name}, {"to", peer.value("node", "")}, {"network", network}, {"ok", bool(rtt)},
+                     {"rtt_ms", rtt ? *rtt : 0.0}, {"error", rtt ? "" : rtt.message()}});
+  }
+  return {{"ok", true}, {"probe", probe_local(ctx)}, {"reach", reach}};
+}
+
+// Probes every node (those of the configuration, or the addresses asked for) and judges the lot.
+nlohmann::json Node::validate(const nlohmann::json& req) {
+  ValidateInput in;
+  in.cluster = vol_->super().cluster;
+  in.volume_uuid = uuid_;
+  in.timings = vol_->super().timings;
+  {
+    std::lock_guard lock(mu_);
+    in.config = config_;
+  }
+  std::vector<std::pair<std::string, std::string>> targets;  // name, address
+  if (req.contains("nodes") && !req["nodes"].empty()) {
+    for (const auto& a : req["nodes"]) targets.push_back({"", a.get<std::string>()});
+  } else {
+    for (const auto& n : in.config.nodes) targets.push_back({n.name, n.listen});
+  }
+  // Every node tests every other configured node's migration networks (or its control address).
+  std::vector<std::pair<std::string, std::string>> networks;
+  for (const auto& n : in.config.nodes) {
+    if (n.migration_networks.empty()) networks.push_back({n.name, n.listen});
+    for (const auto& ip : n.migration_networks) networks.push_back({n.name, ip + ":" + port_of(n.listen)});
+  }
+  std::vector<std::thread> threads;
+  in.nodes.resize(targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) {
+    threads.emplace_back([&, i] {
+      NodeResult& r = in.nodes[i];
+      r.name = targets[i].first;
+      r.address = targets[i].second;
+      nlohmann::json peers = nlohmann::json::array();
+      for (const auto& [node, network] : networks)
+        if (node != r.name) peers.push_back({{"node", node}, {"network", network}});
+      r.asked_unix_ms = unix_ms();
+      auto reply = node_call(r.address, {{"cmd", "probe"}, {"peers", peers}}, std::chrono::seconds(20));
+      r.answered_unix_ms = unix_ms();
+      if (!reply) {
+        r.error = reply.message();
+        return;
+      }
+      r.probe = (*reply)["probe"];
+      if (r.name.empty()) r.name = r.probe->value("node", r.address);
+      for (const auto& x : (*reply)["reach"]) {
+        if (x.value("to", "") == r.name) continue;
+        r.reach.push_back({x.value("from", ""), x.value("to", ""), x.value("network", ""), x.value("ok", false),
+                           x.value("rtt_ms", 0.0), x.value("error", "")});
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  in.generated_unix_ms = unix_ms();
+  return {{"ok", true}, {"report", cluster::validate(in)}};
+}
+
+}  // namespace minihv::cluster

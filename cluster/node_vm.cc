@@ -1,0 +1,478 @@
+// The VMs of a node: leases, child `minihv run` processes, their consoles, and their ends.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <regex>
+
+#include "cluster/node_local.h"
+#include "common/log.h"
+#include "common/units.h"
+#include "cpuid/baseline.h"
+#include "cpuid/profile_json.h"
+#include "vmm/api.h"
+
+namespace minihv::cluster {
+
+namespace {
+
+constexpr unsigned kMaxRestarts = 3;          // a VM that keeps failing on its node is given up
+constexpr auto kStopGrace = std::chrono::seconds(10);
+constexpr auto kIncomingLeaseWait = std::chrono::minutes(15);  // a long migration's hand-off
+
+std::vector<char*> argv_of(std::vector<std::string>& args) {
+  std::vector<char*> v;
+  for (auto& a : args) v.push_back(a.data());
+  v.push_back(nullptr);
+  return v;
+}
+
+// What a heartbeat or verdict line tells the node about its guest.
+void parse_console_line(Node::Local& l, const std::string& line) {
+  static const std::regex hb(R"(^HB cpu=\d+ seq=\d+ .*errs=(\d+))");
+  static const std::regex rec(R"( rec=(\d+))");
+  static const std::regex resume(R"(^DISK resume last=(\d+))");
+  std::smatch m;
+  if (std::regex_search(line, m, hb)) {
+    const int64_t now = unix_ms();
+    if (l.heartbeats++ == 0) l.first_hb_unix_ms = now;
+    l.last_hb_unix_ms = now;
+    l.last_hb = line;
+    l.errs = std::max(l.errs, std::stol(m[1]));
+    if (std::regex_search(line, m, rec)) l.last_rec = std::stol(m[1]);
+  } else if (line.rfind("CORRUPT", 0) == 0) {
+    l.corrupt++;
+  } else if (std::regex_search(line, m, resume)) {
+    l.disk_resume = std::stol(m[1]);
+  }
+}
+
+}  // namespace
+
+nlohmann::json Node::Local::to_json() const {
+  nlohmann::json j = {{"name", spec.name},
+                      {"state", state},
+                      {"pid", pid->load()},
+                      {"api", api},
+                      {"console", console},
+                      {"log", log},
+                      {"started_unix_ms", started_unix_ms},
+                      {"leased_unix_ms", leased_unix_ms},
+                      {"first_hb_unix_ms", first_hb_unix_ms},
+                      {"last_hb_unix_ms", last_hb_unix_ms},
+                      {"heartbeats", heartbeats},
+                      {"errs", errs},
+                      {"corrupt", corrupt},
+                      {"disk_resume", disk_resume},
+                      {"last_rec", last_rec},
+                      {"last_hb", last_hb},
+                      {"restarts", restarts}};
+  if (exit_status) j["exit_status"] = *exit_status;
+  if (!error.empty()) j["error"] = error;
+  return j;
+}
+
+Node::Local::~Local() {
+  cancel = true;
+  if (pid->load() > 0) ::kill(pid->load(), SIGKILL);
+  for (auto* t : {&starter, &out_reader, &err_reader}) {
+    if (!t->joinable()) continue;
+    if (t->get_id() == std::this_thread::get_id()) t->detach();  // the starter dropping the last reference
+    else t->join();
+  }
+}
+
+std::shared_ptr<Node::Local> Node::new_local(const VmSpec& spec, const std::string& state) {
+  auto l = std::make_shared<Local>();
+  l->spec = spec;
+  l->state = state;
+  l->api = o_.state_dir + "/" + spec.name + ".sock";
+  l->console = o_.state_dir + "/" + spec.name + ".console";
+  l->log = o_.state_dir + "/" + spec.name + ".log";
+  locals_[spec.name] = l;
+  return l;
+}
+
+// On its own thread: take the VM's leases (at once when the observer has watched them dead or
+// free for long enough), open the fence, start the child.
+void Node::start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptions> prior, const std::string& why) {
+  l->starter = std::thread([this, l, prior = std::move(prior), why]() mutable {
+    const int64_t t0 = unix_ms();
+    auto leases = acquire_vm_leases(*l, std::move(prior));
+    if (!leases) {
+      LOG_INFO("vm %s: not started here: %s", l->spec.name.c_str(), leases.message().c_str());
+      forget(l->spec.name);
+      return;
+    }
+    keep_leases(*l, std::move(*leases));
+    std::fprintf(stderr, "minihv: node %s: vm %s: leases taken in %lld ms (%s)\n", o_.name.c_str(),
+                 l->spec.name.c_str(), static_cast<long long>(unix_ms() - t0), why.c_str());
+    Status s = spawn(*l, "");
+    std::lock_guard lock(mu_);
+    if (!s) {
+      l->error = s.message();
+      vm_errors_[l->spec.name] = s.message();
+      l->exit_status = 1;  // handle_exits() gives it up or retries
+      l->restarts = kMaxRestarts;
+      return;
+    }
+    l->state = "running";
+  });
+}
+
+Result<std::vector<std::unique_ptr<blockdev::Lease>>> Node::acquire_vm_leases(Local& l,
+                                                                             std::vector<blockdev::AcquireOptions> opts) {
+  if (!l.vol) {
+    auto v = blockdev::Volume::open(o_.volume, true);
+    if (!v) return v.status();
+    l.vol = std::move(*v);
+  }
+  blockdev::Volume& vol = *l.vol;
+  std::vector<blockdev::LeaseSlot> slots;
+  ClusterConfig c;
+  {
+    std::lock_guard lock(mu_);
+    c = config_;
+  }
+  auto vm_slot = vol.vm_slot(c.vm_slot(l.spec), "vm " + l.spec.name);
+  if (!vm_slot) return vm_slot.status();
+  slots.push_back(*vm_slot);
+  if (!l.spec.disk.empty()) {
+    auto d = vol.find_disk(l.spec.disk);
+    if (!d) return d.status();
+    slots.push_back(vol.disk_slot(*d));
+  }
+  opts.resize(slots.size());
+  // Step every acquisition together: the disk's takes no longer than the VM's.
+  std::vector<std::unique_ptr<blockdev::LeaseAcquirer>> acq;
+  std::vector<blockdev::Nanos> due(slots.size(), vol.clock().now());
+  for (size_t i = 0; i < slots.size(); ++i)
+    acq.push_back(std::make_unique<blockdev::LeaseAcquirer>(vol.device(), vol.clock(), vol.super().uuid, slots[i],
+                                                            vol.super().timings, node_owner(o_.name), opts[i]));
+  for (;;) {
+    bool all_done = true;
+    blockdev::Nanos next = vol.clock().now() + std::chrono::milliseconds(50);
+    for (size_t i = 0; i < acq.size(); ++i) {
+      if (acq[i]->done()) continue;
+      all_done = false;
+      if (vol.clock().now() >= due[i]) due[i] = acq[i]->step();
+      if (!acq[i]->done()) next = std::min(next, due[i]);
+    }
+    if (all_done) break;
+    if (l.cancel || fenced_) return Status::error("cancelled");
+    const blockdev::Nanos wait = next - vol.clock().now();
+    if (wait.count() > 0) vol.clock().sleep_for(std::min<blockdev::Nanos>(wait, std::chrono::milliseconds(20)));
+  }
+  std::vector<std::unique_ptr<blockdev::Lease>> out;
+  for (auto& a : acq) {
+    if (a->phase() != blockdev::LeaseAcquirer::Phase::kWon) return a->status();  // the others release
+    out.push_back(a->take());
+  }
+  return out;
+}
+
+void Node::keep_leases(Local& l, std::vector<std::unique_ptr<blockdev::Lease>> leases) {
+  auto pid = l.pid;
+  const std::string name = l.spec.name;
+  std::vector<std::unique_ptr<blockdev::LeaseKeeper>> keepers;
+  for (auto& lease : leases)
+    keepers.push_back(std::make_unique<blockdev::LeaseKeeper>(std::move(lease), [pid, name](const std::string& why) {
+      // The fence has closed already; the VM must not outlive its lease either.
+      LOG_ERROR("vm %s: lease lost (%s): killing it", name.c_str(), why.c_str());
+      if (pid->load() > 0) ::kill(pid->load(), SIGKILL);
+    }));
+  std::lock_guard lock(mu_);
+  l.leases = std::move(keepers);
+  l.leased_unix_ms = unix_ms();
+  blockdev::Nanos until = node_lease_->validity()->until();
+  for (auto& k : l.leases) until = std::min(until, k->validity()->until());
+  if (l.fence) l.fence->extend_to(until);
+}
+
+// "baseline": the common profile of every node in the configuration, written for the child.
+Result<std::string> Node::cpu_model_for(const VmSpec& spec) {
+  if (spec.cpu_model != "baseline") return spec.cpu_model;
+  std::vector<cpuid::Profile> profiles;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& n : config_.nodes) {
+      if (n.cpu_profile.is_null()) continue;
+      auto p = cpuid::profile_from_json(n.cpu_profile, "node " + n.name + "'s profile");
+      if (!p) return p.status();
+      profiles.push_back(std::move(*p));
+    }
+  }
+  if (profiles.empty()) return std::string("host");
+  auto b = cpuid::baseline(profiles);
+  if (!b) return b.status().context("the cluster's baseline CPU");
+  const std::string path = o_.state_dir + "/" + spec.name + ".cpu.json";
+  std::ofstream(path) << cpuid::to_json(*b, "cluster baseline").dump(1) << "\n";
+  return path;
+}
+
+Status Node::spawn(Local& l, const std::string& incoming) {
+  auto model = cpu_model_for(l.spec);
+  if (!model) return model.status();
+  if (!l.fence) {
+    auto f = blockdev::Fence::create();
+    if (!f) return f.status();
+    l.fence = *f;
+    std::lock_guard lock(mu_);
+    blockdev::Nanos until = node_lease_->validity()->until();
+    for (auto& k : l.leases) until = std::min(until, k->validity()->until());
+    if (!l.leases.empty()) l.fence->extend_to(until);
+  }
+  std::vector<std::string> args = {o_.self_exe, "run", "--mem", std::to_string(l.spec.mem_bytes >> 20) + "M",
+                                   "--cpus", std::to_string(l.spec.cpus), "--cpu-model", *model,
+                                   "--api", l.api, "--fence-fd", "3"};
+  if (incoming.empty()) {
+    args.insert(args.end(), {"--kernel", l.spec.kernel, "--cmdline", l.spec.cmdline});
+    if (!l.spec.initrd.empty()) args.insert(args.end(), {"--initrd", l.spec.initrd});
+  } else {
+    args.insert(args.end(), {"--incoming", incoming});
+  }
+  if (!l.spec.disk.empty()) args.insert(args.end(), {"--disk", o_.volume + ":" + l.spec.disk});
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return Status::from_errno("pipe");
+  UniqueFd console(::open(l.console.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  UniqueFd log(::open(l.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!console.valid() || !log.valid()) return Status::from_errno("opening " + l.console + " / " + l.log);
+  const std::string banner = "# minihv node " + o_.name + ": instance started at unix ms " +
+                             std::to_string(unix_ms()) + (incoming.empty() ? "" : " (incoming migration)") + "\n";
+  (void)!::write(console.get(), banner.data(), banner.size());
+  (void)!::write(log.get(), banner.data(), banner.size());
+  const pid_t parent = ::getpid();
+  auto argv = argv_of(args);
+  const int fence_fd = l.fence->fd();
+  const pid_t pid = fork_on_spawner([&] {
+    // The child: dies with its node (a VM must never outlive the process renewing its leases),
+    // console and log on pipes, the fence as fd 3, default signal mask.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    ::dup2(fence_fd, 3);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  });
+  if (pid < 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    ::close(err[0]);
+    ::close(err[1]);
+    return Status::from_errno("fork");
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  {
+    std::lock_guard lock(pids_mu_);
+    pids_.push_back(pid);
+  }
+  {
+    std::lock_guard lock(mu_);
+    l.pid->store(pid);
+    l.exit_status.reset();
+    l.started_unix_ms = unix_ms();
+    l.heartbeats = 0;
+    l.first_hb_unix_ms = 0;
+    l.errs = l.corrupt = 0;
+    l.disk_resume = -1;
+  }
+  Local* lp = &l;
+  if (l.out_reader.joinable()) l.out_reader.join();
+  if (l.err_reader.joinable()) l.err_reader.join();
+  l.out_reader = std::thread([this, lp, fd = out[0], console = std::move(console)]() mutable {
+    UniqueFd in(fd);
+    std::string partial;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(in.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+      if (n <= 0) continue;
+      (void)!::write(console.get(), buf, static_cast<size_t>(n));
+      partial.append(buf, static_cast<size_t>(n));
+      size_t nl;
+      std::lock_guard lock(mu_);
+      while ((nl = partial.find('\n')) != std::string::npos) {
+        parse_console_line(*lp, partial.substr(0, nl));
+        partial.erase(0, nl + 1);
+      }
+    }
+    int status = 0;
+    const pid_t p = lp->pid->load();
+    while (::waitpid(p, &status, 0) < 0 && errno == EINTR) {
+    }
+    {
+      std::lock_guard lock(pids_mu_);
+      std::erase(pids_, p);
+    }
+    std::lock_guard lock(mu_);
+    lp->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    lp->pid->store(-1);
+    cv_.notify_all();
+  });
+  l.err_reader = std::thread([this, lp, fd = err[0], log = std::move(log)]() mutable {
+    UniqueFd in(fd);
+    std::string partial;
+    char buf[4096];
+    ssize_t n;
+    static const std::regex listening(R"(waiting for a migrating VM on (\S+))");
+    while ((n = ::read(in.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+      if (n <= 0) continue;
+      (void)!::write(log.get(), buf, static_cast<size_t>(n));
+      partial.append(buf, static_cast<size_t>(n));
+      size_t nl;
+      while ((nl = partial.find('\n')) != std::string::npos) {
+        const std::string line = partial.substr(0, nl);
+        partial.erase(0, nl + 1);
+        std::smatch m;
+        if (std::regex_search(line, m, listening)) {
+          std::lock_guard lock(mu_);
+          lp->incoming_address = m[1];
+          cv_.notify_all();
+        } else if (line.rfind("minihv: error: ", 0) == 0) {
+          std::lock_guard lock(mu_);
+          lp->error = line.substr(15);
+        }
+      }
+    }
+  });
+  LOG_INFO("vm %s: pid %d", l.spec.name.c_str(), pid);
+  return Status::ok();
+}
+
+pid_t Node::fork_on_spawner(const std::function<void()>& in_child) {
+  std::packaged_task<pid_t()> task([&] {
+    const pid_t pid = ::fork();
+    if (pid == 0) in_child();  // never returns
+    return pid;
+  });
+  auto result = task.get_future();
+  {
+    std::lock_guard lock(spawn_mu_);
+    spawn_q_.push_back(std::move(task));
+  }
+  spawn_cv_.notify_one();
+  return result.get();
+}
+
+void Node::spawner_loop() {
+  pthread_setname_np(pthread_self(), "spawner");
+  for (;;) {
+    std::packaged_task<pid_t()> task;
+    {
+      std::unique_lock lock(spawn_mu_);
+      spawn_cv_.wait(lock, [&] { return spawn_quit_ || !spawn_q_.empty(); });
+      if (spawn_q_.empty()) return;
+      task = std::move(spawn_q_.front());
+      spawn_q_.pop_front();
+    }
+    task();
+  }
+}
+
+// Asks the child to stop (the guest is stopped, its disk drained and flushed), then kills it.
+void Node::stop_child(Local& l) {
+  if (l.pid->load() > 0) (void)api_call(l.api, {{"cmd", "stop"}}, 3000);
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, kStopGrace, [&] { return l.pid->load() <= 0; })) {
+    LOG_WARN("vm %s did not stop within %lld s: killing it", l.spec.name.c_str(),
+             static_cast<long long>(kStopGrace.count()));
+    ::kill(l.pid->load(), SIGKILL);
+    cv_.wait(lock, [&] { return l.pid->load() <= 0; });
+  }
+}
+
+// The child has ended (or never ran): give its leases back.
+void Node::release_vm(Local& l) {
+  std::vector<std::unique_ptr<blockdev::LeaseKeeper>> leases;
+  {
+    std::lock_guard lock(mu_);
+    if (l.fence) l.fence->revoke();
+    leases = std::move(l.leases);
+  }
+  for (auto it = leases.rbegin(); it != leases.rend(); ++it)
+    if (Status s = (*it)->release(); !s) LOG_WARN("vm %s: %s", l.spec.name.c_str(), s.message().c_str());
+}
+
+void Node::forget(const std::string& name) {
+  std::shared_ptr<Local> l;
+  {
+    std::lock_guard lock(mu_);
+    auto it = locals_.find(name);
+    if (it == locals_.end()) return;
+    l = it->second;
+    locals_.erase(it);
+    cv_.notify_all();
+  }
+  l->cancel = true;
+  // Dropped outside the lock: the last reference's destructor joins the VM's threads.
+}
+
+// Children that ended: a guest that powered off is stopped for good; a reboot or a crash restarts
+// it here (up to kMaxRestarts); a desired stop releases its leases.
+void Node::handle_exits() {
+  std::vector<std::shared_ptr<Local>> ended;
+  std::vector<std::shared_ptr<Local>> unwanted;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, l] : locals_) {
+      const VmSpec* spec = config_.vm(name);
+      if (l->state == "running" && l->pid->load() > 0 && (!spec || !spec->running)) {
+        l->state = "stopping";
+        unwanted.push_back(l);
+      } else if (l->exit_status && (l->state == "running" || l->state == "stopping")) {
+        ended.push_back(l);
+      }
+    }
+  }
+  for (auto& l : unwanted) std::thread([this, l] { stop_child(*l); }).detach();
+  for (auto& l : ended) {
+    const int status = *l->exit_status;
+    bool restart = false, powered_off = false;
+    {
+      std::lock_guard lock(mu_);
+      const VmSpec* spec = config_.vm(l->spec.name);
+      if (l->state == "running" && spec && spec->running) {
+        if (status == 0) {
+          powered_off = true;
+        } else if (l->restarts < kMaxRestarts) {
+          restart = true;
+          l->restarts++;
+        } else {
+          vm_errors_[l->spec.name] = "ended with status " + std::to_string(status) + " " +
+                                     std::to_string(l->restarts + 1) + " times on node " + o_.name +
+                                     (l->error.empty() ? "" : ": " + l->error) + "; given up (see " + l->log + ")";
+        }
+      }
+    }
+    if (restart) {
+      LOG_WARN("vm %s ended with status %d: restarting it here", l->spec.name.c_str(), status);
+      if (Status s = spawn(*l, ""); s) continue;
+    }
+    if (powered_off || !restart) {
+      const std::string name = l->spec.name;
+      const bool wanted = [&] {
+        std::lock_guard lock(mu_);
+        const VmSpec* spec = config_.vm(name);
+        return spec && spec->running;
+      }();
+      if (wanted)  // the guest powered off, or keeps failing: it stays off until started again
+        (void)update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
+          if (VmSpec* v = c.vm(name)) v->running = false;
+          return Status::ok();
+        });
+    }
+    release_vm(*l);
+    forget(l->spec.name);
+  }
+}
+
+}  // namespace minihv::cluster

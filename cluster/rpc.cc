@@ -1,0 +1,47 @@
+#include "cluster/rpc.h"
+
+#include "migrate/net.h"
+#include "migrate/transport.h"
+
+namespace minihv::cluster {
+
+Result<std::unique_ptr<ApiServer>> serve_tcp(const std::string& host_port, ApiServer::Handler handler) {
+  auto ep = migrate::parse_endpoint(host_port);
+  if (!ep) return ep.status();
+  auto fd = migrate::net::listen_on(*ep);
+  if (!fd) return fd.status().context("listening on " + host_port);
+  return ApiServer::adopt(std::move(fd).value(), host_port, std::move(handler));
+}
+
+Result<nlohmann::json> node_call(const std::string& host_port, const nlohmann::json& request,
+                                 std::chrono::milliseconds timeout,
+                                 const std::function<void(const nlohmann::json&)>& on_progress) {
+  auto ep = migrate::parse_endpoint(host_port);
+  if (!ep) return ep.status();
+  auto fd = migrate::net::connect_to(*ep, std::min(timeout, std::chrono::milliseconds(3000)));
+  if (!fd) return fd.status().context("node " + host_port);
+  auto reply = api_call_fd(std::move(fd).value(), "node " + host_port, request, static_cast<int>(timeout.count()),
+                           on_progress);
+  if (!reply) return reply.status();
+  if (!reply->is_object()) return Status::error("node " + host_port + " sent a reply that is not an object");
+  if (!reply->value("ok", false)) {
+    const std::string e = reply->value("error", "failed without saying why");
+    return reply->value("invalid", false) ? Status::invalid(e) : Status::error(e);
+  }
+  return reply;
+}
+
+Result<double> ping(const std::string& host_port, std::chrono::milliseconds timeout) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = node_call(host_port, {{"cmd", "ping"}}, timeout);
+  if (!r) return r.status();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+nlohmann::json error_reply(const Status& s) {
+  nlohmann::json r = {{"ok", false}, {"error", s.message()}};
+  if (s.is_invalid_input()) r["invalid"] = true;
+  return r;
+}
+
+}  // namespace minihv::cluster
