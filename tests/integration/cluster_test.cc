@@ -1,0 +1,233 @@
+// The cluster end to end: three real `minihv node` daemons on one real volume file, each in its
+// own network namespace (control network + one migration network, joined by veth links), real
+// guests, the `minihv cluster` CLI. Kills are real signals to the node's processes.
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/harness/cluster_lab.h"
+
+namespace minihv::test {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::vector<std::string> consoles(ClusterLab& c, const std::string& vm, unsigned nodes) {
+  std::vector<std::string> out;
+  for (unsigned i = 0; i < nodes; ++i) out.push_back(c.state_dir(i) + "/" + vm + ".console");
+  return out;
+}
+
+// Heartbeats from every instance of the VM form one unbroken sequence.
+void expect_continuous(const ConsoleScan& s) {
+  ASSERT_FALSE(s.seqs.empty());
+  std::vector<long> seqs = s.seqs;
+  std::sort(seqs.begin(), seqs.end());
+  seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+  EXPECT_EQ(seqs.back() - seqs.front() + 1, static_cast<long>(seqs.size()))
+      << "heartbeat sequence has gaps: " << seqs.front() << ".." << seqs.back() << " with " << seqs.size() << " beats";
+  EXPECT_EQ(s.max_errs, 0);
+  EXPECT_EQ(s.corrupt, 0);
+}
+
+// Waits until `vm` runs on some node other than `not_on` with a heartbeat newer than `after_ms`.
+std::optional<json> wait_running_elsewhere(ClusterLab& c, unsigned via, const std::string& vm, const std::string& not_on,
+                                           int64_t after_ms, std::chrono::milliseconds timeout) {
+  return c.wait_status(via, timeout, [&](const json& st) {
+    const std::string node = ClusterLab::vm_node(st, vm);
+    if (node.empty() || node == not_on) return false;
+    const json l = ClusterLab::vm_local(st, vm);
+    return l.value("state", "") == "running" && l.value("first_hb_unix_ms", int64_t{0}) > after_ms;
+  });
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+class ClusterTest : public ::testing::Test {
+protected:
+  NetLab lab{3, 2};
+  ClusterLab cluster{3, &lab};
+  void SetUp() override { ASSERT_TRUE(cluster.wait_all_up(0, 20s)) << cluster.node(0).stderr_text(); }
+};
+
+TEST_F(ClusterTest, ValidatePassesThenNamesAForeignVolumeAndADownMigrationNetwork) {
+  const std::string html = cluster.state_dir(0) + "/report.html";
+  auto ok = cluster.cli(0, {"validate", "--html", html});
+  EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("passed validation"), std::string::npos) << ok.out;
+  const std::string page = slurp(html);
+  EXPECT_NE(page.find("<html"), std::string::npos);
+  EXPECT_EQ(page.find("<script"), std::string::npos);
+  auto j = cluster.cli(1, {"validate", "--json"});
+  auto report = json::parse(j.out, nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << j.out << j.err;
+  EXPECT_TRUE(report.value("ok", false));
+  EXPECT_EQ(report["nodes"].size(), 3u);
+
+  // A fourth daemon beside node 2, on a volume of its own: asked for, it is named precisely.
+  TempDir other;
+  ASSERT_EQ(cluster.minihv({"volume", "format", other.file("other.img"), "--size", "64M", "--cluster", "other"}).status, 0);
+  VmProcess stray({"node", "--name", "stray", "--volume", other.file("other.img"), "--listen", lab.addr(2, 0) + ":7800",
+                   "--state-dir", other.file("state")},
+                  {}, lab.exec_prefix(2));
+  ASSERT_TRUE(stray.wait_stderr("serving on", 20s)) << stray.stderr_text();
+  auto bad = cluster.cli(0, {"validate", "--nodes",
+                             cluster.address(0) + "," + cluster.address(1) + "," + lab.addr(2, 0) + ":7800"});
+  EXPECT_EQ(bad.status, 1) << bad.out;
+  EXPECT_NE(bad.out.find("node stray (" + lab.addr(2, 0) + ":7800) uses volume"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("cluster \"other\""), std::string::npos) << bad.out;
+
+  // Node 2's migration network goes down: validate fails and names who cannot reach what.
+  lab.set_link(2, 1, false);
+  auto down = cluster.cli(0, {"validate"});
+  lab.set_link(2, 1, true);
+  EXPECT_EQ(down.status, 1) << down.out;
+  EXPECT_NE(down.out.find("node n0 cannot reach node n2 on migration network " + lab.addr(2, 1) + ":7700"),
+            std::string::npos)
+      << down.out;
+}
+
+TEST_F(ClusterTest, MoveAndDrainKeepTheGuestRunningWithoutAGap) {
+  ASSERT_EQ(cluster.minihv({"volume", "disk", "create", cluster.volume(), "d1", "--size", "16M"}).status, 0);
+  auto add = cluster.add_vm("web", "disk", {"--disk", "d1", "--preferred", "n0"});
+  ASSERT_EQ(add.status, 0) << add.out << add.err;
+  EXPECT_NE(add.out.find("running on n0"), std::string::npos) << add.out;
+  std::this_thread::sleep_for(3s);
+
+  auto mv = cluster.cli(2, {"move", "web", "--to", "n1", "--verify", "--json"});
+  ASSERT_EQ(mv.status, 0) << mv.out << mv.err;
+  auto r = json::parse(mv.out);
+  EXPECT_EQ(r["to"], "n1");
+  EXPECT_TRUE(r["migration"].value("verified", false));
+  auto st = cluster.status(0);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(ClusterLab::vm_node(*st, "web"), "n1");
+  std::this_thread::sleep_for(3s);
+
+  auto dr = cluster.cli(0, {"drain", "n1", "--json"});
+  ASSERT_EQ(dr.status, 0) << dr.out << dr.err;
+  st = cluster.wait_status(0, 10s, [](const json& s) {
+    const std::string n = ClusterLab::vm_node(s, "web");
+    return !n.empty() && n != "n1" && ClusterLab::vm_local(s, "web").value("heartbeats", 0) >= 2;
+  });
+  ASSERT_TRUE(st);
+  for (const auto& n : (*st)["nodes"]) {
+    if (n["name"] == "n1") {
+      EXPECT_TRUE(n.value("paused", false));
+    }
+  }
+  // A paused node takes nothing: a move there is refused.
+  auto refused = cluster.cli(0, {"move", "web", "--to", "n1"});
+  EXPECT_EQ(refused.status, 2) << refused.out << refused.err;
+  EXPECT_NE(refused.err.find("paused"), std::string::npos) << refused.err;
+
+  const ConsoleScan s = scan_consoles(consoles(cluster, "web", 3));
+  expect_continuous(s);
+  EXPECT_EQ(s.disk_resumes.size(), 1u) << "the guest booted once and was never restarted";
+}
+
+TEST_F(ClusterTest, KillNineOfANodeRestartsItsVmOnASurvivorWithEveryAcknowledgedWrite) {
+  ASSERT_EQ(cluster.minihv({"volume", "disk", "create", cluster.volume(), "d1", "--size", "16M"}).status, 0);
+  ASSERT_EQ(cluster.add_vm("db", "disk", {"--disk", "d1", "--preferred", "n1"}).status, 0);
+  std::this_thread::sleep_for(3s);
+  const auto pids = cluster.node_pids(1);
+  ASSERT_EQ(pids.size(), 2u) << "the node and its one VM";
+  const int64_t t0 = now_ms();
+  for (int p : pids) ::kill(p, SIGKILL);
+  const long acked = scan_consoles({cluster.state_dir(1) + "/db.console"}).last_rec;
+  ASSERT_GT(acked, 0);
+  auto st = wait_running_elsewhere(cluster, 0, "db", "n1", t0, 20s);
+  ASSERT_TRUE(st) << "the VM did not restart on a survivor";
+  // The survivor's instance resumed the disk at or after the last write the dead one acknowledged.
+  auto resumed = cluster.wait_status(0, 10s, [](const json& s) { return ClusterLab::vm_local(s, "db").value("disk_resume", -1L) >= 0; });
+  ASSERT_TRUE(resumed);
+  const json l = ClusterLab::vm_local(*resumed, "db");
+  EXPECT_GE(l.value("disk_resume", -1L), acked);
+  EXPECT_EQ(l.value("errs", -1L), 0);
+  EXPECT_EQ(l.value("corrupt", -1L), 0);
+  for (const auto& n : (*resumed)["nodes"]) {
+    if (n["name"] == "n1") {
+      EXPECT_EQ(n["state"], "dead");
+    }
+  }
+
+  // The dead node comes back and rejoins; the VM stays where it is.
+  cluster.start_node(1);
+  ASSERT_TRUE(cluster.wait_all_up(0, 20s));
+  EXPECT_EQ(ClusterLab::vm_node(*cluster.status(0), "db"), ClusterLab::vm_node(*resumed, "db"));
+}
+
+TEST_F(ClusterTest, AFrozenNodeWritesNothingAfterItThawsAndEndsItsVm) {
+  ASSERT_EQ(cluster.minihv({"volume", "disk", "create", cluster.volume(), "d1", "--size", "16M"}).status, 0);
+  ASSERT_EQ(cluster.add_vm("db", "disk", {"--disk", "d1", "--preferred", "n2"}).status, 0);
+  std::this_thread::sleep_for(3s);
+  const auto pids = cluster.node_pids(2);
+  ASSERT_EQ(pids.size(), 2u);
+  const int64_t t0 = now_ms();
+  for (int p : pids) ::kill(p, SIGSTOP);
+  auto st = wait_running_elsewhere(cluster, 0, "db", "n2", t0, 20s);
+  ASSERT_TRUE(st) << "the VM did not restart while its node was frozen";
+  std::this_thread::sleep_for(1s);
+  for (int p : pids) ::kill(p, SIGCONT);
+  // The thawed node finds its lease expired: it kills its VM and exits, fenced.
+  auto code = cluster.wait_node_exit(2, 10s);
+  ASSERT_TRUE(code) << "the frozen node kept running after it thawed";
+  EXPECT_EQ(*code, 1);
+  EXPECT_NE(cluster.node(2).stderr_text().find("fenced"), std::string::npos) << cluster.node(2).stderr_text();
+  // The new instance goes on writing with nothing of the old one's in between.
+  std::this_thread::sleep_for(3s);
+  auto after = cluster.status(0);
+  ASSERT_TRUE(after);
+  const json l = ClusterLab::vm_local(*after, "db");
+  EXPECT_EQ(l.value("errs", -1L), 0);
+  EXPECT_EQ(l.value("corrupt", -1L), 0);
+  // Stop it and boot it once more: the disk holds one unbroken series of records.
+  ASSERT_EQ(cluster.cli(0, {"vm", "stop", "db"}).status, 0);
+  auto again = cluster.cli(0, {"vm", "start", "db"});
+  ASSERT_EQ(again.status, 0) << again.err;
+  auto fresh = cluster.wait_status(0, 15s, [](const json& s) { return ClusterLab::vm_local(s, "db").value("disk_resume", -1L) >= 0; });
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(ClusterLab::vm_local(*fresh, "db").value("corrupt", -1L), 0);
+  EXPECT_GE(ClusterLab::vm_local(*fresh, "db").value("disk_resume", -1L), l.value("last_rec", 0L));
+}
+
+TEST(ClusterBadInput, NodeAndClusterCommandsSayWhatIsWrong) {
+  TempDir d;
+  ClusterLab none(0);
+  auto missing = none.minihv({"node", "--name", "a", "--volume", d.file("nope.img"), "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(missing.status, 2) << missing.err;
+  EXPECT_NE(missing.err.find("nope.img"), std::string::npos) << missing.err;
+  auto badname = none.minihv({"node", "--name", "-x", "--volume", none.volume(), "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(badname.status, 2) << badname.err;
+  auto nobody = none.minihv({"cluster", "--node", "127.0.0.1:1", "status"});
+  EXPECT_EQ(nobody.status, 1);
+  EXPECT_NE(nobody.err.find("127.0.0.1:1"), std::string::npos) << nobody.err;
+}
+
+TEST(ClusterBadInput, ASecondNodeOfTheSameNameIsRefused) {
+  ClusterLab c(1);
+  ASSERT_TRUE(c.wait_all_up(0, 20s));
+  auto twin = c.minihv({"node", "--name", "n0", "--volume", c.volume(), "--listen", "127.0.0.1:0", "--state-dir",
+                        c.state_dir(0) + "-twin"});
+  EXPECT_EQ(twin.status, 2) << twin.err;
+  EXPECT_NE(twin.err.find("another minihv node of this name is running"), std::string::npos) << twin.err;
+  auto vm = c.add_vm("x", "idle", {"--disk", "nosuchdisk"});
+  EXPECT_EQ(vm.status, 2) << vm.err;
+  EXPECT_NE(vm.err.find("nosuchdisk"), std::string::npos) << vm.err;
+}
+
+}  // namespace
+}  // namespace minihv::test
