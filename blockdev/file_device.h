@@ -1,5 +1,5 @@
 // blockdev/file_device.h — the real shared device: a file or block device, O_DIRECT|O_DSYNC,
-// every I/O through one io_uring.
+// reads through one io_uring, writes by pwrite(2) (why: file_device.cc).
 //
 // O_DIRECT: every opener (other processes, other hosts on a shared LUN) sees a write at once, with
 // no page cache in between. O_DSYNC: a lease record or table entry is durable when write() returns.
@@ -30,6 +30,7 @@ public:
 private:
   FileDevice() = default;
   Status io(bool write, uint64_t offset, uint8_t* buf, size_t len);
+  Status write_sync(uint64_t offset, const uint8_t* buf, size_t len);
   Status check(uint64_t offset, size_t len) const;
 
   std::string path_;

@@ -1,5 +1,7 @@
 #include "blockdev/lease_keeper.h"
 
+#include "blockdev/lease_priority.h"
+
 #include "common/log.h"
 
 namespace minihv::blockdev {
@@ -42,8 +44,15 @@ void LeaseKeeper::report(const std::string& reason) {
 
 void LeaseKeeper::renew_loop() {
   const Nanos period = lease_->timings().renew;
+  use_lease_priority();  // renewals go ahead of the guests' vCPUs and I/O (lease_priority.h)
+  Clock& clock = lease_->validity()->clock();
   while (!wait_stop(period)) {
+    const Nanos t0 = clock.now();
     Status s = lease_->renew();
+    const Nanos took = clock.now() - t0;
+    if (took > lease_->timings().io_timeout)  // slow storage eats into the fail margin: say so
+      LOG_WARN("lease on %s: renewal took %lld ms (io timeout %lld ms)", lease_->slot().resource.c_str(),
+               static_cast<long long>(took.count() / 1'000'000), static_cast<long long>(lease_->timings().io_timeout.count()));
     if (s) {
       ++renewals_;
       continue;
@@ -56,6 +65,7 @@ void LeaseKeeper::renew_loop() {
 void LeaseKeeper::watch_loop() {
   // Often enough that a lost lease ends the holder well inside the dead-fail margin.
   const Nanos period = lease_->timings().io_timeout / 2;
+  use_lease_priority();
   while (!wait_stop(period)) {
     if (!lease_->valid()) {
       return report(lease_->lost() ? lease_->lost_reason()

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "blockdev/lease_priority.h"
 #include "cluster/node_local.h"
 #include "cluster/placement.h"
 #include "cluster/rpc.h"
@@ -91,7 +92,7 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
   Node* raw = n.get();
   n->node_lease_ = std::make_unique<blockdev::LeaseKeeper>(
       std::move(*lease), [raw](const std::string& why) { raw->on_node_lease_lost(why); });
-  auto cfg = read_config(*n->vol_);
+  auto cfg = read_config(*n->obs_vol_);
   if (!cfg) return cfg.status();
   n->config_ = std::move(*cfg);
   auto server = serve_tcp(options.listen, [raw](const nlohmann::json& req, const ApiServer::Progress& p) {
@@ -176,7 +177,7 @@ int Node::run() {
 }
 
 void Node::tick() {
-  auto cfg = read_config(*vol_);
+  auto cfg = read_config(*obs_vol_);
   if (!cfg) {
     LOG_WARN("reading the cluster configuration: %s", cfg.message().c_str());
     return;
@@ -209,7 +210,7 @@ void Node::observe_all() {
     if (!slot) continue;
     (void)observer_->observe(*slot);
     if (!vm.disk.empty())
-      if (auto d = vol_->find_disk(vm.disk)) (void)observer_->observe(vol_->disk_slot(*d));
+      if (auto d = disk_lease_slot(vm.disk)) (void)observer_->observe(*d);
     const SlotView* v = observer_->view(slot->offset);
     if (v && v->held() && observer_->liveness(slot->offset) == Liveness::kAlive) holders[vm.name] = owner_node(v->rec);
   }
@@ -259,9 +260,9 @@ void Node::start_orphans() {
       std::vector<blockdev::AcquireOptions> prior;
       prior.push_back(observer_->acquire_options(slot->offset));
       if (!vm.disk.empty()) {
-        auto d = vol_->find_disk(vm.disk);
+        auto d = disk_lease_slot(vm.disk);
         if (!d) continue;
-        const uint64_t off = vol_->disk_slot(*d).offset;
+        const uint64_t off = d->offset;
         if (!observer_->quiet(off)) continue;
         prior.push_back(observer_->acquire_options(off));
       }
@@ -289,6 +290,8 @@ void Node::start_orphans() {
 
 void Node::fence_pump() {
   pthread_setname_np(pthread_self(), "fence");
+  if (!blockdev::use_lease_priority())
+    LOG_WARN("no real-time priority for lease threads (needs root or CAP_SYS_NICE): a busy host may delay renewals");
   for (;;) {
     {
       std::unique_lock lock(mu_);
@@ -317,6 +320,15 @@ void Node::on_node_lease_lost(const std::string& why) {
 void Node::kill_all_children() {
   std::lock_guard lock(pids_mu_);
   for (pid_t p : pids_) ::kill(p, SIGKILL);
+}
+
+Result<blockdev::LeaseSlot> Node::disk_lease_slot(const std::string& disk) {
+  std::lock_guard lock(disk_mu_);
+  if (auto it = disk_slots_.find(disk); it != disk_slots_.end()) return it->second;
+  auto d = obs_vol_->find_disk(disk);
+  if (!d) return d.status();
+  // An entry cannot change while a VM of the cluster uses the disk (rm needs its lease).
+  return disk_slots_[disk] = obs_vol_->disk_slot(*d);
 }
 
 std::string Node::holder_of(const VmSpec& vm) {

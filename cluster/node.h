@@ -104,11 +104,15 @@ private:
   nlohmann::json validate(const nlohmann::json& req);
   nlohmann::json probe_reply(const nlohmann::json& req);
   std::string holder_of(const VmSpec& vm);
+  // A disk's lease slot, from a cache of the disk table (reading all of it costs 256 reads).
+  Result<blockdev::LeaseSlot> disk_lease_slot(const std::string& disk);
   std::vector<std::string> live_nodes(bool include_paused);
 
   NodeOptions o_;
   std::unique_ptr<blockdev::Volume> vol_;       // node lease and configuration
-  std::unique_ptr<blockdev::Volume> obs_vol_;   // the observer's reads, on their own queue
+  std::unique_ptr<blockdev::Volume> obs_vol_;   // every read (observer, configuration), on its own queue
+  std::mutex disk_mu_;
+  std::map<std::string, blockdev::LeaseSlot> disk_slots_;
   std::unique_ptr<LeaseObserver> observer_;
   std::unique_ptr<blockdev::LeaseKeeper> node_lease_;
   std::unique_ptr<ApiServer> server_;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "blockdev/lease_priority.h"
 #include "cluster/node_local.h"
 #include "cluster/placement.h"
 #include "cluster/probe.h"
@@ -264,6 +265,7 @@ nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
     o.max_wait = std::chrono::minutes(15);
   }
   l->starter = std::thread([this, l, opts]() mutable {
+    blockdev::use_lease_priority();
     auto leases = acquire_vm_leases(*l, std::move(opts));
     if (!leases) {
       LOG_INFO("vm %s: incoming cancelled: %s", l->spec.name.c_str(), leases.message().c_str());

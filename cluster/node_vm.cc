@@ -10,6 +10,7 @@
 #include <fstream>
 #include <regex>
 
+#include "blockdev/lease_priority.h"
 #include "cluster/node_local.h"
 #include "common/log.h"
 #include "common/units.h"
@@ -102,6 +103,7 @@ std::shared_ptr<Node::Local> Node::new_local(const VmSpec& spec, const std::stri
 // free for long enough), open the fence, start the child.
 void Node::start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptions> prior, const std::string& why) {
   l->starter = std::thread([this, l, prior = std::move(prior), why]() mutable {
+    blockdev::use_lease_priority();  // a claim must land within the write window of its read
     const int64_t t0 = unix_ms();
     auto leases = acquire_vm_leases(*l, std::move(prior));
     if (!leases) {
@@ -143,9 +145,9 @@ Result<std::vector<std::unique_ptr<blockdev::Lease>>> Node::acquire_vm_leases(Lo
   if (!vm_slot) return vm_slot.status();
   slots.push_back(*vm_slot);
   if (!l.spec.disk.empty()) {
-    auto d = vol.find_disk(l.spec.disk);
+    auto d = disk_lease_slot(l.spec.disk);
     if (!d) return d.status();
-    slots.push_back(vol.disk_slot(*d));
+    slots.push_back(*d);
   }
   opts.resize(slots.size());
   // Step every acquisition together: the disk's takes no longer than the VM's.
@@ -260,6 +262,7 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    blockdev::use_normal_priority();  // the node's lease threads are real-time; the guest is not
     ::execv(argv[0], argv.data());
     ::_exit(127);
   });
@@ -290,6 +293,7 @@ Status Node::spawn(Local& l, const std::string& incoming) {
   if (l.out_reader.joinable()) l.out_reader.join();
   if (l.err_reader.joinable()) l.err_reader.join();
   l.out_reader = std::thread([this, lp, fd = out[0], console = std::move(console)]() mutable {
+    blockdev::use_normal_priority();  // (created by a starter thread, which is real-time)
     UniqueFd in(fd);
     std::string partial;
     char buf[4096];
@@ -319,6 +323,7 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     cv_.notify_all();
   });
   l.err_reader = std::thread([this, lp, fd = err[0], log = std::move(log)]() mutable {
+    blockdev::use_normal_priority();
     UniqueFd in(fd);
     std::string partial;
     char buf[4096];

@@ -23,6 +23,12 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+std::string logs(ClusterLab& c) {
+  std::string out;
+  for (unsigned i = 0; i < 3; ++i) out += "--- node " + c.name(i) + ":\n" + c.node(i).stderr_text();
+  return out;
+}
+
 // How many nodes report an instance of `vm` whose process is alive and running.
 int running_instances(const json& st, const std::string& vm) {
   int n = 0;
@@ -59,7 +65,7 @@ TEST(ClusterDrills, ThirtyRandomizedKillsAndFreezesLoseNothingAndNeverRunAVmTwic
         if (ClusterLab::vm_local(s, vm).value("state", "") != "running") return false;
       return true;
     });
-    ASSERT_TRUE(st) << "the VMs are not all running before the drill";
+    ASSERT_TRUE(st) << "the VMs are not all running before the drill\n" << c.cli(0, {"status"}).out << logs(c);
     std::vector<unsigned> candidates;
     for (unsigned i = 0; i < 3; ++i)
       for (const auto& vm : vms)
@@ -88,7 +94,7 @@ TEST(ClusterDrills, ThirtyRandomizedKillsAndFreezesLoseNothingAndNeverRunAVmTwic
       }
       return true;
     });
-    ASSERT_TRUE(after) << "the VMs of node " << c.name(victim) << " did not restart";
+    ASSERT_TRUE(after) << "the VMs of node " << c.name(victim) << " did not restart\n" << logs(c);
     if (freeze) {
       for (int p : pids) ::kill(p, SIGCONT);
       auto code = c.wait_node_exit(victim, 10s);
@@ -112,7 +118,7 @@ TEST(ClusterDrills, ThirtyRandomizedKillsAndFreezesLoseNothingAndNeverRunAVmTwic
       EXPECT_EQ(l.value("corrupt", -1L), 0) << vm;
     }
     c.start_node(victim);
-    ASSERT_TRUE(c.wait_all_up(via, 30s)) << "node " << c.name(victim) << " did not rejoin: " << c.node(victim).stderr_text();
+    ASSERT_TRUE(c.wait_all_up(via, 30s)) << "node " << c.name(victim) << " did not rejoin\n" << logs(c);
   }
   EXPECT_EQ(double_runs, 0);
   EXPECT_EQ(lost_writes, 0);
