@@ -85,7 +85,12 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
   auto slot = n->vol_->node_slot(n->host_id_);
   if (!slot) return slot.status();
   slot->resource = "node " + options.name;
-  auto lease = n->vol_->acquire(*slot, node_owner(options.name));
+  // A previous incarnation killed a moment ago still looks alive for up to `dead`: wait it out; a
+  // twin that really runs keeps renewing and is refused after the wait.
+  blockdev::AcquireOptions lo;
+  lo.wait_for_live_holder = true;
+  lo.max_wait = 2 * n->vol_->super().timings.dead;
+  auto lease = n->vol_->acquire(*slot, node_owner(options.name), lo);
   if (!lease)
     return Status::invalid("node " + options.name + ": " + lease.message() +
                            " (another minihv node of this name is running; stop it or pick another --name)");

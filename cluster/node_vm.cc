@@ -441,17 +441,25 @@ void Node::handle_exits() {
   for (auto& l : unwanted) std::thread([this, l] { stop_child(*l); }).detach();
   for (auto& l : ended) {
     const int status = *l->exit_status;
-    bool restart = false, powered_off = false;
+    bool restart = false, powered_off = false, given_up = false;
     {
       std::lock_guard lock(mu_);
       const VmSpec* spec = config_.vm(l->spec.name);
-      if (l->state == "running" && spec && spec->running) {
+      const bool leases_lost = std::any_of(l->leases.begin(), l->leases.end(), [](const auto& k) {
+        return k->lease().lost() || !k->validity()->may_write();
+      });
+      if (leases_lost) {
+        // Not ours to run any more: let go, and the cluster places it again once its leases
+        // have been quiet for the dead timeout (maybe here, maybe elsewhere).
+        LOG_WARN("vm %s: its leases were lost; giving it back to the cluster", l->spec.name.c_str());
+      } else if (l->state == "running" && spec && spec->running) {
         if (status == 0) {
           powered_off = true;
         } else if (l->restarts < kMaxRestarts) {
           restart = true;
           l->restarts++;
         } else {
+          given_up = true;
           vm_errors_[l->spec.name] = "ended with status " + std::to_string(status) + " " +
                                      std::to_string(l->restarts + 1) + " times on node " + o_.name +
                                      (l->error.empty() ? "" : ": " + l->error) + "; given up (see " + l->log + ")";
@@ -462,7 +470,7 @@ void Node::handle_exits() {
       LOG_WARN("vm %s ended with status %d: restarting it here", l->spec.name.c_str(), status);
       if (Status s = spawn(*l, ""); s) continue;
     }
-    if (powered_off || !restart) {
+    if (powered_off || given_up) {
       const std::string name = l->spec.name;
       const bool wanted = [&] {
         std::lock_guard lock(mu_);

@@ -77,11 +77,15 @@ std::optional<nlohmann::json> ClusterLab::wait_status(unsigned via, std::chrono:
   return std::nullopt;
 }
 
+// Up for the cluster (its lease is alive, seen from `via`) and serving (it answers itself): a node
+// takes its lease a moment before it starts listening.
 bool ClusterLab::wait_all_up(unsigned via, std::chrono::milliseconds timeout) {
   return wait_status(via, timeout, [&](const nlohmann::json& st) {
            if (st["nodes"].size() != nodes_.size()) return false;
            for (const auto& n : st["nodes"])
              if (n.value("state", "") != "up") return false;
+           for (unsigned i = 0; i < nodes_.size(); ++i)
+             if (cli(i, {"status", "--json"}).status != 0) return false;
            return true;
          })
       .has_value();
