@@ -21,8 +21,8 @@ Result<void*> map_page(int fd) {
 static_assert(std::atomic<int64_t>::is_always_lock_free, "the fence word is shared between processes");
 
 Result<std::shared_ptr<Fence>> Fence::create() {
-  // Not close-on-exec: the child `minihv run` inherits it by number.
-  UniqueFd fd(::memfd_create("minihv-fence", 0));
+  // Close-on-exec: only the VM it belongs to gets it (the node dup2s it to the child's fd 3).
+  UniqueFd fd(::memfd_create("minihv-fence", MFD_CLOEXEC));
   if (!fd.valid()) return Status::from_errno("memfd_create for a VM fence");
   if (::ftruncate(fd.get(), kPage) != 0) return Status::from_errno("sizing the fence page");
   auto p = map_page(fd.get());

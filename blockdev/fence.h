@@ -9,6 +9,7 @@
 // moving it, so its VMs stop writing at the same moment its own lease says it must.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 
@@ -29,8 +30,9 @@ public:
   Fence& operator=(const Fence&) = delete;
 
   int fd() const { return fd_.get(); }
-  void extend_to(Nanos until) { word()->store(until.count(), std::memory_order_release); }
-  void revoke() { word()->store(0, std::memory_order_release); }
+  // 0 means "never opened"; a closed fence holds 1 (long past), so the VM's watchdog sees it close.
+  void extend_to(Nanos until) { word()->store(std::max<int64_t>(until.count(), 1), std::memory_order_release); }
+  void revoke() { word()->store(1, std::memory_order_release); }
   Nanos until() const { return Nanos(word()->load(std::memory_order_acquire)); }
   bool may_write(const Clock& clock) const { return clock.now() < until(); }
   // Whether the holder has ever opened it (an incoming VM waits for this before it runs).

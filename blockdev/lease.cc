@@ -122,6 +122,47 @@ Status Lease::release() {
   return Status::ok();
 }
 
+Status Lease::hand_over(const std::string& owner, uint64_t nonce) {
+  std::lock_guard lock(mu_);
+  if (lost_) return Status::error("lease on " + slot_.resource + " lost: " + lost_why_);
+  const bool was_valid = validity_->may_write();
+  validity_->revoke();  // first: nothing of ours is written once the record names the new holder
+  if (!was_valid) return lose("not renewed for " + std::to_string(t_.fail.count()) + " ms (fail timeout)");
+  auto r = read_lease(dev_, uuid_, slot_.offset);
+  if (!r) return r.status().context("handing over the lease on " + slot_.resource);
+  if (!r->ok() || r->rec.nonce != mine_.nonce || r->rec.state != LeaseState::kHeld)
+    return lose("taken over before the hand-over");
+  LeaseRecord next = mine_;
+  next.generation = mine_.generation + 1;
+  next.nonce = nonce;
+  next.counter = mine_.counter + 1;
+  next.owner = owner;
+  next.acquired_unix_ms = next.renewed_unix_ms = clock_.wall_unix_ms();
+  Block b;
+  next.encode(b, slot_.offset, uuid_);
+  // Still inside our validity (checked above, a few instructions ago): the record stays alive.
+  MINIHV_TRY(dev_.write(slot_.offset, b.span()).context("handing over the lease on " + slot_.resource));
+  mine_ = next;
+  lost_ = true;
+  lost_why_ = "handed over to " + owner;
+  return Status::ok();
+}
+
+Result<std::unique_ptr<Lease>> adopt_lease(Device& dev, Clock& clock, const Uuid& uuid, LeaseSlot slot,
+                                           LeaseTimings t, const std::string& owner, uint64_t nonce,
+                                           Nanos asked_at) {
+  auto r = read_lease(dev, uuid, slot.offset);
+  if (!r) return r.status().context("adopting the lease on " + slot.resource);
+  if (!r->held() || r->rec.nonce != nonce || r->rec.owner != owner)
+    return Status::error(slot.resource + ": the lease was not handed over to " + owner);
+  const Nanos valid_until = asked_at + t.fail;
+  if (clock.now() >= valid_until)
+    return Status::error(slot.resource + ": the hand-over came too late to be used; taking the lease over instead");
+  return std::make_unique<Lease>(dev, clock, uuid, std::move(slot), t, r->rec, valid_until);
+}
+
+uint64_t new_lease_nonce() { return random_u64() | 1; }
+
 // ---- LeaseAcquirer -----------------------------------------------------------------------------
 
 LeaseAcquirer::LeaseAcquirer(Device& dev, Clock& clock, const Uuid& uuid, LeaseSlot slot, LeaseTimings t,

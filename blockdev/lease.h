@@ -59,6 +59,11 @@ public:
   Status renew();
   // Stops writes at once, then marks the record free if it is still ours and still valid.
   Status release();
+  // Hands the lease to another process without a gap (a live migration's destination): stops
+  // writes at once, then rewrites the still-valid record as held by `owner` with the `nonce` that
+  // process chose (generation+1). That process adopts it (adopt_lease); no contender can come in
+  // between, since the record never stops being held by someone alive.
+  Status hand_over(const std::string& owner, uint64_t nonce);
 
   bool valid() const { return validity_->may_write(); }
   bool lost() const { return lost_.load(); }
@@ -148,6 +153,16 @@ private:
 Result<std::unique_ptr<Lease>> acquire_lease(Device& dev, Clock& clock, const Uuid& uuid, LeaseSlot slot,
                                              LeaseTimings t, const std::string& owner,
                                              AcquireOptions opts = {});
+
+// Takes a lease another holder handed over (Lease::hand_over) to `owner` with `nonce`. `asked_at` is
+// this process's clock when it gave the holder the nonce: the hand-over write landed after it, so
+// nobody calls the lease dead before asked_at + dead, and it is valid until asked_at + fail. Refused
+// when the record does not carry our nonce, or when that validity has already run out.
+Result<std::unique_ptr<Lease>> adopt_lease(Device& dev, Clock& clock, const Uuid& uuid, LeaseSlot slot,
+                                           LeaseTimings t, const std::string& owner, uint64_t nonce,
+                                           Nanos asked_at);
+// A nonce for a hand-over (random, never 0).
+uint64_t new_lease_nonce();
 
 // "host/pid 1234": who this process is, in lease records.
 std::string default_owner();

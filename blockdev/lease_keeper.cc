@@ -31,6 +31,11 @@ Status LeaseKeeper::release() {
   return lease_->release();
 }
 
+Status LeaseKeeper::hand_over(const std::string& owner, uint64_t nonce) {
+  stop_threads();
+  return lease_->hand_over(owner, nonce);
+}
+
 bool LeaseKeeper::wait_stop(Nanos d) {
   std::unique_lock lock(mu_);
   return cv_.wait_for(lock, d, [this] { return stop_; });

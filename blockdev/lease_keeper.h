@@ -26,6 +26,8 @@ public:
 
   // Stops renewing and releases the lease (call after every write of the holder has completed).
   Status release();
+  // Stops renewing and hands the lease over (Lease::hand_over); no on_lost afterwards.
+  Status hand_over(const std::string& owner, uint64_t nonce);
   std::shared_ptr<const LeaseValidity> validity() const { return lease_->validity(); }
   const Lease& lease() const { return *lease_; }
   uint64_t renewals() const { return renewals_.load(); }

@@ -26,7 +26,7 @@ bool use_lease_priority() {
 
 void use_normal_priority() {
   sched_param p{};
-  (void)pthread_setschedparam(pthread_self(), SCHED_OTHER, &p);
+  (void)::syscall(SYS_sched_setscheduler, 0, SCHED_OTHER, &p);  // raw: called between fork and exec
   (void)set_ioprio(IOPRIO_PRIO_VALUE(IOPRIO_CLASS_NONE, 0));
 }
 

@@ -66,7 +66,12 @@ int run_node(NodeCliOptions& o) {
     int sig = 0;
     if (sigwait(&set, &sig) == 0) raw->stop();
   }).detach();
-  return (*node)->run();
+  const int status = (*node)->run();
+  // The node has stopped its VMs (or, fenced, killed them) and released what it could: leave now,
+  // without tearing down threads that may still hold requests in flight.
+  std::fflush(stdout);
+  std::fflush(stderr);
+  ::_exit(status);
 }
 
 // ---- minihv cluster ----

@@ -72,6 +72,8 @@ Result<ClusterConfig> config_from_json(const nlohmann::json& j) {
       s.joined_unix_ms = n.value("joined_unix_ms", int64_t{0});
       s.paused = n.value("paused", false);
       s.cpu_profile = n.value("cpu_profile", nlohmann::json());
+      MINIHV_TRY(blockdev::validate_name("cluster configuration: node name", s.name));
+      if (c.node(s.name)) return Status::invalid("cluster configuration: two nodes named " + s.name);
       if (s.host_id < 1 || s.host_id > blockdev::kNodeSlots || !ids.insert(s.host_id).second)
         return Status::invalid("cluster configuration: node " + s.name + " has a bad or duplicate host id");
       c.nodes.push_back(std::move(s));
@@ -91,6 +93,8 @@ Result<ClusterConfig> config_from_json(const nlohmann::json& j) {
       s.ha = v.value("ha", true);
       s.running = v.value("running", false);
       s.generation = v.value("generation", int64_t{0});
+      MINIHV_TRY(blockdev::validate_name("cluster configuration: VM name", s.name));
+      if (c.vm(s.name)) return Status::invalid("cluster configuration: two VMs named " + s.name);
       if (s.index >= kMaxVms || !indexes.insert(s.index).second)
         return Status::invalid("cluster configuration: VM " + s.name + " has a bad or duplicate index");
       c.vms.push_back(std::move(s));

@@ -52,8 +52,7 @@ Status join(blockdev::Volume& vol, const NodeOptions& o, uint32_t& host_id) {
     }
     n->listen = o.listen;
     n->migration_networks = o.migration_networks;
-    n->cpu_profile = profile;
-    n->paused = false;
+    n->cpu_profile = profile;  // (paused stays: a drained node that reboots stays drained)
     host_id = n->host_id;
     return Status::ok();
   });
@@ -183,11 +182,9 @@ int Node::run() {
 
 void Node::tick() {
   auto cfg = read_config(*obs_vol_);
-  if (!cfg) {
+  if (!cfg) {  // go on with the last good one: VMs still end, restart and fail over
     LOG_WARN("reading the cluster configuration: %s", cfg.message().c_str());
-    return;
-  }
-  {
+  } else {
     std::lock_guard lock(mu_);
     config_ = std::move(*cfg);
   }

@@ -78,8 +78,10 @@ private:
   // --- VMs as child processes (node_vm.cc) ---
   std::shared_ptr<Local> new_local(const VmSpec& spec, const std::string& state);
   void start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptions> prior, const std::string& why);
-  Result<std::vector<std::unique_ptr<blockdev::Lease>>> acquire_vm_leases(Local& l,
-                                                                          std::vector<blockdev::AcquireOptions> opts);
+  Result<std::vector<blockdev::LeaseSlot>> vm_lease_slots(Local& l);  // VM lease, then the disk's
+  // Takes the VM's leases that `held` does not already have (by index of vm_lease_slots).
+  Result<std::vector<std::unique_ptr<blockdev::Lease>>> acquire_vm_leases(
+      Local& l, std::vector<blockdev::AcquireOptions> opts, std::vector<std::unique_ptr<blockdev::Lease>> held = {});
   void keep_leases(Local& l, std::vector<std::unique_ptr<blockdev::Lease>> leases);
   Status spawn(Local& l, const std::string& incoming);
   Result<std::string> cpu_model_for(const VmSpec& spec);
@@ -99,6 +101,9 @@ private:
                             const ApiServer::Progress& progress);
   nlohmann::json prepare_incoming(const nlohmann::json& req);
   nlohmann::json cancel_incoming(const nlohmann::json& req);
+  nlohmann::json handoff(const nlohmann::json& req);
+  void receive_vm(std::shared_ptr<Local> l);
+  void hand_over_leases(Local& l, const std::string& to, const std::string& target_addr);
   nlohmann::json drain(const nlohmann::json& req, const ApiServer::Progress& progress);
   nlohmann::json cluster_status(const nlohmann::json& req);
   nlohmann::json validate(const nlohmann::json& req);

@@ -1,6 +1,7 @@
 // cluster/node_local.h — (module-internal) what a node keeps about one VM it runs.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -17,6 +18,12 @@
 
 namespace minihv::cluster {
 
+// Signals a child by its pid cell, read once (-1 once reaped: never kill(-1, ...)).
+inline void signal_child(const std::atomic<pid_t>& pid, int sig) {
+  const pid_t p = pid.load();
+  if (p > 0) ::kill(p, sig);
+}
+
 struct Node::Local {
   VmSpec spec;
   // starting (taking leases) → running; incoming (child waits for a migration, leases follow)
@@ -28,6 +35,12 @@ struct Node::Local {
   std::shared_ptr<std::atomic<pid_t>> pid = std::make_shared<std::atomic<pid_t>>(-1);
   std::string api, console, log;
   std::string incoming_address;
+  bool migrated_in = false;       // the incoming child has the whole VM (it said so)
+  // A live move's lease hand-over (node_ops.cc): the nonces this node gave the source and when.
+  std::vector<uint64_t> handoff_nonces;
+  blockdev::Nanos handoff_asked{0};
+  bool handoff_pending = false;   // between handoff_begin and handoff_done
+  bool handoff_done = false;
 
   // From the console (all under Node::mu_).
   int64_t started_unix_ms = 0, leased_unix_ms = 0, first_hb_unix_ms = 0, last_hb_unix_ms = 0;

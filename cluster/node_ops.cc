@@ -58,8 +58,9 @@ Status check_vm_spec(blockdev::Volume& vol, const VmSpec& v, const ClusterConfig
 }  // namespace
 
 nlohmann::json Node::handle(const nlohmann::json& req, const ApiServer::Progress& progress) {
-  const std::string cmd = req.value("cmd", "");
+  std::string cmd;
   try {
+    cmd = req.value("cmd", "");
     if (cmd == "ping") return {{"ok", true}, {"node", o_.name}};
     if (cmd == "status") return status_json();
     if (cmd == "cluster_status") return cluster_status(req);
@@ -69,6 +70,7 @@ nlohmann::json Node::handle(const nlohmann::json& req, const ApiServer::Progress
     if (cmd == "move_local") return move_local(req.value("vm", ""), req.value("to", ""), req, progress);
     if (cmd == "prepare_incoming") return prepare_incoming(req);
     if (cmd == "cancel_incoming") return cancel_incoming(req);
+    if (cmd == "handoff_begin" || cmd == "handoff_done") return handoff(req);
     if (cmd == "drain" || cmd == "drain_local") return drain(req, progress);
     if (cmd == "probe") return probe_reply(req);
     if (cmd == "validate") return validate(req);
@@ -76,7 +78,7 @@ nlohmann::json Node::handle(const nlohmann::json& req, const ApiServer::Progress
       kill_all_children();
       ::kill(::getpid(), SIGKILL);
     }
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const std::exception& e) {
     return invalid(std::string("malformed request: ") + e.what());
   }
   return invalid("unknown command '" + cmd + "'");
@@ -178,58 +180,98 @@ nlohmann::json Node::move_local(const std::string& vm, const std::string& to, co
     target_addr = t->listen;
     streams = config_.migration_streams;
   }
-  auto done = [&](nlohmann::json r, bool still_here) {
-    std::lock_guard lock(mu_);
-    migrations_--;
-    if (still_here && l->state == "migrating") l->state = "running";
+  // Whatever happens below, the slot is given back, and a VM that did not leave runs on here.
+  bool left = false;
+  struct Guard {
+    Node* n;
+    std::shared_ptr<Local> l;
+    const bool& left;
+    ~Guard() {
+      std::lock_guard lock(n->mu_);
+      n->migrations_--;
+      if (!left && l->state == "migrating") l->state = "running";
+    }
+  } guard{this, l, left};
+  try {
+    const int64_t t0 = unix_ms();
+    auto prepared = node_call(target_addr, {{"cmd", "prepare_incoming"}, {"vm", vm}, {"from", o_.name}},
+                              std::chrono::seconds(30));
+    if (!prepared) return error_reply(prepared.status().context("node " + to + " cannot take VM " + vm));
+    const std::string address = prepared->value("address", "");
+    progress({{"event", "prepared"}, {"vm", vm}, {"to", to}, {"address", address}});
+    nlohmann::json mreq = {{"cmd", "migrate"},
+                           {"to", address},
+                           {"streams", req.value("streams", streams)},
+                           {"downtime_ms", req.value("downtime_ms", 300)},
+                           {"max_time_s", req.value("max_time_s", 120.0)},
+                           {"verify", req.value("verify", false)}};
+    auto result = api_call(l->api, mreq, 600'000, [&](const nlohmann::json& p) { progress(p); });
+    if (!result || !result->value("ok", false)) {
+      (void)node_call(target_addr, {{"cmd", "cancel_incoming"}, {"vm", vm}}, std::chrono::seconds(10));
+      const std::string why = result ? result->value("error", "failed") : result.message();
+      return error_reply(Status::error("moving VM " + vm + " to " + to + ": " + why + "; it still runs on " + o_.name));
+    }
+    left = true;
+    // The VM runs on `to` now, paused there until it holds the leases. Once our process is gone
+    // (reaped: nothing of it can still reach the disk), hand them over.
+    {
+      std::unique_lock lock(mu_);
+      if (!cv_.wait_for(lock, std::chrono::seconds(10), [&] { return l->pid->load() <= 0; })) {
+        signal_child(*l->pid, SIGKILL);
+        cv_.wait(lock, [&] { return l->pid->load() <= 0; });
+      }
+    }
+    const int64_t released = unix_ms();
+    hand_over_leases(*l, to, target_addr);
+    forget(vm);
+    // Wait until the target reports it running with the leases.
+    int64_t resumed = 0;
+    const auto deadline = std::chrono::steady_clock::now() + kHandOffWait;
+    while (std::chrono::steady_clock::now() < deadline && !resumed) {
+      if (auto s = node_call(target_addr, {{"cmd", "status"}}, std::chrono::seconds(3)))
+        for (const auto& lv : (*s)["local"])
+          if (lv.value("name", "") == vm && lv.value("state", "") == "running")
+            resumed = lv.value("leased_unix_ms", int64_t{1});
+      if (!resumed) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    nlohmann::json r = {{"ok", resumed != 0},
+                        {"vm", vm},
+                        {"from", o_.name},
+                        {"to", to},
+                        {"migration", *result},
+                        {"total_ms", unix_ms() - t0},
+                        {"handoff_ms", resumed ? resumed - released : -1}};
+    if (!resumed) r["error"] = "node " + to + " did not take VM " + vm + "'s leases within 20 s";
     return r;
-  };
-  const int64_t t0 = unix_ms();
-  auto prepared = node_call(target_addr, {{"cmd", "prepare_incoming"}, {"vm", vm}, {"from", o_.name}},
-                            std::chrono::seconds(30));
-  if (!prepared) return done(error_reply(prepared.status().context("node " + to + " cannot take VM " + vm)), true);
-  const std::string address = prepared->value("address", "");
-  progress({{"event", "prepared"}, {"vm", vm}, {"to", to}, {"address", address}});
-  nlohmann::json mreq = {{"cmd", "migrate"},
-                         {"to", address},
-                         {"streams", req.value("streams", streams)},
-                         {"downtime_ms", req.value("downtime_ms", 300)},
-                         {"max_time_s", req.value("max_time_s", 120.0)},
-                         {"verify", req.value("verify", false)}};
-  auto result = api_call(l->api, mreq, 600'000, [&](const nlohmann::json& p) { progress(p); });
-  if (!result || !result->value("ok", false)) {
-    (void)node_call(target_addr, {{"cmd", "cancel_incoming"}, {"vm", vm}}, std::chrono::seconds(10));
-    const std::string why = result ? result->value("error", "failed") : result.message();
-    return done(error_reply(Status::error("moving VM " + vm + " to " + to + ": " + why + "; it still runs on " + o_.name)),
-                true);
+  } catch (const std::exception& e) {
+    return invalid(std::string("malformed move request or reply: ") + e.what());
   }
-  // The VM runs on `to` now (paused there until it holds the leases): let go of them.
+}
+
+// Gives the target the VM's leases without a gap (Lease::hand_over with the nonces it chose);
+// whatever cannot be handed over is released, and the target claims it as a free lease.
+void Node::hand_over_leases(Local& l, const std::string& to, const std::string& target_addr) {
+  std::vector<std::unique_ptr<blockdev::LeaseKeeper>> leases;
   {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return l->pid->load() <= 0; });
+    std::lock_guard lock(mu_);
+    if (l.fence) l.fence->revoke();
+    leases = std::move(l.leases);
   }
-  if (l->pid->load() > 0) ::kill(l->pid->load(), SIGKILL);
-  release_vm(*l);
-  forget(vm);
-  const int64_t released = unix_ms();
-  // Wait until the target reports it running with the leases (its own tick decides nothing here).
-  int64_t resumed = 0;
-  const auto deadline = std::chrono::steady_clock::now() + kHandOffWait;
-  while (std::chrono::steady_clock::now() < deadline && !resumed) {
-    if (auto s = node_call(target_addr, {{"cmd", "status"}}, std::chrono::seconds(3)))
-      for (const auto& lv : (*s)["local"])
-        if (lv.value("name", "") == vm && lv.value("state", "") == "running") resumed = lv.value("leased_unix_ms", int64_t{1});
-    if (!resumed) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto begin = node_call(target_addr, {{"cmd", "handoff_begin"}, {"vm", l.spec.name}}, std::chrono::seconds(5));
+  std::vector<uint64_t> nonces;
+  if (begin && (*begin)["nonces"].is_array())
+    for (const auto& n : (*begin)["nonces"])
+      if (n.is_number_unsigned()) nonces.push_back(n.get<uint64_t>());
+  for (size_t i = 0; i < leases.size(); ++i) {
+    Status s = i < nonces.size() ? leases[i]->hand_over(node_owner(to), nonces[i])
+                                 : Status::error("no nonce from " + to);
+    if (!s) {
+      LOG_WARN("vm %s: lease hand-over to %s: %s; releasing it instead", l.spec.name.c_str(), to.c_str(),
+               s.message().c_str());
+      if (Status r = leases[i]->release(); !r) LOG_WARN("vm %s: %s", l.spec.name.c_str(), r.message().c_str());
+    }
   }
-  nlohmann::json r = {{"ok", resumed != 0},
-                      {"vm", vm},
-                      {"from", o_.name},
-                      {"to", to},
-                      {"migration", *result},
-                      {"total_ms", unix_ms() - t0},
-                      {"handoff_ms", resumed ? resumed - released : -1}};
-  if (!resumed) r["error"] = "node " + to + " did not take VM " + vm + "'s leases within 20 s";
-  return done(r, false);
+  (void)node_call(target_addr, {{"cmd", "handoff_done"}, {"vm", l.spec.name}}, std::chrono::seconds(5));
 }
 
 nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
@@ -258,27 +300,89 @@ nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
       return error_reply(Status::error("node " + o_.name + ": the incoming VM process failed: " + why));
     }
   }
-  // Take the leases once the source lets go of them (after the migration's ACK).
-  std::vector<blockdev::AcquireOptions> opts(2);
-  for (auto& o : opts) {
-    o.wait_for_live_holder = true;
-    o.max_wait = std::chrono::minutes(15);
-  }
-  l->starter = std::thread([this, l, opts]() mutable {
-    blockdev::use_lease_priority();
-    auto leases = acquire_vm_leases(*l, std::move(opts));
-    if (!leases) {
-      LOG_INFO("vm %s: incoming cancelled: %s", l->spec.name.c_str(), leases.message().c_str());
-      if (l->pid->load() > 0) ::kill(l->pid->load(), SIGKILL);
+  l->starter = std::thread([this, l] { receive_vm(l); });
+  std::lock_guard lock(mu_);
+  return {{"ok", true}, {"address", l->incoming_address}};
+}
+
+// The incoming side of a move, on its own thread: once the child holds the whole VM (or the source
+// has handed the leases over, which it does only after that), adopt the handed-over leases and
+// claim any others as their holder lets go (or dies); then open the fence and the guest runs. A
+// child that ends first, or a cancel, gives up: this node never holds the leases of a VM it does
+// not have.
+void Node::receive_vm(std::shared_ptr<Local> l) {
+  blockdev::use_lease_priority();
+  {
+    std::unique_lock lock(mu_);
+    // A source that never comes (it died before connecting) is given up after a long move's time.
+    cv_.wait_for(lock, std::chrono::minutes(15),
+                 [&] { return l->migrated_in || l->handoff_done || l->exit_status || l->cancel || fenced_; });
+    if (!l->migrated_in && !l->handoff_done) {
+      lock.unlock();
+      signal_child(*l->pid, SIGKILL);
       forget(l->spec.name);
       return;
     }
-    keep_leases(*l, std::move(*leases));
-    std::lock_guard lock(mu_);
-    l->state = "running";
-    cv_.notify_all();
-  });
-  return {{"ok", true}, {"address", l->incoming_address}};
+    // The source hands over right after its process has gone: give it a moment.
+    cv_.wait_for(lock, std::chrono::seconds(5), [&] { return l->handoff_done || l->cancel; });
+  }
+  auto slots = vm_lease_slots(*l);
+  std::vector<std::unique_ptr<blockdev::Lease>> held;
+  if (slots) {
+    std::vector<uint64_t> nonces;
+    blockdev::Nanos asked{0};
+    {
+      std::lock_guard lock(mu_);
+      if (l->handoff_done) nonces = l->handoff_nonces;
+      asked = l->handoff_asked;
+    }
+    blockdev::Volume& vol = *l->vol;
+    for (size_t i = 0; i < slots->size(); ++i) {
+      if (i >= nonces.size()) {
+        held.emplace_back();
+        continue;
+      }
+      auto a = blockdev::adopt_lease(vol.device(), vol.clock(), vol.super().uuid, (*slots)[i], vol.super().timings,
+                                     node_owner(o_.name), nonces[i], asked);
+      if (!a) LOG_WARN("vm %s: %s", l->spec.name.c_str(), a.message().c_str());
+      held.push_back(a ? std::move(*a) : nullptr);
+    }
+  }
+  std::vector<blockdev::AcquireOptions> opts(2);
+  for (auto& o : opts) {
+    o.wait_for_live_holder = true;
+    o.max_wait = std::chrono::seconds(30);
+  }
+  auto leases = acquire_vm_leases(*l, std::move(opts), std::move(held));
+  if (!leases) {
+    LOG_WARN("vm %s: incoming VM given up: %s", l->spec.name.c_str(), leases.message().c_str());
+    signal_child(*l->pid, SIGKILL);
+    forget(l->spec.name);
+    return;
+  }
+  keep_leases(*l, std::move(*leases));
+  std::lock_guard lock(mu_);
+  l->state = "running";
+  cv_.notify_all();
+}
+
+nlohmann::json Node::handoff(const nlohmann::json& req) {
+  std::lock_guard lock(mu_);
+  auto it = locals_.find(req.value("vm", ""));
+  if (it == locals_.end() || it->second->state != "incoming") return invalid("no incoming VM " + req.value("vm", "") + " here");
+  Local& l = *it->second;
+  if (req.value("cmd", "") == "handoff_begin") {
+    l.handoff_nonces.clear();
+    const size_t n = l.spec.disk.empty() ? 1 : 2;
+    for (size_t i = 0; i < n; ++i) l.handoff_nonces.push_back(blockdev::new_lease_nonce());
+    l.handoff_asked = blockdev::system_clock().now();  // before the source can write: see adopt_lease
+    l.handoff_pending = true;
+    return {{"ok", true}, {"nonces", l.handoff_nonces}};
+  }
+  l.handoff_pending = false;
+  l.handoff_done = true;
+  cv_.notify_all();
+  return {{"ok", true}};
 }
 
 nlohmann::json Node::cancel_incoming(const nlohmann::json& req) {
@@ -286,7 +390,8 @@ nlohmann::json Node::cancel_incoming(const nlohmann::json& req) {
   auto it = locals_.find(req.value("vm", ""));
   if (it == locals_.end() || it->second->state != "incoming") return {{"ok", true}};
   it->second->cancel = true;
-  if (it->second->pid->load() > 0) ::kill(it->second->pid->load(), SIGKILL);
+  signal_child(*it->second->pid, SIGKILL);
+  cv_.notify_all();
   return {{"ok", true}};
 }
 

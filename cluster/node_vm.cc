@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <charconv>
 #include <regex>
+#include <string_view>
 
 #include "blockdev/lease_priority.h"
 #include "cluster/node_local.h"
@@ -33,25 +35,55 @@ std::vector<char*> argv_of(std::vector<std::string>& args) {
   return v;
 }
 
-// What a heartbeat or verdict line tells the node about its guest.
-void parse_console_line(Node::Local& l, const std::string& line) {
-  static const std::regex hb(R"(^HB cpu=\d+ seq=\d+ .*errs=(\d+))");
-  static const std::regex rec(R"( rec=(\d+))");
-  static const std::regex resume(R"(^DISK resume last=(\d+))");
-  std::smatch m;
-  if (std::regex_search(line, m, hb)) {
-    const int64_t now = unix_ms();
-    if (l.heartbeats++ == 0) l.first_hb_unix_ms = now;
-    l.last_hb_unix_ms = now;
-    l.last_hb = line;
-    l.errs = std::max(l.errs, std::stol(m[1]));
-    if (std::regex_search(line, m, rec)) l.last_rec = std::stol(m[1]);
+// A decimal number in `s` after `key` ("errs="), or -1; never throws whatever the guest prints.
+long field(std::string_view s, std::string_view key) {
+  const size_t at = s.find(key);
+  if (at == std::string_view::npos) return -1;
+  long v = -1;
+  const char* b = s.data() + at + key.size();
+  auto [p, ec] = std::from_chars(b, s.data() + s.size(), v);
+  return ec == std::errc() && p != b ? v : -1;
+}
+
+// What one console line says about the guest (lines are capped at kMaxConsoleLine).
+struct ConsoleFact {
+  enum Kind { kNone, kHeartbeat, kCorrupt, kResume } kind = kNone;
+  long errs = -1, rec = -1, resume = -1;
+};
+
+ConsoleFact parse_console_line(std::string_view line) {
+  ConsoleFact f;
+  if (line.rfind("HB cpu=", 0) == 0) {
+    f.kind = ConsoleFact::kHeartbeat;
+    f.errs = field(line, " errs=");
+    f.rec = field(line, " rec=");
   } else if (line.rfind("CORRUPT", 0) == 0) {
-    l.corrupt++;
-  } else if (std::regex_search(line, m, resume)) {
-    l.disk_resume = std::stol(m[1]);
+    f.kind = ConsoleFact::kCorrupt;
+  } else if (line.rfind("DISK resume last=", 0) == 0) {
+    f.kind = ConsoleFact::kResume;
+    f.resume = field(line, "last=");
+  }
+  return f;
+}
+
+void apply(Node::Local& l, const ConsoleFact& f, const std::string_view line) {
+  switch (f.kind) {
+    case ConsoleFact::kHeartbeat: {
+      const int64_t now = unix_ms();
+      if (l.heartbeats++ == 0) l.first_hb_unix_ms = now;
+      l.last_hb_unix_ms = now;
+      l.last_hb = std::string(line);
+      l.errs = std::max(l.errs, f.errs);
+      if (f.rec >= 0) l.last_rec = f.rec;
+      break;
+    }
+    case ConsoleFact::kCorrupt: l.corrupt++; break;
+    case ConsoleFact::kResume: l.disk_resume = f.resume; break;
+    case ConsoleFact::kNone: break;
   }
 }
+
+constexpr size_t kMaxConsoleLine = 512;  // longer lines are cut (they are never a heartbeat)
 
 }  // namespace
 
@@ -80,7 +112,7 @@ nlohmann::json Node::Local::to_json() const {
 
 Node::Local::~Local() {
   cancel = true;
-  if (pid->load() > 0) ::kill(pid->load(), SIGKILL);
+  signal_child(*pid, SIGKILL);
   for (auto* t : {&starter, &out_reader, &err_reader}) {
     if (!t->joinable()) continue;
     if (t->get_id() == std::this_thread::get_id()) t->detach();  // the starter dropping the last reference
@@ -115,20 +147,22 @@ void Node::start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptio
     std::fprintf(stderr, "minihv: node %s: vm %s: leases taken in %lld ms (%s)\n", o_.name.c_str(),
                  l->spec.name.c_str(), static_cast<long long>(unix_ms() - t0), why.c_str());
     Status s = spawn(*l, "");
-    std::lock_guard lock(mu_);
-    if (!s) {
-      l->error = s.message();
-      vm_errors_[l->spec.name] = s.message();
-      l->exit_status = 1;  // handle_exits() gives it up or retries
-      l->restarts = kMaxRestarts;
+    if (!s) {  // it cannot run here (e.g. no common CPU baseline): say why, and let go of it
+      LOG_ERROR("vm %s: cannot start: %s", l->spec.name.c_str(), s.message().c_str());
+      {
+        std::lock_guard lock(mu_);
+        vm_errors_[l->spec.name] = "cannot start on node " + o_.name + ": " + s.message();
+      }
+      release_vm(*l);
+      forget(l->spec.name);
       return;
     }
+    std::lock_guard lock(mu_);
     l->state = "running";
   });
 }
 
-Result<std::vector<std::unique_ptr<blockdev::Lease>>> Node::acquire_vm_leases(Local& l,
-                                                                             std::vector<blockdev::AcquireOptions> opts) {
+Result<std::vector<blockdev::LeaseSlot>> Node::vm_lease_slots(Local& l) {
   if (!l.vol) {
     auto v = blockdev::Volume::open(o_.volume, true);
     if (!v) return v.status();
@@ -149,18 +183,29 @@ Result<std::vector<std::unique_ptr<blockdev::Lease>>> Node::acquire_vm_leases(Lo
     if (!d) return d.status();
     slots.push_back(*d);
   }
+  return slots;
+}
+
+Result<std::vector<std::unique_ptr<blockdev::Lease>>> Node::acquire_vm_leases(
+    Local& l, std::vector<blockdev::AcquireOptions> opts, std::vector<std::unique_ptr<blockdev::Lease>> held) {
+  auto slots_or = vm_lease_slots(l);
+  if (!slots_or) return slots_or.status();
+  const std::vector<blockdev::LeaseSlot>& slots = *slots_or;
+  blockdev::Volume& vol = *l.vol;
   opts.resize(slots.size());
-  // Step every acquisition together: the disk's takes no longer than the VM's.
-  std::vector<std::unique_ptr<blockdev::LeaseAcquirer>> acq;
+  held.resize(slots.size());
+  // Step every acquisition together (those not already held): the disk's takes no longer than the VM's.
+  std::vector<std::unique_ptr<blockdev::LeaseAcquirer>> acq(slots.size());
   std::vector<blockdev::Nanos> due(slots.size(), vol.clock().now());
   for (size_t i = 0; i < slots.size(); ++i)
-    acq.push_back(std::make_unique<blockdev::LeaseAcquirer>(vol.device(), vol.clock(), vol.super().uuid, slots[i],
-                                                            vol.super().timings, node_owner(o_.name), opts[i]));
+    if (!held[i])
+      acq[i] = std::make_unique<blockdev::LeaseAcquirer>(vol.device(), vol.clock(), vol.super().uuid, slots[i],
+                                                         vol.super().timings, node_owner(o_.name), opts[i]);
   for (;;) {
     bool all_done = true;
     blockdev::Nanos next = vol.clock().now() + std::chrono::milliseconds(50);
     for (size_t i = 0; i < acq.size(); ++i) {
-      if (acq[i]->done()) continue;
+      if (!acq[i] || acq[i]->done()) continue;
       all_done = false;
       if (vol.clock().now() >= due[i]) due[i] = acq[i]->step();
       if (!acq[i]->done()) next = std::min(next, due[i]);
@@ -170,12 +215,12 @@ Result<std::vector<std::unique_ptr<blockdev::Lease>>> Node::acquire_vm_leases(Lo
     const blockdev::Nanos wait = next - vol.clock().now();
     if (wait.count() > 0) vol.clock().sleep_for(std::min<blockdev::Nanos>(wait, std::chrono::milliseconds(20)));
   }
-  std::vector<std::unique_ptr<blockdev::Lease>> out;
-  for (auto& a : acq) {
-    if (a->phase() != blockdev::LeaseAcquirer::Phase::kWon) return a->status();  // the others release
-    out.push_back(a->take());
+  for (size_t i = 0; i < acq.size(); ++i) {
+    if (!acq[i]) continue;
+    if (acq[i]->phase() != blockdev::LeaseAcquirer::Phase::kWon) return acq[i]->status();  // the others release
+    held[i] = acq[i]->take();
   }
-  return out;
+  return held;
 }
 
 void Node::keep_leases(Local& l, std::vector<std::unique_ptr<blockdev::Lease>> leases) {
@@ -186,7 +231,7 @@ void Node::keep_leases(Local& l, std::vector<std::unique_ptr<blockdev::Lease>> l
     keepers.push_back(std::make_unique<blockdev::LeaseKeeper>(std::move(lease), [pid, name](const std::string& why) {
       // The fence has closed already; the VM must not outlive its lease either.
       LOG_ERROR("vm %s: lease lost (%s): killing it", name.c_str(), why.c_str());
-      if (pid->load() > 0) ::kill(pid->load(), SIGKILL);
+      signal_child(*pid, SIGKILL);
     }));
   std::lock_guard lock(mu_);
   l.leases = std::move(keepers);
@@ -223,8 +268,8 @@ Status Node::spawn(Local& l, const std::string& incoming) {
   if (!l.fence) {
     auto f = blockdev::Fence::create();
     if (!f) return f.status();
-    l.fence = *f;
     std::lock_guard lock(mu_);
+    l.fence = *f;
     blockdev::Nanos until = node_lease_->validity()->until();
     for (auto& k : l.leases) until = std::min(until, k->validity()->until());
     if (!l.leases.empty()) l.fence->extend_to(until);
@@ -256,13 +301,15 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     // console and log on pipes, the fence as fd 3, default signal mask.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
+    ::setsid();  // a terminal's Ctrl-C or hang-up is for the node, not its VMs
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
-    ::dup2(fence_fd, 3);
+    if (fence_fd == 3) ::fcntl(3, F_SETFD, 0);  // dup2 onto itself would keep close-on-exec
+    else ::dup2(fence_fd, 3);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    blockdev::use_normal_priority();  // the node's lease threads are real-time; the guest is not
+    blockdev::use_normal_priority();  // raw syscalls only: async-signal-safe
     ::execv(argv[0], argv.data());
     ::_exit(127);
   });
@@ -303,14 +350,24 @@ Status Node::spawn(Local& l, const std::string& incoming) {
       (void)!::write(console.get(), buf, static_cast<size_t>(n));
       partial.append(buf, static_cast<size_t>(n));
       size_t nl;
-      std::lock_guard lock(mu_);
+      std::vector<std::pair<ConsoleFact, std::string>> facts;
       while ((nl = partial.find('\n')) != std::string::npos) {
-        parse_console_line(*lp, partial.substr(0, nl));
+        const std::string line = partial.substr(0, std::min(nl, kMaxConsoleLine));
         partial.erase(0, nl + 1);
+        if (auto f = parse_console_line(line); f.kind != ConsoleFact::kNone) facts.emplace_back(f, line);
+      }
+      if (partial.size() > kMaxConsoleLine) partial.clear();  // a guest that never ends its line
+      if (!facts.empty()) {
+        std::lock_guard lock(mu_);
+        for (const auto& [f, line] : facts) apply(*lp, f, line);
       }
     }
     int status = 0;
     const pid_t p = lp->pid->load();
+    siginfo_t info{};
+    while (::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
+    }
+    lp->pid->store(-1);  // before the pid is freed: nobody signals a reused pid
     while (::waitpid(p, &status, 0) < 0 && errno == EINTR) {
     }
     {
@@ -344,9 +401,14 @@ Status Node::spawn(Local& l, const std::string& incoming) {
           cv_.notify_all();
         } else if (line.rfind("minihv: error: ", 0) == 0) {
           std::lock_guard lock(mu_);
-          lp->error = line.substr(15);
+          lp->error = line.substr(15, 400);
+        } else if (line.find("incoming migration complete") != std::string::npos) {
+          std::lock_guard lock(mu_);
+          lp->migrated_in = true;
+          cv_.notify_all();
         }
       }
+      if (partial.size() > 4096) partial.clear();
     }
   });
   LOG_INFO("vm %s: pid %d", l.spec.name.c_str(), pid);
@@ -390,7 +452,7 @@ void Node::stop_child(Local& l) {
   if (!cv_.wait_for(lock, kStopGrace, [&] { return l.pid->load() <= 0; })) {
     LOG_WARN("vm %s did not stop within %lld s: killing it", l.spec.name.c_str(),
              static_cast<long long>(kStopGrace.count()));
-    ::kill(l.pid->load(), SIGKILL);
+    signal_child(*l.pid, SIGKILL);
     cv_.wait(lock, [&] { return l.pid->load() <= 0; });
   }
 }
@@ -468,7 +530,10 @@ void Node::handle_exits() {
     }
     if (restart) {
       LOG_WARN("vm %s ended with status %d: restarting it here", l->spec.name.c_str(), status);
-      if (Status s = spawn(*l, ""); s) continue;
+      Status s = spawn(*l, "");
+      if (s) continue;
+      std::lock_guard lock(mu_);
+      vm_errors_[l->spec.name] = "restart on node " + o_.name + " failed: " + s.message();
     }
     if (powered_off || given_up) {
       const std::string name = l->spec.name;

@@ -16,7 +16,10 @@ const char* to_string(Liveness l) {
 
 Status LeaseObserver::observe(const blockdev::LeaseSlot& slot) {
   auto r = vol_.read_lease(slot);
-  if (!r) return r.status();
+  if (!r) {  // unknown, not "unchanged": our own I/O failing must not make everyone look dead
+    views_.erase(slot.offset);
+    return r.status();
+  }
   const blockdev::Nanos now = vol_.clock().now();
   auto& v = views_[slot.offset];
   if (!v.bytes || std::memcmp(v.bytes->bytes, r->raw.bytes, blockdev::kBlockSize) != 0) {

@@ -31,7 +31,7 @@ class LeaseObserver {
 public:
   LeaseObserver(blockdev::Volume& vol, blockdev::Nanos dead) : vol_(vol), dead_(dead) {}
 
-  // One read of `slot`; errors leave the previous view (and its age) in place.
+  // One read of `slot`; an error forgets what was seen (the slot is unknown until read again).
   Status observe(const blockdev::LeaseSlot& slot);
   const SlotView* view(uint64_t offset) const;
   // kFree: released (or never held). kAlive: held and changed within `dead` (or not yet watched

@@ -154,7 +154,11 @@ void ApiServer::serve_client(UniqueFd client) {
       if (req.is_discarded() || !req.is_object())
         reply = {{"ok", false}, {"error", "request is not a JSON object"}};
       else
-        reply = handler_(req, progress);
+        try {
+          reply = handler_(req, progress);
+        } catch (const std::exception& e) {  // a request the handler did not expect: refuse it, live on
+          reply = {{"ok", false}, {"error", std::string("malformed request: ") + e.what()}};
+        }
       if (!write_all(fd, reply.dump() + "\n")) return;
     }
     if (buf.size() > kMaxRequest) {

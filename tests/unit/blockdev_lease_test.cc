@@ -217,3 +217,55 @@ TEST(BlockdevLease, WaitingContenderGetsItWhenReleased) {
 
 }  // namespace
 }  // namespace minihv::blockdev
+
+namespace minihv::blockdev {
+namespace {
+
+TEST(BlockdevLeaseHandOver, TheNewHolderAdoptsItWithoutAGapAndTheOldOneCannotWriteAgain) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  const uint64_t nonce = new_lease_nonce();
+  const Nanos asked = m.clock.now();  // B hands A its nonce
+  m.clock.advance(5ms);
+  ASSERT_TRUE((*a)->hand_over("B", nonce));
+  EXPECT_FALSE((*a)->valid()) << "A stops writing at once";
+  EXPECT_FALSE((*a)->renew()) << "and never renews again";
+  auto b = adopt_lease(*m.dev, m.clock, m.uuid(), disk_slot(m), m.timings(), "B", nonce, asked);
+  ASSERT_TRUE(b) << b.message();
+  EXPECT_TRUE((*b)->valid());
+  EXPECT_EQ((*b)->validity()->until(), asked + Nanos(m.timings().fail));
+  auto r = m.vol->read_lease(disk_slot(m));
+  EXPECT_EQ(r->rec.owner, "B");
+  EXPECT_EQ(r->rec.generation, 2u);
+  ASSERT_TRUE((*b)->renew()) << "B holds it as if it had claimed it";
+  EXPECT_GT((*b)->validity()->until(), asked + Nanos(m.timings().fail));
+}
+
+TEST(BlockdevLeaseHandOver, AWrongNonceOrALateAdoptionIsRefused) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  const uint64_t nonce = new_lease_nonce();
+  const Nanos asked = m.clock.now();
+  ASSERT_TRUE((*a)->hand_over("B", nonce));
+  EXPECT_FALSE(adopt_lease(*m.dev, m.clock, m.uuid(), disk_slot(m), m.timings(), "B", nonce + 2, asked));
+  EXPECT_FALSE(adopt_lease(*m.dev, m.clock, m.uuid(), disk_slot(m), m.timings(), "X", nonce, asked));
+  m.clock.advance(m.timings().fail);
+  auto late = adopt_lease(*m.dev, m.clock, m.uuid(), disk_slot(m), m.timings(), "B", nonce, asked);
+  ASSERT_FALSE(late);
+  EXPECT_NE(late.message().find("too late"), std::string::npos);
+}
+
+TEST(BlockdevLeaseHandOver, AnExpiredHolderCannotHandOver) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  m.clock.advance(m.timings().fail);
+  EXPECT_FALSE((*a)->hand_over("B", new_lease_nonce()));
+  auto r = m.vol->read_lease(disk_slot(m));
+  EXPECT_EQ(r->rec.owner, "A") << "nothing written";
+}
+
+}  // namespace
+}  // namespace minihv::blockdev
