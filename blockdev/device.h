@@ -1,6 +1,6 @@
 // blockdev/device.h — the shared device a volume lives on, behind an interface.
 //
-// Real: a file or block device opened O_DIRECT|O_DSYNC, I/O through io_uring (file_device.h).
+// Real: a file or block device opened O_DIRECT|O_DSYNC, reads through io_uring, writes by pwrite (file_device.h).
 // Tests: memory, with torn writes and I/O errors on demand (mem_device.h).
 // Every offset and length is a multiple of kBlockSize; a write has reached the device (and every
 // other opener sees it) when it returns ok.

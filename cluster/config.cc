@@ -42,6 +42,20 @@ NodeSpec* ClusterConfig::node(const std::string& name) { return find_by_name(nod
 const VmSpec* ClusterConfig::vm(const std::string& name) const { return find_by_name(vms, name); }
 VmSpec* ClusterConfig::vm(const std::string& name) { return find_by_name(vms, name); }
 
+VmSpec vm_spec_from_json(const nlohmann::json& v) {
+  VmSpec s;
+  s.kernel = v.value("kernel", "");
+  s.initrd = v.value("initrd", "");
+  s.cmdline = v.value("cmdline", "");
+  s.mem_bytes = v.value("mem_bytes", s.mem_bytes);
+  s.cpus = v.value("cpus", 1u);
+  s.cpu_model = v.value("cpu_model", "baseline");
+  s.disk = v.value("disk", "");
+  s.preferred_owners = v.value("preferred_owners", std::vector<std::string>{});
+  s.ha = v.value("ha", true);
+  return s;
+}
+
 nlohmann::json to_json(const ClusterConfig& c) {
   nlohmann::json j = {{"format", "minihv-cluster/1"},
                       {"max_migrations_per_node", c.max_migrations_per_node},
@@ -79,18 +93,9 @@ Result<ClusterConfig> config_from_json(const nlohmann::json& j) {
       c.nodes.push_back(std::move(s));
     }
     for (const auto& v : j.at("vms")) {
-      VmSpec s;
+      VmSpec s = vm_spec_from_json(v);
       s.name = v.at("name").get<std::string>();
       s.index = v.at("index").get<uint32_t>();
-      s.kernel = v.value("kernel", "");
-      s.initrd = v.value("initrd", "");
-      s.cmdline = v.value("cmdline", "");
-      s.mem_bytes = v.value("mem_bytes", s.mem_bytes);
-      s.cpus = v.value("cpus", 1u);
-      s.cpu_model = v.value("cpu_model", "baseline");
-      s.disk = v.value("disk", "");
-      s.preferred_owners = v.value("preferred_owners", std::vector<std::string>{});
-      s.ha = v.value("ha", true);
       s.running = v.value("running", false);
       s.generation = v.value("generation", int64_t{0});
       MINIHV_TRY(blockdev::validate_name("cluster configuration: VM name", s.name));

@@ -59,6 +59,8 @@ struct ClusterConfig {
 };
 
 nlohmann::json to_json(const ClusterConfig& c);
+// What a VM is made of (kernel .. ha) from its JSON; throws nlohmann::json errors on wrong types.
+VmSpec vm_spec_from_json(const nlohmann::json& j);
 // Checks every field; a config another version wrote with unknown fields keeps them out.
 Result<ClusterConfig> config_from_json(const nlohmann::json& j);
 Result<ClusterConfig> read_config(blockdev::Volume& vol);
