@@ -26,7 +26,6 @@ namespace {
 
 constexpr unsigned kMaxRestarts = 3;          // a VM that keeps failing on its node is given up
 constexpr auto kStopGrace = std::chrono::seconds(10);
-constexpr auto kIncomingLeaseWait = std::chrono::minutes(15);  // a long migration's hand-off
 
 std::vector<char*> argv_of(std::vector<std::string>& args) {
   std::vector<char*> v;
