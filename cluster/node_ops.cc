@@ -233,6 +233,8 @@ nlohmann::json Node::move_local(const std::string& vm, const std::string& to, co
                         {"total_ms", unix_ms() - t0},
                         {"handoff_ms", resumed ? resumed - released : -1}};
     if (!resumed) r["error"] = "node " + to + " did not take VM " + vm + "'s leases within 20 s";
+    std::lock_guard lock(mu_);
+    if (resumed) vm_holder_[vm] = to;  // what the next observation will show; status says it now
     return r;
   } catch (const std::exception& e) {
     return invalid(std::string("malformed move request or reply: ") + e.what());
