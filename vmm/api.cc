@@ -17,6 +17,8 @@ namespace {
 
 constexpr size_t kMaxRequest = 64 * 1024;  // a request line longer than this is refused
 constexpr unsigned kMaxClients = 16;       // more at once are refused (a VM has few controllers)
+constexpr unsigned kMaxTcpClients = 64;    // a cluster node: the CLI and every other node
+constexpr int kTcpIdleMs = 60'000;         // a TCP client silent this long between requests is dropped
 
 Result<sockaddr_un> unix_address(const std::string& path) {
   sockaddr_un addr{};
@@ -102,7 +104,7 @@ void ApiServer::serve() {
     if (!(fds[0].revents & POLLIN)) continue;
     UniqueFd client(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!client.valid()) continue;
-    if (active_clients_.load() >= kMaxClients) {
+    if (active_clients_.load() >= (unlink_path_ ? kMaxClients : kMaxTcpClients)) {
       (void)write_all(client.get(), nlohmann::json{{"ok", false}, {"error", "too many control clients"}}.dump() + "\n");
       continue;
     }
@@ -140,7 +142,11 @@ void ApiServer::serve_client(UniqueFd client) {
   char chunk[4096];
   for (;;) {
     pollfd fds[2] = {{fd, POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) continue;
+    // Between requests: a local socket may wait forever; a network peer that went away without
+    // closing (a dead node) must not hold a client slot for good.
+    const int rc = poll(fds, 2, unlink_path_ ? -1 : kTcpIdleMs);
+    if (rc == 0) return;
+    if (rc < 0) continue;
     if (fds[1].revents) return;
     ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
     if (n <= 0) return;
