@@ -41,7 +41,7 @@ public:
   static Result<std::unique_ptr<VolumeDisk>> open_fenced(const VolumeDiskSpec& spec, std::shared_ptr<const Fence> fence);
   // Takes the lease, retrying while its holder (the migration source, which releases it once it
   // has handed the VM over) still has it; a holder that died instead loses it after `dead`.
-  // Fenced: waits (up to `timeout`) for the node to open the fence instead.
+  // Fenced: nothing to take (the node holds the lease; the caller waits for the fence to open).
   Status acquire(std::chrono::milliseconds timeout);
   bool holds_lease() const { return keeper_ != nullptr; }
   ~VolumeDisk();  // releases the lease

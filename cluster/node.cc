@@ -298,15 +298,17 @@ void Node::fence_pump() {
     {
       std::unique_lock lock(mu_);
       if (cv_.wait_for(lock, kFencePump, [&] { return stopping_ && locals_.empty(); })) return;
-      const blockdev::Nanos node_until = node_lease_->validity()->until();
-      for (auto& [name, l] : locals_) {
-        if (!l->fence || l->leases.empty()) continue;
-        blockdev::Nanos until = node_until;
-        for (auto& k : l->leases) until = std::min(until, k->validity()->until());
-        l->fence->extend_to(until);
-      }
+      for (auto& [name, l] : locals_) update_fence(*l);
     }
   }
+}
+
+// The VM may write until the earliest validity of the node lease and of its own leases.
+void Node::update_fence(Local& l) {
+  if (!l.fence || l.leases.empty()) return;
+  blockdev::Nanos until = node_lease_->validity()->until();
+  for (auto& k : l.leases) until = std::min(until, k->validity()->until());
+  l.fence->extend_to(until);
 }
 
 void Node::on_node_lease_lost(const std::string& why) {

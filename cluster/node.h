@@ -71,6 +71,7 @@ private:
   void handle_exits();
   void start_orphans();
   void fence_pump();
+  void update_fence(Local& l);  // with mu_ held
   void on_node_lease_lost(const std::string& why);
   void kill_all_children();
   nlohmann::json status_json();

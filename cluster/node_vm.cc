@@ -235,9 +235,7 @@ void Node::keep_leases(Local& l, std::vector<std::unique_ptr<blockdev::Lease>> l
   std::lock_guard lock(mu_);
   l.leases = std::move(keepers);
   l.leased_unix_ms = unix_ms();
-  blockdev::Nanos until = node_lease_->validity()->until();
-  for (auto& k : l.leases) until = std::min(until, k->validity()->until());
-  if (l.fence) l.fence->extend_to(until);
+  update_fence(l);
 }
 
 // "baseline": the common profile of every node in the configuration, written for the child.
@@ -269,9 +267,7 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     if (!f) return f.status();
     std::lock_guard lock(mu_);
     l.fence = *f;
-    blockdev::Nanos until = node_lease_->validity()->until();
-    for (auto& k : l.leases) until = std::min(until, k->validity()->until());
-    if (!l.leases.empty()) l.fence->extend_to(until);
+    update_fence(l);
   }
   std::vector<std::string> args = {o_.self_exe, "run", "--mem", std::to_string(l.spec.mem_bytes >> 20) + "M",
                                    "--cpus", std::to_string(l.spec.cpus), "--cpu-model", *model,
