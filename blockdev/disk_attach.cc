@@ -64,8 +64,16 @@ Status VolumeDisk::acquire(std::chrono::milliseconds timeout) {
   // Fenced: there is no lease to take here; the VM waits for its node's fence before it runs
   // (cli/run.cc), and every write asks the fence.
   if (gate_->fence) return Status::ok();
+  // Waiting (an incoming migration: the source lets go after its ACK): watch the holder until it
+  // releases or its record stands still for `dead` after its last change; only a holder that keeps
+  // renewing for `timeout` is refused. Not waiting: a live holder is refused at once.
+  AcquireOptions o;
+  if (timeout.count() > 0) {
+    o.wait_for_live_holder = true;
+    o.max_wait = timeout;
+  }
   for (;;) {
-    auto lease = volume_->acquire(volume_->disk_slot(disk_), owner_);
+    auto lease = volume_->acquire(volume_->disk_slot(disk_), owner_, o);
     if (lease) {
       LOG_INFO("disk %s: lease taken (%s)", name().c_str(), owner_.c_str());
       keeper_ = std::make_unique<LeaseKeeper>(std::move(*lease), on_lost_);
@@ -73,7 +81,7 @@ Status VolumeDisk::acquire(std::chrono::milliseconds timeout) {
       gate_->validity = keeper_->validity();
       return Status::ok();
     }
-    if (std::chrono::steady_clock::now() >= deadline) return lease.status();
+    if (std::chrono::steady_clock::now() >= deadline) return lease.status();  // after a lost race only
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }

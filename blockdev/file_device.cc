@@ -5,6 +5,9 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -85,6 +88,7 @@ Status FileDevice::io(bool write, uint64_t offset, uint8_t* buf, size_t len) {
 // io_uring were not affected. A lease renewal is such a write and has 800 ms to land, so metadata
 // writes do not go through the ring (the guests' data path does, vmm/devices/virtio_blk).
 Status FileDevice::write_sync(uint64_t offset, const uint8_t* buf, size_t len) {
+  if (const int64_t late = late_ms_.load(); late > 0) return write_late(offset, buf, len, late);
   size_t done = 0;
   while (done < len) {
     const ssize_t n = ::pwrite(fd_.get(), buf + done, len - done, static_cast<off_t>(offset + done));
@@ -93,6 +97,24 @@ Status FileDevice::write_sync(uint64_t offset, const uint8_t* buf, size_t len) {
     if (n == 0) return Status::error(path_ + ": unexpected end of file at " + std::to_string(offset + done));
     done += static_cast<size_t>(n);
   }
+  return Status::ok();
+}
+
+// Only what is async-signal-safe runs in the child (this process has other threads).
+Status FileDevice::write_late(uint64_t offset, const uint8_t* buf, size_t len, int64_t late_ms) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return Status::from_errno(path_ + ": fork for a late write");
+  if (pid == 0) {
+    struct timespec ts = {static_cast<time_t>(late_ms / 1000), static_cast<long>(late_ms % 1000) * 1000000};
+    while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    const ssize_t n = ::pwrite(fd_.get(), buf, len, static_cast<off_t>(offset));
+    ::_exit(n == static_cast<ssize_t>(len) ? 0 : 1);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return Status::error(path_ + ": late write failed");
   return Status::ok();
 }
 

@@ -6,6 +6,8 @@
 // Calls from several threads are serialised (metadata I/O is a few records a second).
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <mutex>
 
 #include "blockdev/device.h"
@@ -26,17 +28,23 @@ public:
   Status write(uint64_t offset, std::span<const uint8_t> buf) override;
   Status zero(uint64_t offset, uint64_t len) override;
   int fd() const { return fd_.get(); }
+  // Test hook (cluster integration tests): each write is made by a child process that first
+  // waits `delay`; write() returns once it has landed. Killing this process mid-write leaves the
+  // write in flight, and it lands after the kill, as a write stuck in the kernel would.
+  void make_writes_late(std::chrono::milliseconds delay) { late_ms_.store(delay.count()); }
 
 private:
   FileDevice() = default;
   Status io(bool write, uint64_t offset, uint8_t* buf, size_t len);
   Status write_sync(uint64_t offset, const uint8_t* buf, size_t len);
+  Status write_late(uint64_t offset, const uint8_t* buf, size_t len, int64_t late_ms);
   Status check(uint64_t offset, size_t len) const;
 
   std::string path_;
   UniqueFd fd_;
   uint64_t size_ = 0;
   bool block_device_ = false;
+  std::atomic<int64_t> late_ms_{0};
   std::mutex mu_;
   Uring ring_;
 };

@@ -168,7 +168,7 @@ uint64_t new_lease_nonce() { return random_u64() | 1; }
 LeaseAcquirer::LeaseAcquirer(Device& dev, Clock& clock, const Uuid& uuid, LeaseSlot slot, LeaseTimings t,
                              std::string owner, AcquireOptions opts)
     : dev_(dev), clock_(clock), uuid_(uuid), slot_(std::move(slot)), t_(t), owner_(std::move(owner)),
-      opts_(opts), started_(clock.now()) {
+      opts_(opts) {
   if (opts_.max_wait.count() == 0) opts_.max_wait = t_.dead + 4 * t_.renew;
   mine_.nonce = random_u64() | 1;  // never 0, the nonce of a never-held record
 }
@@ -244,8 +244,7 @@ Nanos LeaseAcquirer::do_watch(Nanos now) {
       phase_ = Phase::kWrite;
       return now;
     }
-    if (now - started_ >= opts_.max_wait) return refuse(*r, "still held after waiting");
-    return now + t_.poll();
+    return now + t_.poll();  // still settling: the watch ends by `dead` after the last change
   }
   if (r->ok() && r->rec.state == LeaseState::kFree) {  // released while we watched
     seen_ = r->rec;
@@ -255,7 +254,8 @@ Nanos LeaseAcquirer::do_watch(Nanos now) {
     return now;
   }
   if (r->held() && !opts_.wait_for_live_holder) return refuse(*r, "in use");
-  if (now - started_ >= opts_.max_wait) return refuse(*r, "still held after waiting");
+  if (!first_change_) first_change_ = now;
+  if (now - *first_change_ >= opts_.max_wait) return refuse(*r, "still held after waiting (its holder kept renewing)");
   return watch_from(*r, now);
 }
 

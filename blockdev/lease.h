@@ -14,6 +14,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "blockdev/clock.h"
@@ -89,8 +90,11 @@ private:
 };
 
 struct AcquireOptions {
-  // false: refuse as soon as the holder is seen alive. true: keep watching until it is gone,
-  // for at most `max_wait` (0 = the dead timeout plus a few renewals).
+  // false: refuse as soon as the holder is seen alive. true: keep watching until the record has
+  // stood still for `dead` after its last change; refuse only a holder that has kept changing it
+  // for `max_wait` (0 = the dead timeout plus a few renewals), counted from the first change seen.
+  // A dead holder's late write (one in flight when it died) restarts the `dead` watch but never
+  // ends the wait: only a live holder keeps renewing, so only it exceeds `max_wait`.
   bool wait_for_live_holder = false;
   Nanos max_wait{0};
   // What this process already saw in the slot and since when (its own clock; e.g. a cluster node
@@ -134,7 +138,8 @@ private:
   AcquireOptions opts_;
   Phase phase_ = Phase::kRead;
   Status status_;
-  Nanos started_{0};
+  // When the watched record first changed: a holder still changing it `max_wait` later is alive.
+  std::optional<Nanos> first_change_;
   // What the last read showed: the record we will supersede and when we read it.
   LeaseRecord seen_;
   bool seen_ok_ = false;

@@ -173,8 +173,11 @@ int run(RunOptions& o) {
   }
   if (o.vm.fence) {
     // A booting VM's node opened the fence before starting us; an incoming one's opens it once
-    // the source's node has let go of the VM's leases.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    // the source's node has let go of the VM's leases. The node bounds that wait (it takes the
+    // leases as soon as their records stand still, gives up on a holder that keeps renewing for
+    // 30 s, and kills us when it gives up); this limit is only a backstop beyond the node's.
+    constexpr auto kFenceOpenBackstop = std::chrono::seconds(60);
+    const auto deadline = std::chrono::steady_clock::now() + kFenceOpenBackstop;
     while (!o.vm.fence->may_write(blockdev::system_clock())) {
       if (std::chrono::steady_clock::now() >= deadline) {
         std::fprintf(stderr, "minihv: error: the node never handed this VM its leases\n");

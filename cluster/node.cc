@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "blockdev/file_device.h"
 #include "blockdev/lease_priority.h"
 #include "cluster/node_local.h"
 #include "cluster/placement.h"
@@ -58,6 +59,18 @@ Status join(blockdev::Volume& vol, const NodeOptions& o, uint32_t& host_id) {
   });
 }
 
+// The node's writable handle on the volume (leases, configuration). A test may make its writes land
+// late (migrate/test_hooks.h) once it holds its lease, to kill the node with a renewal in flight;
+// `late` is then the device to arm.
+Result<std::unique_ptr<blockdev::Volume>> open_writable_volume(const std::string& path, blockdev::FileDevice*& late) {
+  late = nullptr;
+  if (!migrate::node_late_writes_ms_from_env()) return blockdev::Volume::open(path, true);
+  auto dev = blockdev::FileDevice::open(path, blockdev::FileDevice::Mode::kReadWrite);
+  if (!dev) return dev.status();
+  late = dev->get();
+  return blockdev::Volume::open_device(std::shared_ptr<blockdev::Device>(std::move(*dev)), blockdev::system_clock());
+}
+
 }  // namespace
 
 int64_t unix_ms() {
@@ -72,7 +85,8 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
   struct stat st{};
   if (::stat(n->o_.state_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return Status::invalid("--state-dir " + n->o_.state_dir + " is not a directory that can be created");
-  auto vol = blockdev::Volume::open(options.volume, true);
+  blockdev::FileDevice* late_writes = nullptr;
+  auto vol = open_writable_volume(options.volume, late_writes);
   if (!vol) return vol.status().context("--volume " + options.volume);
   n->vol_ = std::move(*vol);
   auto obs = blockdev::Volume::open(options.volume, false);
@@ -93,6 +107,11 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
   if (!lease)
     return Status::invalid("node " + options.name + ": " + lease.message() +
                            " (another minihv node of this name is running; stop it or pick another --name)");
+  if (late_writes) {
+    const auto ms = *migrate::node_late_writes_ms_from_env();
+    LOG_WARN("test hook: every write to the volume lands %llu ms late", static_cast<unsigned long long>(ms));
+    late_writes->make_writes_late(std::chrono::milliseconds(ms));
+  }
   Node* raw = n.get();
   n->node_lease_ = std::make_unique<blockdev::LeaseKeeper>(
       std::move(*lease), [raw](const std::string& why) { raw->on_node_lease_lost(why); });

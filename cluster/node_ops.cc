@@ -20,6 +20,11 @@ namespace minihv::cluster {
 namespace {
 
 constexpr auto kMoveTimeout = std::chrono::minutes(15);
+// The target of a move takes the VM's leases (adopting a hand-over, or claiming them once their
+// records stand still for `dead`); it refuses only a holder that keeps renewing this long.
+constexpr auto kIncomingLeaseWait = std::chrono::seconds(30);
+// The source waits this long for the target to report the VM running, counted from the last
+// time the target said it is still taking the leases (a wait that restarts is never cut short).
 constexpr auto kHandOffWait = std::chrono::seconds(20);
 
 nlohmann::json invalid(const std::string& msg) { return error_reply(Status::invalid(msg)); }
@@ -217,12 +222,16 @@ nlohmann::json Node::move_local(const std::string& vm, const std::string& to, co
     forget(vm);
     // Wait until the target reports it running with the leases.
     int64_t resumed = 0;
-    const auto deadline = std::chrono::steady_clock::now() + kHandOffWait;
-    while (std::chrono::steady_clock::now() < deadline && !resumed) {
+    const auto backstop = std::chrono::steady_clock::now() + kIncomingLeaseWait + kHandOffWait;
+    auto deadline = std::chrono::steady_clock::now() + kHandOffWait;
+    while (std::chrono::steady_clock::now() < std::min(deadline, backstop) && !resumed) {
       if (auto s = node_call(target_addr, {{"cmd", "status"}}, std::chrono::seconds(3)))
-        for (const auto& lv : (*s)["local"])
-          if (lv.value("name", "") == vm && lv.value("state", "") == "running")
-            resumed = lv.value("leased_unix_ms", int64_t{1});
+        for (const auto& lv : (*s)["local"]) {
+          if (lv.value("name", "") != vm) continue;
+          const std::string state = lv.value("state", "");
+          if (state == "running") resumed = lv.value("leased_unix_ms", int64_t{1});
+          if (state == "incoming") deadline = std::chrono::steady_clock::now() + kHandOffWait;
+        }
       if (!resumed) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     nlohmann::json r = {{"ok", resumed != 0},
@@ -232,7 +241,7 @@ nlohmann::json Node::move_local(const std::string& vm, const std::string& to, co
                         {"migration", *result},
                         {"total_ms", unix_ms() - t0},
                         {"handoff_ms", resumed ? resumed - released : -1}};
-    if (!resumed) r["error"] = "node " + to + " did not take VM " + vm + "'s leases within 20 s";
+    if (!resumed) r["error"] = "node " + to + " did not take VM " + vm + "'s leases";
     std::lock_guard lock(mu_);
     if (resumed) vm_holder_[vm] = to;  // what the next observation will show; status says it now
     return r;
@@ -344,7 +353,7 @@ void Node::receive_vm(std::shared_ptr<Local> l) {
   std::vector<blockdev::AcquireOptions> opts(2);
   for (auto& o : opts) {
     o.wait_for_live_holder = true;
-    o.max_wait = std::chrono::seconds(30);
+    o.max_wait = kIncomingLeaseWait;
   }
   auto leases = acquire_vm_leases(*l, std::move(opts), std::move(held));
   if (!leases) {

@@ -23,6 +23,8 @@ std::optional<uint64_t> hold_before_ack_ms_from_env() {
   return positive_from_env("MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS");
 }
 
+std::optional<uint64_t> node_late_writes_ms_from_env() { return positive_from_env("MINIHV_TEST_NODE_LATE_WRITES_MS"); }
+
 std::optional<std::string> host_cpu_profile_from_env() {
   const char* v = std::getenv("MINIHV_TEST_HOST_CPU_PROFILE");
   if (!v || !*v) return std::nullopt;

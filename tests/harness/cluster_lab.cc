@@ -28,7 +28,7 @@ std::string ClusterLab::address(unsigned i) const {
   return "127.0.0.1:" + std::to_string(port_base_ + static_cast<int>(i));
 }
 
-void ClusterLab::start_node(unsigned i) {
+std::vector<std::string> ClusterLab::node_args(unsigned i) const {
   std::vector<std::string> args = {"node", "--name", name(i), "--volume", volume_, "--listen", address(i),
                                    "--state-dir", state_dir(i)};
   if (lab_ && lab_->networks() > 1) {
@@ -36,9 +36,13 @@ void ClusterLab::start_node(unsigned i) {
     for (unsigned k = 1; k < lab_->networks(); ++k) nets += (nets.empty() ? "" : ",") + lab_->addr(i, k);
     args.insert(args.end(), {"--migration-networks", nets});
   }
+  return args;
+}
+
+void ClusterLab::start_node(unsigned i, const std::vector<std::string>& env) {
   nodes_.at(i).reset();  // reaps a previous incarnation
-  nodes_.at(i) = lab_ ? std::make_unique<VmProcess>(args, std::vector<std::string>{}, lab_->exec_prefix(i))
-                      : std::make_unique<VmProcess>(args);
+  nodes_.at(i) = lab_ ? std::make_unique<VmProcess>(node_args(i), env, lab_->exec_prefix(i))
+                      : std::make_unique<VmProcess>(node_args(i), env);
 }
 
 std::optional<int> ClusterLab::wait_node_exit(unsigned i, std::chrono::milliseconds timeout) {

@@ -30,7 +30,10 @@ public:
   std::string state_dir(unsigned i) const { return dir_.file(name(i)); }
   VmProcess& node(unsigned i) { return *nodes_.at(i); }
 
-  void start_node(unsigned i);  // (re)starts node i's daemon
+  // (Re)starts node i's daemon, with `env` ("NAME=value", e.g. a test hook) added.
+  void start_node(unsigned i, const std::vector<std::string>& env = {});
+  // The command line of node i's daemon (`minihv` args), to start another incarnation by hand.
+  std::vector<std::string> node_args(unsigned i) const;
   // Waits until node i's daemon has exited (after a kill or a fence); its exit status.
   std::optional<int> wait_node_exit(unsigned i, std::chrono::milliseconds timeout);
   // `minihv cluster --node <node i> args...`, run in node i's namespace.

@@ -230,5 +230,29 @@ TEST(ClusterBadInput, ASecondNodeOfTheSameNameIsRefused) {
   EXPECT_NE(vm.err.find("nosuchdisk"), std::string::npos) << vm.err;
 }
 
+// An operator (or a supervisor) restarts a node while its previous incarnation is still being
+// killed, and that incarnation's last lease write is in flight: it lands after the kill and after
+// the new incarnation began to wait. The new one must wait until the record stands still and then
+// come back; only a holder that keeps renewing is refused.
+TEST(ClusterRestart, ANodeRestartedBeforeItsKillEndsRejoinsThoughItsLastLeaseWriteLandsLate) {
+  ClusterLab c(1);
+  ASSERT_TRUE(c.wait_all_up(0, 20s));
+  c.node(0).kill(SIGKILL);
+  // Every renewal in flight for 200 ms (more would let its lease lapse: renew 200 + 2 x 200 < fail 800).
+  c.start_node(0, {"MINIHV_TEST_NODE_LATE_WRITES_MS=200"});
+  ASSERT_TRUE(c.wait_all_up(0, 20s)) << c.node(0).stderr_text();
+  VmProcess fresh(c.node_args(0));  // the restart begins while the old incarnation still renews
+  // Killed 2 s later (past `dead` of watching, yet well short of 2 x dead of renewals seen): its
+  // last renewal lands within 200 ms of the kill, and it may be one in flight that lands after it.
+  std::this_thread::sleep_for(2000ms);
+  c.node(0).kill(SIGKILL);
+  ASSERT_TRUE(c.wait_node_exit(0, 5s));
+  // Before the fix the new incarnation gave up 2 x dead after it began to wait, while the record
+  // had last changed less than dead before: "still held after waiting".
+  ASSERT_TRUE(fresh.wait_stderr("serving", 15s)) << fresh.stderr_text();
+  EXPECT_FALSE(fresh.wait_exit(0ms)) << fresh.stderr_text();
+  EXPECT_TRUE(c.wait_all_up(0, 10s)) << "its lease must be seen renewed again";
+}
+
 }  // namespace
 }  // namespace minihv::test

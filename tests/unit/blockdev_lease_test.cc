@@ -2,6 +2,8 @@
 // a torn or foreign record, a frozen holder, release.
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "blockdev/lease.h"
 #include "tests/unit/blockdev_test_util.h"
 
@@ -213,6 +215,66 @@ TEST(BlockdevLease, WaitingContenderGetsItWhenReleased) {
   });
   ASSERT_EQ(b.phase(), LeaseAcquirer::Phase::kWon) << b.status().message();
   EXPECT_LT(m.clock.now() - t0, 1s + m.timings().dead);
+}
+
+// A write the holder issued before it died lands late (it was in flight, or the holder was not yet
+// reaped): the record changes once more, well into the wait.
+void land_late_write(MemVolume& m, const LeaseSlot& slot) {
+  auto r = m.vol->read_lease(slot);
+  ASSERT_TRUE(r && r->held());
+  LeaseRecord rec = r->rec;
+  ++rec.counter;
+  Block b;
+  rec.encode(b, slot.offset, m.uuid());
+  ASSERT_TRUE(m.dev->write(slot.offset, b.span()));
+}
+
+TEST(BlockdevLease, ADeadHoldersLateWriteRestartsTheWatchButNeverEndsTheWait) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  const auto t = m.timings();
+  AcquireOptions o;
+  o.wait_for_live_holder = true;
+  o.max_wait = 2 * t.dead;  // what a restarting node allows its previous incarnation
+  LeaseAcquirer b(*m.dev, m.clock, m.uuid(), disk_slot(m), t, "B", o);
+  const Nanos t0 = m.clock.now();
+  // The old incarnation renews once more before the kill takes effect, then its last write, in
+  // flight when it died, lands: each just before the `dead` watch would have run out.
+  std::vector<Nanos> late = {t0 + t.dead * 9 / 10, t0 + t.dead * 18 / 10};
+  size_t landed = 0;
+  run_to_end(b, m.clock, [&] {
+    if (landed < late.size() && m.clock.now() >= late[landed]) {
+      land_late_write(m, disk_slot(m));
+      ++landed;
+    }
+  });
+  ASSERT_EQ(landed, late.size());
+  ASSERT_EQ(b.phase(), LeaseAcquirer::Phase::kWon) << b.status().message();
+  EXPECT_GE(m.clock.now() - late.back(), Nanos(t.dead)) << "the record must stand still for dead after its last change";
+  EXPECT_GT(m.clock.now() - t0, Nanos(o.max_wait)) << "the wait outlasts max_wait counted from its start";
+}
+
+TEST(BlockdevLease, AHolderThatKeepsRenewingIsRefusedAfterMaxWait) {
+  MemVolume m;
+  auto a = m.vol->acquire(disk_slot(m), "A");
+  ASSERT_TRUE(a);
+  const auto t = m.timings();
+  AcquireOptions o;
+  o.wait_for_live_holder = true;
+  o.max_wait = 2 * t.dead;
+  LeaseAcquirer b(*m.dev, m.clock, m.uuid(), disk_slot(m), t, "B", o);
+  const Nanos t0 = m.clock.now();
+  Nanos last = t0;
+  run_to_end(b, m.clock, [&] {
+    if (m.clock.now() - last >= t.renew) {
+      ASSERT_TRUE((*a)->renew());
+      last = m.clock.now();
+    }
+  });
+  ASSERT_EQ(b.phase(), LeaseAcquirer::Phase::kRefused) << "a live twin is still refused";
+  EXPECT_NE(b.status().message().find("kept renewing"), std::string::npos) << b.status().message();
+  EXPECT_LE(m.clock.now() - t0, Nanos(o.max_wait + 2 * t.renew));
 }
 
 }  // namespace
