@@ -290,8 +290,12 @@ Nanos LeaseAcquirer::do_read_back(Nanos now) {
   if (!r) return fail(r.status().context("reading back the lease on " + slot_.resource));
   if (!r->held() || r->rec.nonce != mine_.nonce) return refuse(*r, "lost the race for it");
   const Nanos valid_until = write_start_ + t_.fail;
-  if (now >= valid_until)
-    return fail(Status::error(slot_.resource + ": acquisition stalled past the fail timeout; try again"));
+  if (now >= valid_until) {
+    // We stalled (a loaded host): the claim is ours but already past its validity. Start over; our
+    // own record is watched like anyone else's until it has stood still for `dead`.
+    phase_ = Phase::kRead;
+    return now;
+  }
   phase_ = Phase::kWon;
   won_ = std::make_unique<Lease>(dev_, clock_, uuid_, slot_, t_, mine_, valid_until);
   return now;

@@ -57,6 +57,21 @@ void CodecStats::add(const CodecStats& o) {
   raw += o.raw;
   bytes_in += o.bytes_in;
   bytes_out += o.bytes_out;
+  hashed += o.hashed;
+  lz4_tried += o.lz4_tried;
+}
+
+CodecStats CodecStats::minus(const CodecStats& e) const {
+  CodecStats d;
+  d.zero = zero - e.zero;
+  d.unchanged = unchanged - e.unchanged;
+  d.lz4 = lz4 - e.lz4;
+  d.raw = raw - e.raw;
+  d.bytes_in = bytes_in - e.bytes_in;
+  d.bytes_out = bytes_out - e.bytes_out;
+  d.hashed = hashed - e.hashed;
+  d.lz4_tried = lz4_tried - e.lz4_tried;
+  return d;
 }
 
 bool is_zero_page(const uint8_t* page) {
@@ -147,18 +162,31 @@ bool PageBatchEncoder::full() const {
 }
 
 Result<PageOutcome> PageBatchEncoder::add(uint64_t gpa, const uint8_t* page) {
+  // The zero check first: it stops at the first non-zero 256 bytes, and a zero page needs no hash.
+  return add_page(gpa, page, is_zero_page(page));
+}
+
+Result<PageOutcome> PageBatchEncoder::add_known_zero(uint64_t gpa) { return add_page(gpa, nullptr, true); }
+
+Result<PageOutcome> PageBatchEncoder::add_page(uint64_t gpa, const uint8_t* page, bool zero) {
   if (gpa & (kPageSize - 1)) return Status::error("page address " + std::to_string(gpa) + " is not 4 KiB aligned");
   stats_.bytes_in += kPageSize;
-  const uint64_t digest = XXH3_64bits(page, kPageSize);
   uint64_t* slot = hashes_ ? hashes_->slot(gpa) : nullptr;
-  if (slot && *slot == digest && digest != 0) {
-    ++stats_.unchanged;
-    return PageOutcome::kUnchanged;
+  const bool hash = zero || hash_all_ || ((gpa >> kPageShift) % kHashSampleEvery) == 0;
+  if (slot && !hash) {
+    *slot = 0;  // sent unhashed: its old digest must never match again
+  } else if (slot) {
+    const uint64_t digest = zero ? zero_page_digest() : XXH3_64bits(page, kPageSize);
+    if (!zero) ++stats_.hashed;
+    if (*slot == digest && digest != 0) {
+      ++stats_.unchanged;
+      return PageOutcome::kUnchanged;
+    }
+    *slot = digest;
   }
-  if (slot) *slot = digest;
   ++pages_in_batch_;
 
-  if (digest == zero_page_digest() && is_zero_page(page)) {
+  if (zero) {
     ++stats_.zero;
     if (zero_run_at_ && zero_run_len_ < kMaxZeroRun &&
         gpa == zero_run_gpa_ + uint64_t{zero_run_len_} * kPageSize) {
@@ -181,6 +209,7 @@ Result<PageOutcome> PageBatchEncoder::add(uint64_t gpa, const uint8_t* page) {
   if (batch_mode_ == Compression::kLz4) {
     builder_.extend(kRecordHeaderSize);
     char* dst = reinterpret_cast<char*>(builder_.extend(kLz4MaxBytes));
+    ++stats_.lz4_tried;
     auto t0 = std::chrono::steady_clock::now();
     int n = LZ4_compress_default(reinterpret_cast<const char*>(page), dst, kPageSize, kLz4MaxBytes);
     codec_seconds_ += seconds_since(t0);

@@ -39,7 +39,12 @@ struct CodecStats {
   uint64_t zero = 0, unchanged = 0, lz4 = 0, raw = 0;
   uint64_t bytes_in = 0;   // page bytes offered (4096 per page, including unchanged ones)
   uint64_t bytes_out = 0;  // payload bytes produced (record headers + data)
+  uint64_t hashed = 0;     // non-zero pages checked for "unchanged" (unchanged / hashed = its hit rate)
+  uint64_t lz4_tried = 0;  // pages given to lz4 (lz4 / lz4_tried = its hit rate)
   void add(const CodecStats& o);
+  CodecStats minus(const CodecStats& earlier) const;  // this round's share of running totals
+  double unchanged_hit_rate() const { return hashed ? static_cast<double>(unchanged) / hashed : 0; }
+  double lz4_hit_rate() const { return lz4_tried ? static_cast<double>(lz4) / lz4_tried : 0; }
 };
 
 // The xxh3-64 of each page as last sent, for every page of the RAM regions. A digest of 0 means
@@ -99,6 +104,13 @@ public:
   // Classifies the page at `gpa` (4096 bytes at `page`) and appends its record unless unchanged.
   // Fails only if gpa is unaligned. Check full() after each call.
   Result<PageOutcome> add(uint64_t gpa, const uint8_t* page);
+  // The page at `gpa` is known to be zero without reading it (GuestMemory::untouched_pages).
+  Result<PageOutcome> add_known_zero(uint64_t gpa);
+  // Whether every non-zero page is hashed for the "unchanged" check (the default). Off, only a
+  // sample (1 page in kHashSampleEvery) is, so its hit rate stays measured; the others are sent
+  // and their digests forgotten (a stale digest could match an older copy of the page).
+  void set_hash_unchanged(bool on) { hash_all_ = on; }
+  static constexpr uint64_t kHashSampleEvery = 16;
   bool full() const;
   bool empty() const { return records_ == 0; }
   // The finished PAGES frame (unsealed: the transport stamps stream and sequence); resets the batch.
@@ -106,6 +118,7 @@ public:
   const CodecStats& stats() const { return stats_; }
 
 private:
+  Result<PageOutcome> add_page(uint64_t gpa, const uint8_t* page, bool zero);
   void begin_batch();
   void close_zero_run();
   EncoderOptions options_;
@@ -115,6 +128,7 @@ private:
   CodecStats stats_;
   size_t records_ = 0, pages_in_batch_ = 0;
   Compression batch_mode_ = Compression::kLz4;
+  bool hash_all_ = true;
   uint64_t batches_ = 0;
   // Open zero run: the record's offset in the payload, its first gpa and page count.
   std::optional<size_t> zero_run_at_;
@@ -127,13 +141,34 @@ private:
 // True when the 4096 bytes at `page` are all zero.
 bool is_zero_page(const uint8_t* page);
 
+// The receiver's knowledge of which RAM pages are zero without reading them: after the VM's RAM was
+// discarded (GuestMemory::discard) every page is; a page written by a record no longer is, until a
+// zero record clears it again. A zero record for a known-zero page then costs one bit test instead
+// of a read of the page (which, for untouched RAM, also faults it in). One bit per page; the 64
+// pages of a word are one affinity chunk (protocol.h), so one stream's decoder owns each word.
+class ZeroPages {
+public:
+  explicit ZeroPages(std::span<const MemoryRegion> ram);  // all pages known zero
+  bool known_zero(uint64_t gpa) const;
+  void set(uint64_t gpa, bool zero);
+
+private:
+  uint64_t* word(uint64_t gpa, uint64_t& bit) const;
+  struct Range { uint64_t gpa, size; size_t first_word; };
+  std::vector<Range> ranges_;
+  mutable std::vector<uint64_t> bits_;
+};
+
 // Checks every record of a PAGES payload and writes the pages into RAM. A record outside `ram`,
 // with a bad kind or length, or an lz4 block that does not decode to exactly 4096 bytes fails the
 // whole batch with a message naming the record; nothing is written outside `ram`. Records before
 // the bad one may already have been written (the migration is aborted anyway).
-Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span<const MemoryRegion> ram);
-inline Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, const GuestMemory& mem) {
-  return decode_page_batch(payload, mem.regions());
+// With `zero` (the receiver's ZeroPages), zero records skip pages known to be zero already.
+Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span<const MemoryRegion> ram,
+                                     ZeroPages* zero = nullptr);
+inline Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, const GuestMemory& mem,
+                                            ZeroPages* zero = nullptr) {
+  return decode_page_batch(payload, mem.regions(), zero);
 }
 
 }  // namespace minihv::migrate

@@ -24,7 +24,38 @@ Status bad_record(size_t index, size_t offset, const std::string& why) {
 
 }  // namespace
 
-Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span<const MemoryRegion> ram) {
+ZeroPages::ZeroPages(std::span<const MemoryRegion> ram) {
+  size_t words = 0;
+  for (const auto& r : ram) {
+    ranges_.push_back({r.gpa, r.size, words});
+    words += ((r.size >> kPageShift) + 63) / 64;
+  }
+  bits_.assign(words, ~uint64_t{0});
+}
+
+uint64_t* ZeroPages::word(uint64_t gpa, uint64_t& bit) const {
+  for (const auto& r : ranges_)
+    if (gpa >= r.gpa && gpa - r.gpa < r.size) {
+      const uint64_t page = (gpa - r.gpa) >> kPageShift;
+      bit = uint64_t{1} << (page % 64);
+      return &bits_[r.first_word + page / 64];
+    }
+  return nullptr;
+}
+
+bool ZeroPages::known_zero(uint64_t gpa) const {
+  uint64_t bit = 0;
+  const uint64_t* w = word(gpa, bit);
+  return w && (*w & bit);
+}
+
+void ZeroPages::set(uint64_t gpa, bool zero) {
+  uint64_t bit = 0;
+  if (uint64_t* w = word(gpa, bit)) *w = zero ? (*w | bit) : (*w & ~bit);
+}
+
+Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span<const MemoryRegion> ram,
+                                     ZeroPages* zero) {
   CodecStats st;
   st.bytes_in = payload.size();
   size_t off = 0;
@@ -45,9 +76,12 @@ Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span
         const uint64_t bytes = uint64_t{length} * kPageSize;
         uint8_t* dst = ram_ptr(ram, gpa, bytes);
         if (!dst) return bad_record(index, off, "zero run at " + std::to_string(gpa) + " (+" + std::to_string(length) + " pages) outside RAM");
-        // Fresh destination RAM is already zero; reading it is cheaper than dirtying it.
-        for (uint64_t p = 0; p < bytes; p += kPageSize)
+        for (uint64_t p = 0; p < bytes; p += kPageSize) {
+          if (zero && zero->known_zero(gpa + p)) continue;
+          // Otherwise reading is still cheaper than dirtying a page that is zero already.
           if (!is_zero_page(dst + p)) std::memset(dst + p, 0, kPageSize);
+          if (zero) zero->set(gpa + p, true);
+        }
         st.zero += length;
         st.bytes_out += bytes;
         off += kRecordHeaderSize;
@@ -59,6 +93,7 @@ Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span
         uint8_t* dst = ram_ptr(ram, gpa, kPageSize);
         if (!dst) return bad_record(index, off, "page at " + std::to_string(gpa) + " outside RAM");
         std::memcpy(dst, data, kPageSize);
+        if (zero) zero->set(gpa, false);
         ++st.raw;
         st.bytes_out += kPageSize;
         off += kRecordHeaderSize + kPageSize;
@@ -75,6 +110,7 @@ Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span
                                     static_cast<int>(kPageSize));
         if (n != static_cast<int>(kPageSize))
           return bad_record(index, off, n < 0 ? "lz4 block does not decode" : "lz4 block decodes to " + std::to_string(n) + " bytes, not 4096");
+        if (zero) zero->set(gpa, false);
         ++st.lz4;
         st.bytes_out += kPageSize;
         off += kRecordHeaderSize + length;

@@ -44,13 +44,15 @@ std::string check_cpu(const std::string& profile_json) {
 
 class DestinationRun {
 public:
-  DestinationRun(Vm& vm, Session& s, const ProgressFn& progress) : vm_(vm), s_(s), progress_(progress) {}
+  // The VM's RAM must have been discarded (GuestMemory::discard): every page starts known zero.
+  DestinationRun(Vm& vm, Session& s, const ProgressFn& progress)
+      : vm_(vm), s_(s), progress_(progress), zero_(vm.memory().regions()) {}
 
   Result<Next> on_frame(const FrameView& v) {
     switch (v.type()) {
       case FrameType::kHello: return on_hello(v);
       case FrameType::kPages: {
-        auto st = decode_page_batch(v.payload, vm_.memory());
+        auto st = decode_page_batch(v.payload, vm_.memory(), &zero_);
         if (!st) return st.status().context("stream " + std::to_string(v.header.stream));
         return Next::kContinue;
       }
@@ -124,6 +126,7 @@ private:
   Vm& vm_;
   Session& s_;
   const ProgressFn& progress_;
+  ZeroPages zero_;
   StateAssembler state_;
   bool restored_ = false;
 };
@@ -138,6 +141,7 @@ Status migrate_in(Vm& vm, const DestinationOptions& options, const ProgressFn& p
   t.io_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout);
   auto session = listener->accept(t, options.accept_timeout);
   if (!session) return session.status();
+  MINIHV_TRY(vm.memory().discard());  // what building the VM wrote is replaced by the source's RAM
   DestinationRun run(vm, **session, progress);
   Status st = (*session)->receive([&](const FrameView& v) { return run.on_frame(v); },
                                   std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout));

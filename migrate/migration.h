@@ -34,6 +34,20 @@ struct SourceOptions {
   bool verify = false;             // whole-memory xxh3 digests compared on both sides
 };
 
+// Where the pause went (ms from the pause), so a slow switchover can be read, not guessed.
+struct DowntimeParts {
+  double paused = 0;        // vCPUs stopped
+  double saved = 0;         // devices quiesced and the machine state saved
+  double last_page = 0;     // final dirty pages encoded and handed to the kernel
+  uint64_t final_pages = 0; // pages harvested in the pause
+  double state_sent = 0;    // machine state handed to the kernel
+  uint64_t state_bytes = 0;
+  double expected = 0;      // what the source expected the pause to take (pages x page cost + fixed)
+  double verified = 0;      // --verify answered (0 without it)
+  double acked = 0;         // the destination loaded the state and acknowledged
+  nlohmann::json to_json() const;
+};
+
 struct Summary {
   bool ok = false;
   std::string error;
@@ -47,6 +61,10 @@ struct Summary {
   double throughput_mbps = 0;      // payload bytes on the wire / time sending, in Mbit/s
   unsigned streams = 0;
   bool verified = false;
+  DowntimeParts downtime_parts;
+  struct Adaptive {
+    unsigned hash_off_rounds = 0;  // rounds after which "unchanged" hashing was off (sampled only)
+  } adaptive;
   nlohmann::json to_json() const;
 };
 

@@ -25,6 +25,35 @@ constexpr unsigned kThrottleSteps[] = {20, 40, 60, 80, 95};
 // dirty (or nothing at all while the vCPU thread waits for a core) and switch over on a false
 // reading of the dirty rate.
 constexpr auto kMinRound = std::chrono::milliseconds(50);
+// Below this hit rate, hashing every dirty page for the "unchanged" check costs more than it saves
+// (a hash costs ~5 % of sending the page raw over a fast link); judged on at least this many pages.
+constexpr double kMinUnchangedHitRate = 0.05;
+constexpr uint64_t kMinHashedToJudge = 256;
+// The switchover beyond the last page: the machine state (tens of KiB), the destination's restore
+// and the COMMIT/ACK round trip, measured at 0.3-1.5 ms on loopback (docs/benchmarks.md).
+constexpr double kSwitchoverFixedMs = 2.0;
+
+// What moving one dirty page has cost end to end in the rounds so far — zero check, hash,
+// compression, framing, and the send with the destination's backpressure — in seconds per page.
+// The estimate is the worse of the last two rounds (one may be lucky); before any round, a
+// pessimistic prior (4 KiB at ~200 MB/s: lz4 of incompressible pages on a slow core).
+class PageCost {
+public:
+  static constexpr double kPriorSecondsPerPage = 20e-6;
+  static constexpr uint64_t kMinPagesToMeasure = 64;
+  void observe(uint64_t pages, double seconds) {
+    if (pages < kMinPagesToMeasure) return;
+    older_ = last_;
+    last_ = seconds / static_cast<double>(pages);
+  }
+  double seconds_per_page() const { return last_ > 0 ? std::max(last_, older_) : kPriorSecondsPerPage; }
+
+private:
+  double last_ = 0, older_ = 0;
+};
+
+// The full pass asks which pages are untouched this many 64-page words at a time (32 MiB of RAM).
+constexpr size_t kUntouchedWords = 128;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 uint64_t ms_since(Clock::time_point t) {
@@ -43,9 +72,10 @@ public:
       enc_.push_back(std::make_unique<PageBatchEncoder>(eo, &hashes, &chooser));
   }
 
+  // `page` null: a page known to be zero (untouched), not read.
   Status send(uint64_t gpa, const uint8_t* page) {
     const uint16_t s = stream_for_page(gpa, session_.streams());
-    auto outcome = enc_[s]->add(gpa, page);
+    auto outcome = page ? enc_[s]->add(gpa, page) : enc_[s]->add_known_zero(gpa);
     if (!outcome) return outcome.status();
     if (enc_[s]->full()) return ship(s);
     return Status::ok();
@@ -55,6 +85,10 @@ public:
     for (uint16_t s = 0; s < enc_.size(); ++s)
       if (!enc_[s]->empty()) MINIHV_TRY(ship(s));
     return session_.flush();
+  }
+
+  void set_hash_unchanged(bool on) {
+    for (auto& e : enc_) e->set_hash_unchanged(on);
   }
 
   CodecStats stats() const {
@@ -101,6 +135,7 @@ public:
     // first round after the full pass holds only what the guest wrote during it, not all of RAM.
     MINIHV_TRY(harvest().status());
     for (auto& bm : bitmaps_) std::fill(bm.begin(), bm.end(), 0);
+    last_round_ = Clock::now();
     MINIHV_TRY(full_pass());
     MINIHV_TRY(dirty_rounds());
     return switchover();
@@ -160,11 +195,23 @@ private:
     return Status::ok();
   }
 
-  // Sends every page of guest RAM once (zero pages as markers).
+  // Sends every page of guest RAM once (zero pages as markers). Pages the guest never touched hold
+  // no host memory: they are zero without being read (reading would fault each one in).
   Status full_pass() {
     const auto t = Clock::now();
-    for (const MemoryRegion& r : vm_.memory().regions())
-      for (uint64_t off = 0; off < r.size; off += kPage) MINIHV_TRY(sender_->send(r.gpa + off, r.host + off));
+    const auto& regions = vm_.memory().regions();
+    std::vector<uint64_t> untouched(kUntouchedWords);
+    for (size_t i = 0; i < regions.size(); ++i) {
+      const MemoryRegion& r = regions[i];
+      const uint64_t pages = r.size / kPage;
+      for (uint64_t first = 0; first < pages; first += kUntouchedWords * 64) {
+        vm_.memory().untouched_pages(i, first, untouched);
+        for (uint64_t p = first; p < std::min(pages, first + kUntouchedWords * 64); ++p) {
+          const bool zero = untouched[(p - first) / 64] >> ((p - first) % 64) & 1;
+          MINIHV_TRY(sender_->send(r.gpa + p * kPage, zero ? nullptr : r.host + p * kPage));
+        }
+      }
+    }
     MINIHV_TRY(sender_->flush());
     MINIHV_TRY(session_->send_round_end({0, 0, 0, false}));
     send_seconds_ += seconds_since(t);
@@ -212,10 +259,19 @@ private:
     return std::max(bw, 1e6);  // never divide by ~0 on a first tiny round
   }
 
-  // Bytes on the wire per dirty page, as the codec has done so far (zero/unchanged pages are cheap).
-  double wire_bytes_per_page() const {
-    const CodecStats s = sender_->stats();
-    return s.bytes_in ? std::max(64.0, static_cast<double>(s.bytes_out) / (s.bytes_in / kPage)) : kPage;
+  // The final round's time if the pause began now: the pages left at what moving one has cost,
+  // plus the machine state and the round trips of the switchover.
+  double expected_downtime_ms(uint64_t pages) const {
+    return static_cast<double>(pages) * page_cost_.seconds_per_page() * 1000 + kSwitchoverFixedMs;
+  }
+
+  // "unchanged" hashing pays when it hits: after each round, keep it on for every page only if its
+  // hit rate (measured on every page, or on the sample while it is off) is worth the hash.
+  void adapt_hashing(const CodecStats& round) {
+    if (round.hashed < kMinHashedToJudge) return;
+    const bool on = round.unchanged_hit_rate() >= kMinUnchangedHitRate;
+    sender_->set_hash_unchanged(on);
+    if (!on) ++sum_.adaptive.hash_off_rounds;
   }
 
   Status dirty_rounds() {
@@ -223,21 +279,29 @@ private:
     unsigned not_shrinking = 0, step = 0;
     for (;;) {
       const auto since = Clock::now() - last_round_;
-      if (since < kMinRound) std::this_thread::sleep_for(kMinRound - since);
-      const auto round_start = Clock::now();
       auto dirty = harvest();
       if (!dirty) return dirty.status();
-      const double remaining = static_cast<double>(*dirty) * wire_bytes_per_page();
-      const double expected_ms = remaining / bandwidth() * 1000;
+      // A round that took microseconds sees almost nothing dirty (or nothing while the vCPU thread
+      // waits for a core): unless the rest already fits, watch for at least kMinRound.
+      if (expected_downtime_ms(*dirty) > static_cast<double>(o_.downtime_ms) && since < kMinRound) {
+        std::this_thread::sleep_for(kMinRound - since);
+        dirty = harvest();
+        if (!dirty) return dirty.status();
+      }
+      const auto round_start = Clock::now();
+      const double expected_ms = expected_downtime_ms(*dirty);
       const double round_s = std::max(1e-3, std::chrono::duration<double>(round_start - last_round_).count());
       progress_({{"round", sum_.rounds},
                  {"remaining_bytes", static_cast<uint64_t>(*dirty * kPage)},
                  {"dirty_pages", *dirty},
                  {"dirty_rate_mbps", *dirty * kPage * 8 / round_s / 1e6},
                  {"throughput_mbps", bandwidth() * 8 / 1e6},
+                 {"page_cost_us", page_cost_.seconds_per_page() * 1e6},
                  {"expected_downtime_ms", static_cast<uint64_t>(expected_ms)},
+                 {"unchanged_hit_rate", last_round_stats_.unchanged_hit_rate()},
+                 {"lz4_hit_rate", last_round_stats_.lz4_hit_rate()},
                  {"throttle", sum_.throttle_percent}});
-      last_round_ = Clock::now();
+      last_round_ = round_start;
       if (expected_ms <= static_cast<double>(o_.downtime_ms)) return Status::ok();  // the rest fits
       if (seconds_since(start_) > o_.max_seconds)
         return Status::error("did not converge within --max-time " + std::to_string(static_cast<int>(o_.max_seconds)) +
@@ -252,35 +316,57 @@ private:
         not_shrinking = 0;
       }
       previous = *dirty;
-      const auto t = Clock::now();
-      MINIHV_TRY(send_dirty());
-      MINIHV_TRY(session_->send_round_end({sum_.rounds, 0, static_cast<uint64_t>(remaining), false}));
-      send_seconds_ += seconds_since(t);
-      ++sum_.rounds;
+      MINIHV_TRY(send_round(*dirty, false));
       MINIHV_TRY(check_abort());
     }
   }
 
+  // Sends the pending pages and the round's end; measures what each page cost end to end.
+  Status send_round(uint64_t pages, bool last) {
+    const CodecStats before = sender_->stats();
+    const auto t = Clock::now();
+    MINIHV_TRY(send_dirty());
+    MINIHV_TRY(session_->send_round_end({sum_.rounds, 0, pages * kPage, last}));
+    const double took = seconds_since(t);
+    send_seconds_ += took;
+    page_cost_.observe(pages, took);
+    last_round_stats_ = sender_->stats().minus(before);
+    adapt_hashing(last_round_stats_);
+    ++sum_.rounds;
+    return Status::ok();
+  }
+
   Status switchover() {
     const auto pause_start = Clock::now();
+    DowntimeParts& parts = sum_.downtime_parts;
+    auto at = [&] { return std::chrono::duration<double, std::milli>(Clock::now() - pause_start).count(); };
     MINIHV_TRY(vm_.pause());
     paused_ = true;
+    parts.paused = at();
     // Save (which quiesces the devices: in-flight disk reads land in guest memory and mark the
     // device dirty bitmap) BEFORE the last harvest, or a read completing after it would be lost.
     auto state = vm_.save_machine();
     if (!state) return state.status().context("saving the machine state");
+    parts.saved = at();
     auto dirty = harvest();  // everything still pending, now final
     if (!dirty) return dirty.status();
-    const auto t = Clock::now();
-    MINIHV_TRY(send_dirty());
-    MINIHV_TRY(session_->send_round_end({sum_.rounds, 0, 0, true}));
-    send_seconds_ += seconds_since(t);
-    ++sum_.rounds;
-    for (Frame& f : make_state_frames(encode_machine_state(*state))) MINIHV_TRY(session_->send(kControlStream, std::move(f)));
-    if (o_.verify) MINIHV_TRY(verify());
+    parts.final_pages = *dirty;
+    parts.expected = expected_downtime_ms(*dirty);
+    MINIHV_TRY(send_round(*dirty, true));
+    parts.last_page = at();
+    const std::vector<uint8_t> blob = encode_machine_state(*state);
+    parts.state_bytes = blob.size();
+    for (Frame& f : make_state_frames(blob)) MINIHV_TRY(session_->send(kControlStream, std::move(f)));
+    MINIHV_TRY(session_->flush());
+    parts.state_sent = at();
+    if (o_.verify) {
+      MINIHV_TRY(verify());
+      parts.verified = at();
+    }
     MINIHV_TRY(session_->send(kControlStream, make_commit()));
     MINIHV_TRY(session_->flush());
     MINIHV_TRY(wait_for(FrameType::kAck, [](const FrameView&) { return Status::ok(); }));
+    parts.acked = at();
     sum_.downtime_ms = ms_since(pause_start);
     return Status::ok();
   }
@@ -348,6 +434,8 @@ private:
   std::unique_ptr<PageSender> sender_;
   std::vector<std::vector<uint64_t>> bitmaps_;  // pages dirty and not yet sent, per region
   std::vector<uint64_t> scratch_;
+  PageCost page_cost_;
+  CodecStats last_round_stats_;
   Clock::time_point start_, last_round_ = Clock::now();
   double send_seconds_ = 0;
   bool logging_ = false, paused_ = false;
@@ -371,6 +459,12 @@ Summary migrate_out(Vm& vm, const SourceOptions& options, const ProgressFn& prog
   return sum;
 }
 
+nlohmann::json DowntimeParts::to_json() const {
+  return {{"paused_ms", paused},       {"saved_ms", saved},           {"last_page_ms", last_page},
+          {"final_pages", final_pages}, {"state_sent_ms", state_sent}, {"state_bytes", state_bytes},
+          {"verified_ms", verified},   {"acked_ms", acked},           {"expected_ms", expected}};
+}
+
 nlohmann::json Summary::to_json() const {
   nlohmann::json tried_json = nlohmann::json::array();
   for (const auto& a : tried)
@@ -383,9 +477,12 @@ nlohmann::json Summary::to_json() const {
           {"ram_bytes", ram_bytes},
           {"bytes_sent", bytes_sent},
           {"pages", {{"zero", pages.zero}, {"unchanged", pages.unchanged}, {"lz4", pages.lz4}, {"raw", pages.raw}}},
+          {"hit_rates", {{"unchanged", pages.unchanged_hit_rate()}, {"lz4", pages.lz4_hit_rate()},
+                         {"hash_off_rounds", adaptive.hash_off_rounds}}},
           {"throughput_mbps", throughput_mbps},
           {"streams", streams},
           {"verified", verified},
+          {"downtime_parts", downtime_parts.to_json()},
           {"throttle_percent", throttle_percent},
           {"target", target},
           {"tried", tried_json},

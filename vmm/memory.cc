@@ -1,6 +1,8 @@
 #include "vmm/memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -48,6 +50,7 @@ Result<std::unique_ptr<GuestMemory>> GuestMemory::create(uint64_t size, Backing 
   if (size % kHugeAlign) return Status::error("guest memory must be a multiple of 2 MiB");
   std::unique_ptr<GuestMemory> mem(new GuestMemory());
   mem->size_ = size;
+  mem->pagemap_.reset(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));  // optional: untouched_pages()
   const uint64_t below = std::min<uint64_t>(size, layout::kMmioGapStart);
   const uint64_t above = size - below;
   struct Want { uint64_t gpa, size; };
@@ -101,6 +104,36 @@ void GuestMemory::mark_dirty(uint64_t gpa, uint64_t len) {
       device_dirty_[i][pg / 64].fetch_or(uint64_t{1} << (pg % 64), std::memory_order_relaxed);
     return;
   }
+}
+
+void GuestMemory::untouched_pages(size_t region, uint64_t first_page, std::span<uint64_t> untouched) const {
+  std::fill(untouched.begin(), untouched.end(), 0);
+  if (!pagemap_.valid() || region >= regions_.size()) return;
+  const MemoryRegion& r = regions_[region];
+  const uint64_t pages = r.size / layout::kPageSize;
+  if (first_page >= pages) return;
+  const uint64_t n = std::min<uint64_t>(pages - first_page, untouched.size() * 64);
+  // One 64-bit entry per page: bit 63 present in RAM, bit 62 in swap (Documentation/admin-guide/mm/pagemap.rst).
+  constexpr uint64_t kPresent = uint64_t{1} << 63, kSwapped = uint64_t{1} << 62;
+  constexpr uint64_t kChunk = 4096;
+  uint64_t entries[kChunk];
+  const uint64_t vpage = reinterpret_cast<uintptr_t>(r.host) / layout::kPageSize + first_page;
+  for (uint64_t done = 0; done < n;) {
+    const uint64_t want = std::min(kChunk, n - done);
+    const ssize_t got = pread(pagemap_.get(), entries, want * sizeof(uint64_t),
+                              static_cast<off_t>((vpage + done) * sizeof(uint64_t)));
+    if (got <= 0) return;  // unknown from here on: touched
+    const uint64_t k = static_cast<uint64_t>(got) / sizeof(uint64_t);
+    for (uint64_t i = 0; i < k; ++i)
+      if (!(entries[i] & (kPresent | kSwapped))) untouched[(done + i) / 64] |= uint64_t{1} << ((done + i) % 64);
+    done += k;
+  }
+}
+
+Status GuestMemory::discard() {
+  for (const MemoryRegion& r : regions_)
+    if (madvise(r.host, r.size, MADV_DONTNEED) != 0) return Status::from_errno("madvise(MADV_DONTNEED) of guest RAM");
+  return Status::ok();
 }
 
 void GuestMemory::take_device_dirty(size_t region, std::span<uint64_t> bitmap) {

@@ -56,12 +56,23 @@ public:
   // dirty log) and clears them.
   void take_device_dirty(size_t region, std::span<uint64_t> bitmap);
 
+  // Pages of `region` from `first_page` on (count = bits in `untouched` = 64 * its size) that hold
+  // no memory, neither in RAM nor in swap: never written since the RAM was mapped or discarded, so
+  // they read as zero. A set bit means untouched; an unknown page (no /proc/self/pagemap) is
+  // reported touched. Pages past the region's end are reported touched.
+  void untouched_pages(size_t region, uint64_t first_page, std::span<uint64_t> untouched) const;
+
+  // Drops every page of RAM: all of it reads as zero afterwards and holds no host memory (an
+  // incoming VM starts from empty RAM, whatever was built into it). Only while no vCPU runs.
+  Status discard();
+
 private:
   GuestMemory() = default;
   uint64_t size_ = 0;
   std::vector<Mapping> mappings_;
   std::vector<MemoryRegion> regions_;
   std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> device_dirty_;
+  UniqueFd pagemap_;  // /proc/self/pagemap, for untouched_pages()
 };
 
 }  // namespace minihv

@@ -331,3 +331,33 @@ TEST(BlockdevLeaseHandOver, AnExpiredHolderCannotHandOver) {
 
 }  // namespace
 }  // namespace minihv::blockdev
+
+namespace minihv::blockdev {
+namespace {
+
+// A contender that stalls between its claim and the read-back (a loaded host) finds its claim
+// already past validity: it starts over, waits for its own stale claim to go quiet, and wins.
+TEST(BlockdevLease, AStallBetweenClaimAndReadBackStartsOverInsteadOfFailing) {
+  MemVolume m;
+  const auto t = m.timings();
+  LeaseAcquirer a(*m.dev, m.clock, m.uuid(), disk_slot(m), t, "A");
+  bool stalled = false;
+  const Nanos t0 = m.clock.now();
+  while (!a.done()) {
+    const LeaseAcquirer::Phase before = a.phase();
+    const Nanos due = a.step();
+    if (before == LeaseAcquirer::Phase::kWrite && a.phase() == LeaseAcquirer::Phase::kReadBack && !stalled) {
+      m.clock.advance(t.fail + 1ms);  // the process is descheduled right after its claim
+      stalled = true;
+      continue;
+    }
+    if (m.clock.now() < due) m.clock.advance(due - m.clock.now());
+  }
+  ASSERT_TRUE(stalled);
+  ASSERT_EQ(a.phase(), LeaseAcquirer::Phase::kWon) << a.status().message();
+  EXPECT_GE(m.clock.now() - t0, Nanos(t.dead)) << "its stale claim must stand still for dead first";
+  EXPECT_TRUE(a.take()->valid());
+}
+
+}  // namespace
+}  // namespace minihv::blockdev

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+
 #include <vector>
 
 #include "vmm/layout.h"
@@ -65,6 +67,41 @@ TEST(GuestMemory, WritesMarkTheDeviceDirtyBitmap) {
   auto back = m.read_obj<uint32_t>(5 * 4096 + 4094);
   ASSERT_TRUE(back);
   EXPECT_EQ(*back, v);
+}
+
+}  // namespace
+}  // namespace minihv
+
+namespace minihv {
+namespace {
+
+// Untouched pages are known zero without being read (the full pass skips them); a write makes a
+// page touched, discard() makes every page untouched again.
+TEST(GuestMemory, UntouchedPagesAreThoseNeverWrittenOrDiscarded) {
+  auto mem = GuestMemory::create(16 * layout::kMiB);
+  ASSERT_TRUE(mem) << mem.message();
+  // 4 KiB pages, so one write touches one page (THP would fault in 2 MiB at once).
+  const MemoryRegion& r = (*mem)->regions()[0];
+  ASSERT_EQ(madvise(r.host, r.size, MADV_NOHUGEPAGE), 0);
+  std::vector<uint64_t> bits(2);
+  (*mem)->untouched_pages(0, 0, bits);
+  EXPECT_EQ(bits[0], ~uint64_t{0});
+  EXPECT_EQ(bits[1], ~uint64_t{0});
+  r.host[5 * layout::kPageSize + 17] = 1;
+  r.host[70 * layout::kPageSize] = 1;
+  (*mem)->untouched_pages(0, 0, bits);
+  EXPECT_EQ(bits[0], ~(uint64_t{1} << 5));
+  EXPECT_EQ(bits[1], ~(uint64_t{1} << 6));
+  (*mem)->untouched_pages(0, 64, bits);  // from page 64 on
+  EXPECT_EQ(bits[0], ~(uint64_t{1} << 6));
+  ASSERT_TRUE((*mem)->discard());
+  (*mem)->untouched_pages(0, 0, bits);
+  EXPECT_EQ(bits[0], ~uint64_t{0});
+  EXPECT_EQ(r.host[5 * layout::kPageSize + 17], 0);
+  const uint64_t last = r.size / layout::kPageSize - 1;
+  (*mem)->untouched_pages(0, last, bits);
+  EXPECT_EQ(bits[0], uint64_t{1}) << "only the region's last page; what lies past its end is touched";
+  EXPECT_EQ(bits[1], 0u);
 }
 
 }  // namespace

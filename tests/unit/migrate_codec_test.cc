@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <lz4.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -285,6 +286,36 @@ TEST(MigrateVerify, FindsTheRangeThatDiffers) {
   EXPECT_EQ((*diff)[0].gpa, (1ull << 32) + 16 * kPageSize);
   std::vector<RangeDigest> outside = {{1ull << 40, kPageSize, 0}};
   EXPECT_FALSE(compare_ram(rb, outside));
+}
+
+}  // namespace
+}  // namespace minihv::migrate
+
+namespace minihv::migrate {
+namespace {
+
+// The receiver skips zero records for pages it knows are zero, and only for those: a page that a
+// raw record wrote is cleared again by a later zero record.
+TEST(MigrateZeroPages, ZeroRecordsSkipKnownZeroPagesAndClearWrittenOnes) {
+  FakeRam src, dst;
+  auto ram = dst.regions();
+  ZeroPages zero(ram);
+  const uint64_t a = 0, b = kPageSize;
+  fill_random(src.page(a), 7);
+  Frame written = encode(src, {a}, Compression::kNone, nullptr);
+  ASSERT_TRUE(decode_page_batch(payload(written), ram, &zero));
+  EXPECT_FALSE(zero.known_zero(a));
+  EXPECT_TRUE(zero.known_zero(b));
+  std::memset(dst.page(b), 0xEE, kPageSize);  // contradicts what `zero` knows: proves b is not read
+  std::memset(src.page(a), 0, kPageSize);
+  Frame zeros = encode(src, {a, b}, Compression::kNone, nullptr);
+  auto st = decode_page_batch(payload(zeros), ram, &zero);
+  ASSERT_TRUE(st) << st.message();
+  EXPECT_EQ(st->zero, 2u);
+  EXPECT_TRUE(std::all_of(dst.page(a), dst.page(a) + kPageSize, [](uint8_t x) { return x == 0; }))
+      << "a page written earlier must be cleared";
+  EXPECT_EQ(dst.page(b)[0], 0xEE) << "a known-zero page is not touched";
+  EXPECT_TRUE(zero.known_zero(a));
 }
 
 }  // namespace
