@@ -6,6 +6,8 @@ Cases (1 GiB of guest RAM, 2 vCPUs, the same downtime target for both tools):
   idle                       the guest sleeps on its 10 ms tick
   dirty mib=256              256 MiB rewritten and verified at full speed by both vCPUs
   dirty mib=64 rate=16       64 MiB working set, 16 MiB/s per vCPU = 32 MiB/s in all
+  dirty mib=256 fill=text|random|zeros   as dirty256 with compressible, incompressible or
+                             zero-heavy pages (docs/test-guest.md)
 each over two links:
   lo     loopback inside a private network namespace (so its byte counters are ours alone)
   veth   a veth pair between two private namespaces, both ends shaped by tc tbf to 1 Gbit/s;
@@ -59,6 +61,9 @@ CASES = {
     "idle": "idle",
     "dirty256": "dirty mib=256",
     "dirty64": "dirty mib=64 rate=16",
+    "text256": "dirty mib=256 fill=text",      # pages lz4 compresses ~50:1
+    "random256": "dirty mib=256 fill=random",  # incompressible pages
+    "zeros256": "dirty mib=256 fill=zeros",    # three pages in four zero
 }
 LINKS = {  # name: (namespace of the source, namespace of the destination, destination address)
     "lo": (NS_A, NS_A, "127.0.0.1"),

@@ -11,6 +11,7 @@
 #include "migrate/frames.h"
 #include "migrate/test_hooks.h"
 #include "migrate/migration.h"
+#include "migrate/receive_order.h"
 #include "migrate/verify.h"
 #include "vmm/machine_state.h"
 
@@ -46,9 +47,12 @@ class DestinationRun {
 public:
   // The VM's RAM must have been discarded (GuestMemory::discard): every page starts known zero.
   DestinationRun(Vm& vm, Session& s, const ProgressFn& progress)
-      : vm_(vm), s_(s), progress_(progress), zero_(vm.memory().regions()) {}
+      : vm_(vm), s_(s), progress_(progress), zero_(vm.memory().regions()), order_(s.streams()) {}
 
+  // Only frames that may come now get here (ReceiveOrder); any other is a protocol error, which
+  // migrate_in sends back as ABORT.
   Result<Next> on_frame(const FrameView& v) {
+    MINIHV_TRY(order_.accept(v));
     switch (v.type()) {
       case FrameType::kHello: return on_hello(v);
       case FrameType::kPages: {
@@ -59,7 +63,13 @@ public:
       case FrameType::kDirtyRoundEnd: {
         auto r = parse_round_end(v);
         if (!r) return r.status();
-        if (v.header.stream == kControlStream) progress_({{"event", "round"}, {"round", r->round}});
+        if (v.header.stream != kControlStream) return Next::kContinue;
+        // Stream 0's round end comes after every other stream's (the barrier): the round is in.
+        progress_({{"event", "round"}, {"round", r->round}});
+        if (!r->last) {
+          MINIHV_TRY(s_.send(kControlStream, make_round_ack({r->round})));
+          MINIHV_TRY(s_.flush());
+        }
         return Next::kContinue;
       }
       case FrameType::kState: return on_state(v);
@@ -127,6 +137,7 @@ private:
   Session& s_;
   const ProgressFn& progress_;
   ZeroPages zero_;
+  ReceiveOrder order_;
   StateAssembler state_;
   bool restored_ = false;
 };

@@ -146,6 +146,7 @@ struct RoundEnd { uint32_t round = 0, pages = 0; uint64_t remaining_bytes = 0; b
 struct StateChunk { uint64_t offset = 0, total = 0; std::span<const uint8_t> data; bool last = false; };
 struct RangeDigest { uint64_t gpa = 0, length = 0, digest = 0; };
 struct Abort { std::string reason; };
+struct RoundAck { uint32_t round = 0; };
 
 Frame make_stream_open(const StreamOpen& m);
 Frame make_hello(const Hello& m);
@@ -156,6 +157,7 @@ Frame make_verify_reply(std::span<const RangeDigest> mismatches);
 Frame make_commit();
 Frame make_ack();
 Frame make_abort(const Abort& m);
+Frame make_round_ack(const RoundAck& m);
 // Splits `blob` into STATE frames of at most kMaxStateChunk bytes (one empty frame for an empty blob).
 std::vector<Frame> make_state_frames(std::span<const uint8_t> blob);
 
@@ -167,6 +169,7 @@ Result<RoundEnd> parse_round_end(const FrameView& f);
 Result<StateChunk> parse_state_chunk(const FrameView& f);
 Result<std::vector<RangeDigest>> parse_verify(const FrameView& f);  // VERIFY or VERIFY_REPLY
 Result<Abort> parse_abort(const FrameView& f);
+Result<RoundAck> parse_round_ack(const FrameView& f);
 
 // Reassembles STATE chunks: offsets must be contiguous from 0, totals equal, <= kMaxStateBytes.
 class StateAssembler {

@@ -84,6 +84,13 @@ Frame make_ack() {
   return b.finish();
 }
 
+Frame make_round_ack(const RoundAck& m) {
+  FrameBuilder b;
+  b.begin(FrameType::kRoundAck);
+  b.put_u32(m.round);
+  return b.finish();
+}
+
 Frame make_abort(const Abort& m) {
   FrameBuilder b;
   b.begin(FrameType::kAbort);
@@ -151,6 +158,14 @@ Result<RoundEnd> parse_round_end(const FrameView& f) {
   m.pages = r.get<uint32_t>();
   m.remaining_bytes = r.get<uint64_t>();
   m.last = (f.header.flags & FrameFlag::kLast) != 0;
+  return finish(r, m);
+}
+
+Result<RoundAck> parse_round_ack(const FrameView& f) {
+  MINIHV_TRY(expect_type(f, FrameType::kRoundAck));
+  wire::Reader r(f.payload, "ROUND_ACK");
+  RoundAck m;
+  m.round = r.get<uint32_t>();
   return finish(r, m);
 }
 

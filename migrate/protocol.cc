@@ -14,6 +14,7 @@ std::string_view frame_type_name(FrameType t) {
     case FrameType::kVerifyReply: return "VERIFY_REPLY";
     case FrameType::kCommit: return "COMMIT";
     case FrameType::kAck: return "ACK";
+    case FrameType::kRoundAck: return "ROUND_ACK";
     case FrameType::kAbort: return "ABORT";
   }
   return "UNKNOWN";

@@ -30,7 +30,7 @@
 namespace minihv::migrate {
 
 inline constexpr uint32_t kMagic = 0x4D56484D;  // bytes 'M' 'H' 'V' 'M' on the wire
-inline constexpr uint16_t kVersion = 1;
+inline constexpr uint16_t kVersion = 2;  // 2: ROUND_ACK
 inline constexpr size_t kHeaderSize = 32;
 
 // Big enough for a PAGES batch of kMaxPagesPerBatch raw pages plus record headers, and a STATE chunk.
@@ -58,9 +58,10 @@ enum class FrameType : uint16_t {
   kCommit = 9,         // source -> dest, stream 0: "everything is sent, please confirm"
   kAck = 10,           // dest -> source, stream 0: "I have it all and will run it"
   kAbort = 11,         // either way, stream 0 (any stream is accepted): give up, with a reason
+  kRoundAck = 12,      // dest -> source, stream 0: every page of round r is in guest memory
 };
 inline constexpr uint16_t kMinFrameType = 1;
-inline constexpr uint16_t kMaxFrameType = 11;
+inline constexpr uint16_t kMaxFrameType = 12;
 inline constexpr bool is_known_frame_type(uint16_t t) { return t >= kMinFrameType && t <= kMaxFrameType; }
 std::string_view frame_type_name(FrameType t);
 
@@ -111,6 +112,10 @@ inline constexpr uint16_t kMaxZeroRun = 0xFFFF;
 // VERIFY:               u32 n | n x { u64 gpa | u64 length | u64 xxh3 }
 // VERIFY_REPLY:         u32 n | n x { u64 gpa | u64 length | u64 xxh3 as the destination computed it }
 //                       (the ranges that differ; n == 0 means everything matched)
+// ROUND_ACK:            u32 round (sent when stream 0's DIRTY_ROUND_END(round) is delivered, i.e.
+//                       after the barrier: every page of the round decoded; not for the final round,
+//                       which COMMIT/ACK close). The source waits for it before its next harvest, so
+//                       the destination's decode backlog never spills into the pause.
 // COMMIT, ACK:          empty
 // ABORT:                u32 len | reason
 // The structs and their encoders/decoders are in frames.h.

@@ -13,6 +13,10 @@ const char *const bench_patterns[4] = {
     [P_RANDREAD] = "randread", [P_RANDWRITE] = "randwrite", [P_SEQREAD] = "seqread", [P_SEQWRITE] = "seqwrite",
 };
 
+const char *const dirty_fills[4] = {
+    [F_MIXED] = "mixed", [F_RANDOM] = "random", [F_TEXT] = "text", [F_ZEROS] = "zeros",
+};
+
 static void error(const char *what, const char *w, usize n)
 {
     if (cfg.error[0])
@@ -87,6 +91,15 @@ static int linux_word(const char *w, usize n, usize keylen)
     return 0;
 }
 
+/* The index of the n bytes at v in names[0..count), or -1. */
+static int named_value(const char *v, usize n, const char *const *names, usize count)
+{
+    for (usize i = 0; i < count; i++)
+        if (strlen(names[i]) == n && !strncmp(v, names[i], n))
+            return (int)i;
+    return -1;
+}
+
 static void option(const char *w, usize n)
 {
     static const struct { const char *key; u64 *val; } keys[] = {
@@ -102,13 +115,19 @@ static void option(const char *w, usize n)
     }
     if (linux_word(w, n, kl))
         return;
+    int v;
     if (kl == 7 && !strncmp(w, "pattern", 7) && kl < n) {
-        for (usize i = 0; i < 4; i++)
-            if (strlen(bench_patterns[i]) == n - 8 && !strncmp(w + 8, bench_patterns[i], n - 8)) {
-                cfg.pattern = (enum bench_pattern)i;
-                return;
-            }
-        error("bad value", w, n);
+        if ((v = named_value(w + 8, n - 8, bench_patterns, 4)) < 0)
+            error("bad value", w, n);
+        else
+            cfg.pattern = (enum bench_pattern)v;
+        return;
+    }
+    if (kl == 4 && !strncmp(w, "fill", 4) && kl < n) {
+        if ((v = named_value(w + 5, n - 5, dirty_fills, 4)) < 0)
+            error("bad value", w, n);
+        else
+            cfg.fill = (enum dirty_fill)v;
         return;
     }
     for (usize i = 0; kl < n && i < sizeof(keys) / sizeof(keys[0]); i++) {

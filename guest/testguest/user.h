@@ -22,6 +22,8 @@ int addr_is_ram(u64 a);
 enum workload { W_IDLE, W_DIRTY, W_DISK, W_CPUID, W_CPUID3, W_POWEROFF, W_REBOOT, W_PANIC,
                W_DISKBENCH };
 enum bench_pattern { P_RANDREAD, P_RANDWRITE, P_SEQREAD, P_SEQWRITE };
+/* dirty: what a page holds (docs/test-guest.md) */
+enum dirty_fill { F_MIXED, F_RANDOM, F_TEXT, F_ZEROS };
 #define TG_MAX_VMMIO 8
 struct config {
     enum workload wl;
@@ -29,6 +31,7 @@ struct config {
     u64 secs, stall_ms, mib, rate, slots;
     u64 bs, qd;                 /* diskbench */
     enum bench_pattern pattern; /* diskbench */
+    enum dirty_fill fill;       /* dirty */
     u64 vmmio[TG_MAX_VMMIO];    /* virtio_mmio.device= base addresses */
     int nvmmio;
     char error[96];             /* first problem found, reported after boot */
@@ -78,6 +81,7 @@ NORETURN void work_dirty(u32 cpu);
 NORETURN void work_disk(u32 cpu);
 NORETURN void work_diskbench(u32 cpu);
 extern const char *const bench_patterns[4];
+extern const char *const dirty_fills[4];
 NORETURN void work_cpuid(void (*cpuid)(u32, u32, u32[4]));
 typedef void (*cpuid_fn)(u32 leaf, u32 sub, u32 r[4]);
 int cpuid_flag_names(cpuid_fn cpuid, char *buf, int size);

@@ -1,7 +1,11 @@
-/* Test guest workload `dirty mib=N [rate=MiB/s]`: a self-checking working
- * set. Each CPU owns an even slice of N MiB of free RAM; it writes every
- * page once (generation 1), then forever verifies each page and rewrites
- * it with generation+1. Page format: see docs/test-guest.md. */
+/* Test guest workload `dirty mib=N [rate=MiB/s] [fill=mixed|random|text|zeros]`:
+ * a self-checking working set. Each CPU owns an even slice of N MiB of free
+ * RAM; it writes every page once (generation 1), then forever verifies each
+ * page and rewrites it with generation+1. What a page holds besides its
+ * header (fill=): mixed, half pseudo-random and half a 64-byte cycle (lz4
+ * halves it); random, all pseudo-random (incompressible); text, all the
+ * cycle (compresses ~50:1); zeros, three pages in four all zero (verified
+ * zero), the fourth mixed. Page format: see docs/test-guest.md. */
 #include "user.h"
 
 #define PAGE_WORDS 512
@@ -47,17 +51,38 @@ static u64 page_sum(const u64 *p)
     return mix64(rotl(a, 1) + rotl(b, 7) + rotl(c, 12) + rotl(d, 18));
 }
 
+/* fill=zeros: the pages that stay all zero */
+static int zero_page(u64 idx) { return cfg.fill == F_ZEROS && (idx & 3) != 0; }
+
 static void page_fill(u64 *p, u64 idx, u64 gen)
 {
+    if (zero_page(idx)) {
+        for (int i = 0; i < PAGE_WORDS; i++)
+            p[i] = 0;
+        return;
+    }
     u64 seed = mix64(idx * 0x9e3779b97f4a7c15UL ^ gen);
+    int random_to = cfg.fill == F_RANDOM ? PAGE_WORDS : cfg.fill == F_TEXT ? 4 : PAGE_WORDS / 2;
     p[0] = DIRTY_MAGIC;
     p[1] = idx;
     p[2] = gen;
-    for (int i = 4; i < PAGE_WORDS / 2; i++)    /* pseudo-random half */
+    for (int i = 4; i < random_to; i++)         /* pseudo-random part */
         p[i] = mix64(seed + (u64)i);
-    for (int i = PAGE_WORDS / 2; i < PAGE_WORDS; i++)   /* structured half: 64-byte cycle */
+    for (int i = random_to; i < PAGE_WORDS; i++)        /* structured part: 64-byte cycle */
         p[i] = seed ^ (u64)(i & 7);
     p[3] = page_sum(p);
+}
+
+/* Whether the page holds what page_fill(idx, gen) wrote. */
+static int page_ok(const u64 *p, u64 idx, u64 gen)
+{
+    if (zero_page(idx)) {
+        u64 acc = 0;
+        for (int i = 0; i < PAGE_WORDS; i++)
+            acc |= p[i];
+        return acc == 0;
+    }
+    return p[0] == DIRTY_MAGIC && p[1] == idx && p[2] == gen && p[3] == page_sum(p);
 }
 
 /* Assign global page indices 0..pages-1 over free RAM above the image and
@@ -165,7 +190,7 @@ NORETURN void work_dirty(u32 cpu)
                 u64 idx = d->ext[e].first + i;
                 if (d->rate_pps)
                     rate_wait(d);
-                if (p[0] != DIRTY_MAGIC || p[1] != idx || p[2] != gen - 1 || p[3] != page_sum(p))
+                if (!page_ok(p, idx, gen - 1))
                     corrupt(d, p, idx, gen - 1);
                 page_fill(p, idx, gen);
                 d->pages_since++;

@@ -44,6 +44,7 @@ void handle(const FrameView& v, std::span<const MemoryRegion> ram, StateAssemble
     case FrameType::kAbort: (void)parse_abort(v); break;
     case FrameType::kCommit:
     case FrameType::kAck: break;
+    case FrameType::kRoundAck: (void)parse_round_ack(v); break;
   }
 }
 
