@@ -108,6 +108,10 @@ nlohmann::json handle_request(Vm& vm, std::atomic<bool>& migrating, const nlohma
     r["ok"] = true;
     return r;
   }
+  // A migration owns the VM's run state: a resume in its switchover would run the guest here while
+  // the destination takes it over.
+  if ((cmd == "pause" || cmd == "resume") && migrating.load())
+    return {{"ok", false}, {"error", "the VM is migrating: " + cmd + " is refused until the migration ends"}};
   if (cmd == "pause") return reply(vm.pause());
   if (cmd == "resume") return reply(vm.resume());
   if (cmd == "stop") {

@@ -281,6 +281,12 @@ TEST_F(Migration, GivesUpAtMaxTimeAndRefusesASecondMigration) {
   VmProcess second(migrate_args(src_api, "127.0.0.1:" + std::to_string(free_port()), {}));
   EXPECT_EQ(second.wait_exit(30s), 1);
   EXPECT_NE(second.stderr_text().find("already in progress"), std::string::npos) << second.stderr_text();
+  // The migration owns the VM's run state: a resume (or pause) from the socket is refused meanwhile.
+  for (const char* cmd : {"resume", "pause"}) {
+    VmProcess steer({"vm", cmd, "--api", src_api});
+    EXPECT_NE(steer.wait_exit(30s).value_or(0), 0) << cmd;
+    EXPECT_NE(steer.stdout_text().find("the VM is migrating"), std::string::npos) << cmd << ": " << steer.stdout_text();
+  }
   EXPECT_EQ(first.wait_exit(90s), 1) << first.stdout_text();
   auto j = parse_json(first);
   EXPECT_NE(j.value("error", "").find("did not converge"), std::string::npos) << first.stdout_text();
