@@ -93,8 +93,10 @@ struct AcquireOptions {
   // false: refuse as soon as the holder is seen alive. true: keep watching until the record has
   // stood still for `dead` after its last change; refuse only a holder that has kept changing it
   // for `max_wait` (0 = the dead timeout plus a few renewals), counted from the first change seen.
-  // A dead holder's late write (one in flight when it died) restarts the `dead` watch but never
-  // ends the wait: only a live holder keeps renewing, so only it exceeds `max_wait`.
+  // A dead holder's late write (one in flight when it died) restarts the `dead` watch but does not
+  // end the wait: a live holder keeps renewing and exceeds `max_wait`; a dead one exceeds it only
+  // if it was seen renewing for nearly all of `max_wait` before it died (then it is refused, which
+  // costs a retry, never safety).
   bool wait_for_live_holder = false;
   Nanos max_wait{0};
   // What this process already saw in the slot and since when (its own clock; e.g. a cluster node

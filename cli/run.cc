@@ -110,10 +110,12 @@ nlohmann::json handle_request(Vm& vm, std::atomic<bool>& migrating, const nlohma
   }
   // A migration owns the VM's run state: a resume in its switchover would run the guest here while
   // the destination takes it over.
-  if ((cmd == "pause" || cmd == "resume") && migrating.load())
-    return {{"ok", false}, {"error", "the VM is migrating: " + cmd + " is refused until the migration ends"}};
-  if (cmd == "pause") return reply(vm.pause());
-  if (cmd == "resume") return reply(vm.resume());
+  if (cmd == "pause" || cmd == "resume") {
+    migrate::MigrationGuard guard(migrating);  // held across the call: no migration starts meanwhile
+    if (!guard.owned())
+      return {{"ok", false}, {"error", "the VM is migrating: " + cmd + " is refused until the migration ends"}};
+    return reply(cmd == "pause" ? vm.pause() : vm.resume());
+  }
   if (cmd == "stop") {
     vm.stop();
     return {{"ok", true}};

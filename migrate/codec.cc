@@ -58,6 +58,7 @@ void CodecStats::add(const CodecStats& o) {
   bytes_in += o.bytes_in;
   bytes_out += o.bytes_out;
   hashed += o.hashed;
+  hash_hits += o.hash_hits;
   lz4_tried += o.lz4_tried;
 }
 
@@ -70,6 +71,7 @@ CodecStats CodecStats::minus(const CodecStats& e) const {
   d.bytes_in = bytes_in - e.bytes_in;
   d.bytes_out = bytes_out - e.bytes_out;
   d.hashed = hashed - e.hashed;
+  d.hash_hits = hash_hits - e.hash_hits;
   d.lz4_tried = lz4_tried - e.lz4_tried;
   return d;
 }
@@ -176,10 +178,17 @@ Result<PageOutcome> PageBatchEncoder::add_page(uint64_t gpa, const uint8_t* page
   if (slot && !hash) {
     *slot = 0;  // sent unhashed: its old digest must never match again
   } else if (slot) {
+    if (!zero) {
+      // The guest runs: hash and send one snapshot, or the digest could describe bytes other than
+      // those sent, and a later write back to the hashed bytes would pass as "unchanged" for good.
+      std::memcpy(snapshot_.bytes, page, kPageSize);
+      page = snapshot_.bytes;
+    }
     const uint64_t digest = zero ? zero_page_digest() : XXH3_64bits(page, kPageSize);
     if (!zero) ++stats_.hashed;
     if (*slot == digest && digest != 0) {
       ++stats_.unchanged;
+      if (!zero) ++stats_.hash_hits;
       return PageOutcome::kUnchanged;
     }
     *slot = digest;

@@ -39,11 +39,12 @@ struct CodecStats {
   uint64_t zero = 0, unchanged = 0, lz4 = 0, raw = 0;
   uint64_t bytes_in = 0;   // page bytes offered (4096 per page, including unchanged ones)
   uint64_t bytes_out = 0;  // payload bytes produced (record headers + data)
-  uint64_t hashed = 0;     // non-zero pages checked for "unchanged" (unchanged / hashed = its hit rate)
+  uint64_t hashed = 0;     // non-zero pages checked for "unchanged"
+  uint64_t hash_hits = 0;  // ... and found unchanged (hash_hits / hashed = the check's hit rate)
   uint64_t lz4_tried = 0;  // pages given to lz4 (lz4 / lz4_tried = its hit rate)
   void add(const CodecStats& o);
   CodecStats minus(const CodecStats& earlier) const;  // this round's share of running totals
-  double unchanged_hit_rate() const { return hashed ? static_cast<double>(unchanged) / hashed : 0; }
+  double unchanged_hit_rate() const { return hashed ? static_cast<double>(hash_hits) / hashed : 0; }
   double lz4_hit_rate() const { return lz4_tried ? static_cast<double>(lz4) / lz4_tried : 0; }
 };
 
@@ -129,6 +130,7 @@ private:
   size_t records_ = 0, pages_in_batch_ = 0;
   Compression batch_mode_ = Compression::kLz4;
   bool hash_all_ = true;
+  alignas(64) struct { uint8_t bytes[kPageSize]; } snapshot_;  // the page as hashed and sent
   uint64_t batches_ = 0;
   // Open zero run: the record's offset in the payload, its first gpa and page count.
   std::optional<size_t> zero_run_at_;
@@ -148,7 +150,8 @@ bool is_zero_page(const uint8_t* page);
 // pages of a word are one affinity chunk (protocol.h), so one stream's decoder owns each word.
 class ZeroPages {
 public:
-  explicit ZeroPages(std::span<const MemoryRegion> ram);  // all pages known zero
+  // known_zero: every page starts known zero (the RAM was discarded); false: none does.
+  ZeroPages(std::span<const MemoryRegion> ram, bool known_zero);
   bool known_zero(uint64_t gpa) const;
   void set(uint64_t gpa, bool zero);
 

@@ -24,13 +24,13 @@ Status bad_record(size_t index, size_t offset, const std::string& why) {
 
 }  // namespace
 
-ZeroPages::ZeroPages(std::span<const MemoryRegion> ram) {
+ZeroPages::ZeroPages(std::span<const MemoryRegion> ram, bool known_zero) {
   size_t words = 0;
   for (const auto& r : ram) {
     ranges_.push_back({r.gpa, r.size, words});
     words += ((r.size >> kPageShift) + 63) / 64;
   }
-  bits_.assign(words, ~uint64_t{0});
+  bits_.assign(words, known_zero ? ~uint64_t{0} : 0);
 }
 
 uint64_t* ZeroPages::word(uint64_t gpa, uint64_t& bit) const {

@@ -45,9 +45,9 @@ std::string check_cpu(const std::string& profile_json) {
 
 class DestinationRun {
 public:
-  // The VM's RAM must have been discarded (GuestMemory::discard): every page starts known zero.
-  DestinationRun(Vm& vm, Session& s, const ProgressFn& progress)
-      : vm_(vm), s_(s), progress_(progress), zero_(vm.memory().regions()), order_(s.streams()) {}
+  // `discarded`: the VM's RAM was discarded (GuestMemory::discard), so every page starts known zero.
+  DestinationRun(Vm& vm, Session& s, const ProgressFn& progress, bool discarded)
+      : vm_(vm), s_(s), progress_(progress), zero_(vm.memory().regions(), discarded), order_(s.streams()) {}
 
   // Only frames that may come now get here (ReceiveOrder); any other is a protocol error, which
   // migrate_in sends back as ABORT.
@@ -152,8 +152,11 @@ Status migrate_in(Vm& vm, const DestinationOptions& options, const ProgressFn& p
   t.io_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout);
   auto session = listener->accept(t, options.accept_timeout);
   if (!session) return session.status();
-  MINIHV_TRY(vm.memory().discard());  // what building the VM wrote is replaced by the source's RAM
-  DestinationRun run(vm, **session, progress);
+  // What building the VM wrote is replaced by the source's RAM. A kernel that cannot discard this
+  // RAM (hugetlb before Linux 5.18) only costs the zero fast path: every zero page is then checked.
+  const Status discarded = vm.memory().discard();
+  if (!discarded) LOG_WARN("incoming: %s: zero pages will be checked one by one", discarded.message().c_str());
+  DestinationRun run(vm, **session, progress, discarded.is_ok());
   Status st = (*session)->receive([&](const FrameView& v) { return run.on_frame(v); },
                                   std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout));
   if (!st) {

@@ -304,7 +304,7 @@ private:
                  {"lz4_hit_rate", last_round_stats_.lz4_hit_rate()},
                  {"throttle", sum_.throttle_percent}});
       last_round_ = round_start;
-      if (expected_ms <= static_cast<double>(o_.downtime_ms)) return Status::ok();  // the rest fits
+      if (*dirty == 0 || expected_ms <= static_cast<double>(o_.downtime_ms)) return Status::ok();  // the rest fits
       if (seconds_since(start_) > o_.max_seconds)
         return Status::error("did not converge within --max-time " + std::to_string(static_cast<int>(o_.max_seconds)) +
                              " s (the guest dirties memory faster than the link moves it)");

@@ -89,7 +89,7 @@ Frame well_formed_state(const Step& s, uint64_t have, uint64_t total) {
 
 class Run {
 public:
-  explicit Run(std::span<const MemoryRegion> ram) : ram_(ram), zero_(ram) {}
+  explicit Run(std::span<const MemoryRegion> ram) : ram_(ram), zero_(ram, true) {}
 
   // False when the destination would have ended the migration.
   bool step(const Step& s) {

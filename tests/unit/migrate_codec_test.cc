@@ -299,7 +299,7 @@ namespace {
 TEST(MigrateZeroPages, ZeroRecordsSkipKnownZeroPagesAndClearWrittenOnes) {
   FakeRam src, dst;
   auto ram = dst.regions();
-  ZeroPages zero(ram);
+  ZeroPages zero(ram, true);
   const uint64_t a = 0, b = kPageSize;
   fill_random(src.page(a), 7);
   Frame written = encode(src, {a}, Compression::kNone, nullptr);
@@ -316,6 +316,33 @@ TEST(MigrateZeroPages, ZeroRecordsSkipKnownZeroPagesAndClearWrittenOnes) {
       << "a page written earlier must be cleared";
   EXPECT_EQ(dst.page(b)[0], 0xEE) << "a known-zero page is not touched";
   EXPECT_TRUE(zero.known_zero(a));
+}
+
+}  // namespace
+}  // namespace minihv::migrate
+
+namespace minihv::migrate {
+namespace {
+
+// The "unchanged" hit rate is that of the hash check, which zero pages never need: a guest that
+// keeps rewriting zeros must not keep hashing on for pages that do not repeat.
+TEST(MigrateCodec, UnchangedHitRateCountsOnlyHashedPages) {
+  FakeRam src;
+  fill_random(src.page(kPageSize), 3);   // repeats: a hit the second time
+  fill_random(src.page(2 * kPageSize), 4);
+  std::vector<uint64_t> gpas = {0, kPageSize, 2 * kPageSize};
+  PageHashTable hashes(src.regions());
+  EncoderOptions eo;
+  eo.compression = Compression::kNone;
+  PageBatchEncoder enc(eo, &hashes);
+  for (uint64_t g : gpas) ASSERT_TRUE(enc.add(g, src.page(g)));
+  fill_random(src.page(2 * kPageSize), 5);  // changed
+  for (uint64_t g : gpas) ASSERT_TRUE(enc.add(g, src.page(g)));
+  const CodecStats& st = enc.stats();
+  EXPECT_EQ(st.unchanged, 2u) << "the zero page and the repeated one";
+  EXPECT_EQ(st.hashed, 4u);
+  EXPECT_EQ(st.hash_hits, 1u);
+  EXPECT_DOUBLE_EQ(st.unchanged_hit_rate(), 0.25);
 }
 
 }  // namespace
