@@ -6,8 +6,11 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
+#include <optional>
 #include <vector>
 
+#include "migrate/transport.h"
 #include "vmm/api.h"
 #include "vmm/vm.h"
 
@@ -25,13 +28,35 @@ std::vector<Command> add_volume_commands(CLI::App& app);
 Command add_migrate_command(CLI::App& app);
 std::vector<Command> add_cluster_commands(CLI::App& app);
 
-// The VM side of `minihv migrate` (a control-socket request); `busy` allows one at a time.
-nlohmann::json handle_migrate_request(Vm& vm, std::atomic<bool>& busy, const nlohmann::json& req,
-                                      const ApiServer::Progress& progress);
+// The VM side of `minihv migrate` (control-socket requests "migrate" and "migrate-resolve"): one
+// migration at a time, and a switchover left in doubt (migrate/in_doubt.h) until it is settled.
+class MigrationControl {
+public:
+  nlohmann::json migrate(Vm& vm, const nlohmann::json& req, const ApiServer::Progress& progress);
+  // action "ask" (again), "resume" (here: the operator knows the destination does not run it) or
+  // "end" (here: the operator knows it does).
+  nlohmann::json resolve(Vm& vm, const nlohmann::json& req);
+  // Held by pause/resume so that no migration starts meanwhile (and refused during one).
+  std::atomic<bool>& busy() { return busy_; }
+  // Why the VM must stay paused ("" unless a switchover is in doubt).
+  std::string in_doubt_reason() const;
+  nlohmann::json status() const;  // {"in_doubt": false} or what is in doubt
+
+private:
+  struct InDoubt {
+    std::vector<migrate::Endpoint> targets;
+    uint64_t session = 0;
+    std::string why;
+  };
+  std::atomic<bool> busy_{false};
+  mutable std::mutex mu_;
+  std::optional<InDoubt> in_doubt_;
+};
 
 // Exit statuses shared by every subcommand (`minihv run` adds the guest's: see docs/vmm.md).
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
+constexpr int kExitInDoubt = 3;  // `migrate`: the switchover is in doubt, the VM paused (--resolve)
 
 }  // namespace minihv::cli

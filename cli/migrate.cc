@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "common/log.h"
 #include "common/units.h"
 #include "migrate/migration.h"
 #include "vmm/api.h"
@@ -17,6 +18,7 @@ namespace {
 
 struct MigrateOptions {
   std::string api, to, compress = "auto";
+  std::string resolve;  // ask | resume | end: settle a switchover left in doubt
   unsigned streams = 1;
   uint64_t downtime_ms = 300;
   double max_time = 120;
@@ -50,9 +52,38 @@ void print_summary(const nlohmann::json& r) {
               static_cast<unsigned long long>(pages.value("raw", uint64_t{0})),
               r.value("verified", false) ? "; memory verified" : "");
   if (r.value("result", "") != "ok") std::printf("  error: %s\n", r.value("error", "").c_str());
+  if (r.value("result", "") == "in-doubt")
+    std::printf("  IN DOUBT: the VM stays paused here; settle it with `minihv migrate --api SOCK --resolve "
+                "ask|resume|end`\n");
+}
+
+// `migrate --resolve ACTION`: settles a switchover left in doubt (the VM paused on this side).
+int run_resolve(const MigrateOptions& o) {
+  if (o.resolve != "ask" && o.resolve != "resume" && o.resolve != "end") {
+    std::fprintf(stderr, "minihv: error: --resolve must be ask, resume or end, not '%s'\n", o.resolve.c_str());
+    return kExitUsage;
+  }
+  constexpr int kResolveSilenceMs = 30'000;
+  auto reply = api_call(o.api, {{"cmd", "migrate-resolve"}, {"action", o.resolve}}, kResolveSilenceMs, {});
+  if (!reply) {
+    std::fprintf(stderr, "minihv: error: %s\n", reply.message().c_str());
+    return kExitFailure;
+  }
+  if (o.json) std::printf("%s\n", reply->dump().c_str());
+  if (!reply->value("ok", false)) {
+    std::fprintf(stderr, "minihv: error: %s\n", reply->value("error", std::string("not settled")).c_str());
+    return kExitFailure;
+  }
+  if (!o.json) std::printf("%s\n", reply->value("settled", std::string("settled")).c_str());
+  return kExitOk;
 }
 
 int run_migrate(const MigrateOptions& o) {
+  if (!o.resolve.empty()) return run_resolve(o);
+  if (o.to.empty()) {
+    std::fprintf(stderr, "minihv: error: --to is required (or --resolve to settle a migration left in doubt)\n");
+    return kExitUsage;
+  }
   auto targets = migrate::parse_endpoint_list(o.to);
   if (!targets) {
     std::fprintf(stderr, "minihv: error: --to: %s\n", targets.message().c_str());
@@ -87,15 +118,16 @@ int run_migrate(const MigrateOptions& o) {
     std::printf("%s\n", reply->dump().c_str());
   else
     print_summary(*reply);
-  return reply->value("result", "") == "ok" ? kExitOk : kExitFailure;
+  const std::string result = reply->value("result", "");
+  return result == "ok" ? kExitOk : result == "in-doubt" ? kExitInDoubt : kExitFailure;
 }
 
 }  // namespace
 
-nlohmann::json handle_migrate_request(Vm& vm, std::atomic<bool>& busy, const nlohmann::json& req,
-                                      const ApiServer::Progress& progress) {
-  migrate::MigrationGuard guard(busy);
+nlohmann::json MigrationControl::migrate(Vm& vm, const nlohmann::json& req, const ApiServer::Progress& progress) {
+  migrate::MigrationGuard guard(busy_);
   if (!guard.owned()) return {{"ok", false}, {"error", "a migration of this VM is already in progress"}};
+  if (std::string why = in_doubt_reason(); !why.empty()) return {{"ok", false}, {"error", why}};
   migrate::SourceOptions o;
   auto targets = migrate::parse_endpoint_list(req.value("to", ""));
   if (!targets) return {{"ok", false}, {"error", "to: " + targets.message()}};
@@ -115,14 +147,70 @@ nlohmann::json handle_migrate_request(Vm& vm, std::atomic<bool>& busy, const nlo
   nlohmann::json r = s.to_json();
   r["ok"] = s.ok;
   if (s.ok) vm.end(VmEnd::kMigrated, "the VM migrated to " + s.target);
+  if (s.in_doubt) {
+    std::lock_guard lock(mu_);
+    in_doubt_ = InDoubt{o.targets, s.session_id, s.error};
+    LOG_ERROR("migration in doubt, the VM stays paused: %s", s.error.c_str());
+  }
   return r;
+}
+
+nlohmann::json MigrationControl::resolve(Vm& vm, const nlohmann::json& req) {
+  migrate::MigrationGuard guard(busy_);
+  if (!guard.owned()) return {{"ok", false}, {"error", "a migration of this VM is in progress"}};
+  std::lock_guard lock(mu_);
+  if (!in_doubt_) return {{"ok", false}, {"error", "no migration of this VM is in doubt"}};
+  const std::string action = req.value("action", "ask");
+  if (action == "ask") {
+    constexpr auto kAskTimeout = std::chrono::seconds(2);
+    migrate::Asked a = migrate::ask_committed(in_doubt_->targets, in_doubt_->session, kAskTimeout);
+    if (a.answer != migrate::CommitAnswer::kCommitted)
+      return {{"ok", false}, {"result", "in-doubt"},
+              {"error", "still in doubt: " + a.detail +
+                            " (if you know the destination does not run the VM: --resolve resume; if it does: "
+                            "--resolve end)"}};
+    in_doubt_.reset();
+    vm.end(VmEnd::kMigrated, "the destination confirmed the migration: " + a.detail);
+    return {{"ok", true}, {"result", "ok"}, {"settled", "the destination committed: the VM runs there"}};
+  }
+  if (action == "resume") {
+    Status st = vm.resume();
+    if (!st) return {{"ok", false}, {"error", st.message()}};
+    in_doubt_.reset();
+    LOG_WARN("in-doubt migration settled by the operator: the VM resumes here");
+    return {{"ok", true}, {"result", "resumed"}, {"settled", "the VM runs here again"}};
+  }
+  if (action == "end") {
+    in_doubt_.reset();
+    vm.end(VmEnd::kMigrated, "in-doubt migration settled by the operator: the VM runs on the destination");
+    return {{"ok", true}, {"result", "ended"}, {"settled", "the VM ended here"}};
+  }
+  return {{"ok", false}, {"error", "resolve action must be ask, resume or end, not '" + action + "'"}};
+}
+
+std::string MigrationControl::in_doubt_reason() const {
+  std::lock_guard lock(mu_);
+  if (!in_doubt_) return "";
+  return "the VM's last migration is in doubt (" + in_doubt_->why +
+         "); it stays paused until `minihv migrate --resolve ask|resume|end` settles it";
+}
+
+nlohmann::json MigrationControl::status() const {
+  std::lock_guard lock(mu_);
+  if (!in_doubt_) return {{"in_doubt", false}};
+  std::string targets;
+  for (const auto& t : in_doubt_->targets) targets += (targets.empty() ? "" : ",") + t.text();
+  return {{"in_doubt", true}, {"targets", targets}, {"error", in_doubt_->why}};
 }
 
 Command add_migrate_command(CLI::App& app) {
   auto o = std::make_shared<MigrateOptions>();
   CLI::App* m = app.add_subcommand("migrate", "Live-migrate a running VM to another minihv (`run --incoming`)");
   m->add_option("--api", o->api, "The running VM's control socket")->required();
-  m->add_option("--to", o->to, "Destination(s) HOST:PORT[,HOST:PORT...], tried in order")->required();
+  m->add_option("--to", o->to, "Destination(s) HOST:PORT[,HOST:PORT...], tried in order");
+  m->add_option("--resolve", o->resolve,
+                "Settle a migration left in doubt (the ACK after COMMIT never came): ask (the destination "
+                "again), resume (here: the destination does not run it) or end (here: it does)");
   m->add_option("--streams", o->streams, "Parallel TCP streams")->check(CLI::Range(1, 16))->capture_default_str();
   m->add_option("--compress", o->compress, "auto, lz4 or none")->capture_default_str();
   m->add_option("--downtime-ms", o->downtime_ms, "Switch over when the rest fits in this")->capture_default_str();

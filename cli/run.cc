@@ -91,15 +91,17 @@ private:
   std::thread thread_;
 };
 
-nlohmann::json handle_request(Vm& vm, std::atomic<bool>& migrating, const nlohmann::json& req,
+nlohmann::json handle_request(Vm& vm, MigrationControl& migration, const nlohmann::json& req,
                               const ApiServer::Progress& progress) {
   const std::string cmd = req.value("cmd", "");
-  if (cmd == "migrate") return handle_migrate_request(vm, migrating, req, progress);
+  if (cmd == "migrate") return migration.migrate(vm, req, progress);
+  if (cmd == "migrate-resolve") return migration.resolve(vm, req);
   auto reply = [](Status s) {
     return s ? nlohmann::json{{"ok", true}} : nlohmann::json{{"ok", false}, {"error", s.message()}};
   };
   if (cmd == "status") {
     nlohmann::json r = vm.status();
+    r["migration"] = migration.status();
     r["ok"] = true;
     return r;
   }
@@ -111,9 +113,11 @@ nlohmann::json handle_request(Vm& vm, std::atomic<bool>& migrating, const nlohma
   // A migration owns the VM's run state: a resume in its switchover would run the guest here while
   // the destination takes it over.
   if (cmd == "pause" || cmd == "resume") {
-    migrate::MigrationGuard guard(migrating);  // held across the call: no migration starts meanwhile
+    migrate::MigrationGuard guard(migration.busy());  // held across the call: no migration starts meanwhile
     if (!guard.owned())
       return {{"ok", false}, {"error", "the VM is migrating: " + cmd + " is refused until the migration ends"}};
+    if (std::string why = migration.in_doubt_reason(); !why.empty())
+      return {{"ok", false}, {"error", cmd + " is refused: " + why}};
     return reply(cmd == "pause" ? vm.pause() : vm.resume());
   }
   if (cmd == "stop") {
@@ -121,7 +125,7 @@ nlohmann::json handle_request(Vm& vm, std::atomic<bool>& migrating, const nlohma
     return {{"ok", true}};
   }
   return {{"ok", false},
-          {"error", "unknown command '" + cmd + "' (commands: status, stats, pause, resume, stop, migrate)"}};
+          {"error", "unknown command '" + cmd + "' (commands: status, stats, pause, resume, stop, migrate, migrate-resolve)"}};
 }
 
 int run(RunOptions& o) {
@@ -157,8 +161,10 @@ int run(RunOptions& o) {
     std::fprintf(stderr, "minihv: error: %s\n", vm.message().c_str());
     return vm.status().is_invalid_input() ? kExitUsage : kExitFailure;
   }
+  // An incoming VM's proof of COMMIT, kept for as long as the VM runs (migrate/in_doubt.h).
+  std::unique_ptr<migrate::CommitWitness> witness;
   if (incoming) {
-    Status st = migrate::migrate_in(**vm, {*incoming}, [](const nlohmann::json& p) {
+    auto st = migrate::migrate_in(**vm, {*incoming}, [](const nlohmann::json& p) {
       if (p.value("event", "") == "listening")
         std::fprintf(stderr, "minihv: waiting for a migrating VM on %s\n", p.value("address", "").c_str());
       else
@@ -166,8 +172,9 @@ int run(RunOptions& o) {
     });
     if (!st) {
       std::fprintf(stderr, "minihv: error: incoming migration failed: %s\n", st.message().c_str());
-      return st.is_invalid_input() ? kExitUsage : kExitFailure;
+      return st.status().is_invalid_input() ? kExitUsage : kExitFailure;
     }
+    witness = std::move(st).value();
     // The source releases the disks' leases once it has the ACK; one that died instead loses them
     // after the volume's dead timeout. Either way this wait ends well inside kLeaseHandOff.
     constexpr auto kLeaseHandOff = std::chrono::seconds(15);
@@ -194,11 +201,11 @@ int run(RunOptions& o) {
   }
   FenceWatch fence_watch;
   if (o.vm.fence) fence_watch.watch(o.vm.fence, **vm);
-  std::atomic<bool> migrating{false};
+  MigrationControl migration;
   std::unique_ptr<ApiServer> api;
   if (!o.api.empty()) {
     auto s = ApiServer::start(o.api, [&](const nlohmann::json& req, const ApiServer::Progress& progress) {
-      return handle_request(**vm, migrating, req, progress);
+      return handle_request(**vm, migration, req, progress);
     });
     if (!s) {
       std::fprintf(stderr, "minihv: error: --api: %s\n", s.message().c_str());

@@ -9,6 +9,7 @@
 #include "cpuid/host.h"
 #include "cpuid/profile_json.h"
 #include "migrate/frames.h"
+#include "migrate/in_doubt.h"
 #include "migrate/test_hooks.h"
 #include "migrate/migration.h"
 #include "migrate/receive_order.h"
@@ -128,6 +129,10 @@ private:
       std::fprintf(stderr, "minihv: test hook: holding the ACK for %llu ms\n", static_cast<unsigned long long>(*hold));
       std::this_thread::sleep_for(std::chrono::milliseconds(*hold));
     }
+    if (drop_ack_from_env()) {
+      std::fprintf(stderr, "minihv: test hook: dropping the ACK\n");
+      return Next::kStop;  // the session closes without it, as if it were lost on the way
+    }
     MINIHV_TRY(s_.send(kControlStream, make_ack()));
     MINIHV_TRY(s_.flush());
     return Next::kStop;
@@ -144,7 +149,8 @@ private:
 
 }  // namespace
 
-Status migrate_in(Vm& vm, const DestinationOptions& options, const ProgressFn& progress) {
+Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptions& options,
+                                                  const ProgressFn& progress) {
   auto listener = Listener::listen(options.listen);
   if (!listener) return listener.status().context("--incoming " + options.listen.text());
   progress({{"event", "listening"}, {"address", options.listen.host + ":" + std::to_string(listener->port())}});
@@ -162,8 +168,13 @@ Status migrate_in(Vm& vm, const DestinationOptions& options, const ProgressFn& p
   if (!st) {
     (void)(*session)->send(kControlStream, make_abort({st.message()}));
     (void)(*session)->flush();
+    return st;
   }
-  return st;
+  // Committed: from now on this process answers a source that asks whether it did (in_doubt.h).
+  const uint64_t id = (*session)->session_id();
+  session->reset();
+  const auto silent = std::chrono::milliseconds(witness_silent_ms_from_env().value_or(0));
+  return CommitWitness::start(std::move(*listener), id, silent);
 }
 
 nlohmann::json describe_vm(const Vm& vm) {

@@ -147,6 +147,7 @@ struct StateChunk { uint64_t offset = 0, total = 0; std::span<const uint8_t> dat
 struct RangeDigest { uint64_t gpa = 0, length = 0, digest = 0; };
 struct Abort { std::string reason; };
 struct RoundAck { uint32_t round = 0; };
+struct Query { uint64_t session_id = 0; };
 
 Frame make_stream_open(const StreamOpen& m);
 Frame make_hello(const Hello& m);
@@ -158,6 +159,8 @@ Frame make_commit();
 Frame make_ack();
 Frame make_abort(const Abort& m);
 Frame make_round_ack(const RoundAck& m);
+Frame make_query(const Query& m);
+Frame make_query_reply(CommitAnswer a);
 // Splits `blob` into STATE frames of at most kMaxStateChunk bytes (one empty frame for an empty blob).
 std::vector<Frame> make_state_frames(std::span<const uint8_t> blob);
 
@@ -170,6 +173,8 @@ Result<StateChunk> parse_state_chunk(const FrameView& f);
 Result<std::vector<RangeDigest>> parse_verify(const FrameView& f);  // VERIFY or VERIFY_REPLY
 Result<Abort> parse_abort(const FrameView& f);
 Result<RoundAck> parse_round_ack(const FrameView& f);
+Result<Query> parse_query(const FrameView& f);
+Result<CommitAnswer> parse_query_reply(const FrameView& f);
 
 // Reassembles STATE chunks: offsets must be contiguous from 0, totals equal, <= kMaxStateBytes.
 class StateAssembler {

@@ -60,6 +60,19 @@ Result<Listener> Listener::listen(const Endpoint& where) {
 
 uint16_t Listener::port() const { return net::local_port(s_->fd.get()); }
 
+Result<std::optional<UniqueFd>> Listener::accept_one(std::chrono::milliseconds timeout) {
+  pollfd p{s_->fd.get(), POLLIN, 0};
+  int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+  if (n < 0 && errno != EINTR) return Status::from_errno("poll");
+  if (n <= 0) return std::optional<UniqueFd>();
+  int c = ::accept4(s_->fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  if (c < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return std::optional<UniqueFd>();
+    return Status::from_errno("accept");
+  }
+  return std::optional<UniqueFd>(UniqueFd(c));
+}
+
 Result<std::unique_ptr<Session>> Listener::accept(const TransportOptions& options, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::vector<Pending> pending;

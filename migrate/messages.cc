@@ -91,6 +91,20 @@ Frame make_round_ack(const RoundAck& m) {
   return b.finish();
 }
 
+Frame make_query(const Query& m) {
+  FrameBuilder b;
+  b.begin(FrameType::kQuery);
+  b.put_u64(m.session_id);
+  return b.finish();
+}
+
+Frame make_query_reply(CommitAnswer a) {
+  FrameBuilder b;
+  b.begin(FrameType::kQueryReply);
+  b.put_u8(static_cast<uint8_t>(a));
+  return b.finish();
+}
+
 Frame make_abort(const Abort& m) {
   FrameBuilder b;
   b.begin(FrameType::kAbort);
@@ -159,6 +173,24 @@ Result<RoundEnd> parse_round_end(const FrameView& f) {
   m.remaining_bytes = r.get<uint64_t>();
   m.last = (f.header.flags & FrameFlag::kLast) != 0;
   return finish(r, m);
+}
+
+Result<Query> parse_query(const FrameView& f) {
+  MINIHV_TRY(expect_type(f, FrameType::kQuery));
+  wire::Reader r(f.payload, "QUERY");
+  Query m;
+  m.session_id = r.get<uint64_t>();
+  return finish(r, m);
+}
+
+Result<CommitAnswer> parse_query_reply(const FrameView& f) {
+  MINIHV_TRY(expect_type(f, FrameType::kQueryReply));
+  wire::Reader r(f.payload, "QUERY_REPLY");
+  const uint8_t a = r.get<uint8_t>();
+  MINIHV_TRY(r.finish());
+  if (a > static_cast<uint8_t>(CommitAnswer::kCommitted))
+    return Status::error("QUERY_REPLY: answer " + std::to_string(a) + " is not one this side knows");
+  return static_cast<CommitAnswer>(a);
 }
 
 Result<RoundAck> parse_round_ack(const FrameView& f) {

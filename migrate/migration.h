@@ -6,8 +6,11 @@
 // Must not know: how frames are laid out or carried (frames.h, transport.h), how pages are encoded
 // (codec.h), KVM (the Vm's API).
 //
-// The one rule: until the destination's ACK, any failure leaves the VM running on the source
-// exactly as before (dirty logging off, throttle off, devices resumed, vCPUs running).
+// The one rule: never two running copies. Any failure before COMMIT leaves the VM running on the
+// source exactly as before (dirty logging off, throttle off, devices resumed, vCPUs running);
+// after COMMIT, the VM resumes here only on proof that the destination does not run it (its
+// ABORT, or a lease it needs that is still held here); without an ACK or such proof the
+// switchover is in doubt and the VM stays paused (Summary::in_doubt).
 #pragma once
 
 #include <atomic>
@@ -20,6 +23,7 @@
 
 #include "common/status.h"
 #include "migrate/codec.h"
+#include "migrate/in_doubt.h"
 #include "migrate/transport.h"
 #include "vmm/vm.h"
 
@@ -50,6 +54,14 @@ struct DowntimeParts {
 
 struct Summary {
   bool ok = false;
+  // COMMIT went out, no ACK came and nothing proves the destination did not take it: the VM is
+  // paused here and must stay so until someone settles it (in_doubt.h; `migrate --resolve`).
+  bool in_doubt = false;
+  uint64_t session_id = 0;         // set when in doubt: what to ask the destination about
+  // How the commit was settled: "ack"; "query" (the ACK was lost, the destination said it
+  // committed); "lease" (no answer; the VM resumed here because the destination cannot run it
+  // without leases held here); "" before COMMIT.
+  std::string switchover;
   std::string error;
   std::string target;              // the address that took the VM
   std::vector<ConnectAttempt> tried;
@@ -80,8 +92,10 @@ struct DestinationOptions {
 };
 
 // Destination: waits for one migration into the (incoming, not yet running) VM. On success the VM
-// holds the guest's memory and state and the source has been told to let go: call vm.run().
-Status migrate_in(Vm& vm, const DestinationOptions& options, const ProgressFn& progress);
+// holds the guest's memory and state and the source has been told to let go: call vm.run(), and
+// keep the returned witness for as long as the VM runs (it answers a source whose ACK was lost).
+Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptions& options,
+                                                  const ProgressFn& progress);
 
 // The VM description both sides compare in HELLO (memory layout, vCPUs, disks).
 nlohmann::json describe_vm(const Vm& vm);

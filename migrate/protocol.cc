@@ -16,6 +16,8 @@ std::string_view frame_type_name(FrameType t) {
     case FrameType::kAck: return "ACK";
     case FrameType::kRoundAck: return "ROUND_ACK";
     case FrameType::kAbort: return "ABORT";
+    case FrameType::kQuery: return "QUERY";
+    case FrameType::kQueryReply: return "QUERY_REPLY";
   }
   return "UNKNOWN";
 }

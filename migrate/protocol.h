@@ -30,7 +30,7 @@
 namespace minihv::migrate {
 
 inline constexpr uint32_t kMagic = 0x4D56484D;  // bytes 'M' 'H' 'V' 'M' on the wire
-inline constexpr uint16_t kVersion = 2;  // 2: ROUND_ACK
+inline constexpr uint16_t kVersion = 3;  // 2: ROUND_ACK; 3: QUERY / QUERY_REPLY
 inline constexpr size_t kHeaderSize = 32;
 
 // Big enough for a PAGES batch of kMaxPagesPerBatch raw pages plus record headers, and a STATE chunk.
@@ -59,9 +59,11 @@ enum class FrameType : uint16_t {
   kAck = 10,           // dest -> source, stream 0: "I have it all and will run it"
   kAbort = 11,         // either way, stream 0 (any stream is accepted): give up, with a reason
   kRoundAck = 12,      // dest -> source, stream 0: every page of round r is in guest memory
+  kQuery = 13,         // source -> dest, on a connection of its own: "did session S commit?"
+  kQueryReply = 14,    // dest -> source, on that connection: the answer
 };
 inline constexpr uint16_t kMinFrameType = 1;
-inline constexpr uint16_t kMaxFrameType = 12;
+inline constexpr uint16_t kMaxFrameType = 14;
 inline constexpr bool is_known_frame_type(uint16_t t) { return t >= kMinFrameType && t <= kMaxFrameType; }
 std::string_view frame_type_name(FrameType t);
 
@@ -103,6 +105,13 @@ enum class PageKind : uint8_t { kZero = 1, kRaw = 2, kLz4 = 3 };
 inline constexpr size_t kLz4MaxBytes = kPageSize * 3 / 4;
 inline constexpr uint16_t kMaxZeroRun = 0xFFFF;
 
+// What a destination answers to QUERY(session). Only kCommitted is proof of anything: a process
+// that does not know the session may be another one on the same port.
+enum class CommitAnswer : uint8_t {
+  kUnknown = 0,    // this process did not commit that session (or never saw it)
+  kCommitted = 1,  // this process took COMMIT for that session: it runs (or is about to run) the VM
+};
+
 // STATE payload:        u64 offset | u64 total | bytes (offset + len <= total <= kMaxStateBytes)
 // DIRTY_ROUND_END:      u32 round | u32 pages (PAGES records' page count on this stream this round)
 //                       | u64 remaining_bytes (source's estimate, for progress)
@@ -116,6 +125,9 @@ inline constexpr uint16_t kMaxZeroRun = 0xFFFF;
 //                       after the barrier: every page of the round decoded; not for the final round,
 //                       which COMMIT/ACK close). The source waits for it before its next harvest, so
 //                       the destination's decode backlog never spills into the pause.
+// QUERY:                u64 session_id (the first and only frame the source sends on a connection
+//                       of its own, stream 0, sequence 0, when the ACK after COMMIT never came)
+// QUERY_REPLY:          u8 CommitAnswer (the destination's only frame on that connection)
 // COMMIT, ACK:          empty
 // ABORT:                u32 len | reason
 // The structs and their encoders/decoders are in frames.h.

@@ -13,7 +13,7 @@ Status violation(FrameType t, const std::string& when) {
 // Frames only the destination sends; the source has no business sending them back.
 bool sent_by_destination(FrameType t) {
   return t == FrameType::kHelloReply || t == FrameType::kVerifyReply || t == FrameType::kAck ||
-         t == FrameType::kRoundAck;
+         t == FrameType::kRoundAck || t == FrameType::kQueryReply;
 }
 
 // Frames that belong to the conversation, not to page transfer: stream 0 only.
@@ -38,6 +38,7 @@ Status ReceiveOrder::accept(const FrameView& f) {
   if (phase_ == Phase::kAborted) return violation(t, "after ABORT");
   if (sent_by_destination(t)) return violation(t, "sent to the destination (only the destination sends it)");
   if (t == FrameType::kStreamOpen) return violation(t, "after the streams were opened");
+  if (t == FrameType::kQuery) return violation(t, "inside a migration session (it opens a connection of its own)");
   if (control_only(t) && stream != kControlStream)
     return violation(t, "on stream " + std::to_string(stream) + " (only the control stream 0 carries it)");
   if (phase_ == Phase::kAwaitHello && t != FrameType::kHello) return violation(t, "before HELLO");

@@ -17,6 +17,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kPage = kPageSize;
 constexpr auto kReplyTimeout = std::chrono::seconds(30);
+// The ACK needs nothing from the destination but a send (it has the whole state by COMMIT): one
+// that does not come this soon is lost, and the switchover is in doubt (in_doubt.h).
+constexpr auto kAckTimeout = std::chrono::seconds(10);
+// Then each target is asked whether it committed, this long each, this many times.
+constexpr auto kAskTimeout = std::chrono::seconds(2);
+constexpr unsigned kAskAttempts = 2;
 // Auto-converge: a round that does not shrink the dirty set below this share of the previous one
 // counts as "not converging"; two in a row raise the throttle one step.
 constexpr double kShrinkFactor = 0.9;
@@ -142,7 +148,18 @@ public:
     return switchover();
   }
 
-  // Puts the VM back as it was: running here, no logging, no throttle. Safe to call at any point.
+  // COMMIT went out and nothing proves the destination did not take it: the VM must not run here.
+  bool in_doubt() const { return committed_; }
+
+  // In doubt: the VM stays paused here (the destination may run it); logging and throttle end.
+  void leave_paused() {
+    vm_.set_throttle(0);
+    if (logging_) (void)vm_.stop_dirty_log();
+    sum_.session_id = session_ ? session_->session_id() : 0;
+  }
+
+  // Puts the VM back as it was: running here, no logging, no throttle. Safe to call at any point
+  // before COMMIT, or after it once the destination is known not to run the VM.
   void rollback(const std::string& why) {
     if (session_) {
       (void)session_->send(kControlStream, make_abort({why}));
@@ -369,11 +386,50 @@ private:
       parts.verified = at();
     }
     MINIHV_TRY(session_->send(kControlStream, make_commit()));
+    committed_ = true;  // from here, only proof that the destination did not commit resumes the VM
     MINIHV_TRY(session_->flush());
-    MINIHV_TRY(wait_for(FrameType::kAck, [](const FrameView&) { return Status::ok(); }));
+    MINIHV_TRY(await_commit());
     parts.acked = at();
     sum_.downtime_ms = ms_since(pause_start);
     return Status::ok();
+  }
+
+  // After COMMIT: the ACK or, when it does not come, the destination's word that it committed.
+  // An ABORT is proof that it did not; so is a lease it needs before it may run that this side
+  // still holds. Anything else leaves the switchover in doubt: the VM stays paused here.
+  Status await_commit() {
+    Status acked = wait_for(FrameType::kAck, [](const FrameView&) { return Status::ok(); }, kAckTimeout);
+    if (acked) {
+      sum_.switchover = "ack";
+      return Status::ok();
+    }
+    if (destination_aborted_) return acked;
+    progress_({{"event", "in_doubt"}, {"error", acked.message()}});
+    Asked asked;
+    for (unsigned i = 0; i < kAskAttempts && asked.answer != CommitAnswer::kCommitted; ++i)
+      asked = ask_committed(targets_peer_first(), session_->session_id(), kAskTimeout);
+    if (asked.answer == CommitAnswer::kCommitted) {
+      sum_.switchover = "query";
+      return Status::ok();
+    }
+    const std::string why = "no ACK after COMMIT (" + acked.message() + ") and no destination says it committed (" +
+                            asked.detail + ")";
+    if (vm_.holds_guest_leases()) {
+      sum_.switchover = "lease";
+      committed_ = false;  // the destination cannot run the VM without our leases: resume here
+      return Status::error(why + "; the VM resumes here: the destination cannot run it without the leases held here");
+    }
+    return Status::error(why);
+  }
+
+  // The target that took the session first (it is the one that may have committed), then the rest.
+  std::vector<Endpoint> targets_peer_first() const {
+    std::vector<Endpoint> out;
+    for (const Endpoint& e : o_.targets)
+      if (e.text() == session_->peer()) out.push_back(e);
+    for (const Endpoint& e : o_.targets)
+      if (e.text() != session_->peer()) out.push_back(e);
+    return out;
   }
 
   Status verify() {
@@ -398,12 +454,14 @@ private:
   }
 
   // Waits for one frame of `type` from the destination (an ABORT ends the wait with its reason).
-  Status wait_for(FrameType type, const std::function<Status(const FrameView&)>& on_frame) {
+  Status wait_for(FrameType type, const std::function<Status(const FrameView&)>& on_frame,
+                  std::chrono::seconds timeout = kReplyTimeout) {
     Status result = Status::error(std::string("the destination did not answer with ") +
                                   std::string(frame_type_name(type)));
     Status rs = session_->receive(
         [&](const FrameView& v) -> Result<Next> {
           if (v.type() == FrameType::kAbort) {
+            destination_aborted_ = true;
             auto a = parse_abort(v);
             return Status::error("the destination aborted: " + (a ? a->reason : std::string("(unreadable reason)")));
           }
@@ -413,7 +471,7 @@ private:
           result = on_frame(v);
           return Next::kStop;
         },
-        std::chrono::duration_cast<std::chrono::milliseconds>(kReplyTimeout));
+        std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
     MINIHV_TRY(rs);
     return result;
   }
@@ -457,6 +515,7 @@ private:
   Clock::time_point start_, last_round_ = Clock::now();
   double send_seconds_ = 0;
   bool logging_ = false, paused_ = false;
+  bool committed_ = false, destination_aborted_ = false;
 };
 
 }  // namespace
@@ -468,9 +527,14 @@ Summary migrate_out(Vm& vm, const SourceOptions& options, const ProgressFn& prog
   Status st = run.run();
   run.finish_stats();
   if (!st) {
-    run.rollback(st.message());
     sum.ok = false;
     sum.error = st.message();
+    if (run.in_doubt()) {
+      run.leave_paused();
+      sum.in_doubt = true;
+      return sum;
+    }
+    run.rollback(st.message());
     return sum;
   }
   sum.ok = true;
@@ -487,7 +551,11 @@ nlohmann::json Summary::to_json() const {
   nlohmann::json tried_json = nlohmann::json::array();
   for (const auto& a : tried)
     tried_json.push_back({{"address", a.address}, {"ok", a.result.is_ok()}, {"error", a.result.is_ok() ? "" : a.result.message()}});
-  return {{"result", ok ? "ok" : "failed"},
+  char session[17];
+  std::snprintf(session, sizeof session, "%016llx", static_cast<unsigned long long>(session_id));
+  return {{"result", ok ? "ok" : in_doubt ? "in-doubt" : "failed"},
+          {"switchover", switchover},
+          {"session", in_doubt ? session : ""},
           {"total_ms", total_ms},
           {"downtime_ms", downtime_ms},
           {"setup_ms", setup_ms},

@@ -23,6 +23,12 @@ std::optional<uint64_t> hold_before_ack_ms_from_env() {
   return positive_from_env("MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS");
 }
 
+bool drop_ack_from_env() { return positive_from_env("MINIHV_MIGRATE_TEST_DROP_ACK").has_value(); }
+
+std::optional<uint64_t> witness_silent_ms_from_env() {
+  return positive_from_env("MINIHV_MIGRATE_TEST_WITNESS_SILENT_MS");
+}
+
 std::optional<uint64_t> node_late_writes_ms_from_env() { return positive_from_env("MINIHV_TEST_NODE_LATE_WRITES_MS"); }
 
 std::optional<std::string> host_cpu_profile_from_env() {

@@ -8,6 +8,12 @@
 // says "holding the ACK" on stderr and waits N ms before acknowledging (so a test can kill it in
 // the middle of a switchover).
 //
+// MINIHV_MIGRATE_TEST_DROP_ACK=1: the destination takes COMMIT, does not send the ACK and closes the
+// session as if the ACK were lost on the way, then runs the VM (the source must not resume).
+//
+// MINIHV_MIGRATE_TEST_WITNESS_SILENT_MS=N: the destination's witness (in_doubt.h) answers no QUERY
+// for N ms after the switchover, as if the network were cut and then healed.
+//
 // MINIHV_TEST_HOST_CPU_PROFILE=FILE: the destination compares the incoming VM's CPU profile with
 // this JSON profile instead of this host's CPUID (a test pretends to be an older processor).
 //
@@ -27,6 +33,8 @@ inline constexpr const char* kCorruptFrameEnv = "MINIHV_MIGRATE_CORRUPT_FRAME";
 // The frame number from the environment (read once per call; the Session reads it when created).
 std::optional<uint64_t> corrupt_pages_frame_from_env();
 std::optional<uint64_t> hold_before_ack_ms_from_env();
+bool drop_ack_from_env();
+std::optional<uint64_t> witness_silent_ms_from_env();
 std::optional<std::string> host_cpu_profile_from_env();
 std::optional<uint64_t> node_late_writes_ms_from_env();
 

@@ -33,11 +33,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/status.h"
 #include "migrate/frames.h"
 
@@ -141,6 +143,9 @@ public:
   // streams of the same session. Connections with another session id are closed. Fails after
   // `timeout` with what was missing.
   Result<std::unique_ptr<Session>> accept(const TransportOptions& options, std::chrono::milliseconds timeout);
+  // One more connection, blocking (after the session, for QUERY: in_doubt.h); std::nullopt when
+  // none arrived within `timeout`.
+  Result<std::optional<UniqueFd>> accept_one(std::chrono::milliseconds timeout);
 
 private:
   Listener();

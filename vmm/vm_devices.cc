@@ -109,6 +109,8 @@ std::vector<boot::VirtioMmioWindow> Vm::virtio_windows() const {
   return out;
 }
 
+bool Vm::holds_guest_leases() const { return config_.fence != nullptr || !volume_disks_.empty(); }
+
 Status Vm::acquire_disk_leases(std::chrono::milliseconds timeout) {
   for (auto& d : volume_disks_) MINIHV_TRY(d->acquire(timeout).context("disk " + d->name()));
   return Status::ok();

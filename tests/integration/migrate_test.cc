@@ -254,7 +254,14 @@ TEST_F(Migration, DestinationKilledDuringPreCopy) {
   EXPECT_EQ(st, "running");
 }
 
-TEST_F(Migration, DestinationKilledDuringSwitchover) {
+// Counts cpu 0's heartbeats printed by `vm` so far.
+size_t heartbeats(const VmProcess& vm) { return vm.lines_matching("^HB cpu=0 ").size(); }
+
+// After COMMIT the source may resume only on proof that the destination does not run the VM. Here
+// it died holding the ACK: nothing can prove that, so the VM stays paused ("in doubt", exit 3) —
+// no heartbeat, pause/resume refused — until the operator, knowing the destination is gone,
+// settles it with `--resolve resume`. Exactly one copy runs afterwards.
+TEST_F(Migration, DestinationKilledAfterCommitLeavesTheVmPausedInDoubtUntilResolved) {
   Guest g{"idle", "256M", 1, ""};
   auto src = boot(g, src_api);
   ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
@@ -263,13 +270,80 @@ TEST_F(Migration, DestinationKilledDuringSwitchover) {
   VmProcess& dst = *dstp;
   VmProcess m(migrate_args(src_api, "127.0.0.1:" + std::to_string(port), {}));
   ASSERT_TRUE(dst.wait_stderr("holding the ACK", 60s)) << dst.stderr_text();
-  std::this_thread::sleep_for(300ms);  // a pause the guest can see (its stall threshold is 50 ms)
-  dst.kill(SIGKILL);  // the VM is paused on the source, its state is on the destination: no ACK yet
+  dst.kill(SIGKILL);  // it had COMMIT: whether it ran the VM, the source cannot know
   auto rc = m.wait_exit(60s);
   ASSERT_TRUE(rc);
-  EXPECT_EQ(*rc, 1) << m.stdout_text();
+  EXPECT_EQ(*rc, 3) << m.stdout_text() << m.stderr_text();
+  auto j = parse_json(m);
+  EXPECT_EQ(j.value("result", ""), "in-doubt") << m.stdout_text();
+  EXPECT_NE(j.value("error", "").find("no ACK after COMMIT"), std::string::npos) << m.stdout_text();
+  EXPECT_EQ(api_call_status(src_api), "paused");
+  auto st = minihv::api_call(src_api, {{"cmd", "status"}});
+  ASSERT_TRUE(st);
+  EXPECT_EQ((*st)["migration"].value("in_doubt", false), true) << st->dump(2);
+  const size_t seen = heartbeats(*src);
+  VmProcess resume({"vm", "resume", "--api", src_api});
+  EXPECT_EQ(resume.wait_exit(30s), 1);
+  EXPECT_NE(resume.stdout_text().find("in doubt"), std::string::npos) << resume.stdout_text();
+  VmProcess again(migrate_args(src_api, "127.0.0.1:" + std::to_string(free_port()), {}));
+  EXPECT_EQ(again.wait_exit(30s), 1) << "no new migration while one is in doubt";
+  VmProcess ask({"migrate", "--api", src_api, "--resolve", "ask"});
+  EXPECT_EQ(ask.wait_exit(30s), 1) << ask.stdout_text();
+  EXPECT_NE(ask.stderr_text().find("still in doubt"), std::string::npos) << ask.stderr_text();
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(heartbeats(*src), seen) << "an in-doubt VM must stay paused:\n" << src->stdout_text();
+  VmProcess settle({"migrate", "--api", src_api, "--resolve", "resume"});
+  EXPECT_EQ(settle.wait_exit(30s), 0) << settle.stderr_text();
   expect_still_running(*src);
+  EXPECT_EQ(api_call_status(src_api), "running");
   EXPECT_FALSE(src->lines_matching("^STALL cpu=0").empty()) << "the guest should have seen the pause";
+}
+
+// The ACK is lost but the destination took COMMIT and runs the VM: asked, it says so, and the
+// migration succeeds — the source ends, the guest goes on at the destination, one copy.
+TEST_F(Migration, ALostAckIsSettledByAskingTheDestination) {
+  Guest g{"dirty mib=16", "256M", 1, ""};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
+  const int port = free_port();
+  auto dst = incoming(g, dst_api, port, {"MINIHV_MIGRATE_TEST_DROP_ACK=1"});
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port), {"--verify"});
+  ASSERT_EQ(r.exit, 0) << r.stderr_text << r.json.dump(2) << dst->stderr_text();
+  EXPECT_EQ(r.json.value("switchover", ""), "query") << r.json.dump(2);
+  EXPECT_NE(dst->stderr_text().find("dropping the ACK"), std::string::npos) << dst->stderr_text();
+  EXPECT_EQ(src->wait_exit(20s), 0) << src->stderr_text();
+  ASSERT_TRUE(dst->wait_line("^HB cpu=0 ", 20s)) << dst->stderr_text();
+  std::this_thread::sleep_for(1500ms);
+  expect_continued(*src, *dst, 1);
+}
+
+// The network is cut right after COMMIT (the ACK is lost and the destination cannot be asked for
+// a while): the destination runs the VM, the source stays paused in doubt; once the network is
+// back, `--resolve ask` hears that the destination committed and the source ends. One copy.
+TEST_F(Migration, ANetworkCutAfterCommitStaysInDoubtUntilTheDestinationCanBeAsked) {
+  Guest g{"idle", "256M", 1, ""};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
+  const int port = free_port();
+  auto dst = incoming(g, dst_api, port,
+                      {"MINIHV_MIGRATE_TEST_DROP_ACK=1", "MINIHV_MIGRATE_TEST_WITNESS_SILENT_MS=8000"});
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port));
+  ASSERT_EQ(r.exit, 3) << r.stderr_text << r.json.dump(2);
+  EXPECT_EQ(r.json.value("result", ""), "in-doubt");
+  ASSERT_TRUE(dst->wait_line("^HB cpu=0 ", 20s)) << dst->stderr_text();
+  const size_t seen = heartbeats(*src);
+  EXPECT_EQ(api_call_status(src_api), "paused");
+  bool settled = false;
+  for (int i = 0; i < 20 && !settled; ++i) {
+    VmProcess ask({"migrate", "--api", src_api, "--resolve", "ask"});
+    settled = ask.wait_exit(30s) == 0;
+    if (!settled) std::this_thread::sleep_for(1s);
+  }
+  ASSERT_TRUE(settled) << "the destination never confirmed:\n" << dst->stderr_text();
+  EXPECT_EQ(src->wait_exit(20s), 0) << src->stderr_text();
+  EXPECT_EQ(heartbeats(*src), seen) << "the source must not have run while in doubt";
+  std::this_thread::sleep_for(1500ms);
+  expect_continued(*src, *dst, 1);
 }
 
 TEST_F(Migration, GivesUpAtMaxTimeAndRefusesASecondMigration) {
@@ -392,6 +466,31 @@ TEST_F(Migration, VolumeDiskLeaseIsHandedOver) {
   ASSERT_EQ(inspect.wait_exit(30s), 0);
   EXPECT_NE(inspect.stdout_text().find("pid " + std::to_string(dst->pid())), std::string::npos)
       << "the destination should hold the disk's lease now:\n" << inspect.stdout_text();
+}
+
+// With a shared-volume disk the lease decides: the destination may run the VM only once it holds
+// the disk's lease, which the source keeps until it has the ACK. The destination dies holding the
+// ACK; the source resumes at once (its lease proves no copy can run elsewhere) — not in doubt.
+TEST_F(Migration, AVolumeDiskLeaseSettlesALostAckByResumingTheSource) {
+  const std::string vol = dir.file("csv.img");
+  VmProcess fmt({"volume", "format", vol, "--size", "64M", "--cluster", "test"});
+  ASSERT_EQ(fmt.wait_exit(30s), 0) << fmt.stderr_text();
+  VmProcess mk({"volume", "disk", "create", vol, "web", "--size", "16M"});
+  ASSERT_EQ(mk.wait_exit(30s), 0) << mk.stderr_text();
+  Guest g{"disk", "256M", 1, vol + ":web"};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stdout_text() << src->stderr_text();
+  const int port = free_port();
+  auto dst = incoming(g, dst_api, port, {"MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS=10000"});
+  VmProcess m(migrate_args(src_api, "127.0.0.1:" + std::to_string(port), {}));
+  ASSERT_TRUE(dst->wait_stderr("holding the ACK", 60s)) << dst->stderr_text();
+  dst->kill(SIGKILL);
+  EXPECT_EQ(m.wait_exit(60s), 1) << m.stdout_text();
+  auto j = parse_json(m);
+  EXPECT_EQ(j.value("result", ""), "failed") << m.stdout_text();
+  EXPECT_EQ(j.value("switchover", ""), "lease") << m.stdout_text();
+  expect_still_running(*src);
+  EXPECT_TRUE(src->lines_matching("ioerr").empty()) << src->stdout_text();
 }
 
 }  // namespace

@@ -209,6 +209,22 @@ TEST(MigrateFrames, ControlPayloadsRoundTrip) {
   auto a = parse_abort(view_of(make_abort({"disk lease lost"})));
   ASSERT_TRUE(a);
   EXPECT_EQ(a->reason, "disk lease lost");
+
+  auto q = parse_query(view_of(make_query({0xAABBCCDD00112233ull})));
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->session_id, 0xAABBCCDD00112233ull);
+  for (CommitAnswer c : {CommitAnswer::kUnknown, CommitAnswer::kCommitted}) {
+    auto qr = parse_query_reply(view_of(make_query_reply(c)));
+    ASSERT_TRUE(qr);
+    EXPECT_EQ(*qr, c);
+  }
+}
+
+TEST(MigrateFrames, AQueryReplyWithAnAnswerThisSideDoesNotKnowIsRefused) {
+  Frame f = make_query_reply(CommitAnswer::kCommitted);
+  f.bytes[kHeaderSize] = 7;  // neither unknown nor committed: never read as "committed"
+  EXPECT_FALSE(parse_query_reply(view_of(f)));
+  EXPECT_FALSE(parse_query_reply(view_of(make_query({1}))));  // wrong type
 }
 
 TEST(MigrateFrames, PayloadDecodersRejectBadShapes) {

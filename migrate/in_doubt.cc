@@ -1,0 +1,139 @@
+// QUERY / QUERY_REPLY: one frame each way on a connection of their own (protocol.h).
+#include "migrate/in_doubt.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "common/log.h"
+#include "migrate/net.h"
+
+namespace minihv::migrate {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often the witness looks at its stop flag while no query comes.
+constexpr auto kWitnessPoll = std::chrono::milliseconds(100);
+// A query connection that has not sent its frame by then is dropped.
+constexpr auto kQueryReadTimeout = std::chrono::seconds(2);
+// QUERY and QUERY_REPLY are tiny: each read asks the parser for this much room.
+constexpr size_t kQueryFrameRoom = kHeaderSize + 64;
+
+Status send_frame(int fd, Frame f, Clock::time_point deadline) {
+  seal(f, kControlStream, 0);
+  size_t off = 0;
+  while (off < f.bytes.size()) {
+    ssize_t n = ::send(fd, f.bytes.data() + off, f.bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return Status::from_errno("send");
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return Status::error("send timed out");
+    pollfd p{fd, POLLOUT, 0};
+    (void)::poll(&p, 1, static_cast<int>(left.count()));
+  }
+  return Status::ok();
+}
+
+// Reads exactly one frame of `type` from `fd` into `parser` before `deadline`.
+Result<FrameView> read_frame(int fd, FrameParser& parser, FrameType type, Clock::time_point deadline) {
+  while (true) {
+    auto f = parser.next();
+    if (!f) return f.status();
+    if (*f) {
+      if ((*f)->type() != type)
+        return Status::error("expected " + std::string(frame_type_name(type)) + ", got " +
+                             std::string(frame_type_name((*f)->type())));
+      return **f;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return Status::error("no " + std::string(frame_type_name(type)) + " in time");
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    auto room = parser.prepare(kQueryFrameRoom);
+    ssize_t n = ::recv(fd, room.data(), room.size(), MSG_DONTWAIT);
+    if (n == 0) return Status::error("closed before " + std::string(frame_type_name(type)));
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return Status::from_errno("recv");
+    if (n > 0) parser.commit(static_cast<size_t>(n));
+  }
+}
+
+Result<CommitAnswer> ask_one(const Endpoint& ep, uint64_t session, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  auto fd = net::connect_to(ep, timeout);
+  if (!fd) return fd.status();
+  MINIHV_TRY(send_frame(fd->get(), make_query({session}), deadline));
+  FrameParser parser(kControlStream, 0);
+  auto reply = read_frame(fd->get(), parser, FrameType::kQueryReply, deadline);
+  if (!reply) return reply.status();
+  return parse_query_reply(*reply);
+}
+
+}  // namespace
+
+Asked ask_committed(std::span<const Endpoint> targets, uint64_t session, std::chrono::milliseconds per_target) {
+  Asked out;
+  for (const Endpoint& ep : targets) {
+    auto a = ask_one(ep, session, per_target);
+    const std::string said = a ? (*a == CommitAnswer::kCommitted ? "committed" : "does not know the session")
+                               : "no answer: " + a.message();
+    out.detail += (out.detail.empty() ? "" : "; ") + ep.text() + " " + said;
+    if (a && *a == CommitAnswer::kCommitted) {
+      out.answer = CommitAnswer::kCommitted;
+      break;
+    }
+  }
+  return out;
+}
+
+std::unique_ptr<CommitWitness> CommitWitness::start(Listener listener, uint64_t session,
+                                                    std::chrono::milliseconds silent_for) {
+  std::unique_ptr<CommitWitness> w(new CommitWitness(std::move(listener), session));
+  w->thread_ = std::thread([p = w.get(), silent_for] { p->serve(silent_for); });
+  return w;
+}
+
+CommitWitness::~CommitWitness() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void CommitWitness::serve(std::chrono::milliseconds silent_for) {
+  const auto speak_from = Clock::now() + silent_for;
+  while (!stop_) {
+    if (Clock::now() < speak_from) {
+      std::this_thread::sleep_for(kWitnessPoll);
+      continue;
+    }
+    auto c = listener_.accept_one(kWitnessPoll);
+    if (!c) {
+      LOG_WARN("migration witness: %s", c.message().c_str());
+      std::this_thread::sleep_for(kWitnessPoll);
+      continue;
+    }
+    if (*c) answer((*c)->get());
+  }
+}
+
+void CommitWitness::answer(int fd) {
+  const auto deadline = Clock::now() + kQueryReadTimeout;
+  FrameParser parser(kControlStream, 0);
+  auto q = read_frame(fd, parser, FrameType::kQuery, deadline);
+  if (!q) {
+    LOG_WARN("migration witness: dropping a connection: %s", q.message().c_str());
+    return;
+  }
+  auto m = parse_query(*q);
+  if (!m) {
+    LOG_WARN("migration witness: %s", m.message().c_str());
+    return;
+  }
+  const CommitAnswer a = m->session_id == session_ ? CommitAnswer::kCommitted : CommitAnswer::kUnknown;
+  if (Status s = send_frame(fd, make_query_reply(a), deadline); !s)
+    LOG_WARN("migration witness: answering: %s", s.message().c_str());
+}
+
+}  // namespace minihv::migrate
