@@ -174,72 +174,90 @@ Result<PageOutcome> PageBatchEncoder::add_page(uint64_t gpa, const uint8_t* page
   if (gpa & (kPageSize - 1)) return Status::error("page address " + std::to_string(gpa) + " is not 4 KiB aligned");
   stats_.bytes_in += kPageSize;
   uint64_t* slot = hashes_ ? hashes_->slot(gpa) : nullptr;
-  const bool hash = zero || hash_all_ || ((gpa >> kPageShift) % kHashSampleEvery) == 0;
-  if (slot && !hash) {
-    *slot = 0;  // sent unhashed: its old digest must never match again
-  } else if (slot) {
-    if (!zero) {
-      // The guest runs: hash and send one snapshot, or the digest could describe bytes other than
-      // those sent, and a later write back to the hashed bytes would pass as "unchanged" for good.
-      std::memcpy(snapshot_.bytes, page, kPageSize);
-      page = snapshot_.bytes;
-    }
-    const uint64_t digest = zero ? zero_page_digest() : XXH3_64bits(page, kPageSize);
-    if (!zero) ++stats_.hashed;
-    if (*slot == digest && digest != 0) {
-      ++stats_.unchanged;
-      if (!zero) ++stats_.hash_hits;
-      return PageOutcome::kUnchanged;
-    }
-    *slot = digest;
+  const bool hash = slot && (zero || hash_all_ || ((gpa >> kPageShift) % kHashSampleEvery) == 0);
+  if (slot && !hash) *slot = 0;  // sent unhashed: its old digest must never match again
+  if (zero) {
+    if (hash && !record_digest(slot, zero_page_digest(), false)) return PageOutcome::kUnchanged;
+    return add_zero(gpa);
+  }
+  // The guest runs: the bytes hashed must be the bytes sent, or a digest could describe bytes never
+  // sent, and a later write back to them would pass as "unchanged" for good. So the page is copied
+  // once — into the batch (raw) or the snapshot (lz4) — and hashed and sent from that copy.
+  const size_t record_at = builder_.payload_size();
+  const uint8_t* copy = snapshot_.bytes;
+  if (batch_mode_ == Compression::kLz4) {
+    std::memcpy(snapshot_.bytes, page, kPageSize);
+  } else {
+    uint8_t* data = builder_.extend(kRecordHeaderSize + kPageSize) + kRecordHeaderSize;
+    std::memcpy(data, page, kPageSize);
+    copy = data;
+  }
+  if (hash && !record_digest(slot, XXH3_64bits(copy, kPageSize), true)) {
+    builder_.shrink_to(record_at);
+    return PageOutcome::kUnchanged;
   }
   ++pages_in_batch_;
-
-  if (zero) {
-    ++stats_.zero;
-    if (zero_run_at_ && zero_run_len_ < kMaxZeroRun &&
-        gpa == zero_run_gpa_ + uint64_t{zero_run_len_} * kPageSize) {
-      ++zero_run_len_;
-      wire::store<uint16_t>(builder_.payload_at(*zero_run_at_ + 10), zero_run_len_);
-      return PageOutcome::kZero;
-    }
-    zero_run_at_ = builder_.payload_size();
-    zero_run_gpa_ = gpa;
-    zero_run_len_ = 1;
-    put_record_header(builder_.extend(kRecordHeaderSize), gpa, PageKind::kZero, 1);
-    ++records_;
-    stats_.bytes_out += kRecordHeaderSize;
-    return PageOutcome::kZero;
-  }
   close_zero_run();
   ++records_;
-
-  const size_t record_at = builder_.payload_size();
-  if (batch_mode_ == Compression::kLz4) {
-    builder_.extend(kRecordHeaderSize);
-    char* dst = reinterpret_cast<char*>(builder_.extend(kLz4MaxBytes));
-    ++stats_.lz4_tried;
-    auto t0 = std::chrono::steady_clock::now();
-    int n = LZ4_compress_default(reinterpret_cast<const char*>(page), dst, kPageSize, kLz4MaxBytes);
-    codec_seconds_ += seconds_since(t0);
-    codec_in_ += kPageSize;
-    if (n > 0) {
-      builder_.shrink_to(record_at + kRecordHeaderSize + n);
-      put_record_header(builder_.payload_at(record_at), gpa, PageKind::kLz4, static_cast<uint16_t>(n));
-      ++stats_.lz4;
-      stats_.bytes_out += kRecordHeaderSize + n;
-      codec_out_ += kRecordHeaderSize + n;
-      return PageOutcome::kLz4;
-    }
-    codec_out_ += kRecordHeaderSize + kPageSize;
-    builder_.shrink_to(record_at);  // did not pay: send it raw
+  if (batch_mode_ == Compression::kLz4 && add_lz4(gpa, copy)) return PageOutcome::kLz4;
+  if (batch_mode_ == Compression::kLz4) {  // did not pay: send it raw, from the snapshot
+    uint8_t* data = builder_.extend(kRecordHeaderSize + kPageSize) + kRecordHeaderSize;
+    std::memcpy(data, copy, kPageSize);
   }
-  uint8_t* hdr = builder_.extend(kRecordHeaderSize + kPageSize);
-  put_record_header(hdr, gpa, PageKind::kRaw, kPageSize);
-  std::memcpy(hdr + kRecordHeaderSize, page, kPageSize);
+  put_record_header(builder_.payload_at(record_at), gpa, PageKind::kRaw, kPageSize);
   ++stats_.raw;
   stats_.bytes_out += kRecordHeaderSize + kPageSize;
   return PageOutcome::kRaw;
+}
+
+bool PageBatchEncoder::record_digest(uint64_t* slot, uint64_t digest, bool counted) {
+  if (counted) ++stats_.hashed;
+  if (*slot == digest && digest != 0) {
+    ++stats_.unchanged;
+    if (counted) ++stats_.hash_hits;
+    return false;
+  }
+  *slot = digest;
+  return true;
+}
+
+PageOutcome PageBatchEncoder::add_zero(uint64_t gpa) {
+  ++pages_in_batch_;
+  ++stats_.zero;
+  if (zero_run_at_ && zero_run_len_ < kMaxZeroRun && gpa == zero_run_gpa_ + uint64_t{zero_run_len_} * kPageSize) {
+    ++zero_run_len_;
+    wire::store<uint16_t>(builder_.payload_at(*zero_run_at_ + 10), zero_run_len_);
+    return PageOutcome::kZero;
+  }
+  zero_run_at_ = builder_.payload_size();
+  zero_run_gpa_ = gpa;
+  zero_run_len_ = 1;
+  put_record_header(builder_.extend(kRecordHeaderSize), gpa, PageKind::kZero, 1);
+  ++records_;
+  stats_.bytes_out += kRecordHeaderSize;
+  return PageOutcome::kZero;
+}
+
+bool PageBatchEncoder::add_lz4(uint64_t gpa, const uint8_t* page) {
+  const size_t record_at = builder_.payload_size();
+  builder_.extend(kRecordHeaderSize);
+  char* dst = reinterpret_cast<char*>(builder_.extend(kLz4MaxBytes));
+  ++stats_.lz4_tried;
+  auto t0 = std::chrono::steady_clock::now();
+  int n = LZ4_compress_default(reinterpret_cast<const char*>(page), dst, kPageSize, kLz4MaxBytes);
+  codec_seconds_ += seconds_since(t0);
+  codec_in_ += kPageSize;
+  if (n <= 0) {
+    codec_out_ += kRecordHeaderSize + kPageSize;
+    builder_.shrink_to(record_at);
+    return false;
+  }
+  builder_.shrink_to(record_at + kRecordHeaderSize + n);
+  put_record_header(builder_.payload_at(record_at), gpa, PageKind::kLz4, static_cast<uint16_t>(n));
+  ++stats_.lz4;
+  stats_.bytes_out += kRecordHeaderSize + n;
+  codec_out_ += kRecordHeaderSize + n;
+  return true;
 }
 
 Frame PageBatchEncoder::take_frame() {

@@ -120,6 +120,12 @@ public:
 
 private:
   Result<PageOutcome> add_page(uint64_t gpa, const uint8_t* page, bool zero);
+  // Compares `digest` with the page's slot and stores it; false when it matched (unchanged).
+  // `counted`: a non-zero page, counted in the hash hit rate.
+  bool record_digest(uint64_t* slot, uint64_t digest, bool counted);
+  PageOutcome add_zero(uint64_t gpa);
+  // Appends `page` lz4-compressed; false (nothing appended) when it would not shrink enough.
+  bool add_lz4(uint64_t gpa, const uint8_t* page);
   void begin_batch();
   void close_zero_run();
   EncoderOptions options_;
@@ -130,7 +136,7 @@ private:
   size_t records_ = 0, pages_in_batch_ = 0;
   Compression batch_mode_ = Compression::kLz4;
   bool hash_all_ = true;
-  alignas(64) struct { uint8_t bytes[kPageSize]; } snapshot_;  // the page as hashed and sent
+  alignas(64) struct { uint8_t bytes[kPageSize]; } snapshot_;  // lz4: the page as hashed and compressed
   uint64_t batches_ = 0;
   // Open zero run: the record's offset in the payload, its first gpa and page count.
   std::optional<size_t> zero_run_at_;
