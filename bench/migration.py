@@ -13,8 +13,8 @@ each over two links:
   veth   a veth pair between two private namespaces, both ends shaped by tc tbf to 1 Gbit/s;
          the source runs in the first namespace, the destination in the second
 and each with these configurations:
-  minihv --streams 1|4 --compress none|auto        (its control socket, JSON lines)
-  QEMU   multifd off | multifd on, 4 channels      (QMP: migrate-set-capabilities/-parameters,
+  minihv --streams 1|2|4|8 --compress none, --streams 1|4 --compress auto   (control socket)
+  QEMU   multifd off | multifd on, 2, 4 or 8 channels (QMP: migrate-set-capabilities/-parameters,
                                                     migrate, query-migrate polled every 20 ms)
 Runs are interleaved (every configuration of every case once, then again, ...) and the tables
 show medians. The raw TCP bandwidth of both links is measured in the same run (a Python
@@ -25,7 +25,10 @@ Per run: total time and downtime as the tool reports them; the downtime as the g
 across the switchover; the guest runs with stall_ms=20, so "<20" means no STALL line); bytes on
 the wire as the tool reports them and as the link's interface counters saw them (all IP bytes
 both ways, headers and ACKs included); rounds (minihv: rounds, QEMU: ram.dirty-sync-count);
-throughput as the tool reports it (minihv throughput_mbps, QEMU ram.mbps).
+throughput as the tool reports it (minihv throughput_mbps, QEMU ram.mbps); and CPU seconds per GiB
+on the wire of each side's VMM process without its vCPU threads (/proc/PID/task/*/stat: the
+migration's own work, which on a 2-core host competes with the guest's vCPUs). Every run starts
+with warm host memory (warm_host_memory: this cloud VM's host takes back free memory).
 
 It also draws docs/migration-rounds.svg (gnuplot): bytes remaining and dirty rate per round in
 the `dirty mib=256` loopback case, from minihv's progress lines and QEMU's query-migrate.
@@ -73,16 +76,21 @@ LINKS = {  # name: (namespace of the source, namespace of the destination, desti
 }
 CONFIGS = [  # (tool, label, options)
     ("minihv", "minihv s1 none", {"streams": 1, "compress": "none"}),
+    ("minihv", "minihv s2 none", {"streams": 2, "compress": "none"}),
     ("minihv", "minihv s4 none", {"streams": 4, "compress": "none"}),
+    ("minihv", "minihv s8 none", {"streams": 8, "compress": "none"}),
     ("minihv", "minihv s1 auto", {"streams": 1, "compress": "auto"}),
     ("minihv", "minihv s4 auto", {"streams": 4, "compress": "auto"}),
     ("qemu", "QEMU multifd off", {"multifd": 0}),
+    ("qemu", "QEMU multifd 2", {"multifd": 2}),
     ("qemu", "QEMU multifd 4", {"multifd": 4}),
+    ("qemu", "QEMU multifd 8", {"multifd": 8}),
 ]
 # On the 1 Gbit/s link both tools are link-bound, streams change little and the dirty case takes
 # 20-40 s per run: fewer configurations there keep the whole benchmark near 15 minutes.
 VETH_CONFIGS = {"minihv s1 none", "minihv s4 auto", "QEMU multifd off", "QEMU multifd 4"}
-QEMU_FOR = {1: "QEMU multifd off", 4: "QEMU multifd 4"}  # the QEMU run a minihv run is compared to
+# The QEMU run a minihv run is compared to: the same number of channels.
+QEMU_FOR = {1: "QEMU multifd off", 2: "QEMU multifd 2", 4: "QEMU multifd 4", 8: "QEMU multifd 8"}
 
 STALL = re.compile(r"^STALL cpu=(\d+) ms=(\d+)")
 HB = re.compile(r"^HB cpu=(\d+) ")
@@ -258,6 +266,55 @@ class Procs:
         self.p = []
 
 
+# vCPU threads: minihv names them vcpuN, QEMU "CPU N/KVM". Their time is the guest's, not the
+# migration's, and is left out of the CPU cost.
+VCPU_THREAD = re.compile(r"^(vcpu\d+|CPU \d+/KVM)$")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def vmm_cpu_seconds(pid):
+    """User + system CPU seconds of every thread of process `pid` but its vCPUs (0 once it is gone,
+    so read it while the process lives)."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            comm = read(f"/proc/{pid}/task/{tid}/comm").strip()
+            stat = read(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            continue  # the thread ended meanwhile
+        if VCPU_THREAD.match(comm):
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is fields[0]
+        total += int(fields[11]) + int(fields[12])     # utime, stime (fields 14 and 15 of stat)
+    return total / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds spent by the source's and the destination's VMM (not their vCPUs) between
+    start() and stop(). A process may end before stop() (minihv's source exits once the VM runs
+    elsewhere): each sample() keeps the last reading taken while it lived, so call it often (on
+    every progress line); what a source spends between its last sample and its exit is lost."""
+
+    def __init__(self, src_pid, dst_pid):
+        self.pids = (src_pid, dst_pid)
+
+    def start(self):
+        self.t0 = [vmm_cpu_seconds(p) for p in self.pids]
+        self.last = list(self.t0)
+
+    def sample(self):
+        for i, p in enumerate(self.pids):
+            self.last[i] = max(self.last[i], vmm_cpu_seconds(p))
+
+    def stop(self):
+        self.sample()
+        return [b - a for a, b in zip(self.t0, self.last)]
+
+
 # Touched and freed right before every migration, by both tools' runs (warm_host_memory).
 WARM_BYTES = 2 << 30
 
@@ -288,8 +345,8 @@ def run_minihv(a, d, link, cmdline, opts, port, rounds_out=None):
             os.unlink(f)
     vm = ["--mem", MEM, "--cpus", str(CPUS)]
     try:
-        procs.start(in_ns(dst_ns, [a.minihv, "run", *vm, "--api", bsock, "--console", bcon,
-                                   "--incoming", f"{addr}:{port}"]), f"{d}/b.log")
+        dst = procs.start(in_ns(dst_ns, [a.minihv, "run", *vm, "--api", bsock, "--console", bcon,
+                                         "--incoming", f"{addr}:{port}"]), f"{d}/b.log")
         src = procs.start(in_ns(src_ns, [a.minihv, "run", "--kernel", a.elf, "--cmdline", cmdline, *vm,
                                          "--api", asock, "--console", acon]), f"{d}/a.log")
         wait_for(warmed_up(acon), 30, "the source guest's heartbeats")
@@ -299,12 +356,15 @@ def run_minihv(a, d, link, cmdline, opts, port, rounds_out=None):
         req = {"cmd": "migrate", "to": f"{addr}:{port}", "streams": opts["streams"], "compress": opts["compress"],
                "downtime_ms": DOWNTIME_MS, "max_time_s": MAX_S}
         warm_host_memory()
+        cpu = CpuMeter(src.pid, dst.pid)  # `ip netns exec` execs the VMM: same pid
+        cpu.start()
         w0 = wire_bytes(link)
         t0 = time.monotonic()
         s.sendall((json.dumps(req) + "\n").encode())
         summary = None
         for line in s.makefile():
             r = json.loads(line)
+            cpu.sample()
             if r.get("progress"):
                 if rounds_out is not None and "round" in r:
                     rounds_out.append({"t": time.monotonic() - t0, "round": r["round"],
@@ -313,6 +373,7 @@ def run_minihv(a, d, link, cmdline, opts, port, rounds_out=None):
                 continue
             summary = r
             break
+        cpu_s = cpu.stop()
         wall = time.monotonic() - t0
         w1 = wire_bytes(link)
         s.close()
@@ -324,7 +385,8 @@ def run_minihv(a, d, link, cmdline, opts, port, rounds_out=None):
         return {"total_ms": summary["total_ms"], "downtime_ms": summary["downtime_ms"],
                 "guest_ms": guest_downtime(bcon), "bytes": summary["bytes_sent"], "wire": w1 - w0,
                 "rounds": summary["rounds"], "mbps": summary["throughput_mbps"], "wall_ms": wall * 1000,
-                "pages": summary["pages"], "throttle": summary.get("throttle_percent", 0)}
+                "pages": summary["pages"], "throttle": summary.get("throttle_percent", 0),
+                "cpu_src_s": cpu_s[0], "cpu_dst_s": cpu_s[1]}
     finally:
         procs.stop()
 
@@ -370,8 +432,8 @@ def run_qemu(a, d, link, cmdline, opts, port, rounds_out=None):
             os.unlink(f)
     A = B = None
     try:
-        procs.start(in_ns(dst_ns, qemu_cmd(a, cmdline, bcon, bsock, incoming=True)), f"{d}/qb.log")
-        procs.start(in_ns(src_ns, qemu_cmd(a, cmdline, acon, asock)), f"{d}/qa.log")
+        qdst = procs.start(in_ns(dst_ns, qemu_cmd(a, cmdline, bcon, bsock, incoming=True)), f"{d}/qb.log")
+        qsrc = procs.start(in_ns(src_ns, qemu_cmd(a, cmdline, acon, asock)), f"{d}/qa.log")
         A, B = QMP(asock), QMP(bsock)
         multifd = opts["multifd"] > 0
         for q in (A, B):
@@ -386,11 +448,14 @@ def run_qemu(a, d, link, cmdline, opts, port, rounds_out=None):
         B.cmd("migrate-incoming", uri=f"tcp:{addr}:{port}")
         wait_for(warmed_up(acon), 30, "the source guest's heartbeats")
         warm_host_memory()
+        cpu = CpuMeter(qsrc.pid, qdst.pid)
+        cpu.start()
         w0 = wire_bytes(link)
         t0 = time.monotonic()
         A.cmd("migrate", uri=f"tcp:{addr}:{port}")
         while True:
             r = A.cmd("query-migrate")
+            cpu.sample()
             st = r.get("status")
             if rounds_out is not None and "ram" in r:
                 rounds_out.append({"t": time.monotonic() - t0, "round": r["ram"]["dirty-sync-count"],
@@ -402,6 +467,7 @@ def run_qemu(a, d, link, cmdline, opts, port, rounds_out=None):
                 A.cmd("migrate_cancel")
                 raise RuntimeError("QEMU migration did not converge")
             time.sleep(0.02)
+        cpu_s = cpu.stop()
         wall = time.monotonic() - t0
         w1 = wire_bytes(link)
         if st != "completed":
@@ -411,7 +477,8 @@ def run_qemu(a, d, link, cmdline, opts, port, rounds_out=None):
         ram = r["ram"]
         return {"total_ms": r["total-time"], "downtime_ms": r["downtime"], "guest_ms": guest_downtime(bcon),
                 "bytes": ram["transferred"], "wire": w1 - w0, "rounds": ram["dirty-sync-count"],
-                "mbps": ram["mbps"], "wall_ms": wall * 1000, "setup_ms": r.get("setup-time")}
+                "mbps": ram["mbps"], "wall_ms": wall * 1000, "setup_ms": r.get("setup-time"),
+                "cpu_src_s": cpu_s[0], "cpu_dst_s": cpu_s[1]}
     finally:
         for q in (A, B):
             if q:
@@ -583,8 +650,8 @@ def main():
     print()
     print("| case | link | configuration | total ms | downtime ms (tool) | downtime ms (guest) | MB sent (tool) | "
           "MB on the wire | rounds | Mbit/s (tool) | ok runs | total / QEMU | downtime / QEMU (tool) | "
-          "downtime / QEMU (guest) | wire bytes / QEMU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "downtime / QEMU (guest) | wire bytes / QEMU | CPU s/GiB src | CPU s/GiB dst |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     med_of = {}
     for case in cases:
         for link in links:
@@ -594,10 +661,13 @@ def main():
                 runs = [r for r in results.get((case, link, label), []) if r]
                 n_all = len(results.get((case, link, label), []))
                 if not runs:
-                    print(f"| {CASES[case]} | {link} | {label} | failed | | | | | | | 0/{n_all} | | | | |")
+                    print(f"| {CASES[case]} | {link} | {label} | failed | | | | | | | 0/{n_all} | | | | | | |")
                     continue
                 m = {k: med([r[k] for r in runs]) for k in ("total_ms", "downtime_ms", "guest_ms", "bytes", "wire",
                                                             "rounds", "mbps")}
+                # CPU seconds of each side's VMM (vCPUs left out) per GiB that crossed the link
+                per_gib = {side: med([r[f"cpu_{side}_s"] / max(r["wire"], 1) * 2**30 for r in runs])
+                           for side in ("src", "dst")}
                 med_of[(case, link, label)] = m
                 ratio = ["", "", "", ""]
                 if tool == "minihv":
@@ -621,7 +691,8 @@ def main():
                         ratio[3] = f"{m['wire'] / q['wire']:.2f}"
                 print(f"| {CASES[case]} | {link} | {label} | {m['total_ms']:.0f} | {m['downtime_ms']:.0f} | "
                       f"{fmt(m['guest_ms'])} | {m['bytes'] / 1e6:.1f} | {m['wire'] / 1e6:.1f} | {m['rounds']:.0f} | "
-                      f"{m['mbps']:.0f} | {len(runs)}/{n_all} | {' | '.join(ratio)} |")
+                      f"{m['mbps']:.0f} | {len(runs)}/{n_all} | {' | '.join(ratio)} | "
+                      f"{per_gib['src']:.2f} | {per_gib['dst']:.2f} |")
     if "dirty256" in cases and "lo" in links:
         print()
         lo_bw = med(bw["lo"])
