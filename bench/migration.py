@@ -286,8 +286,8 @@ def vmm_cpu_seconds(pid):
             stat = read(f"/proc/{pid}/task/{tid}/stat")
         except OSError:
             continue  # the thread ended meanwhile
-        if VCPU_THREAD.match(comm):
-            continue
+        if ")" not in stat or VCPU_THREAD.match(comm):
+            continue  # ended meanwhile (read() gives "" for a file that is gone), or a vCPU
         fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is fields[0]
         total += int(fields[11]) + int(fields[12])     # utime, stime (fields 14 and 15 of stat)
     return total / CLOCK_TICKS
