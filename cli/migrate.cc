@@ -59,6 +59,10 @@ void print_summary(const nlohmann::json& r) {
 
 // `migrate --resolve ACTION`: settles a switchover left in doubt (the VM paused on this side).
 int run_resolve(const MigrateOptions& o) {
+  if (!o.to.empty()) {
+    std::fprintf(stderr, "minihv: error: --resolve settles the last migration: it takes no --to\n");
+    return kExitUsage;
+  }
   if (o.resolve != "ask" && o.resolve != "resume" && o.resolve != "end") {
     std::fprintf(stderr, "minihv: error: --resolve must be ask, resume or end, not '%s'\n", o.resolve.c_str());
     return kExitUsage;
@@ -72,7 +76,7 @@ int run_resolve(const MigrateOptions& o) {
   if (o.json) std::printf("%s\n", reply->dump().c_str());
   if (!reply->value("ok", false)) {
     std::fprintf(stderr, "minihv: error: %s\n", reply->value("error", std::string("not settled")).c_str());
-    return kExitFailure;
+    return reply->value("result", "") == "in-doubt" ? kExitInDoubt : kExitFailure;
   }
   if (!o.json) std::printf("%s\n", reply->value("settled", std::string("settled")).c_str());
   return kExitOk;
@@ -158,30 +162,39 @@ nlohmann::json MigrationControl::migrate(Vm& vm, const nlohmann::json& req, cons
 nlohmann::json MigrationControl::resolve(Vm& vm, const nlohmann::json& req) {
   migrate::MigrationGuard guard(busy_);
   if (!guard.owned()) return {{"ok", false}, {"error", "a migration of this VM is in progress"}};
-  std::lock_guard lock(mu_);
-  if (!in_doubt_) return {{"ok", false}, {"error", "no migration of this VM is in doubt"}};
+  std::optional<InDoubt> doubt;
+  {
+    std::lock_guard lock(mu_);
+    doubt = in_doubt_;
+  }
+  if (!doubt) return {{"ok", false}, {"error", "no migration of this VM is in doubt"}};
+  // The busy guard keeps migrate, pause, resume and other resolves out; status may read meanwhile.
+  auto settled = [&] {
+    std::lock_guard lock(mu_);
+    in_doubt_.reset();
+  };
   const std::string action = req.value("action", "ask");
   if (action == "ask") {
     constexpr auto kAskTimeout = std::chrono::seconds(2);
-    migrate::Asked a = migrate::ask_committed(in_doubt_->targets, in_doubt_->session, kAskTimeout);
+    migrate::Asked a = migrate::ask_committed(doubt->targets, doubt->session, kAskTimeout);
     if (a.answer != migrate::CommitAnswer::kCommitted)
       return {{"ok", false}, {"result", "in-doubt"},
               {"error", "still in doubt: " + a.detail +
                             " (if you know the destination does not run the VM: --resolve resume; if it does: "
                             "--resolve end)"}};
-    in_doubt_.reset();
+    settled();
     vm.end(VmEnd::kMigrated, "the destination confirmed the migration: " + a.detail);
     return {{"ok", true}, {"result", "ok"}, {"settled", "the destination committed: the VM runs there"}};
   }
   if (action == "resume") {
     Status st = vm.resume();
     if (!st) return {{"ok", false}, {"error", st.message()}};
-    in_doubt_.reset();
+    settled();
     LOG_WARN("in-doubt migration settled by the operator: the VM resumes here");
     return {{"ok", true}, {"result", "resumed"}, {"settled", "the VM runs here again"}};
   }
   if (action == "end") {
-    in_doubt_.reset();
+    settled();
     vm.end(VmEnd::kMigrated, "in-doubt migration settled by the operator: the VM runs on the destination");
     return {{"ok", true}, {"result", "ended"}, {"settled", "the VM ended here"}};
   }

@@ -175,9 +175,11 @@ int run(RunOptions& o) {
       return st.status().is_invalid_input() ? kExitUsage : kExitFailure;
     }
     witness = std::move(st).value();
-    // The source releases the disks' leases once it has the ACK; one that died instead loses them
-    // after the volume's dead timeout. Either way this wait ends well inside kLeaseHandOff.
-    constexpr auto kLeaseHandOff = std::chrono::seconds(15);
+    // The source releases the disks' leases once it has the ACK (or, when the ACK was lost, once
+    // it has asked our witness: up to 10 s + 2 s per target, twice); one that died instead loses
+    // them after the volume's dead timeout. kLeaseHandOff outlasts all of these; a source that
+    // keeps the leases (it settled a lost ACK by resuming) makes us give up here, never run.
+    constexpr auto kLeaseHandOff = std::chrono::seconds(60);
     if (Status lease = (*vm)->acquire_disk_leases(kLeaseHandOff); !lease) {
       std::fprintf(stderr, "minihv: error: incoming migration: %s\n", lease.message().c_str());
       return kExitFailure;

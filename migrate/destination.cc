@@ -125,6 +125,7 @@ private:
 
   Result<Next> on_commit() {
     if (!restored_) return Status::error("protocol error: COMMIT before the machine state");
+    if (refuse_commit_from_env()) return Status::error("test hook: refusing COMMIT");
     if (auto hold = hold_before_ack_ms_from_env()) {
       std::fprintf(stderr, "minihv: test hook: holding the ACK for %llu ms\n", static_cast<unsigned long long>(*hold));
       std::this_thread::sleep_for(std::chrono::milliseconds(*hold));

@@ -15,8 +15,9 @@ using Clock = std::chrono::steady_clock;
 
 // How often the witness looks at its stop flag while no query comes.
 constexpr auto kWitnessPoll = std::chrono::milliseconds(100);
-// A query connection that has not sent its frame by then is dropped.
-constexpr auto kQueryReadTimeout = std::chrono::seconds(2);
+// A query connection that has not sent its frame by then is dropped (a source sends it at once;
+// a peer that connects and says nothing must not hold the witness through a source's 2 s).
+constexpr auto kQueryReadTimeout = std::chrono::milliseconds(500);
 // QUERY and QUERY_REPLY are tiny: each read asks the parser for this much room.
 constexpr size_t kQueryFrameRoom = kHeaderSize + 64;
 
@@ -109,11 +110,13 @@ void CommitWitness::serve(std::chrono::milliseconds silent_for) {
       continue;
     }
     auto c = listener_.accept_one(kWitnessPoll);
-    if (!c) {
-      LOG_WARN("migration witness: %s", c.message().c_str());
+    if (!c) {  // e.g. out of fds: say it once, then keep trying quietly
+      if (!complained_) LOG_WARN("migration witness: %s", c.message().c_str());
+      complained_ = true;
       std::this_thread::sleep_for(kWitnessPoll);
       continue;
     }
+    complained_ = false;
     if (*c) answer((*c)->get());
   }
 }

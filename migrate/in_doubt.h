@@ -53,6 +53,7 @@ private:
   Listener listener_;
   const uint64_t session_;
   std::atomic<bool> stop_{false};
+  bool complained_ = false;  // the thread's own: an accept error was logged
   std::thread thread_;  // owned: joined by the destructor
 };
 

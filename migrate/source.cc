@@ -385,10 +385,8 @@ private:
       MINIHV_TRY(verify());
       parts.verified = at();
     }
-    MINIHV_TRY(session_->send(kControlStream, make_commit()));
     committed_ = true;  // from here, only proof that the destination did not commit resumes the VM
-    MINIHV_TRY(session_->flush());
-    MINIHV_TRY(await_commit());
+    MINIHV_TRY(await_commit(session_->send(kControlStream, make_commit())));
     parts.acked = at();
     sum_.downtime_ms = ms_since(pause_start);
     return Status::ok();
@@ -397,13 +395,19 @@ private:
   // After COMMIT: the ACK or, when it does not come, the destination's word that it committed.
   // An ABORT is proof that it did not; so is a lease it needs before it may run that this side
   // still holds. Anything else leaves the switchover in doubt: the VM stays paused here.
-  Status await_commit() {
-    Status acked = wait_for(FrameType::kAck, [](const FrameView&) { return Status::ok(); }, kAckTimeout);
+  // `sent`: queueing COMMIT (a failure there may still have let some of it out).
+  Status await_commit(Status sent) {
+    if (sent) sent = session_->flush();
+    Status acked = sent ? wait_for(FrameType::kAck, [](const FrameView&) { return Status::ok(); }, kAckTimeout)
+                        : sent.context("sending COMMIT");
     if (acked) {
       sum_.switchover = "ack";
       return Status::ok();
     }
-    if (destination_aborted_) return acked;
+    if (destination_aborted_) {
+      committed_ = false;  // it said no: proof enough, the VM resumes here
+      return acked;
+    }
     progress_({{"event", "in_doubt"}, {"error", acked.message()}});
     Asked asked;
     for (unsigned i = 0; i < kAskAttempts && asked.answer != CommitAnswer::kCommitted; ++i)

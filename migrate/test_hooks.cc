@@ -23,6 +23,8 @@ std::optional<uint64_t> hold_before_ack_ms_from_env() {
   return positive_from_env("MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS");
 }
 
+bool refuse_commit_from_env() { return positive_from_env("MINIHV_MIGRATE_TEST_REFUSE_COMMIT").has_value(); }
+
 bool drop_ack_from_env() { return positive_from_env("MINIHV_MIGRATE_TEST_DROP_ACK").has_value(); }
 
 std::optional<uint64_t> witness_silent_ms_from_env() {

@@ -11,6 +11,9 @@
 // MINIHV_MIGRATE_TEST_DROP_ACK=1: the destination takes COMMIT, does not send the ACK and closes the
 // session as if the ACK were lost on the way, then runs the VM (the source must not resume).
 //
+// MINIHV_MIGRATE_TEST_REFUSE_COMMIT=1: the destination answers COMMIT with ABORT (as one whose last
+// frames did not decode would); the source must resume the VM (an ABORT is proof).
+//
 // MINIHV_MIGRATE_TEST_WITNESS_SILENT_MS=N: the destination's witness (in_doubt.h) answers no QUERY
 // for N ms after the switchover, as if the network were cut and then healed.
 //
@@ -34,6 +37,7 @@ inline constexpr const char* kCorruptFrameEnv = "MINIHV_MIGRATE_CORRUPT_FRAME";
 std::optional<uint64_t> corrupt_pages_frame_from_env();
 std::optional<uint64_t> hold_before_ack_ms_from_env();
 bool drop_ack_from_env();
+bool refuse_commit_from_env();
 std::optional<uint64_t> witness_silent_ms_from_env();
 std::optional<std::string> host_cpu_profile_from_env();
 std::optional<uint64_t> node_late_writes_ms_from_env();

@@ -85,9 +85,9 @@ public:
   // An incoming VM's shared-volume disks: take their leases, waiting up to `timeout` for the
   // source to let go of them (it does once it has the ACK). Call after restore, before run().
   Status acquire_disk_leases(std::chrono::milliseconds timeout);
-  // Whether another VMM can run this guest only after taking leases held here: a cluster VM's
-  // (its node holds them: --fence-fd) or one with shared-volume disks. While they are held, a
-  // copy elsewhere cannot have started.
+  // Whether another VMM can run this guest only after taking leases held here, and they are
+  // provably current now: a cluster VM's (its node holds them: --fence-fd, still open) or one with
+  // shared-volume disks. While they are held, a copy elsewhere cannot have started.
   bool holds_guest_leases() const;
   // What restore_machine() could not carry but did not fail for (e.g. a TSC rate this host
   // cannot set); empty when everything was exact.

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "blockdev/clock.h"
 #include "vmm/layout.h"
 #include "vmm/vm.h"
 
@@ -109,7 +110,13 @@ std::vector<boot::VirtioMmioWindow> Vm::virtio_windows() const {
   return out;
 }
 
-bool Vm::holds_guest_leases() const { return config_.fence != nullptr || !volume_disks_.empty(); }
+bool Vm::holds_guest_leases() const {
+  // Provably current, not merely taken once: a lease that lapsed may be someone else's by now.
+  if (config_.fence && config_.fence->may_write(blockdev::system_clock())) return true;
+  for (const auto& d : volume_disks_)
+    if (d->write_gate()()) return true;
+  return false;
+}
 
 Status Vm::acquire_disk_leases(std::chrono::milliseconds timeout) {
   for (auto& d : volume_disks_) MINIHV_TRY(d->acquire(timeout).context("disk " + d->name()));

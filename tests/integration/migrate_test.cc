@@ -266,7 +266,8 @@ TEST_F(Migration, DestinationKilledAfterCommitLeavesTheVmPausedInDoubtUntilResol
   auto src = boot(g, src_api);
   ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
   const int port = free_port();
-  auto dstp = incoming(g, dst_api, port, {"MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS=10000"});
+  // (held far beyond the source's 10 s ACK timeout: the kill, not the timeout, must end it)
+  auto dstp = incoming(g, dst_api, port, {"MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS=120000"});
   VmProcess& dst = *dstp;
   VmProcess m(migrate_args(src_api, "127.0.0.1:" + std::to_string(port), {}));
   ASSERT_TRUE(dst.wait_stderr("holding the ACK", 60s)) << dst.stderr_text();
@@ -287,8 +288,9 @@ TEST_F(Migration, DestinationKilledAfterCommitLeavesTheVmPausedInDoubtUntilResol
   EXPECT_NE(resume.stdout_text().find("in doubt"), std::string::npos) << resume.stdout_text();
   VmProcess again(migrate_args(src_api, "127.0.0.1:" + std::to_string(free_port()), {}));
   EXPECT_EQ(again.wait_exit(30s), 1) << "no new migration while one is in doubt";
+  EXPECT_NE(again.stderr_text().find("in doubt"), std::string::npos) << again.stderr_text();
   VmProcess ask({"migrate", "--api", src_api, "--resolve", "ask"});
-  EXPECT_EQ(ask.wait_exit(30s), 1) << ask.stdout_text();
+  EXPECT_EQ(ask.wait_exit(30s), 3) << ask.stdout_text();
   EXPECT_NE(ask.stderr_text().find("still in doubt"), std::string::npos) << ask.stderr_text();
   std::this_thread::sleep_for(1500ms);
   EXPECT_EQ(heartbeats(*src), seen) << "an in-doubt VM must stay paused:\n" << src->stdout_text();
@@ -469,8 +471,8 @@ TEST_F(Migration, VolumeDiskLeaseIsHandedOver) {
 }
 
 // With a shared-volume disk the lease decides: the destination may run the VM only once it holds
-// the disk's lease, which the source keeps until it has the ACK. The destination dies holding the
-// ACK; the source resumes at once (its lease proves no copy can run elsewhere) — not in doubt.
+// the disk's lease, which the source keeps until it has the ACK. The ACK is lost and nobody
+// answers a QUERY; the source resumes (its lease proves no copy can run elsewhere) — not in doubt.
 TEST_F(Migration, AVolumeDiskLeaseSettlesALostAckByResumingTheSource) {
   const std::string vol = dir.file("csv.img");
   VmProcess fmt({"volume", "format", vol, "--size", "64M", "--cluster", "test"});
@@ -481,16 +483,34 @@ TEST_F(Migration, AVolumeDiskLeaseSettlesALostAckByResumingTheSource) {
   auto src = boot(g, src_api);
   ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stdout_text() << src->stderr_text();
   const int port = free_port();
-  auto dst = incoming(g, dst_api, port, {"MINIHV_MIGRATE_TEST_HOLD_BEFORE_ACK_MS=10000"});
-  VmProcess m(migrate_args(src_api, "127.0.0.1:" + std::to_string(port), {}));
-  ASSERT_TRUE(dst->wait_stderr("holding the ACK", 60s)) << dst->stderr_text();
-  dst->kill(SIGKILL);
-  EXPECT_EQ(m.wait_exit(60s), 1) << m.stdout_text();
-  auto j = parse_json(m);
-  EXPECT_EQ(j.value("result", ""), "failed") << m.stdout_text();
-  EXPECT_EQ(j.value("switchover", ""), "lease") << m.stdout_text();
-  expect_still_running(*src);
+  // The destination takes COMMIT and is alive, but the ACK is lost and it cannot be asked: it
+  // waits for the disk's lease, which the source keeps — it must never run while the source does.
+  auto dst = incoming(g, dst_api, port,
+                      {"MINIHV_MIGRATE_TEST_DROP_ACK=1", "MINIHV_MIGRATE_TEST_WITNESS_SILENT_MS=120000"});
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(r.exit, 1) << r.json.dump(2);
+  EXPECT_EQ(r.json.value("result", ""), "failed") << r.json.dump(2);
+  EXPECT_EQ(r.json.value("switchover", ""), "lease") << r.json.dump(2);
+  expect_still_running(*src, 4);
   EXPECT_TRUE(src->lines_matching("ioerr").empty()) << src->stdout_text();
+  EXPECT_TRUE(dst->lines_matching("^HB ").empty()) << "a second copy ran:\n" << dst->stdout_text();
+  EXPECT_EQ(dst->stderr_text().find("the VM runs here"), std::string::npos) << dst->stderr_text();
+}
+
+// An ABORT after COMMIT (the destination could not take the last frames) is proof it does not run
+// the VM: the source resumes at once, not in doubt.
+TEST_F(Migration, AnAbortAfterCommitResumesTheSource) {
+  Guest g{"idle", "256M", 1, ""};
+  auto src = boot(g, src_api);
+  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stderr_text();
+  const int port = free_port();
+  auto dst = incoming(g, dst_api, port, {"MINIHV_MIGRATE_TEST_REFUSE_COMMIT=1"});
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(r.exit, 1) << r.json.dump(2);
+  EXPECT_EQ(r.json.value("result", ""), "failed") << r.json.dump(2);
+  EXPECT_NE(r.json.value("error", "").find("refusing COMMIT"), std::string::npos) << r.json.dump(2);
+  expect_still_running(*src);
+  EXPECT_NE(dst->wait_exit(30s).value_or(0), 0) << dst->stderr_text();
 }
 
 }  // namespace
