@@ -10,6 +10,7 @@ Cases (1 GiB of guest RAM, 2 vCPUs, the same downtime target for both tools):
                              zero-heavy pages (docs/test-guest.md)
 each over two links:
   lo     loopback inside a private network namespace (so its byte counters are ours alone)
+  veth10g  a veth pair between them shaped to 10 Gbit/s (tbf, 2 MB burst);
   veth   a veth pair between two private namespaces, both ends shaped by tc tbf to 1 Gbit/s;
          the source runs in the first namespace, the destination in the second
 and each with these configurations:
@@ -59,6 +60,13 @@ import time
 NS_A, NS_B = "mhvb-a", "mhvb-b"
 VETH_A, VETH_B = "mhvb-va", "mhvb-vb"
 ADDR_A, ADDR_B = "10.199.0.1", "10.199.0.2"
+# A second pair between the same namespaces, shaped to 10 Gbit/s.
+VETH10_A, VETH10_B = "mhvb-wa", "mhvb-wb"
+ADDR10_A, ADDR10_B = "10.199.0.5", "10.199.0.6"
+# (device in the first namespace, in the second, their addresses, tbf rate, tbf burst): the burst
+# must hold a 64 KiB GSO segment, and at 10 Gbit/s about a millisecond of traffic.
+VETH_PAIRS = {"veth": (VETH_A, VETH_B, ADDR_A, ADDR_B, "1gbit", "256kb"),
+              "veth10g": (VETH10_A, VETH10_B, ADDR10_A, ADDR10_B, "10gbit", "2mb")}
 MEM, CPUS, DOWNTIME_MS, STALL_MS = "1G", 2, 300, 20
 MAX_S = 60  # give up on a migration after this long (neither tool should need it)
 
@@ -73,6 +81,7 @@ CASES = {
 LINKS = {  # name: (namespace of the source, namespace of the destination, destination address)
     "lo": (NS_A, NS_A, "127.0.0.1"),
     "veth": (NS_A, NS_B, ADDR_B),
+    "veth10g": (NS_A, NS_B, ADDR10_B),
 }
 CONFIGS = [  # (tool, label, options)
     ("minihv", "minihv s1 none", {"streams": 1, "compress": "none"}),
@@ -88,7 +97,7 @@ CONFIGS = [  # (tool, label, options)
 ]
 # On the 1 Gbit/s link both tools are link-bound, streams change little and the dirty case takes
 # 20-40 s per run: fewer configurations there keep the whole benchmark near 15 minutes.
-VETH_CONFIGS = {"minihv s1 none", "minihv s4 auto", "QEMU multifd off", "QEMU multifd 4"}
+VETH_CONFIGS = {"minihv s1 none", "minihv s4 none", "minihv s4 auto", "QEMU multifd off", "QEMU multifd 4"}
 # The QEMU run a minihv run is compared to: the same number of channels.
 QEMU_FOR = {1: "QEMU multifd off", 2: "QEMU multifd 2", 4: "QEMU multifd 4", 8: "QEMU multifd 8"}
 
@@ -119,21 +128,22 @@ def netns_up():
     netns_down()
     sh("ip", "netns", "add", NS_A)
     sh("ip", "netns", "add", NS_B)
-    # Created inside NS_A and moved: the pair never exists in the caller's namespace.
-    sh("ip", "-n", NS_A, "link", "add", VETH_A, "type", "veth", "peer", "name", VETH_B)
-    sh("ip", "-n", NS_A, "link", "set", VETH_B, "netns", NS_B)
-    for ns, dev, addr in ((NS_A, VETH_A, ADDR_A), (NS_B, VETH_B, ADDR_B)):
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-        # 1 Gbit/s token bucket; the burst must hold a 64 KiB GSO segment or nothing passes.
-        sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
-           "rate", "1gbit", "burst", "256kb", "latency", "20ms")
+    sh("ip", "-n", NS_A, "link", "set", "lo", "up")
+    sh("ip", "-n", NS_B, "link", "set", "lo", "up")
+    for dev_a, dev_b, addr_a, addr_b, rate, burst in VETH_PAIRS.values():
+        # Created inside NS_A and moved: the pair never exists in the caller's namespace.
+        sh("ip", "-n", NS_A, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b)
+        sh("ip", "-n", NS_A, "link", "set", dev_b, "netns", NS_B)
+        for ns, dev, addr in ((NS_A, dev_a, addr_a), (NS_B, dev_b, addr_b)):
+            sh("ip", "-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
+               "rate", rate, "burst", burst, "latency", "20ms")
 
 
 def wire_bytes(link):
     """All bytes transmitted on the link's interfaces (both directions), from the counters."""
-    devs = [(NS_A, "lo")] if link == "lo" else [(NS_A, VETH_A), (NS_B, VETH_B)]
+    devs = [(NS_A, "lo")] if link == "lo" else [(NS_A, VETH_PAIRS[link][0]), (NS_B, VETH_PAIRS[link][1])]
     total = 0
     for ns, dev in devs:
         info = json.loads(sh("ip", "-n", ns, "-s", "-j", "link", "show", dev))
@@ -602,7 +612,8 @@ def main():
         for rep in range(a.runs):
             for link in links:
                 port += 1
-                bw[link].append(tcp_bandwidth(link, port, a.bw_bytes if link == "lo" else a.bw_bytes // 8))
+                nbytes = {"lo": a.bw_bytes, "veth10g": a.bw_bytes // 2}.get(link, a.bw_bytes // 8)
+                bw[link].append(tcp_bandwidth(link, port, nbytes))
                 print(f"[{time.monotonic() - t_start:5.0f}s] rep {rep + 1} TCP {link}: {bw[link][-1]:.0f} Mbit/s",
                       file=sys.stderr, flush=True)
             if "lo" in links:
@@ -613,7 +624,7 @@ def main():
             for case in cases:
                 for link in links:
                     for tool, label, opts in configs:
-                        if link == "veth" and label not in VETH_CONFIGS:
+                        if link.startswith("veth") and label not in VETH_CONFIGS:
                             continue
                         port += 1
                         rows = [] if (case == "dirty256" and link == "lo") else None
@@ -706,6 +717,16 @@ def main():
                       f"= {100 * m['mbps'] / lo_bw:.0f}% of loopback TCP ({lo_bw:.0f} Mbit/s), "
                       f"{100 * m['mbps'] / busy:.0f}% of loopback TCP with the guest running ({busy:.0f} Mbit/s); "
                       f"wire bytes / total time {eff:.0f} Mbit/s")
+
+    for link in links:
+        if not link.startswith("veth") or not bw[link]:
+            continue
+        for label in sorted(VETH_CONFIGS):
+            runs = [r for r in results.get(("dirty256", link, label), []) if r and r["total_ms"]]
+            if runs:
+                eff = med([r["wire"] * 8 / r["total_ms"] / 1e3 for r in runs])
+                print(f"{label}, dirty mib=256 on {link}: wire bytes / total time {eff:.0f} Mbit/s = "
+                      f"{100 * eff / med(bw[link]):.0f}% of TCP on that link ({med(bw[link]):.0f} Mbit/s)")
 
     if a.svg:
         draw(rounds, a.svg)
