@@ -457,15 +457,23 @@ TEST_F(Migration, BackAndForthTwentyTimes) {
 namespace minihv::test {
 namespace {
 
-TEST_F(Migration, VolumeDiskLeaseIsHandedOver) {
+// A volume with one disk, "web", and the `disk` workload booted on it at the source.
+class MigrationOnAVolume : public Migration {
+protected:
+  void SetUp() override {
+    VmProcess fmt({"volume", "format", vol, "--size", "64M", "--cluster", "test"});
+    ASSERT_EQ(fmt.wait_exit(30s), 0) << fmt.stderr_text();
+    VmProcess mk({"volume", "disk", "create", vol, "web", "--size", "16M"});
+    ASSERT_EQ(mk.wait_exit(30s), 0) << mk.stderr_text();
+    src = boot(g, src_api);
+    ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stdout_text() << src->stderr_text();
+  }
   const std::string vol = dir.file("csv.img");
-  VmProcess fmt({"volume", "format", vol, "--size", "64M", "--cluster", "test"});
-  ASSERT_EQ(fmt.wait_exit(30s), 0) << fmt.stderr_text();
-  VmProcess mk({"volume", "disk", "create", vol, "web", "--size", "16M"});
-  ASSERT_EQ(mk.wait_exit(30s), 0) << mk.stderr_text();
-  Guest g{"disk", "256M", 1, vol + ":web"};
-  auto src = boot(g, src_api);
-  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stdout_text() << src->stderr_text();
+  const Guest g{"disk", "256M", 1, vol + ":web"};
+  std::unique_ptr<VmProcess> src;
+};
+
+TEST_F(MigrationOnAVolume, VolumeDiskLeaseIsHandedOver) {
   const int port = free_port();
   // The destination opens the disk while the source holds its lease: that must not be refused.
   auto dst = incoming(g, dst_api, port);
@@ -490,15 +498,7 @@ TEST_F(Migration, VolumeDiskLeaseIsHandedOver) {
 // With a shared-volume disk the lease decides: the destination may run the VM only once it holds
 // the disk's lease, which the source keeps until it has the ACK. The ACK is lost and nobody
 // answers a QUERY; the source resumes (its lease proves no copy can run elsewhere) — not in doubt.
-TEST_F(Migration, AVolumeDiskLeaseSettlesALostAckByResumingTheSource) {
-  const std::string vol = dir.file("csv.img");
-  VmProcess fmt({"volume", "format", vol, "--size", "64M", "--cluster", "test"});
-  ASSERT_EQ(fmt.wait_exit(30s), 0) << fmt.stderr_text();
-  VmProcess mk({"volume", "disk", "create", vol, "web", "--size", "16M"});
-  ASSERT_EQ(mk.wait_exit(30s), 0) << mk.stderr_text();
-  Guest g{"disk", "256M", 1, vol + ":web"};
-  auto src = boot(g, src_api);
-  ASSERT_TRUE(src->wait_line("^HB cpu=0 seq=2 ", 30s)) << src->stdout_text() << src->stderr_text();
+TEST_F(MigrationOnAVolume, AVolumeDiskLeaseSettlesALostAckByResumingTheSource) {
   const int port = free_port();
   // The destination takes COMMIT and is alive, but the ACK is lost and it cannot be asked: it
   // waits for the disk's lease, which the source keeps — it must never run while the source does.
