@@ -22,7 +22,7 @@ struct MigrateOptions {
   unsigned streams = 1;
   uint64_t downtime_ms = 300;
   double max_time = 120;
-  bool verify = false, json = false;
+  bool verify = false, json = false, no_zero_copy = false;
 };
 
 void print_progress(const nlohmann::json& p) {
@@ -102,7 +102,7 @@ int run_migrate(const MigrateOptions& o) {
   nlohmann::json req = {{"cmd", "migrate"},           {"to", o.to},
                         {"streams", o.streams},       {"compress", o.compress},
                         {"downtime_ms", o.downtime_ms}, {"max_time_s", o.max_time},
-                        {"verify", o.verify}};
+                        {"verify", o.verify},         {"zero_copy", !o.no_zero_copy}};
   // A migration reports at least once per round; a silence this long means the VMM is stuck.
   constexpr int kSilenceMs = 600'000;
   auto reply = api_call(o.api, req, kSilenceMs, [&](const nlohmann::json& p) {
@@ -146,6 +146,7 @@ nlohmann::json MigrationControl::migrate(Vm& vm, const nlohmann::json& req, cons
   o.downtime_ms = req.value("downtime_ms", uint64_t{300});
   o.max_seconds = req.value("max_time_s", 120.0);
   o.verify = req.value("verify", false);
+  o.zero_copy = req.value("zero_copy", true);
   if (vm.state() != VmState::kRunning) return {{"ok", false}, {"error", std::string("the VM is ") + to_string(vm.state())}};
   migrate::Summary s = migrate::migrate_out(vm, o, progress);
   nlohmann::json r = s.to_json();
@@ -229,6 +230,8 @@ Command add_migrate_command(CLI::App& app) {
   m->add_option("--downtime-ms", o->downtime_ms, "Switch over when the rest fits in this")->capture_default_str();
   m->add_option("--max-time", o->max_time, "Give up after this many seconds (the VM stays)")->capture_default_str();
   m->add_flag("--verify", o->verify, "Compare whole-memory xxh3 digests on both sides");
+  m->add_flag("--no-zero-copy", o->no_zero_copy,
+              "Copy every raw page into the batches instead of sending it from guest memory");
   m->add_flag("--json", o->json, "Print one JSON object instead of text");
   return {m, [o] { return run_migrate(*o); }};
 }

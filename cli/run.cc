@@ -115,7 +115,9 @@ nlohmann::json handle_request(Vm& vm, MigrationControl& migration, const nlohman
   if (cmd == "pause" || cmd == "resume") {
     migrate::MigrationGuard guard(migration.busy());  // held across the call: no migration starts meanwhile
     if (!guard.owned())
-      return {{"ok", false}, {"error", "the VM is migrating: " + cmd + " is refused until the migration ends"}};
+      return {{"ok", false},
+              {"error", "the VM is migrating (or its migration is being settled): " + cmd +
+                            " is refused until that ends"}};
     if (std::string why = migration.in_doubt_reason(); !why.empty())
       return {{"ok", false}, {"error", cmd + " is refused: " + why}};
     return reply(cmd == "pause" ? vm.pause() : vm.resume());

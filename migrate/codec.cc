@@ -180,6 +180,15 @@ Result<PageOutcome> PageBatchEncoder::add_page(uint64_t gpa, const uint8_t* page
     if (hash && !record_digest(slot, zero_page_digest(), false)) return PageOutcome::kUnchanged;
     return add_zero(gpa);
   }
+  // Zero-copy: sent straight from guest memory. Only when no digest is kept, or the VM is paused
+  // (the bytes hashed are then the bytes sent).
+  if (options_.zero_copy && batch_mode_ == Compression::kNone && (!hash || paused_)) {
+    if (hash && !record_digest(slot, XXH3_64bits(page, kPageSize), true)) return PageOutcome::kUnchanged;
+    raw_.emplace_back(gpa, page);
+    ++stats_.raw;
+    stats_.bytes_out += sizeof(uint64_t) + kPageSize;
+    return PageOutcome::kRaw;
+  }
   // The guest runs: the bytes hashed must be the bytes sent, or a digest could describe bytes never
   // sent, and a later write back to them would pass as "unchanged" for good. So the page is copied
   // once — into the batch (raw) or the snapshot (lz4) — and hashed and sent from that copy.
@@ -258,6 +267,12 @@ bool PageBatchEncoder::add_lz4(uint64_t gpa, const uint8_t* page) {
   stats_.bytes_out += kRecordHeaderSize + n;
   codec_out_ += kRecordHeaderSize + n;
   return true;
+}
+
+Frame PageBatchEncoder::take_raw_frame() {
+  Frame f = make_raw_pages(raw_, paused_);
+  raw_.clear();
+  return f;
 }
 
 Frame PageBatchEncoder::take_frame() {

@@ -91,6 +91,10 @@ struct EncoderOptions {
   size_t target_batch_bytes = kTargetBatchBytes;
   // kAuto with the chooser saying "none" still compresses one batch in this many to keep measuring.
   unsigned probe_every = 16;
+  // Raw pages go as RAW_PAGES, sent from guest memory without a copy, whenever that is safe: the
+  // page is not hashed for "unchanged" (or the VM is paused: set_paused). Off: every page is copied
+  // into PAGES records.
+  bool zero_copy = true;
 };
 
 // Builds PAGES frames for one stream. Offer only that stream's pages (stream_for_page), in any order;
@@ -112,10 +116,17 @@ public:
   // and their digests forgotten (a stale digest could match an older copy of the page).
   void set_hash_unchanged(bool on) { hash_all_ = on; }
   static constexpr uint64_t kHashSampleEvery = 16;
+  // The VM is paused (the final round): pages cannot change, so hashed pages go zero-copy too and
+  // RAW_PAGES carry a hash of their bytes.
+  void set_paused(bool paused) { paused_ = paused; }
   bool full() const;
   bool empty() const { return records_ == 0; }
   // The finished PAGES frame (unsealed: the transport stamps stream and sequence); resets the batch.
   Frame take_frame();
+  // The RAW_PAGES batch (zero-copy raw pages): full at kMaxRawPages; take it like take_frame().
+  bool raw_full() const { return raw_.size() >= kMaxRawPages; }
+  bool raw_empty() const { return raw_.empty(); }
+  Frame take_raw_frame();
   const CodecStats& stats() const { return stats_; }
 
 private:
@@ -136,6 +147,8 @@ private:
   size_t records_ = 0, pages_in_batch_ = 0;
   Compression batch_mode_ = Compression::kLz4;
   bool hash_all_ = true;
+  bool paused_ = false;
+  std::vector<std::pair<uint64_t, const uint8_t*>> raw_;  // the RAW_PAGES batch: gpa, guest page
   alignas(64) struct { uint8_t bytes[kPageSize]; } snapshot_;  // lz4: the page as hashed and compressed
   uint64_t batches_ = 0;
   // Open zero run: the record's offset in the payload, its first gpa and page count.
@@ -167,6 +180,13 @@ private:
   std::vector<Range> ranges_;
   mutable std::vector<uint64_t> bits_;
 };
+
+// RAW_PAGES at the receiver: where each page of the attachment goes (checked to lie in `ram`; the
+// pages stop being known zero), then, once they are in, whether their bytes match the frame's
+// data hash when it carries one.
+Result<std::vector<uint8_t*>> place_raw_pages(const RawPagesHeader& h, std::span<const MemoryRegion> ram,
+                                              ZeroPages* zero);
+Status check_raw_pages(const RawPagesHeader& h, std::span<const MemoryRegion> ram);
 
 // Checks every record of a PAGES payload and writes the pages into RAM. A record outside `ram`,
 // with a bad kind or length, or an lz4 block that does not decode to exactly 4096 bytes fails the

@@ -1,5 +1,6 @@
 // The receiver's page-batch decoder: every record is checked before a byte of guest memory is touched.
 #include <lz4.h>
+#include <xxhash.h>
 
 #include <cstring>
 
@@ -52,6 +53,37 @@ bool ZeroPages::known_zero(uint64_t gpa) const {
 void ZeroPages::set(uint64_t gpa, bool zero) {
   uint64_t bit = 0;
   if (uint64_t* w = word(gpa, bit)) *w = zero ? (*w | bit) : (*w & ~bit);
+}
+
+Result<std::vector<uint8_t*>> place_raw_pages(const RawPagesHeader& h, std::span<const MemoryRegion> ram,
+                                              ZeroPages* zero) {
+  std::vector<uint8_t*> out;
+  out.reserve(h.gpas.size());
+  for (uint64_t gpa : h.gpas) {
+    uint8_t* dst = ram_ptr(ram, gpa, kPageSize);
+    if (!dst) return Status::error("RAW_PAGES: page at " + std::to_string(gpa) + " outside RAM");
+    if (zero) zero->set(gpa, false);
+    out.push_back(dst);
+  }
+  return out;
+}
+
+Status check_raw_pages(const RawPagesHeader& h, std::span<const MemoryRegion> ram) {
+  if (!(h.flags & RawFlag::kDataHashed)) return Status::ok();
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  bool placed = true;
+  for (uint64_t gpa : h.gpas) {
+    const uint8_t* p = ram_ptr(ram, gpa, kPageSize);
+    placed = placed && p;
+    if (p) XXH3_64bits_update(st, p, kPageSize);
+  }
+  const uint64_t got = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  if (!placed) return Status::error("RAW_PAGES: a page outside RAM");
+  if (got != h.data_hash)
+    return Status::error("RAW_PAGES: the pages' bytes do not match their hash (corrupted on the way)");
+  return Status::ok();
 }
 
 Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span<const MemoryRegion> ram,

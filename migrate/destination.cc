@@ -53,8 +53,14 @@ public:
   // Only frames that may come now get here (ReceiveOrder); any other is a protocol error, which
   // migrate_in sends back as ABORT.
   Result<Next> on_frame(const FrameView& v) {
-    MINIHV_TRY(order_.accept(v));
+    if (v.type() != FrameType::kRawPages) MINIHV_TRY(order_.accept(v));  // RAW_PAGES: in place_pages
     switch (v.type()) {
+      case FrameType::kRawPages: {
+        auto h = parse_raw_pages(v);
+        if (!h) return h.status();
+        MINIHV_TRY(check_raw_pages(*h, vm_.memory().regions()).context("stream " + std::to_string(v.header.stream)));
+        return Next::kContinue;
+      }
       case FrameType::kHello: return on_hello(v);
       case FrameType::kPages: {
         auto st = decode_page_batch(v.payload, vm_.memory(), &zero_);
@@ -83,6 +89,15 @@ public:
       default:
         return Status::error("protocol error: unexpected " + std::string(frame_type_name(v.type())));
     }
+  }
+
+  // Where a RAW_PAGES frame's pages go: checked for order and place before a byte of guest memory
+  // is written (the transport then receives them there).
+  Result<std::vector<uint8_t*>> place_pages(const FrameView& v) {
+    MINIHV_TRY(order_.accept(v));
+    auto h = parse_raw_pages(v);
+    if (!h) return h.status();
+    return place_raw_pages(*h, vm_.memory().regions(), &zero_);
   }
 
 private:
@@ -164,6 +179,7 @@ Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptio
   const Status discarded = vm.memory().discard();
   if (!discarded) LOG_WARN("incoming: %s: zero pages will be checked one by one", discarded.message().c_str());
   DestinationRun run(vm, **session, progress, discarded.is_ok());
+  (*session)->set_attachment_sink([&](const FrameView& v) { return run.place_pages(v); });
   Status st = (*session)->receive([&](const FrameView& v) { return run.on_frame(v); },
                                   std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout));
   if (!st) {

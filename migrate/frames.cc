@@ -117,6 +117,7 @@ std::string_view frame_error_name(FrameError e) {
     case FrameError::kBadChecksum: return "checksum mismatch";
     case FrameError::kBadStream: return "wrong stream";
     case FrameError::kBadSequence: return "bad sequence";
+    case FrameError::kBadAttachment: return "bad attachment";
   }
   return "?";
 }
@@ -129,6 +130,7 @@ void FrameParser::reset(int stream) {
   stream_ = stream;
   begin_ = end_ = 0;
   next_sequence_ = 0;
+  attachment_left_ = 0;
   error_ = FrameError::kNone;
   error_message_.clear();
 }
@@ -164,8 +166,21 @@ Status FrameParser::fail(FrameError e, std::string detail) {
   return Status::error(error_message_);
 }
 
+std::span<const uint8_t> FrameParser::attachment_buffered() const {
+  return {buf_.data() + begin_, std::min(end_ - begin_, attachment_left_)};
+}
+
+void FrameParser::take_buffered_attachment(size_t n) {
+  n = std::min(n, attachment_buffered().size());
+  begin_ += n;
+  attachment_left_ -= n;
+}
+
+void FrameParser::attachment_received_elsewhere(size_t n) { attachment_left_ -= std::min(n, attachment_left_); }
+
 Result<std::optional<FrameView>> FrameParser::next() {
   if (error_ != FrameError::kNone) return Status::error(error_message_);
+  if (attachment_left_) return Status::error("the last frame's attachment was not taken");
   if (end_ - begin_ < kHeaderSize) return std::optional<FrameView>();
   const uint8_t* p = buf_.data() + begin_;
   FrameHeader h = decode_header(p);
@@ -189,9 +204,19 @@ Result<std::optional<FrameView>> FrameParser::next() {
   if (h.sequence != next_sequence_)
     return fail(FrameError::kBadSequence,
                 "expected " + std::to_string(next_sequence_) + ", got " + std::to_string(h.sequence));
+  FrameView view{h, payload};
+  if (h.type == FrameType::kRawPages) {
+    // Where the attachment ends must be known before a byte of it is read: from the page count.
+    const uint32_t count = payload.size() >= 4 ? wire::load<uint32_t>(payload.data()) : 0;
+    if (count == 0 || count > kMaxRawPages || payload.size() != kRawPagesFixedBytes + 8 * size_t{count})
+      return fail(FrameError::kBadAttachment, std::to_string(count) + " pages in a " +
+                                                  std::to_string(payload.size()) + " byte payload");
+    view.attachment_bytes = size_t{count} * kPageSize;
+    attachment_left_ = view.attachment_bytes;
+  }
   ++next_sequence_;
   begin_ += kHeaderSize + h.payload_len;  // memory stays put until the next prepare()
-  return std::optional<FrameView>(FrameView{h, payload});
+  return std::optional<FrameView>(view);
 }
 
 }  // namespace minihv::migrate

@@ -50,7 +50,11 @@ using Bytes = std::vector<uint8_t, NoInitAllocator<uint8_t>>;
 struct Frame {
   Bytes bytes;                 // kHeaderSize + payload_len
   uint64_t payload_hash = 0;   // XXH3_64bits(payload)
-  uint32_t pages = 0;          // PAGES: guest pages described (the transport counts them per round)
+  uint32_t pages = 0;          // PAGES, RAW_PAGES: guest pages carried (the transport counts them per round)
+  // RAW_PAGES: the pages sent after the frame, in guest memory (not owned: guest RAM outlives the
+  // session); 4096 bytes each.
+  std::vector<const uint8_t*> attachment;
+  size_t wire_size() const { return bytes.size() + attachment.size() * kPageSize; }
   FrameType type() const;
   uint16_t flags() const;
   size_t payload_size() const { return bytes.size() - kHeaderSize; }
@@ -84,6 +88,7 @@ private:
 struct FrameView {
   FrameHeader header;
   std::span<const uint8_t> payload;
+  size_t attachment_bytes = 0;  // RAW_PAGES: bytes following the frame (FrameParser: take them)
   FrameType type() const { return header.type; }
 };
 
@@ -97,6 +102,7 @@ enum class FrameError {
   kBadChecksum,
   kBadStream,     // header's stream differs from the connection's
   kBadSequence,   // a frame lost, repeated or reordered
+  kBadAttachment, // RAW_PAGES whose page count and payload length disagree
 };
 std::string_view frame_error_name(FrameError e);
 
@@ -119,8 +125,17 @@ public:
   size_t feed(std::span<const uint8_t> bytes);
 
   // The next whole frame, std::nullopt when more bytes are needed, or an error (see error()).
-  // Never moves memory, so earlier views stay valid.
+  // Never moves memory, so earlier views stay valid. After a frame with an attachment (RAW_PAGES)
+  // its attachment_bytes must be taken (below) before next() is called again.
   Result<std::optional<FrameView>> next();
+  // The attachment still to come, and the part of it already buffered here.
+  size_t attachment_left() const { return attachment_left_; }
+  std::span<const uint8_t> attachment_buffered() const;
+  // Takes n bytes of the attachment from the buffer (after copying them where they go) ...
+  void take_buffered_attachment(size_t n);
+  // ... or notes n bytes of it received elsewhere (straight into guest memory); only once nothing
+  // of the attachment is buffered.
+  void attachment_received_elsewhere(size_t n);
   FrameError error() const { return error_; }
   size_t buffered() const { return end_ - begin_; }
   void set_stream(int stream) { stream_ = stream; }
@@ -134,6 +149,7 @@ private:
   Bytes buf_;
   size_t begin_ = 0, end_ = 0;
   uint64_t next_sequence_ = 0;
+  size_t attachment_left_ = 0;
   FrameError error_ = FrameError::kNone;
   std::string error_message_;
 };
@@ -148,6 +164,12 @@ struct RangeDigest { uint64_t gpa = 0, length = 0, digest = 0; };
 struct Abort { std::string reason; };
 struct RoundAck { uint32_t round = 0; };
 struct Query { uint64_t session_id = 0; };
+struct RawPagesHeader {
+  uint32_t flags = 0;        // RawFlag
+  uint64_t data_hash = 0;    // with RawFlag::kDataHashed: XXH3_64bits of the attachment
+  std::vector<uint64_t> gpas;
+};
+struct QueryReply { uint64_t session_id = 0; CommitAnswer answer = CommitAnswer::kUnknown; };
 
 Frame make_stream_open(const StreamOpen& m);
 Frame make_hello(const Hello& m);
@@ -160,7 +182,10 @@ Frame make_ack();
 Frame make_abort(const Abort& m);
 Frame make_round_ack(const RoundAck& m);
 Frame make_query(const Query& m);
-Frame make_query_reply(CommitAnswer a);
+// RAW_PAGES for `pages` (gpa, host pointer of its 4096 bytes), 1 ..= kMaxRawPages of them; with
+// `hash_data` the pages are hashed now (call it only while they cannot change: the VM is paused).
+Frame make_raw_pages(std::span<const std::pair<uint64_t, const uint8_t*>> pages, bool hash_data);
+Frame make_query_reply(const QueryReply& m);
 // Splits `blob` into STATE frames of at most kMaxStateChunk bytes (one empty frame for an empty blob).
 std::vector<Frame> make_state_frames(std::span<const uint8_t> blob);
 
@@ -174,7 +199,8 @@ Result<std::vector<RangeDigest>> parse_verify(const FrameView& f);  // VERIFY or
 Result<Abort> parse_abort(const FrameView& f);
 Result<RoundAck> parse_round_ack(const FrameView& f);
 Result<Query> parse_query(const FrameView& f);
-Result<CommitAnswer> parse_query_reply(const FrameView& f);
+Result<RawPagesHeader> parse_raw_pages(const FrameView& f);
+Result<QueryReply> parse_query_reply(const FrameView& f);
 
 // Reassembles STATE chunks: offsets must be contiguous from 0, totals equal, <= kMaxStateBytes.
 class StateAssembler {

@@ -70,7 +70,10 @@ Result<CommitAnswer> ask_one(const Endpoint& ep, uint64_t session, std::chrono::
   FrameParser parser(kControlStream, 0);
   auto reply = read_frame(fd->get(), parser, FrameType::kQueryReply, deadline);
   if (!reply) return reply.status();
-  return parse_query_reply(*reply);
+  auto m = parse_query_reply(*reply);
+  if (!m) return m.status();
+  if (m->session_id != session) return Status::error("the answer is about another session");
+  return m->answer;
 }
 
 }  // namespace
@@ -135,7 +138,7 @@ void CommitWitness::answer(int fd) {
     return;
   }
   const CommitAnswer a = m->session_id == session_ ? CommitAnswer::kCommitted : CommitAnswer::kUnknown;
-  if (Status s = send_frame(fd, make_query_reply(a), deadline); !s)
+  if (Status s = send_frame(fd, make_query_reply({m->session_id, a}), deadline); !s)
     LOG_WARN("migration witness: answering: %s", s.message().c_str());
 }
 

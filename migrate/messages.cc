@@ -1,4 +1,6 @@
 // Encoders and decoders of the control payloads (layouts in protocol.h), and STATE reassembly.
+#include <xxhash.h>
+
 #include <algorithm>
 
 #include "migrate/frames.h"
@@ -98,10 +100,53 @@ Frame make_query(const Query& m) {
   return b.finish();
 }
 
-Frame make_query_reply(CommitAnswer a) {
+Frame make_raw_pages(std::span<const std::pair<uint64_t, const uint8_t*>> pages, bool hash_data) {
+  FrameBuilder b;
+  b.begin(FrameType::kRawPages, 0, kRawPagesFixedBytes + 8 * pages.size());
+  b.put_u32(static_cast<uint32_t>(pages.size()));
+  b.put_u32(hash_data ? RawFlag::kDataHashed : 0);
+  uint64_t hash = 0;
+  if (hash_data) {
+    XXH3_state_t* st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    for (const auto& [gpa, host] : pages) XXH3_64bits_update(st, host, kPageSize);
+    hash = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+  }
+  b.put_u64(hash);
+  Frame f;
+  for (const auto& [gpa, host] : pages) b.put_u64(gpa);
+  f = b.finish();
+  f.pages = static_cast<uint32_t>(pages.size());
+  for (const auto& [gpa, host] : pages) f.attachment.push_back(host);
+  return f;
+}
+
+Result<RawPagesHeader> parse_raw_pages(const FrameView& f) {
+  MINIHV_TRY(expect_type(f, FrameType::kRawPages));
+  wire::Reader r(f.payload, "RAW_PAGES");
+  RawPagesHeader m;
+  const uint32_t count = r.get<uint32_t>();
+  m.flags = r.get<uint32_t>();
+  m.data_hash = r.get<uint64_t>();
+  if (count == 0 || count > kMaxRawPages)
+    return Status::error("RAW_PAGES: " + std::to_string(count) + " pages (1.." + std::to_string(kMaxRawPages) + ")");
+  if (m.flags & ~RawFlag::kKnownMask) return Status::error("RAW_PAGES: unknown flags " + std::to_string(m.flags));
+  m.gpas.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    const uint64_t gpa = r.get<uint64_t>();
+    if (gpa & (kPageSize - 1)) return Status::error("RAW_PAGES: page address " + std::to_string(gpa) + " not 4 KiB aligned");
+    m.gpas.push_back(gpa);
+  }
+  MINIHV_TRY(r.finish());
+  return m;
+}
+
+Frame make_query_reply(const QueryReply& m) {
   FrameBuilder b;
   b.begin(FrameType::kQueryReply);
-  b.put_u8(static_cast<uint8_t>(a));
+  b.put_u64(m.session_id);
+  b.put_u8(static_cast<uint8_t>(m.answer));
   return b.finish();
 }
 
@@ -183,14 +228,17 @@ Result<Query> parse_query(const FrameView& f) {
   return finish(r, m);
 }
 
-Result<CommitAnswer> parse_query_reply(const FrameView& f) {
+Result<QueryReply> parse_query_reply(const FrameView& f) {
   MINIHV_TRY(expect_type(f, FrameType::kQueryReply));
   wire::Reader r(f.payload, "QUERY_REPLY");
+  QueryReply m;
+  m.session_id = r.get<uint64_t>();
   const uint8_t a = r.get<uint8_t>();
   MINIHV_TRY(r.finish());
   if (a > static_cast<uint8_t>(CommitAnswer::kCommitted))
     return Status::error("QUERY_REPLY: answer " + std::to_string(a) + " is not one this side knows");
-  return static_cast<CommitAnswer>(a);
+  m.answer = static_cast<CommitAnswer>(a);
+  return m;
 }
 
 Result<RoundAck> parse_round_ack(const FrameView& f) {

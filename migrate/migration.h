@@ -36,6 +36,7 @@ struct SourceOptions {
   uint64_t downtime_ms = 300;      // switch over when the rest fits in this
   double max_seconds = 120;        // give up (VM stays) after this long
   bool verify = false;             // whole-memory xxh3 digests compared on both sides
+  bool zero_copy = true;           // raw pages sent from guest memory (EncoderOptions::zero_copy)
 };
 
 // Where the pause went (ms from the pause), so a slow switchover can be read, not guessed.

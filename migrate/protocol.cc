@@ -18,6 +18,7 @@ std::string_view frame_type_name(FrameType t) {
     case FrameType::kAbort: return "ABORT";
     case FrameType::kQuery: return "QUERY";
     case FrameType::kQueryReply: return "QUERY_REPLY";
+    case FrameType::kRawPages: return "RAW_PAGES";
   }
   return "UNKNOWN";
 }

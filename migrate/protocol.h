@@ -30,7 +30,7 @@
 namespace minihv::migrate {
 
 inline constexpr uint32_t kMagic = 0x4D56484D;  // bytes 'M' 'H' 'V' 'M' on the wire
-inline constexpr uint16_t kVersion = 3;  // 2: ROUND_ACK; 3: QUERY / QUERY_REPLY
+inline constexpr uint16_t kVersion = 4;  // 2: ROUND_ACK; 3: QUERY / QUERY_REPLY; 4: RAW_PAGES
 inline constexpr size_t kHeaderSize = 32;
 
 // Big enough for a PAGES batch of kMaxPagesPerBatch raw pages plus record headers, and a STATE chunk.
@@ -61,9 +61,10 @@ enum class FrameType : uint16_t {
   kRoundAck = 12,      // dest -> source, stream 0: every page of round r is in guest memory
   kQuery = 13,         // source -> dest, on a connection of its own: "did session S commit?"
   kQueryReply = 14,    // dest -> source, on that connection: the answer
+  kRawPages = 15,      // source -> dest, stream_for_page: raw pages, their bytes after the frame
 };
 inline constexpr uint16_t kMinFrameType = 1;
-inline constexpr uint16_t kMaxFrameType = 14;
+inline constexpr uint16_t kMaxFrameType = 15;
 inline constexpr bool is_known_frame_type(uint16_t t) { return t >= kMinFrameType && t <= kMaxFrameType; }
 std::string_view frame_type_name(FrameType t);
 
@@ -112,6 +113,26 @@ enum class CommitAnswer : uint8_t {
   kCommitted = 1,  // this process took COMMIT for that session: it runs (or is about to run) the VM
 };
 
+// RAW_PAGES: raw pages without copying them on either side. The payload holds where they go, the
+// pages' bytes follow the frame on the stream (its *attachment*, outside payload_len):
+//
+//   payload:    u32 count (1 ..= kMaxRawPages) | u32 flags (RawFlag) | u64 data_hash
+//               | count x u64 gpa (4 KiB aligned)                        (payload_len = 16 + 8 count)
+//   attachment: count x 4096 bytes, page i's contents for gpa i
+//
+// The frame checksum covers the header and the payload, so where every page goes is always
+// checked. The pages' bytes are covered only with RawFlag::kDataHashed: data_hash = XXH3_64bits of
+// the attachment. The source sets it in the paused final round; before it, a page may change while
+// it is being sent (it is then dirty and sent again next round), and --verify is the end-to-end proof.
+// The source never sends a page it has hashed for the "unchanged" check this way while the guest
+// runs (the digest could describe other bytes than those sent).
+inline constexpr uint32_t kMaxRawPages = 256;
+inline constexpr size_t kRawPagesFixedBytes = 16;
+namespace RawFlag {
+inline constexpr uint32_t kDataHashed = 1u << 0;
+inline constexpr uint32_t kKnownMask = kDataHashed;
+}  // namespace RawFlag
+//
 // STATE payload:        u64 offset | u64 total | bytes (offset + len <= total <= kMaxStateBytes)
 // DIRTY_ROUND_END:      u32 round | u32 pages (PAGES records' page count on this stream this round)
 //                       | u64 remaining_bytes (source's estimate, for progress)
@@ -127,7 +148,8 @@ enum class CommitAnswer : uint8_t {
 //                       the destination's decode backlog never spills into the pause.
 // QUERY:                u64 session_id (the first and only frame the source sends on a connection
 //                       of its own, stream 0, sequence 0, when the ACK after COMMIT never came)
-// QUERY_REPLY:          u8 CommitAnswer (the destination's only frame on that connection)
+// QUERY_REPLY:          u64 session_id (the one asked about, echoed) | u8 CommitAnswer (the
+//                       destination's only frame on that connection)
 // COMMIT, ACK:          empty
 // ABORT:                u32 len | reason
 // The structs and their encoders/decoders are in frames.h.

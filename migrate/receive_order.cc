@@ -44,7 +44,8 @@ Status ReceiveOrder::accept(const FrameView& f) {
   if (phase_ == Phase::kAwaitHello && t != FrameType::kHello) return violation(t, "before HELLO");
   switch (t) {
     case FrameType::kHello: return accept_hello();
-    case FrameType::kPages: return accept_pages(stream);
+    case FrameType::kPages:
+    case FrameType::kRawPages: return accept_pages(t, stream);
     case FrameType::kDirtyRoundEnd: return accept_round_end(f);
     case FrameType::kState: return accept_state(f.header.flags);
     case FrameType::kVerify: return accept_verify();
@@ -59,10 +60,10 @@ Status ReceiveOrder::accept_hello() {
   return Status::ok();
 }
 
-Status ReceiveOrder::accept_pages(uint16_t stream) const {
-  if (phase_ > Phase::kRounds) return violation(FrameType::kPages, "after the final round");
+Status ReceiveOrder::accept_pages(FrameType t, uint16_t stream) const {
+  if (phase_ > Phase::kRounds) return violation(t, "after the final round");
   if (final_round_[stream])
-    return violation(FrameType::kPages, "on stream " + std::to_string(stream) + " after its final round");
+    return violation(t, "on stream " + std::to_string(stream) + " after its final round");
   return Status::ok();
 }
 

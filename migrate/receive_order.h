@@ -53,7 +53,7 @@ public:
 
 private:
   Status accept_hello();
-  Status accept_pages(uint16_t stream) const;
+  Status accept_pages(FrameType t, uint16_t stream) const;
   Status accept_round_end(const FrameView& f);
   Status accept_state(uint16_t flags);
   Status accept_verify();

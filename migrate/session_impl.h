@@ -25,7 +25,8 @@ struct StreamState {
   UniqueFd fd;
   uint16_t index;
   FrameParser parser;
-  // Sending: sealed frames waiting or in flight; the front one may be partly sent.
+  // Sending: sealed frames waiting or in flight; the front one (bytes, then its attachment) may be
+  // partly sent.
   std::deque<Frame> queue;
   size_t front_sent = 0, queued_bytes = 0;
   uint64_t next_sequence = 0;
@@ -40,6 +41,13 @@ struct StreamState {
   int64_t round_done = -1;  // highest DIRTY_ROUND_END round delivered from this stream
   std::optional<FrameView> held;  // stream 0's DIRTY_ROUND_END waiting for the barrier
   uint32_t held_round = 0;
+  // A RAW_PAGES frame whose pages are arriving straight into guest memory (the stream's other
+  // frames wait); `attach` the parts still to fill, recv_direct when a recvmsg into them is posted.
+  std::optional<FrameView> attaching;
+  std::vector<iovec> attach;
+  size_t attach_at = 0;
+  bool recv_direct = false;
+  msghdr recv_msg{};
 };
 
 struct Session::Impl {
@@ -54,6 +62,7 @@ struct Session::Impl {
   Status flush();
   Status poll(const FrameHandler& h);
   Status receive(const FrameHandler& h, std::chrono::milliseconds timeout);
+  AttachmentSink sink;
   std::pair<uint64_t, double> take_link_sample();
 
   TransportOptions opt;
@@ -67,6 +76,13 @@ private:
   void complete(uint64_t tag, int32_t res);
   Status wait_for_progress();
   Status deliver(const FrameHandler& h, bool& stop, bool& any);
+  // RAW_PAGES: asks the sink where the pages go and fills them from what is buffered; true when
+  // the frame is whole (deliver it now), false when the rest arrives by recvmsg.
+  Result<bool> begin_attachment(StreamState& s, const FrameView& v);
+  void fill_from_buffer(StreamState& s);
+  void advance_attachment(StreamState& s, size_t n);
+  void arm_send(StreamState& s);
+  void arm_recv(StreamState& s);
   bool barrier_reached(uint32_t round) const;
   Status closed_stream() const;
   void account_busy();

@@ -75,6 +75,7 @@ public:
       : session_(session), chooser_(chooser) {
     EncoderOptions eo;
     eo.compression = o.compression;
+    eo.zero_copy = o.zero_copy;
     for (uint16_t s = 0; s < session.streams(); ++s)
       enc_.push_back(std::make_unique<PageBatchEncoder>(eo, &hashes, &chooser));
   }
@@ -84,14 +85,22 @@ public:
     const uint16_t s = stream_for_page(gpa, session_.streams());
     auto outcome = page ? enc_[s]->add(gpa, page) : enc_[s]->add_known_zero(gpa);
     if (!outcome) return outcome.status();
-    if (enc_[s]->full()) return ship(s);
+    if (enc_[s]->full()) MINIHV_TRY(ship(s, enc_[s]->take_frame()));
+    if (enc_[s]->raw_full()) MINIHV_TRY(ship(s, enc_[s]->take_raw_frame()));
     return Status::ok();
   }
 
   Status flush() {
-    for (uint16_t s = 0; s < enc_.size(); ++s)
-      if (!enc_[s]->empty()) MINIHV_TRY(ship(s));
+    for (uint16_t s = 0; s < enc_.size(); ++s) {
+      if (!enc_[s]->empty()) MINIHV_TRY(ship(s, enc_[s]->take_frame()));
+      if (!enc_[s]->raw_empty()) MINIHV_TRY(ship(s, enc_[s]->take_raw_frame()));
+    }
     return session_.flush();
+  }
+
+  // The final round: the VM is paused (see PageBatchEncoder::set_paused).
+  void set_paused(bool paused) {
+    for (auto& e : enc_) e->set_paused(paused);
   }
 
   void set_hash_unchanged(bool on) {
@@ -105,8 +114,7 @@ public:
   }
 
 private:
-  Status ship(uint16_t s) {
-    Frame f = enc_[s]->take_frame();
+  Status ship(uint16_t s, Frame f) {
     session_.count_pages(s, f.pages);
     MINIHV_TRY(session_.send(s, std::move(f)));
     // `--compress auto` weighs the link against the codec: tell it how fast the link goes.
@@ -374,6 +382,7 @@ private:
     if (!dirty) return dirty.status();
     parts.final_pages = *dirty;
     parts.expected = expected_downtime_ms(*dirty);
+    sender_->set_paused(true);
     MINIHV_TRY(send_round(*dirty, true));
     parts.last_page = at();
     const std::vector<uint8_t> blob = encode_machine_state(*state);

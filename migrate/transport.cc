@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "migrate/net.h"
 #include "migrate/session_impl.h"
@@ -15,8 +16,8 @@ namespace {
 
 enum Op : uint64_t { kSendOp = 1, kRecvOp = 2 };
 constexpr uint64_t tag(uint16_t stream, Op op) { return (uint64_t{stream} << 8) | op; }
-// One sendmsg gathers at most this many queued frames.
-constexpr size_t kMaxIov = 64;
+// One sendmsg gathers at most this many pieces (frames and their attached pages); IOV_MAX is 1024.
+constexpr size_t kMaxIov = 1024;
 // A recv is posted only with at least this much room (less means frames wait to be delivered).
 constexpr size_t kMinRecvRoom = 64u << 10;
 // Frames delivered from one stream before the others get a turn.
@@ -54,37 +55,106 @@ Status Session::Impl::die(Status s) {
 }
 
 void Session::Impl::arm() {
+  // (A full ring leaves a stream unarmed: the next pump arms it; at most two per stream are in flight.)
   for (auto& sp : streams_) {
-    StreamState& s = *sp;
-    if (!s.send_busy && !s.queue.empty() && dead_.is_ok()) {
-      s.iov.clear();
-      for (auto it = s.queue.begin(); it != s.queue.end() && s.iov.size() < kMaxIov; ++it) {
-        size_t skip = it == s.queue.begin() ? s.front_sent : 0;
-        s.iov.push_back({it->bytes.data() + skip, it->bytes.size() - skip});
-      }
-      s.msg = {};
-      s.msg.msg_iov = s.iov.data();
-      s.msg.msg_iovlen = s.iov.size();
-      io_uring_sqe* sqe = ring_.sqe();
-      if (!sqe) return;  // ring full: the next pump arms the rest
-      io_uring_prep_sendmsg(sqe, s.fd.get(), &s.msg, MSG_NOSIGNAL | MSG_WAITALL);
-      io_uring_sqe_set_data64(sqe, tag(s.index, kSendOp));
-      s.send_busy = true;
-      ++inflight_;
-    }
-    // No recv while delivering (prepare() may move the bytes a handler is looking at) or while
-    // stream 0 holds a frame for the barrier.
-    if (!s.recv_busy && !s.recv_closed && !delivering_ && !s.held) {
-      auto room = s.parser.prepare(kMinRecvRoom);
-      if (room.size() < kMinRecvRoom) continue;
-      io_uring_sqe* sqe = ring_.sqe();
-      if (!sqe) return;
-      io_uring_prep_recv(sqe, s.fd.get(), room.data(), room.size(), 0);
-      io_uring_sqe_set_data64(sqe, tag(s.index, kRecvOp));
-      s.recv_busy = true;
-      ++inflight_;
-    }
+    arm_send(*sp);
+    arm_recv(*sp);
   }
+}
+
+void Session::Impl::arm_send(StreamState& s) {
+  if (s.send_busy || s.queue.empty() || !dead_.is_ok()) return;
+  // One sendmsg gathers queued frames and their attachments (pages in guest memory) in order,
+  // from where the front frame's last send stopped.
+  s.iov.clear();
+  size_t skip = s.front_sent;
+  auto add = [&](const uint8_t* p, size_t n) {
+    if (skip >= n) {
+      skip -= n;
+      return;
+    }
+    s.iov.push_back({const_cast<uint8_t*>(p) + skip, n - skip});
+    skip = 0;
+  };
+  for (auto it = s.queue.begin(); it != s.queue.end() && s.iov.size() + 1 < kMaxIov; ++it) {
+    add(it->bytes.data(), it->bytes.size());
+    for (size_t i = 0; i < it->attachment.size() && s.iov.size() < kMaxIov; ++i) add(it->attachment[i], kPageSize);
+  }
+  s.msg = {};
+  s.msg.msg_iov = s.iov.data();
+  s.msg.msg_iovlen = s.iov.size();
+  io_uring_sqe* sqe = ring_.sqe();
+  if (!sqe) return;
+  io_uring_prep_sendmsg(sqe, s.fd.get(), &s.msg, MSG_NOSIGNAL | MSG_WAITALL);
+  io_uring_sqe_set_data64(sqe, tag(s.index, kSendOp));
+  s.send_busy = true;
+  ++inflight_;
+}
+
+void Session::Impl::arm_recv(StreamState& s) {
+  // No recv while delivering (prepare() may move the bytes a handler is looking at) or while
+  // stream 0 holds a frame for the barrier.
+  if (s.recv_busy || s.recv_closed || delivering_ || s.held) return;
+  if (s.attaching) {
+    // Straight into guest memory — once deliver() has copied what the buffer already holds.
+    if (s.attach_at >= s.attach.size() || !s.parser.attachment_buffered().empty()) return;
+    s.recv_msg = {};
+    s.recv_msg.msg_iov = &s.attach[s.attach_at];
+    s.recv_msg.msg_iovlen = std::min(s.attach.size() - s.attach_at, kMaxIov);
+    io_uring_sqe* sqe = ring_.sqe();
+    if (!sqe) return;
+    io_uring_prep_recvmsg(sqe, s.fd.get(), &s.recv_msg, 0);
+    io_uring_sqe_set_data64(sqe, tag(s.index, kRecvOp));
+    s.recv_busy = s.recv_direct = true;
+    ++inflight_;
+    return;
+  }
+  auto room = s.parser.prepare(kMinRecvRoom);
+  if (room.size() < kMinRecvRoom) return;
+  io_uring_sqe* sqe = ring_.sqe();
+  if (!sqe) return;
+  io_uring_prep_recv(sqe, s.fd.get(), room.data(), room.size(), 0);
+  io_uring_sqe_set_data64(sqe, tag(s.index, kRecvOp));
+  s.recv_busy = true;
+  ++inflight_;
+}
+
+void Session::Impl::advance_attachment(StreamState& s, size_t n) {
+  while (n > 0 && s.attach_at < s.attach.size()) {
+    iovec& v = s.attach[s.attach_at];
+    const size_t take = std::min(n, v.iov_len);
+    v.iov_base = static_cast<uint8_t*>(v.iov_base) + take;
+    v.iov_len -= take;
+    n -= take;
+    if (v.iov_len == 0) ++s.attach_at;
+  }
+}
+
+void Session::Impl::fill_from_buffer(StreamState& s) {
+  auto buffered = s.parser.attachment_buffered();
+  size_t off = 0;
+  while (off < buffered.size() && s.attach_at < s.attach.size()) {
+    const iovec& v = s.attach[s.attach_at];
+    const size_t take = std::min(v.iov_len, buffered.size() - off);
+    std::memcpy(v.iov_base, buffered.data() + off, take);
+    advance_attachment(s, take);
+    off += take;
+  }
+  s.parser.take_buffered_attachment(off);
+}
+
+Result<bool> Session::Impl::begin_attachment(StreamState& s, const FrameView& v) {
+  if (!sink) return Status::error("protocol error: RAW_PAGES on a session that takes none");
+  auto pages = sink(v);
+  if (!pages) return pages.status();
+  if (pages->size() * kPageSize != v.attachment_bytes)
+    return Status::error("RAW_PAGES: the receiver placed " + std::to_string(pages->size()) + " pages of " +
+                         std::to_string(v.attachment_bytes / kPageSize));
+  s.attach.clear();
+  for (uint8_t* p : *pages) s.attach.push_back({p, kPageSize});
+  s.attach_at = 0;
+  fill_from_buffer(s);
+  return s.attach_at == s.attach.size();
 }
 
 void Session::Impl::complete(uint64_t t, int32_t res) {
@@ -100,21 +170,27 @@ void Session::Impl::complete(uint64_t t, int32_t res) {
     stats.bytes_sent += n;
     if (n) s.last_progress = Clock::now();
     while (n > 0) {
-      size_t left = s.queue.front().bytes.size() - s.front_sent;
+      size_t left = s.queue.front().wire_size() - s.front_sent;
       if (n < left) {
         s.front_sent += n;
         break;
       }
       n -= left;
-      s.queued_bytes -= s.queue.front().bytes.size();
+      s.queued_bytes -= s.queue.front().wire_size();
       s.queue.pop_front();
       s.front_sent = 0;
     }
     return;
   }
   s.recv_busy = false;
+  const bool direct = std::exchange(s.recv_direct, false);
   if (res > 0) {
-    s.parser.commit(static_cast<size_t>(res));
+    if (direct) {  // pages of a RAW_PAGES attachment, in guest memory already
+      advance_attachment(s, static_cast<size_t>(res));
+      s.parser.attachment_received_elsewhere(static_cast<size_t>(res));
+    } else {
+      s.parser.commit(static_cast<size_t>(res));
+    }
     stats.bytes_received += static_cast<uint64_t>(res);
   } else if (!s.recv_closed) {
     s.recv_closed = true;
@@ -172,7 +248,7 @@ Status Session::Impl::send(uint16_t stream, Frame frame) {
     frame.bytes[kHeaderSize + frame.payload_size() / 2] ^= 0x5A;  // test hook: see test_hooks.h
   if (s.queue.empty()) s.last_progress = Clock::now();
   if (!busy_since_) busy_since_ = Clock::now();
-  s.queued_bytes += frame.bytes.size();
+  s.queued_bytes += frame.wire_size();
   s.queue.push_back(std::move(frame));
   ++stats.frames_sent;
   MINIHV_TRY(pump(false, Clock::now()));
@@ -233,6 +309,15 @@ Status Session::Impl::deliver(const FrameHandler& handler, bool& stop, bool& any
     for (size_t k = 1; k <= streams_.size() && !stop; ++k) {
       StreamState& s = *streams_[k % streams_.size()];
       for (int burst = 0; burst < kDeliverBurst && !stop; ++burst) {
+        if (s.attaching) {
+          fill_from_buffer(s);  // a recv into the buffer may have brought some of its pages
+          if (s.attach_at < s.attach.size()) break;  // the rest is arriving
+          FrameView v = *s.attaching;
+          s.attaching.reset();
+          MINIHV_TRY(hand(v));
+          progress = true;
+          continue;
+        }
         if (s.held) {
           if (!barrier_reached(s.held_round)) break;
           FrameView v = *s.held;
@@ -258,6 +343,15 @@ Status Session::Impl::deliver(const FrameHandler& handler, bool& stop, bool& any
             break;
           }
           s.round_done = std::max<int64_t>(s.round_done, re->round);
+        }
+        if (v.type() == FrameType::kRawPages) {
+          auto whole = begin_attachment(s, v);
+          if (!whole) return whole.status().context("stream " + std::to_string(s.index));
+          if (!*whole) {
+            s.attaching = v;
+            progress = true;
+            break;
+          }
         }
         MINIHV_TRY(hand(v));
         progress = true;
@@ -308,6 +402,7 @@ uint16_t Session::streams() const { return static_cast<uint16_t>(impl_->opt.stre
 uint64_t Session::session_id() const { return impl_->session_id; }
 std::string Session::peer() const { return impl_->peer; }
 Status Session::send(uint16_t stream, Frame frame) { return impl_->send(stream, std::move(frame)); }
+void Session::set_attachment_sink(AttachmentSink sink) { impl_->sink = std::move(sink); }
 Status Session::send_round_end(RoundEnd m) { return impl_->send_round_end(m); }
 void Session::count_pages(uint16_t stream, uint32_t pages) { impl_->count_pages(stream, pages); }
 Status Session::flush() { return impl_->flush(); }

@@ -73,6 +73,10 @@ enum class Next { kContinue, kStop };
 // Called with each validated frame; view.header.stream is the stream it came on. Returning an error
 // stops the loop with that error; kStop ends receive() successfully.
 using FrameHandler = std::function<Result<Next>(const FrameView& view)>;
+// Receiver of RAW_PAGES: given the frame (its payload checked), says where each 4096 bytes of its
+// attachment go — one host pointer per page, in order — or refuses the frame. The transport then
+// receives the pages straight there and hands the frame to the FrameHandler once they are in.
+using AttachmentSink = std::function<Result<std::vector<uint8_t*>>(const FrameView& view)>;
 
 struct TransportStats {
   uint64_t bytes_sent = 0, bytes_received = 0;
@@ -111,6 +115,9 @@ public:
   void count_pages(uint16_t stream, uint32_t pages);
   // Waits until every queued byte has been handed to the kernel.
   Status flush();
+
+  // Where RAW_PAGES attachments go (destination); without one a RAW_PAGES frame is an error.
+  void set_attachment_sink(AttachmentSink sink);
 
   // Delivers the frames that are already here without waiting (the source's check for ABORT).
   Status poll(const FrameHandler& handler);

@@ -47,6 +47,11 @@ void handle(const FrameView& v, std::span<const MemoryRegion> ram, StateAssemble
     case FrameType::kRoundAck: (void)parse_round_ack(v); break;
     case FrameType::kQuery: (void)parse_query(v); break;
     case FrameType::kQueryReply: (void)parse_query_reply(v); break;
+    case FrameType::kRawPages: {
+      auto h = parse_raw_pages(v);
+      if (h && place_raw_pages(*h, ram, nullptr)) (void)check_raw_pages(*h, ram);
+      break;
+    }
   }
 }
 
@@ -71,6 +76,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (took == 0) break;
     off += took;
     while (true) {
+      if (parser.attachment_left()) {  // RAW_PAGES: its pages follow; a receiver would place them
+        parser.take_buffered_attachment(parser.attachment_buffered().size());
+        if (parser.attachment_left()) break;  // more bytes needed
+      }
       auto f = parser.next();
       if (!f || !*f) break;
       handle(**f, ram, state);

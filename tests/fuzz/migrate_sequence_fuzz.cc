@@ -155,6 +155,11 @@ private:
       case FrameType::kPages:
         CHECK(hello_ && !final_round_);
         return decode_page_batch(v.payload, ram_, &zero_).is_ok();
+      case FrameType::kRawPages: {  // where its pages would go (the transport then receives them)
+        CHECK(hello_ && !final_round_);
+        auto h = parse_raw_pages(v);
+        return h.is_ok() && place_raw_pages(*h, ram_, &zero_).is_ok();
+      }
       case FrameType::kDirtyRoundEnd: {
         auto r = parse_round_end(v);
         CHECK(r.is_ok() && hello_ && !final_round_);

@@ -175,6 +175,16 @@ TEST_F(Migration, DirtyGuestMovesOnFourStreamsUncompressed) {
   move_and_check({"dirty mib=64", "512M", 2, ""}, src_api, dst_api, {"--streams", "4", "--compress", "none"});
 }
 
+TEST_F(Migration, DirtyGuestMovesOnEightStreams) {
+  move_and_check({"dirty mib=64", "512M", 2, ""}, src_api, dst_api, {"--streams", "8", "--compress", "none"});
+}
+
+// Zero-copy off: every raw page copied into PAGES records (the path a hashed page always takes).
+TEST_F(Migration, DirtyGuestMovesWithoutZeroCopy) {
+  move_and_check({"dirty mib=64", "512M", 2, ""}, src_api, dst_api,
+                 {"--streams", "2", "--compress", "none", "--no-zero-copy"});
+}
+
 TEST_F(Migration, DirtyGuestMovesWithLz4) {
   move_and_check({"dirty mib=128", "512M", 1, ""}, src_api, dst_api, {"--compress", "lz4"});
 }

@@ -49,6 +49,7 @@ Frame encode(FakeRam& src, const std::vector<uint64_t>& gpas, Compression c, Pag
              std::vector<PageOutcome>* outcomes = nullptr) {
   EncoderOptions o;
   o.compression = c;
+  o.zero_copy = false;  // every page as a PAGES record (RAW_PAGES: the tests at the end)
   PageBatchEncoder enc(o, hashes);
   for (uint64_t gpa : gpas) {
     auto r = enc.add(gpa, src.page(gpa));
@@ -134,6 +135,7 @@ TEST(MigrateCodec, FullBatchStaysUnderTheTarget) {
   FakeRam src;
   EncoderOptions o;
   o.compression = Compression::kNone;
+  o.zero_copy = false;
   o.target_batch_bytes = 10 * kPageSize;
   PageBatchEncoder enc(o, nullptr);
   size_t added = 0;
@@ -343,6 +345,62 @@ TEST(MigrateCodec, UnchangedHitRateCountsOnlyHashedPages) {
   EXPECT_EQ(st.hashed, 4u);
   EXPECT_EQ(st.hash_hits, 1u);
   EXPECT_DOUBLE_EQ(st.unchanged_hit_rate(), 0.25);
+}
+
+}  // namespace
+}  // namespace minihv::migrate
+
+namespace minihv::migrate {
+namespace {
+
+// Zero-copy raw pages: sent from guest memory only when no digest describes them — or when the VM
+// is paused, and then with a hash of their bytes the receiver checks.
+TEST(MigrateRawPages, GoZeroCopyOnlyWhenNoDigestIsKeptOrTheVmIsPaused) {
+  FakeRam src;
+  fill_random(src.page(0), 1);
+  fill_random(src.page(kPageSize), 2);
+  EncoderOptions o;
+  o.compression = Compression::kNone;
+  PageBatchEncoder plain(o, nullptr);
+  ASSERT_EQ(*plain.add(0, src.page(0)), PageOutcome::kRaw);
+  EXPECT_TRUE(plain.empty()) << "no PAGES record for a zero-copy page";
+  Frame raw = plain.take_raw_frame();
+  ASSERT_EQ(raw.attachment.size(), 1u);
+  EXPECT_EQ(raw.attachment[0], src.page(0)) << "the page is sent from where it is, not copied";
+  EXPECT_EQ(raw.pages, 1u);
+
+  auto ram = src.regions();
+  PageHashTable hashes(ram);
+  PageBatchEncoder hashed(o, &hashes);
+  ASSERT_EQ(*hashed.add(0, src.page(0)), PageOutcome::kRaw);
+  EXPECT_TRUE(hashed.raw_empty()) << "a hashed page of a running guest is copied";
+  EXPECT_FALSE(hashed.empty());
+  hashed.set_paused(true);
+  ASSERT_EQ(*hashed.add(kPageSize, src.page(kPageSize)), PageOutcome::kRaw);
+  ASSERT_FALSE(hashed.raw_empty());
+  Frame final_raw = hashed.take_raw_frame();
+  FrameView v{decode_header(final_raw.bytes.data()), payload(final_raw)};
+  auto h = parse_raw_pages(v);
+  ASSERT_TRUE(h) << h.message();
+  EXPECT_EQ(h->flags, RawFlag::kDataHashed);
+  EXPECT_EQ(h->gpas, std::vector<uint64_t>{kPageSize});
+  EXPECT_TRUE(check_raw_pages(*h, ram));
+  src.page(kPageSize)[7] ^= 1;  // the bytes the receiver got are not the ones hashed
+  EXPECT_FALSE(check_raw_pages(*h, ram));
+}
+
+TEST(MigrateRawPages, ThePlaceOfEveryPageIsCheckedBeforeAByteLands) {
+  FakeRam dst;
+  auto ram = dst.regions();
+  ZeroPages zero(ram, true);
+  RawPagesHeader h;
+  h.gpas = {0, kPageSize};
+  auto where = place_raw_pages(h, ram, &zero);
+  ASSERT_TRUE(where) << where.message();
+  EXPECT_EQ((*where)[1], dst.page(kPageSize));
+  EXPECT_FALSE(zero.known_zero(kPageSize)) << "a page about to be written is not known zero";
+  h.gpas = {0, 1ull << 40};
+  EXPECT_FALSE(place_raw_pages(h, ram, &zero));
 }
 
 }  // namespace

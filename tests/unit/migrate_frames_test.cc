@@ -5,6 +5,8 @@
 #include <cstring>
 #include <random>
 
+#include <xxhash.h>
+
 #include "migrate/wire.h"
 
 namespace minihv::migrate {
@@ -214,15 +216,16 @@ TEST(MigrateFrames, ControlPayloadsRoundTrip) {
   ASSERT_TRUE(q);
   EXPECT_EQ(q->session_id, 0xAABBCCDD00112233ull);
   for (CommitAnswer c : {CommitAnswer::kUnknown, CommitAnswer::kCommitted}) {
-    auto qr = parse_query_reply(view_of(make_query_reply(c)));
+    auto qr = parse_query_reply(view_of(make_query_reply({77, c})));
     ASSERT_TRUE(qr);
-    EXPECT_EQ(*qr, c);
+    EXPECT_EQ(qr->session_id, 77u);
+    EXPECT_EQ(qr->answer, c);
   }
 }
 
 TEST(MigrateFrames, AQueryReplyWithAnAnswerThisSideDoesNotKnowIsRefused) {
-  Frame f = make_query_reply(CommitAnswer::kCommitted);
-  f.bytes[kHeaderSize] = 7;  // neither unknown nor committed: never read as "committed"
+  Frame f = make_query_reply({1, CommitAnswer::kCommitted});
+  f.bytes[kHeaderSize + 8] = 7;  // neither unknown nor committed: never read as "committed"
   EXPECT_FALSE(parse_query_reply(view_of(f)));
   EXPECT_FALSE(parse_query_reply(view_of(make_query({1}))));  // wrong type
 }
@@ -276,6 +279,88 @@ TEST(MigrateFrames, StateAssemblerRejectsGapsAndLies) {
   wire::store<uint64_t>(huge.bytes.data() + kHeaderSize + 8, kMaxStateBytes + 1);
   StateAssembler big;
   EXPECT_FALSE(big.add(view_of(huge)));
+}
+
+}  // namespace
+}  // namespace minihv::migrate
+
+namespace minihv::migrate {
+namespace {
+
+// RAW_PAGES: the pages follow the frame on the stream. However the bytes are split, the parser
+// hands out the frame, then the attachment (whatever part of it it buffered), then the next frame.
+TEST(MigrateFrames, RawPagesAttachmentsComeOutWholeHoweverTheStreamIsSplit) {
+  std::vector<uint8_t> pages(3 * kPageSize);
+  for (size_t i = 0; i < pages.size(); ++i) pages[i] = static_cast<uint8_t>(i * 7 + 1);
+  std::vector<std::pair<uint64_t, const uint8_t*>> list;
+  for (size_t i = 0; i < 3; ++i) list.push_back({(10 + i) * kPageSize, pages.data() + i * kPageSize});
+  Frame raw = make_raw_pages(list, false);
+  seal(raw, 1, 0);
+  std::vector<uint8_t> in(raw.bytes.begin(), raw.bytes.end());
+  in.insert(in.end(), pages.begin(), pages.end());
+  auto tail = bytes_of(sealed(make_round_end({1, 3, 0, false}), 1, 1));
+  in.insert(in.end(), tail.begin(), tail.end());
+  for (size_t split : {size_t{1}, size_t{7}, size_t{4096}, size_t{5000}, in.size()}) {
+    FrameParser p(1);
+    std::vector<uint8_t> got;
+    std::vector<FrameType> types;
+    for (size_t off = 0; off < in.size() || p.buffered();) {
+      if (off < in.size()) off += p.feed(std::span<const uint8_t>(in).subspan(off, std::min(split, in.size() - off)));
+      if (p.attachment_left()) {
+        auto b = p.attachment_buffered();
+        got.insert(got.end(), b.begin(), b.end());
+        p.take_buffered_attachment(b.size());
+        continue;
+      }
+      auto f = p.next();
+      ASSERT_TRUE(f) << f.message();
+      if (!*f) {
+        if (off >= in.size()) break;
+        continue;
+      }
+      types.push_back((*f)->type());
+      if ((*f)->type() == FrameType::kRawPages) {
+        EXPECT_EQ((*f)->attachment_bytes, pages.size());
+        auto h = parse_raw_pages(**f);
+        ASSERT_TRUE(h) << h.message();
+        EXPECT_EQ(h->gpas.size(), 3u);
+        EXPECT_EQ(h->gpas[2], 12 * kPageSize);
+      }
+    }
+    EXPECT_EQ(types, (std::vector<FrameType>{FrameType::kRawPages, FrameType::kDirtyRoundEnd})) << "split " << split;
+    EXPECT_EQ(got, pages) << "split " << split;
+  }
+}
+
+TEST(MigrateFrames, RawPagesWhoseCountAndLengthDisagreeAreCorrupt) {
+  std::vector<uint8_t> page(kPageSize, 1);
+  std::vector<std::pair<uint64_t, const uint8_t*>> one{{0, page.data()}};
+  Frame raw = make_raw_pages(one, false);
+  wire::store<uint32_t>(raw.bytes.data() + kHeaderSize, 9);  // says 9 pages, lists 1
+  raw.payload_hash = XXH3_64bits(raw.bytes.data() + kHeaderSize, raw.payload_size());
+  seal(raw, 0, 0);
+  FrameParser p(0);
+  p.feed(bytes_of(raw));
+  auto f = p.next();
+  ASSERT_FALSE(f);
+  EXPECT_EQ(p.error(), FrameError::kBadAttachment) << f.message();
+}
+
+TEST(MigrateFrames, TheNextFrameWaitsUntilTheAttachmentIsTaken) {
+  std::vector<uint8_t> page(kPageSize, 3);
+  std::vector<std::pair<uint64_t, const uint8_t*>> one{{0, page.data()}};
+  Frame raw = make_raw_pages(one, false);
+  seal(raw, 0, 0);
+  FrameParser p(0);
+  p.feed(bytes_of(raw));
+  p.feed(page);
+  auto f = p.next();
+  ASSERT_TRUE(f && *f);
+  EXPECT_FALSE(p.next()) << "reading on would take page bytes for a frame header";
+  p.take_buffered_attachment(kPageSize);
+  auto g = p.next();
+  ASSERT_TRUE(g);
+  EXPECT_FALSE(*g);
 }
 
 }  // namespace

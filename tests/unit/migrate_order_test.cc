@@ -243,7 +243,7 @@ TEST_F(MigrateOrder, TheDestinationsOwnFramesAreRefusedInEveryPhase) {
     refused(make_verify_reply({}), "protocol error: VERIFY_REPLY" + by_dest);
     refused(make_ack(), "protocol error: ACK" + by_dest);
     refused(make_stream_open({1, 0, kStreams}), "protocol error: STREAM_OPEN after the streams were opened");
-    refused(make_query_reply(CommitAnswer::kCommitted), "protocol error: QUERY_REPLY" + by_dest);
+    refused(make_query_reply({1, CommitAnswer::kCommitted}), "protocol error: QUERY_REPLY" + by_dest);
     refused(make_query({1}), "protocol error: QUERY inside a migration session (it opens a connection of its own)");
   }
 }
