@@ -204,11 +204,10 @@ nlohmann::json Node::move_local(const std::string& vm, const std::string& to, co
     auto result = api_call(l->api, mreq, 600'000, [&](const nlohmann::json& p) { progress(p); });
     if (!result || !result->value("ok", false)) {
       (void)node_call(target_addr, {{"cmd", "cancel_incoming"}, {"vm", vm}}, std::chrono::seconds(10));
-      // A VM of ours runs only with the leases this node holds, so its source settles a lost ACK
-      // by resuming ("lease"); should it still report the switchover in doubt (its fence lapsed
-      // in between), the target's copy is cancelled above and never had the leases: resume it.
-      if (result && result->value("result", "") == "in-doubt")
-        (void)api_call(l->api, {{"cmd", "migrate-resolve"}, {"action", "resume"}});
+      // A VM of ours runs only while this node's leases are current, so its source settles a lost
+      // ACK by resuming ("lease"). It reports "in doubt" only when its fence had lapsed: then
+      // this node is losing the leases, the VM's watchdog ends it, and resuming it here could
+      // race a node that takes them — so nothing is resumed here.
       const std::string why = result ? result->value("error", "failed") : result.message();
       return error_reply(Status::error("moving VM " + vm + " to " + to + ": " + why + "; it still runs on " + o_.name));
     }

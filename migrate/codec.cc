@@ -146,6 +146,10 @@ void PageBatchEncoder::begin_batch() {
   zero_run_at_.reset();
   codec_seconds_ = 0;
   codec_in_ = codec_out_ = 0;
+  choose_mode();
+}
+
+void PageBatchEncoder::choose_mode() {
   switch (options_.compression) {
     case Compression::kNone: batch_mode_ = Compression::kNone; break;
     case Compression::kLz4: batch_mode_ = Compression::kLz4; break;
@@ -272,6 +276,10 @@ bool PageBatchEncoder::add_lz4(uint64_t gpa, const uint8_t* page) {
 Frame PageBatchEncoder::take_raw_frame() {
   Frame f = make_raw_pages(raw_, paused_);
   raw_.clear();
+  // Zero-copy pages fill no PAGES batch: a RAW_PAGES batch counts as one for `auto`'s choice
+  // (and its probe of lz4 every probe_every batches).
+  ++batches_;
+  choose_mode();
   return f;
 }
 

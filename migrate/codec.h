@@ -138,6 +138,7 @@ private:
   // Appends `page` lz4-compressed; false (nothing appended) when it would not shrink enough.
   bool add_lz4(uint64_t gpa, const uint8_t* page);
   void begin_batch();
+  void choose_mode();  // batch_mode_ for the pages that follow (kAuto: the chooser, and probes)
   void close_zero_run();
   EncoderOptions options_;
   PageHashTable* hashes_;

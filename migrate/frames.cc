@@ -166,6 +166,13 @@ Status FrameParser::fail(FrameError e, std::string detail) {
   return Status::error(error_message_);
 }
 
+size_t FrameParser::bytes_to_frame_end() const {
+  const size_t have = end_ - begin_;
+  if (have < kHeaderSize) return kHeaderSize - have;
+  const size_t frame = kHeaderSize + std::min<size_t>(wire::load<uint32_t>(buf_.data() + begin_ + 12), kMaxPayload);
+  return frame > have ? frame - have : 0;
+}
+
 std::span<const uint8_t> FrameParser::attachment_buffered() const {
   return {buf_.data() + begin_, std::min(end_ - begin_, attachment_left_)};
 }

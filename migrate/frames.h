@@ -128,6 +128,10 @@ public:
   // Never moves memory, so earlier views stay valid. After a frame with an attachment (RAW_PAGES)
   // its attachment_bytes must be taken (below) before next() is called again.
   Result<std::optional<FrameView>> next();
+  // How many more bytes complete the frame being received (its header first: a receiver that
+  // reads no more than this never reads a RAW_PAGES attachment into the buffer); 0 when a whole
+  // frame is buffered.
+  size_t bytes_to_frame_end() const;
   // The attachment still to come, and the part of it already buffered here.
   size_t attachment_left() const { return attachment_left_; }
   std::span<const uint8_t> attachment_buffered() const;

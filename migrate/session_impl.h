@@ -92,6 +92,7 @@ private:
   std::vector<std::unique_ptr<StreamState>> streams_;
   unsigned inflight_ = 0;
   bool delivering_ = false;
+  bool closing_ = false;  // the destructor runs: arm no receive
   std::optional<Clock::time_point> busy_since_;
   uint64_t sampled_bytes_ = 0;
   double sampled_seconds_ = 0;

@@ -40,7 +40,8 @@ Session::Impl::Impl(std::vector<UniqueFd> fds, std::vector<FrameParser> parsers,
 }
 
 Session::Impl::~Impl() {
-  // Cancel what is in flight before the buffers it points into go away.
+  // Cancel what is in flight before the buffers it points into go away; post nothing new.
+  closing_ = true;
   for (auto& s : streams_) ::shutdown(s->fd.get(), SHUT_RDWR);
   auto give_up = Clock::now() + std::chrono::seconds(2);
   while (inflight_ > 0 && ring_.initialized() && Clock::now() < give_up)
@@ -94,7 +95,7 @@ void Session::Impl::arm_send(StreamState& s) {
 void Session::Impl::arm_recv(StreamState& s) {
   // No recv while delivering (prepare() may move the bytes a handler is looking at) or while
   // stream 0 holds a frame for the barrier.
-  if (s.recv_busy || s.recv_closed || delivering_ || s.held) return;
+  if (s.recv_busy || s.recv_closed || delivering_ || s.held || closing_) return;
   if (s.attaching) {
     // Straight into guest memory — once deliver() has copied what the buffer already holds.
     if (s.attach_at >= s.attach.size() || !s.parser.attachment_buffered().empty()) return;
@@ -111,9 +112,13 @@ void Session::Impl::arm_recv(StreamState& s) {
   }
   auto room = s.parser.prepare(kMinRecvRoom);
   if (room.size() < kMinRecvRoom) return;
+  // Up to the end of the frame being received, no further: what follows may be a RAW_PAGES
+  // attachment, which goes straight into guest memory instead (a whole frame buffered: the next
+  // frame's header).
+  const size_t want = s.parser.bytes_to_frame_end();
   io_uring_sqe* sqe = ring_.sqe();
   if (!sqe) return;
-  io_uring_prep_recv(sqe, s.fd.get(), room.data(), room.size(), 0);
+  io_uring_prep_recv(sqe, s.fd.get(), room.data(), std::min(room.size(), want ? want : kHeaderSize), 0);
   io_uring_sqe_set_data64(sqe, tag(s.index, kRecvOp));
   s.recv_busy = true;
   ++inflight_;
@@ -188,6 +193,7 @@ void Session::Impl::complete(uint64_t t, int32_t res) {
     if (direct) {  // pages of a RAW_PAGES attachment, in guest memory already
       advance_attachment(s, static_cast<size_t>(res));
       s.parser.attachment_received_elsewhere(static_cast<size_t>(res));
+      stats.bytes_received_in_place += static_cast<uint64_t>(res);
     } else {
       s.parser.commit(static_cast<size_t>(res));
     }
@@ -374,7 +380,14 @@ Status Session::Impl::receive(const FrameHandler& handler, std::chrono::millisec
   while (true) {
     bool stop = false, any = false;
     MINIHV_TRY(deliver(handler, stop, any));
-    if (stop) return Status::ok();
+    if (stop) {
+      // The conversation is over (COMMIT): no stream may still be writing pages into memory.
+      for (auto& s : streams_)
+        if (s->attaching)
+          return Status::error("protocol error: RAW_PAGES still arriving on stream " + std::to_string(s->index) +
+                               " when the session ended");
+      return Status::ok();
+    }
     if (any) {
       deadline = Clock::now() + timeout;
       continue;  // re-arm receives before waiting

@@ -80,6 +80,7 @@ using AttachmentSink = std::function<Result<std::vector<uint8_t*>>(const FrameVi
 
 struct TransportStats {
   uint64_t bytes_sent = 0, bytes_received = 0;
+  uint64_t bytes_received_in_place = 0;  // RAW_PAGES pages received straight where they go
   uint64_t frames_sent = 0, frames_received = 0;
   double busy_seconds = 0;  // time with sends in flight
   // Link speed as seen by the sender: bytes_sent / busy_seconds (0 before any send).

@@ -7,7 +7,7 @@
 //  - after COMMIT nothing but ABORT is accepted.
 //
 // Input: steps of 4 bytes + payload, until the input runs out:
-//   type (1 + b % 11) | stream (b % (kStreams + 1): the last one is outside the session) |
+//   type (1 + b % kMaxFrameType) | stream (b % (kStreams + 1): the last one is outside the session) |
 //   mode (bit 0: flag LAST; bit 1: build a well-formed payload from the step's bytes) | n | n bytes
 // Well-formed payloads let the fuzzer reach the late phases; raw ones reach the decoders' errors.
 #include <cstdint>

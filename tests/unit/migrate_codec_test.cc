@@ -389,6 +389,27 @@ TEST(MigrateRawPages, GoZeroCopyOnlyWhenNoDigestIsKeptOrTheVmIsPaused) {
   EXPECT_FALSE(check_raw_pages(*h, ram));
 }
 
+// With hashing off, an unsampled page goes zero-copy and its digest is forgotten: once hashing is
+// back on, the page is not "unchanged" though its bytes are the same (what was sent is unknown).
+TEST(MigrateRawPages, AZeroCopyPageOfARunningGuestKeepsNoDigest) {
+  FakeRam src;
+  const uint64_t gpa = 3 * kPageSize;  // not in the 1-in-16 sample (page 3)
+  fill_random(src.page(gpa), 9);
+  auto ram = src.regions();
+  PageHashTable hashes(ram);
+  EncoderOptions o;
+  o.compression = Compression::kNone;
+  PageBatchEncoder enc(o, &hashes);
+  ASSERT_EQ(*enc.add(gpa, src.page(gpa)), PageOutcome::kRaw);  // hashed and copied (hashing on)
+  EXPECT_NE(*hashes.slot(gpa), 0u);
+  enc.set_hash_unchanged(false);
+  ASSERT_EQ(*enc.add(gpa, src.page(gpa)), PageOutcome::kRaw);
+  EXPECT_FALSE(enc.raw_empty()) << "unhashed: sent from guest memory";
+  EXPECT_EQ(*hashes.slot(gpa), 0u) << "its old digest must never match again";
+  enc.set_hash_unchanged(true);
+  EXPECT_EQ(*enc.add(gpa, src.page(gpa)), PageOutcome::kRaw) << "not unchanged: nothing vouches for what was sent";
+}
+
 TEST(MigrateRawPages, ThePlaceOfEveryPageIsCheckedBeforeAByteLands) {
   FakeRam dst;
   auto ram = dst.regions();
