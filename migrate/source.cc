@@ -202,6 +202,9 @@ private:
     session_ = std::move(s).value();
     sum_.target = session_->peer();
     sender_ = std::make_unique<PageSender>(*session_, o_, hashes_, chooser_);
+    // "Unchanged" hashing starts off: its 1-in-16 sample turns it on once it is seen to pay
+    // (adapt_hashing). Off, raw pages go zero-copy — the full pass, the biggest round, included.
+    sender_->set_hash_unchanged(false);
     return Status::ok();
   }
 
