@@ -1,6 +1,5 @@
 // The receiver's page-batch decoder: every record is checked before a byte of guest memory is touched.
 #include <lz4.h>
-#include <xxhash.h>
 
 #include <cstring>
 
@@ -70,18 +69,13 @@ Result<std::vector<uint8_t*>> place_raw_pages(const RawPagesHeader& h, std::span
 
 Status check_raw_pages(const RawPagesHeader& h, std::span<const MemoryRegion> ram) {
   if (!(h.flags & RawFlag::kDataHashed)) return Status::ok();
-  XXH3_state_t* st = XXH3_createState();
-  XXH3_64bits_reset(st);
-  bool placed = true;
+  std::vector<const uint8_t*> pages;
   for (uint64_t gpa : h.gpas) {
     const uint8_t* p = ram_ptr(ram, gpa, kPageSize);
-    placed = placed && p;
-    if (p) XXH3_64bits_update(st, p, kPageSize);
+    if (!p) return Status::error("RAW_PAGES: a page outside RAM");
+    pages.push_back(p);
   }
-  const uint64_t got = XXH3_64bits_digest(st);
-  XXH3_freeState(st);
-  if (!placed) return Status::error("RAW_PAGES: a page outside RAM");
-  if (got != h.data_hash)
+  if (raw_pages_hash(pages) != h.data_hash)
     return Status::error("RAW_PAGES: the pages' bytes do not match their hash (corrupted on the way)");
   return Status::ok();
 }

@@ -189,6 +189,9 @@ Frame make_query(const Query& m);
 // RAW_PAGES for `pages` (gpa, host pointer of its 4096 bytes), 1 ..= kMaxRawPages of them; with
 // `hash_data` the pages are hashed now (call it only while they cannot change: the VM is paused).
 Frame make_raw_pages(std::span<const std::pair<uint64_t, const uint8_t*>> pages, bool hash_data);
+// RAW_PAGES' data_hash: XXH3-64 over the pages' bytes in order (4096 each), as they are sent and
+// as the receiver checks them in place.
+uint64_t raw_pages_hash(std::span<const uint8_t* const> pages);
 Frame make_query_reply(const QueryReply& m);
 // Splits `blob` into STATE frames of at most kMaxStateChunk bytes (one empty frame for an empty blob).
 std::vector<Frame> make_state_frames(std::span<const uint8_t> blob);

@@ -100,25 +100,27 @@ Frame make_query(const Query& m) {
   return b.finish();
 }
 
+uint64_t raw_pages_hash(std::span<const uint8_t* const> pages) {
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  for (const uint8_t* p : pages) XXH3_64bits_update(st, p, kPageSize);
+  const uint64_t hash = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return hash;
+}
+
 Frame make_raw_pages(std::span<const std::pair<uint64_t, const uint8_t*>> pages, bool hash_data) {
+  std::vector<const uint8_t*> hosts;
+  for (const auto& [gpa, host] : pages) hosts.push_back(host);
   FrameBuilder b;
   b.begin(FrameType::kRawPages, 0, kRawPagesFixedBytes + 8 * pages.size());
   b.put_u32(static_cast<uint32_t>(pages.size()));
   b.put_u32(hash_data ? RawFlag::kDataHashed : 0);
-  uint64_t hash = 0;
-  if (hash_data) {
-    XXH3_state_t* st = XXH3_createState();
-    XXH3_64bits_reset(st);
-    for (const auto& [gpa, host] : pages) XXH3_64bits_update(st, host, kPageSize);
-    hash = XXH3_64bits_digest(st);
-    XXH3_freeState(st);
-  }
-  b.put_u64(hash);
-  Frame f;
+  b.put_u64(hash_data ? raw_pages_hash(hosts) : 0);
   for (const auto& [gpa, host] : pages) b.put_u64(gpa);
-  f = b.finish();
+  Frame f = b.finish();
   f.pages = static_cast<uint32_t>(pages.size());
-  for (const auto& [gpa, host] : pages) f.attachment.push_back(host);
+  f.attachment = std::move(hosts);
   return f;
 }
 
