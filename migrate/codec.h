@@ -182,23 +182,31 @@ private:
   mutable std::vector<uint64_t> bits_;
 };
 
+// Which stream a batch came on, of how many: its pages must all be that stream's (stream_owns).
+// streams = 0: not checked (a decoder outside a session).
+struct Affinity {
+  uint16_t stream = 0, streams = 0;
+  bool allows(uint64_t gpa, uint64_t pages) const { return streams == 0 || stream_owns(gpa, pages, stream, streams); }
+};
+
 // RAW_PAGES at the receiver: where each page of the attachment goes (checked to lie in `ram`; the
 // pages stop being known zero), then, once they are in, whether their bytes match the frame's
 // data hash when it carries one.
 Result<std::vector<uint8_t*>> place_raw_pages(const RawPagesHeader& h, std::span<const MemoryRegion> ram,
-                                              ZeroPages* zero);
+                                              ZeroPages* zero, Affinity affinity = {});
 Status check_raw_pages(const RawPagesHeader& h, std::span<const MemoryRegion> ram);
 
 // Checks every record of a PAGES payload and writes the pages into RAM. A record outside `ram`,
 // with a bad kind or length, or an lz4 block that does not decode to exactly 4096 bytes fails the
 // whole batch with a message naming the record; nothing is written outside `ram`. Records before
 // the bad one may already have been written (the migration is aborted anyway).
-// With `zero` (the receiver's ZeroPages), zero records skip pages known to be zero already.
+// With `zero` (the receiver's ZeroPages), zero records skip pages known to be zero already. A record
+// for a page of another stream (`affinity`) fails the batch too.
 Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span<const MemoryRegion> ram,
-                                     ZeroPages* zero = nullptr);
+                                     ZeroPages* zero = nullptr, Affinity affinity = {});
 inline Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, const GuestMemory& mem,
-                                            ZeroPages* zero = nullptr) {
-  return decode_page_batch(payload, mem.regions(), zero);
+                                            ZeroPages* zero = nullptr, Affinity affinity = {}) {
+  return decode_page_batch(payload, mem.regions(), zero, affinity);
 }
 
 }  // namespace minihv::migrate

@@ -22,6 +22,11 @@ Status bad_record(size_t index, size_t offset, const std::string& why) {
                        std::to_string(offset) + ": " + why);
 }
 
+std::string other_stream(uint64_t gpa, Affinity a) {
+  return "page at " + std::to_string(gpa) + " on stream " + std::to_string(a.stream) + " of " +
+         std::to_string(a.streams) + " (it belongs to another stream)";
+}
+
 }  // namespace
 
 ZeroPages::ZeroPages(std::span<const MemoryRegion> ram, bool known_zero) {
@@ -55,12 +60,15 @@ void ZeroPages::set(uint64_t gpa, bool zero) {
 }
 
 Result<std::vector<uint8_t*>> place_raw_pages(const RawPagesHeader& h, std::span<const MemoryRegion> ram,
-                                              ZeroPages* zero) {
+                                              ZeroPages* zero, Affinity affinity) {
   std::vector<uint8_t*> out;
   out.reserve(h.gpas.size());
   for (uint64_t gpa : h.gpas) {
     uint8_t* dst = ram_ptr(ram, gpa, kPageSize);
     if (!dst) return Status::error("RAW_PAGES: page at " + std::to_string(gpa) + " outside RAM");
+    if (!affinity.allows(gpa, 1))
+      return Status::error("protocol error: RAW_PAGES page at " + std::to_string(gpa) + " on stream " +
+                           std::to_string(affinity.stream) + " (it belongs to another stream)");
     if (zero) zero->set(gpa, false);
     out.push_back(dst);
   }
@@ -81,7 +89,7 @@ Status check_raw_pages(const RawPagesHeader& h, std::span<const MemoryRegion> ra
 }
 
 Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span<const MemoryRegion> ram,
-                                     ZeroPages* zero) {
+                                     ZeroPages* zero, Affinity affinity) {
   CodecStats st;
   st.bytes_in = payload.size();
   size_t off = 0;
@@ -102,6 +110,7 @@ Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span
         const uint64_t bytes = uint64_t{length} * kPageSize;
         uint8_t* dst = ram_ptr(ram, gpa, bytes);
         if (!dst) return bad_record(index, off, "zero run at " + std::to_string(gpa) + " (+" + std::to_string(length) + " pages) outside RAM");
+        if (!affinity.allows(gpa, length)) return bad_record(index, off, other_stream(gpa, affinity));
         for (uint64_t p = 0; p < bytes; p += kPageSize) {
           if (zero && zero->known_zero(gpa + p)) continue;
           // Otherwise reading is still cheaper than dirtying a page that is zero already.
@@ -118,6 +127,7 @@ Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span
         if (avail < kPageSize) return bad_record(index, off, "raw page truncated");
         uint8_t* dst = ram_ptr(ram, gpa, kPageSize);
         if (!dst) return bad_record(index, off, "page at " + std::to_string(gpa) + " outside RAM");
+        if (!affinity.allows(gpa, 1)) return bad_record(index, off, other_stream(gpa, affinity));
         std::memcpy(dst, data, kPageSize);
         if (zero) zero->set(gpa, false);
         ++st.raw;
@@ -131,6 +141,7 @@ Result<CodecStats> decode_page_batch(std::span<const uint8_t> payload, std::span
         if (avail < length) return bad_record(index, off, "lz4 block truncated");
         uint8_t* dst = ram_ptr(ram, gpa, kPageSize);
         if (!dst) return bad_record(index, off, "page at " + std::to_string(gpa) + " outside RAM");
+        if (!affinity.allows(gpa, 1)) return bad_record(index, off, other_stream(gpa, affinity));
         // Bounded by the destination size: garbage can only fail, never write past the page.
         int n = LZ4_decompress_safe(reinterpret_cast<const char*>(data), reinterpret_cast<char*>(dst), length,
                                     static_cast<int>(kPageSize));

@@ -2,6 +2,7 @@
 // page moves.
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <thread>
 
 #include "common/log.h"
@@ -14,6 +15,7 @@
 #include "migrate/migration.h"
 #include "migrate/receive_order.h"
 #include "migrate/verify.h"
+#include "migrate/workers.h"
 #include "vmm/machine_state.h"
 
 namespace minihv::migrate {
@@ -51,9 +53,11 @@ public:
       : vm_(vm), s_(s), progress_(progress), zero_(vm.memory().regions(), discarded), order_(s.streams()) {}
 
   // Only frames that may come now get here (ReceiveOrder); any other is a protocol error, which
-  // migrate_in sends back as ABORT.
+  // migrate_in sends back as ABORT. Runs on the thread of the stream the frame came on: pages and
+  // round ends on every stream's, the conversation (HELLO, STATE, VERIFY, COMMIT) on stream 0's.
+  // A stream other than 0 is done after its final round end.
   Result<Next> on_frame(const FrameView& v) {
-    if (v.type() != FrameType::kRawPages) MINIHV_TRY(order_.accept(v));  // RAW_PAGES: in place_pages
+    if (v.type() != FrameType::kRawPages) MINIHV_TRY(accept(v));  // RAW_PAGES: in place_pages
     switch (v.type()) {
       case FrameType::kRawPages: {
         auto h = parse_raw_pages(v);
@@ -63,14 +67,14 @@ public:
       }
       case FrameType::kHello: return on_hello(v);
       case FrameType::kPages: {
-        auto st = decode_page_batch(v.payload, vm_.memory(), &zero_);
+        auto st = decode_page_batch(v.payload, vm_.memory(), &zero_, affinity(v));
         if (!st) return st.status().context("stream " + std::to_string(v.header.stream));
         return Next::kContinue;
       }
       case FrameType::kDirtyRoundEnd: {
         auto r = parse_round_end(v);
         if (!r) return r.status();
-        if (v.header.stream != kControlStream) return Next::kContinue;
+        if (v.header.stream != kControlStream) return r->last ? Next::kStop : Next::kContinue;
         // Stream 0's round end comes after every other stream's (the barrier): the round is in.
         progress_({{"event", "round"}, {"round", r->round}});
         if (!r->last) {
@@ -94,13 +98,22 @@ public:
   // Where a RAW_PAGES frame's pages go: checked for order and place before a byte of guest memory
   // is written (the transport then receives them there).
   Result<std::vector<uint8_t*>> place_pages(const FrameView& v) {
-    MINIHV_TRY(order_.accept(v));
+    MINIHV_TRY(accept(v));
     auto h = parse_raw_pages(v);
     if (!h) return h.status();
-    return place_raw_pages(*h, vm_.memory().regions(), &zero_);
+    return place_raw_pages(*h, vm_.memory().regions(), &zero_, affinity(v));
   }
 
 private:
+  Status accept(const FrameView& v) {
+    std::lock_guard lock(order_mu_);
+    return order_.accept(v);
+  }
+
+  // Pages may come only on their own stream: then no two streams' threads write one page (or one
+  // word of ZeroPages).
+  Affinity affinity(const FrameView& v) const { return {v.header.stream, s_.streams()}; }
+
   Result<Next> on_hello(const FrameView& v) {
     auto h = parse_hello(v);
     if (!h) return h.status();
@@ -157,8 +170,9 @@ private:
   Vm& vm_;
   Session& s_;
   const ProgressFn& progress_;
-  ZeroPages zero_;
-  ReceiveOrder order_;
+  ZeroPages zero_;  // each 64-page word is one stream's: written by that stream's thread only
+  std::mutex order_mu_;
+  ReceiveOrder order_;  // one order for every stream: guarded by order_mu_
   StateAssembler state_;
   bool restored_ = false;
 };
@@ -180,8 +194,20 @@ Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptio
   if (!discarded) LOG_WARN("incoming: %s: zero pages will be checked one by one", discarded.message().c_str());
   DestinationRun run(vm, **session, progress, discarded.is_ok());
   (*session)->set_attachment_sink([&](const FrameView& v) { return run.place_pages(v); });
-  Status st = (*session)->receive([&](const FrameView& v) { return run.on_frame(v); },
-                                  std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout));
+  // Stream 0 on this thread, every other stream on a worker of its own: each receives and decodes
+  // its pages; stream 0's round end waits for theirs (the barrier), and carries the conversation.
+  const auto io_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout);
+  auto on_frame = [&](const FrameView& v) { return run.on_frame(v); };
+  StreamWorkers receivers(1, static_cast<uint16_t>((*session)->streams() - 1), "mig-rx");
+  receivers.start([&](uint16_t stream) {
+    Status st = (*session)->receive_stream(stream, on_frame, io_timeout);
+    if (!st) (*session)->stop(st);  // the other streams end too
+    return st;
+  });
+  Status st = (*session)->receive_stream(kControlStream, on_frame, io_timeout);
+  if (!st) (*session)->stop(st);
+  Status workers = receivers.wait();
+  if (st && !workers) st = workers;
   if (!st) {
     (void)(*session)->send(kControlStream, make_abort({st.message()}));
     (void)(*session)->flush();

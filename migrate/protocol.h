@@ -88,6 +88,15 @@ inline constexpr unsigned kAffinityShift = 18;  // 256 KiB = 64 pages
 inline constexpr uint16_t stream_for_page(uint64_t gpa, uint16_t streams) {
   return streams <= 1 ? 0 : static_cast<uint16_t>((gpa >> kAffinityShift) % streams);
 }
+// Whether `pages` pages from `gpa` may come on `stream` of `streams`: all of them belong to it. With
+// more than one stream a run of pages stays inside one chunk (the next chunk is another stream's).
+// The receiver checks this, so each stream's thread writes only its own pages.
+inline constexpr bool stream_owns(uint64_t gpa, uint64_t pages, uint16_t stream, uint16_t streams) {
+  if (streams <= 1) return stream == 0;
+  if (pages == 0 || pages > (uint64_t{1} << (kAffinityShift - kPageShift))) return false;
+  const uint64_t last = gpa + ((pages - 1) << kPageShift);
+  return last >= gpa && (gpa >> kAffinityShift) == (last >> kAffinityShift) && stream_for_page(gpa, streams) == stream;
+}
 
 // PAGES payload: a sequence of records, each a 12-byte PageRecordHeader followed by `length` bytes.
 //

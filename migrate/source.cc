@@ -8,6 +8,7 @@
 #include "migrate/frames.h"
 #include "migrate/migration.h"
 #include "migrate/verify.h"
+#include "migrate/workers.h"
 #include "vmm/machine_state.h"
 
 namespace minihv::migrate {
@@ -59,67 +60,53 @@ private:
   double last_ = 0, older_ = 0;
 };
 
-// The full pass asks which pages are untouched this many 64-page words at a time (32 MiB of RAM).
-constexpr size_t kUntouchedWords = 128;
-
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 uint64_t ms_since(Clock::time_point t) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
 }
 
-// Encodes pages into one batch per stream and sends full batches; a page always goes on
-// stream_for_page(gpa), so its copies stay in order.
-class PageSender {
+// One stream's share of the pages, on that stream's worker thread: encodes them into batches and
+// sends full ones. A page always goes on stream_for_page(gpa), so its copies stay in order.
+class StreamSender {
 public:
-  PageSender(Session& session, const SourceOptions& o, PageHashTable& hashes, CompressionChooser& chooser)
-      : session_(session), chooser_(chooser) {
-    EncoderOptions eo;
-    eo.compression = o.compression;
-    eo.zero_copy = o.zero_copy;
-    for (uint16_t s = 0; s < session.streams(); ++s)
-      enc_.push_back(std::make_unique<PageBatchEncoder>(eo, &hashes, &chooser));
-  }
+  StreamSender(Session& session, uint16_t stream, const SourceOptions& o, PageHashTable& hashes)
+      : session_(session), stream_(stream), enc_(encoder_options(o), &hashes, &chooser_) {}
 
   // `page` null: a page known to be zero (untouched), not read.
   Status send(uint64_t gpa, const uint8_t* page) {
-    const uint16_t s = stream_for_page(gpa, session_.streams());
-    auto outcome = page ? enc_[s]->add(gpa, page) : enc_[s]->add_known_zero(gpa);
+    auto outcome = page ? enc_.add(gpa, page) : enc_.add_known_zero(gpa);
     if (!outcome) return outcome.status();
-    if (enc_[s]->full()) MINIHV_TRY(ship(s, enc_[s]->take_frame()));
-    if (enc_[s]->raw_full()) MINIHV_TRY(ship(s, enc_[s]->take_raw_frame()));
+    if (enc_.full()) MINIHV_TRY(ship(enc_.take_frame()));
+    if (enc_.raw_full()) MINIHV_TRY(ship(enc_.take_raw_frame()));
     return Status::ok();
   }
 
-  Status flush() {
-    for (uint16_t s = 0; s < enc_.size(); ++s) {
-      if (!enc_[s]->empty()) MINIHV_TRY(ship(s, enc_[s]->take_frame()));
-      if (!enc_[s]->raw_empty()) MINIHV_TRY(ship(s, enc_[s]->take_raw_frame()));
-    }
-    return session_.flush();
+  // Sends what is batched and waits until the kernel has it all.
+  Status finish() {
+    if (!enc_.empty()) MINIHV_TRY(ship(enc_.take_frame()));
+    if (!enc_.raw_empty()) MINIHV_TRY(ship(enc_.take_raw_frame()));
+    return session_.flush_stream(stream_);
   }
 
-  // The final round: the VM is paused (see PageBatchEncoder::set_paused).
-  void set_paused(bool paused) {
-    for (auto& e : enc_) e->set_paused(paused);
-  }
-
-  void set_hash_unchanged(bool on) {
-    for (auto& e : enc_) e->set_hash_unchanged(on);
-  }
-
-  CodecStats stats() const {
-    CodecStats all;
-    for (const auto& e : enc_) all.add(e->stats());
-    return all;
-  }
+  // Set by the migration thread between rounds (see PageBatchEncoder).
+  void set_paused(bool paused) { enc_.set_paused(paused); }
+  void set_hash_unchanged(bool on) { enc_.set_hash_unchanged(on); }
+  const CodecStats& stats() const { return enc_.stats(); }
 
 private:
-  Status ship(uint16_t s, Frame f) {
-    session_.count_pages(s, f.pages);
-    MINIHV_TRY(session_.send(s, std::move(f)));
-    // `--compress auto` weighs the link against the codec: tell it how fast the link goes.
+  static EncoderOptions encoder_options(const SourceOptions& o) {
+    EncoderOptions eo;
+    eo.compression = o.compression;
+    eo.zero_copy = o.zero_copy;
+    return eo;
+  }
+
+  Status ship(Frame f) {
+    session_.count_pages(stream_, f.pages);
+    MINIHV_TRY(session_.send(stream_, std::move(f)));
+    // `--compress auto` weighs this stream's share of the link against its own codec.
     if (++shipped_ % kLinkSampleEvery == 0) {
-      auto [bytes, seconds] = session_.take_link_sample();
+      auto [bytes, seconds] = session_.take_link_sample(stream_);
       if (seconds > 0) chooser_.observe_link(bytes, seconds);
     }
     return Status::ok();
@@ -128,10 +115,14 @@ private:
   static constexpr unsigned kLinkSampleEvery = 8;  // frames (~8 MiB) between link measurements
 
   Session& session_;
-  CompressionChooser& chooser_;
-  std::vector<std::unique_ptr<PageBatchEncoder>> enc_;
+  const uint16_t stream_;
+  CompressionChooser chooser_;
+  PageBatchEncoder enc_;
   uint64_t shipped_ = 0;
 };
+
+// Pending pages are one bit per page; a bitmap word is one affinity chunk, so one stream's.
+static_assert((uint64_t{64} << kPageShift) == (uint64_t{1} << kAffinityShift), "a bitmap word is one chunk");
 
 // One migration attempt's state; every step returns a Status and the caller rolls back on error.
 class SourceRun {
@@ -182,7 +173,7 @@ public:
   }
 
   void finish_stats() {
-    sum_.pages = sender_ ? sender_->stats() : CodecStats{};
+    sum_.pages = page_stats();
     if (session_) {
       sum_.bytes_sent = session_->stats().bytes_sent;
       sum_.streams = session_->streams();
@@ -201,10 +192,13 @@ private:
     if (!s) return s.status();
     session_ = std::move(s).value();
     sum_.target = session_->peer();
-    sender_ = std::make_unique<PageSender>(*session_, o_, hashes_, chooser_);
-    // "Unchanged" hashing starts off: its 1-in-16 sample turns it on once it is seen to pay
-    // (adapt_hashing). Off, raw pages go zero-copy — the full pass, the biggest round, included.
-    sender_->set_hash_unchanged(false);
+    for (uint16_t i = 0; i < session_->streams(); ++i) {
+      senders_.push_back(std::make_unique<StreamSender>(*session_, i, o_, hashes_));
+      // "Unchanged" hashing starts off: its 1-in-16 sample turns it on once it is seen to pay
+      // (adapt_hashing). Off, raw pages go zero-copy — the full pass, the biggest round, included.
+      senders_.back()->set_hash_unchanged(false);
+    }
+    workers_ = std::make_unique<StreamWorkers>(0, session_->streams(), "mig-tx");
     return Status::ok();
   }
 
@@ -228,20 +222,14 @@ private:
   // no host memory: they are zero without being read (reading would fault each one in).
   Status full_pass() {
     const auto t = Clock::now();
-    const auto& regions = vm_.memory().regions();
-    std::vector<uint64_t> untouched(kUntouchedWords);
-    for (size_t i = 0; i < regions.size(); ++i) {
-      const MemoryRegion& r = regions[i];
-      const uint64_t pages = r.size / kPage;
-      for (uint64_t first = 0; first < pages; first += kUntouchedWords * 64) {
-        vm_.memory().untouched_pages(i, first, untouched);
-        for (uint64_t p = first; p < std::min(pages, first + kUntouchedWords * 64); ++p) {
-          const bool zero = untouched[(p - first) / 64] >> ((p - first) % 64) & 1;
-          MINIHV_TRY(sender_->send(r.gpa + p * kPage, zero ? nullptr : r.host + p * kPage));
-        }
-      }
+    untouched_.resize(bitmaps_.size());
+    for (size_t i = 0; i < bitmaps_.size(); ++i) {
+      std::fill(bitmaps_[i].begin(), bitmaps_[i].end(), ~uint64_t{0});
+      untouched_[i].assign(bitmaps_[i].size(), 0);
+      vm_.memory().untouched_pages(i, 0, untouched_[i]);
     }
-    MINIHV_TRY(sender_->flush());
+    MINIHV_TRY(send_pending(true));
+    untouched_.clear();
     MINIHV_TRY(session_->send_round_end({0, 0, 0, false}));
     MINIHV_TRY(await_round_ack(0));
     send_seconds_ += seconds_since(t);
@@ -268,20 +256,41 @@ private:
     return pages;
   }
 
-  Status send_dirty() {
+  // Sends the pending pages, each stream's on its own worker, and clears them.
+  // `full`: the full pass (untouched_ says which pages are zero without reading them).
+  Status send_pending(bool full) {
+    Status st = workers_->run([&](uint16_t stream) { return send_stream_pages(stream, full); });
+    for (auto& bm : bitmaps_) std::fill(bm.begin(), bm.end(), 0);
+    return st;
+  }
+
+  // On `stream`'s worker: the pending pages of the chunks that are that stream's (stream_for_page),
+  // i.e. every streams-th bitmap word. Reads bitmaps_ and untouched_, which nobody writes meanwhile.
+  Status send_stream_pages(uint16_t stream, bool full) {
     const auto& regions = vm_.memory().regions();
+    const uint16_t n = static_cast<uint16_t>(senders_.size());
+    StreamSender& tx = *senders_[stream];
     for (size_t i = 0; i < regions.size(); ++i) {
+      const MemoryRegion& r = regions[i];
       const auto& bm = bitmaps_[i];
-      for (size_t w = 0; w < bm.size(); ++w) {
+      const uint64_t first_chunk = r.gpa >> kAffinityShift;
+      for (size_t w = (stream + n - first_chunk % n) % n; w < bm.size(); w += n) {
+        if (workers_->cancelled()) return Status::ok();  // another stream failed: its error is the one
         for (uint64_t bits = bm[w]; bits; bits &= bits - 1) {
           const uint64_t page = w * 64 + static_cast<uint64_t>(__builtin_ctzll(bits));
-          if (page * kPage >= regions[i].size) break;
-          MINIHV_TRY(sender_->send(regions[i].gpa + page * kPage, regions[i].host + page * kPage));
+          if (page * kPage >= r.size) break;
+          const bool zero = full && (untouched_[i][w] >> (page % 64) & 1);
+          MINIHV_TRY(tx.send(r.gpa + page * kPage, zero ? nullptr : r.host + page * kPage));
         }
       }
-      std::fill(bitmaps_[i].begin(), bitmaps_[i].end(), 0);
     }
-    return sender_->flush();
+    return tx.finish();
+  }
+
+  CodecStats page_stats() const {
+    CodecStats all;
+    for (const auto& tx : senders_) all.add(tx->stats());
+    return all;
   }
 
   double bandwidth() const {  // bytes per second actually achieved while sending pages
@@ -300,7 +309,7 @@ private:
   void adapt_hashing(const CodecStats& round) {
     if (round.hashed < kMinHashedToJudge) return;
     const bool on = round.unchanged_hit_rate() >= kMinUnchangedHitRate;
-    sender_->set_hash_unchanged(on);
+    for (auto& tx : senders_) tx->set_hash_unchanged(on);
     if (!on) ++sum_.adaptive.hash_off_rounds;
   }
 
@@ -353,9 +362,9 @@ private:
 
   // Sends the pending pages and the round's end; measures what each page cost end to end.
   Status send_round(uint64_t pages, bool last) {
-    const CodecStats before = sender_->stats();
+    const CodecStats before = page_stats();
     const auto t = Clock::now();
-    MINIHV_TRY(send_dirty());
+    MINIHV_TRY(send_pending(false));
     MINIHV_TRY(session_->send_round_end({sum_.rounds, 0, pages * kPage, last}));
     // Until the destination has decoded the round: its backlog (lz4 pages are cheap on the wire
     // and dear to decode) is part of what a page costs, and must not spill into the pause.
@@ -363,7 +372,7 @@ private:
     const double took = seconds_since(t);
     send_seconds_ += took;
     page_cost_.observe(pages, took);
-    last_round_stats_ = sender_->stats().minus(before);
+    last_round_stats_ = page_stats().minus(before);
     adapt_hashing(last_round_stats_);
     ++sum_.rounds;
     return Status::ok();
@@ -385,7 +394,7 @@ private:
     if (!dirty) return dirty.status();
     parts.final_pages = *dirty;
     parts.expected = expected_downtime_ms(*dirty);
-    sender_->set_paused(true);
+    for (auto& tx : senders_) tx->set_paused(true);
     MINIHV_TRY(send_round(*dirty, true));
     parts.last_page = at();
     const std::vector<uint8_t> blob = encode_machine_state(*state);
@@ -521,10 +530,11 @@ private:
   const ProgressFn& progress_;
   Summary& sum_;
   PageHashTable hashes_;
-  CompressionChooser chooser_;
   std::unique_ptr<Session> session_;
-  std::unique_ptr<PageSender> sender_;
+  std::vector<std::unique_ptr<StreamSender>> senders_;  // one per stream, used by its worker
+  std::unique_ptr<StreamWorkers> workers_;              // destroyed first: idle, it touches nothing
   std::vector<std::vector<uint64_t>> bitmaps_;  // pages dirty and not yet sent, per region
+  std::vector<std::vector<uint64_t>> untouched_;  // the full pass: pages known zero, per region
   std::vector<uint64_t> scratch_;
   PageCost page_cost_;
   CodecStats last_round_stats_;

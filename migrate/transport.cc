@@ -1,6 +1,9 @@
 // The io_uring data path of a Session: queued gathering sends, zero-copy receives into each stream's
 // parser, the round barrier on stream 0, and dead-peer detection. Set-up: net.cc and listener.cc.
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -15,7 +18,8 @@ namespace minihv::migrate {
 namespace {
 
 enum Op : uint64_t { kSendOp = 1, kRecvOp = 2 };
-constexpr uint64_t tag(uint16_t stream, Op op) { return (uint64_t{stream} << 8) | op; }
+// A lane has at most one send and one receive in flight.
+constexpr unsigned kLaneRingEntries = 4;
 // One sendmsg gathers at most this many pieces (frames and their attached pages); IOV_MAX is 1024.
 constexpr size_t kMaxIov = 1024;
 // A recv is posted only with at least this much room (less means frames wait to be delivered).
@@ -24,6 +28,14 @@ constexpr size_t kMinRecvRoom = 64u << 10;
 constexpr int kDeliverBurst = 8;
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+__kernel_timespec timespec_until(Clock::time_point deadline) {
+  auto left = std::max(Clock::duration::zero(), deadline - Clock::now());
+  __kernel_timespec ts{};
+  ts.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(left).count();
+  ts.tv_nsec = (left - std::chrono::seconds(ts.tv_sec)).count();
+  return ts;
+}
 
 std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
 
@@ -44,27 +56,35 @@ Session::Impl::~Impl() {
   closing_ = true;
   for (auto& s : streams_) ::shutdown(s->fd.get(), SHUT_RDWR);
   auto give_up = Clock::now() + std::chrono::seconds(2);
-  while (inflight_ > 0 && ring_.initialized() && Clock::now() < give_up)
-    if (!pump(true, give_up)) break;
+  for (auto& s : streams_)
+    while (s->inflight > 0 && s->ring.initialized() && Clock::now() < give_up)
+      if (!pump(*s, true, give_up)) break;
 }
 
-Status Session::Impl::init() { return ring_.init(static_cast<unsigned>(4 * streams_.size() + 8)); }
-
-Status Session::Impl::die(Status s) {
-  if (dead_.is_ok()) dead_ = s;
-  return dead_;
-}
-
-void Session::Impl::arm() {
-  // (A full ring leaves a stream unarmed: the next pump arms it; at most two per stream are in flight.)
-  for (auto& sp : streams_) {
-    arm_send(*sp);
-    arm_recv(*sp);
+Status Session::Impl::init() {
+  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_.valid()) return Status::from_errno("eventfd");
+  for (auto& s : streams_) {
+    MINIHV_TRY(s->ring.init(kLaneRingEntries));
+    if (int rc = io_uring_register_eventfd(s->ring.raw(), wake_.get()); rc < 0)
+      return Status::from_errno("io_uring_register_eventfd", -rc);
   }
+  return Status::ok();
+}
+
+Status Session::Impl::die(StreamState& s, Status st) {
+  if (s.dead.is_ok()) s.dead = st;
+  return s.dead;
+}
+
+void Session::Impl::arm(StreamState& s) {
+  // (A full ring leaves a stream unarmed: the next pump arms it; at most two are in flight.)
+  arm_send(s);
+  arm_recv(s);
 }
 
 void Session::Impl::arm_send(StreamState& s) {
-  if (s.send_busy || s.queue.empty() || !dead_.is_ok()) return;
+  if (s.send_busy || s.queue.empty() || !s.dead.is_ok()) return;
   // One sendmsg gathers queued frames and their attachments (pages in guest memory) in order,
   // from where the front frame's last send stopped.
   s.iov.clear();
@@ -84,30 +104,30 @@ void Session::Impl::arm_send(StreamState& s) {
   s.msg = {};
   s.msg.msg_iov = s.iov.data();
   s.msg.msg_iovlen = s.iov.size();
-  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_sqe* sqe = s.ring.sqe();
   if (!sqe) return;
   io_uring_prep_sendmsg(sqe, s.fd.get(), &s.msg, MSG_NOSIGNAL | MSG_WAITALL);
-  io_uring_sqe_set_data64(sqe, tag(s.index, kSendOp));
+  io_uring_sqe_set_data64(sqe, kSendOp);
   s.send_busy = true;
-  ++inflight_;
+  ++s.inflight;
 }
 
 void Session::Impl::arm_recv(StreamState& s) {
   // No recv while delivering (prepare() may move the bytes a handler is looking at) or while
   // stream 0 holds a frame for the barrier.
-  if (s.recv_busy || s.recv_closed || delivering_ || s.held || closing_) return;
+  if (s.recv_busy || s.recv_closed || s.delivering || s.held || closing_) return;
   if (s.attaching) {
     // Straight into guest memory — once deliver() has copied what the buffer already holds.
     if (s.attach_at >= s.attach.size() || !s.parser.attachment_buffered().empty()) return;
     s.recv_msg = {};
     s.recv_msg.msg_iov = &s.attach[s.attach_at];
     s.recv_msg.msg_iovlen = std::min(s.attach.size() - s.attach_at, kMaxIov);
-    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_sqe* sqe = s.ring.sqe();
     if (!sqe) return;
     io_uring_prep_recvmsg(sqe, s.fd.get(), &s.recv_msg, 0);
-    io_uring_sqe_set_data64(sqe, tag(s.index, kRecvOp));
+    io_uring_sqe_set_data64(sqe, kRecvOp);
     s.recv_busy = s.recv_direct = true;
-    ++inflight_;
+    ++s.inflight;
     return;
   }
   auto room = s.parser.prepare(kMinRecvRoom);
@@ -116,12 +136,12 @@ void Session::Impl::arm_recv(StreamState& s) {
   // attachment, which goes straight into guest memory instead (a whole frame buffered: the next
   // frame's header).
   const size_t want = s.parser.bytes_to_frame_end();
-  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_sqe* sqe = s.ring.sqe();
   if (!sqe) return;
   io_uring_prep_recv(sqe, s.fd.get(), room.data(), std::min(room.size(), want ? want : kHeaderSize), 0);
-  io_uring_sqe_set_data64(sqe, tag(s.index, kRecvOp));
+  io_uring_sqe_set_data64(sqe, kRecvOp);
   s.recv_busy = true;
-  ++inflight_;
+  ++s.inflight;
 }
 
 void Session::Impl::advance_attachment(StreamState& s, size_t n) {
@@ -162,17 +182,16 @@ Result<bool> Session::Impl::begin_attachment(StreamState& s, const FrameView& v)
   return s.attach_at == s.attach.size();
 }
 
-void Session::Impl::complete(uint64_t t, int32_t res) {
-  StreamState& s = *streams_[t >> 8];
-  --inflight_;
-  if ((t & 0xFF) == kSendOp) {
+void Session::Impl::complete(StreamState& s, uint64_t t, int32_t res) {
+  --s.inflight;
+  if (t == kSendOp) {
     s.send_busy = false;
     if (res < 0) {
-      (void)die(Status::from_errno("stream " + std::to_string(s.index) + " to " + peer + ": send", -res));
+      (void)die(s, Status::from_errno("stream " + std::to_string(s.index) + " to " + peer + ": send", -res));
       return;
     }
     size_t n = static_cast<size_t>(res);
-    stats.bytes_sent += n;
+    s.stats.bytes_sent += n;
     if (n) s.last_progress = Clock::now();
     while (n > 0) {
       size_t left = s.queue.front().wire_size() - s.front_sent;
@@ -193,11 +212,11 @@ void Session::Impl::complete(uint64_t t, int32_t res) {
     if (direct) {  // pages of a RAW_PAGES attachment, in guest memory already
       advance_attachment(s, static_cast<size_t>(res));
       s.parser.attachment_received_elsewhere(static_cast<size_t>(res));
-      stats.bytes_received_in_place += static_cast<uint64_t>(res);
+      s.stats.bytes_received_in_place += static_cast<uint64_t>(res);
     } else {
       s.parser.commit(static_cast<size_t>(res));
     }
-    stats.bytes_received += static_cast<uint64_t>(res);
+    s.stats.bytes_received += static_cast<uint64_t>(res);
   } else if (!s.recv_closed) {
     s.recv_closed = true;
     s.closed_reason = res == 0 ? Status::error("peer " + peer + " closed stream " + std::to_string(s.index))
@@ -206,64 +225,80 @@ void Session::Impl::complete(uint64_t t, int32_t res) {
   }
 }
 
-void Session::Impl::account_busy() {
-  bool queued = std::any_of(streams_.begin(), streams_.end(), [](auto& s) { return !s->queue.empty(); });
+void Session::Impl::account_busy(StreamState& s) {
   auto now = Clock::now();
-  if (queued && !busy_since_) busy_since_ = now;
-  if (!queued && busy_since_) {
-    stats.busy_seconds += seconds(now - *busy_since_);
-    busy_since_.reset();
+  if (!s.queue.empty() && !s.busy_since) s.busy_since = now;
+  if (s.queue.empty() && s.busy_since) {
+    s.stats.busy_seconds += seconds(now - *s.busy_since);
+    s.busy_since.reset();
   }
 }
 
-Status Session::Impl::pump(bool wait, Clock::time_point deadline) {
-  arm();
-  if (inflight_ == 0) wait = false;
-  io_uring_cqe* cqe = nullptr;
-  auto left = std::max(Clock::duration::zero(), deadline - Clock::now());
-  __kernel_timespec ts{};
-  ts.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(left).count();
-  ts.tv_nsec = (left - std::chrono::seconds(ts.tv_sec)).count();
-  int rc = wait ? io_uring_submit_and_wait_timeout(ring_.raw(), &cqe, 1, &ts, nullptr)
-                : io_uring_submit(ring_.raw());
-  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
-    return die(Status::from_errno("io_uring_enter", -rc));
-  ring_.reap([this](uint64_t t, int32_t res) { complete(t, res); });
-  account_busy();
-  return dead_;
+unsigned Session::Impl::reap(StreamState& s) {
+  unsigned n = s.ring.reap([&](uint64_t t, int32_t res) { complete(s, t, res); });
+  account_busy(s);
+  return n;
 }
 
-Status Session::Impl::wait_for_progress() {
-  MINIHV_TRY(pump(true, Clock::now() + opt.io_timeout));
-  auto now = Clock::now();
-  for (auto& s : streams_)
-    if (!s->queue.empty() && now - s->last_progress > opt.io_timeout)
-      return die(Status::error("stream " + std::to_string(s->index) + " to " + peer + ": no data accepted for " +
-                               ms_text(opt.io_timeout) + " (peer dead or stuck)"));
+Status Session::Impl::pump(StreamState& s, bool wait, Clock::time_point deadline) {
+  arm(s);
+  if (s.inflight == 0) wait = false;
+  io_uring_cqe* cqe = nullptr;
+  __kernel_timespec ts = timespec_until(deadline);
+  int rc = wait ? io_uring_submit_and_wait_timeout(s.ring.raw(), &cqe, 1, &ts, nullptr) : io_uring_submit(s.ring.raw());
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+    return die(s, Status::from_errno("io_uring_enter", -rc));
+  reap(s);
+  return s.dead;
+}
+
+Status Session::Impl::pump_all(bool wait, Clock::time_point deadline) {
+  uint64_t drained;
+  while (::read(wake_.get(), &drained, sizeof drained) > 0) {
+  }
+  unsigned reaped = 0, inflight = 0;
+  for (auto& s : streams_) {
+    MINIHV_TRY(pump(*s, false, deadline));
+    inflight += s->inflight;
+  }
+  for (auto& s : streams_) reaped += reap(*s);
+  if (!wait || reaped > 0 || inflight == 0) return Status::ok();
+  pollfd p{wake_.get(), POLLIN, 0};
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  if (::poll(&p, 1, static_cast<int>(std::clamp<int64_t>(left + 1, 0, INT32_MAX))) < 0 && errno != EINTR)
+    return Status::from_errno("poll");
+  for (auto& s : streams_) reap(*s);
+  return Status::ok();
+}
+
+Status Session::Impl::wait_for_progress(StreamState& s) {
+  MINIHV_TRY(pump(s, true, Clock::now() + opt.io_timeout));
+  if (!s.queue.empty() && Clock::now() - s.last_progress > opt.io_timeout)
+    return die(s, Status::error("stream " + std::to_string(s.index) + " to " + peer + ": no data accepted for " +
+                                ms_text(opt.io_timeout) + " (peer dead or stuck)"));
   return Status::ok();
 }
 
 Status Session::Impl::send(uint16_t stream, Frame frame) {
-  MINIHV_TRY(dead_);
   if (stream >= streams_.size())
     return Status::error("send on stream " + std::to_string(stream) + " of " + std::to_string(streams_.size()));
   StreamState& s = *streams_[stream];
+  MINIHV_TRY(s.dead);
   const bool pages = frame.type() == FrameType::kPages;
   seal(frame, stream, s.next_sequence++);
   if (pages && corrupt_pages_frame_ && ++pages_frames_sent_ == *corrupt_pages_frame_ && frame.payload_size() > 0)
     frame.bytes[kHeaderSize + frame.payload_size() / 2] ^= 0x5A;  // test hook: see test_hooks.h
   if (s.queue.empty()) s.last_progress = Clock::now();
-  if (!busy_since_) busy_since_ = Clock::now();
+  if (!s.busy_since) s.busy_since = Clock::now();
   s.queued_bytes += frame.wire_size();
   s.queue.push_back(std::move(frame));
-  ++stats.frames_sent;
-  MINIHV_TRY(pump(false, Clock::now()));
-  while (s.queued_bytes > opt.max_queued_bytes) MINIHV_TRY(wait_for_progress());
+  ++s.stats.frames_sent;
+  MINIHV_TRY(pump(s, false, Clock::now()));
+  while (s.queued_bytes > opt.max_queued_bytes) MINIHV_TRY(wait_for_progress(s));
   return Status::ok();
 }
 
 Status Session::Impl::send_round_end(RoundEnd m) {
-  // Stream 0 last: the receiver holds it until the others have arrived (the barrier).
   for (size_t i = streams_.size(); i-- > 0;) {
     m.pages = streams_[i]->round_pages;
     streams_[i]->round_pages = 0;
@@ -276,17 +311,48 @@ void Session::Impl::count_pages(uint16_t stream, uint32_t pages) {
   if (stream < streams_.size()) streams_[stream]->round_pages += pages;
 }
 
-Status Session::Impl::flush() {
-  MINIHV_TRY(dead_);
-  while (std::any_of(streams_.begin(), streams_.end(), [](auto& s) { return !s->queue.empty(); }))
-    MINIHV_TRY(wait_for_progress());
+Status Session::Impl::flush_stream(uint16_t stream) {
+  if (stream >= streams_.size()) return Status::error("flush of stream " + std::to_string(stream));
+  StreamState& s = *streams_[stream];
+  MINIHV_TRY(s.dead);
+  while (!s.queue.empty()) MINIHV_TRY(wait_for_progress(s));
   return Status::ok();
+}
+
+Status Session::Impl::flush() {
+  for (uint16_t i = 0; i < streams_.size(); ++i) MINIHV_TRY(flush_stream(i));
+  return Status::ok();
+}
+
+void Session::Impl::round_handled(StreamState& s, uint32_t round) {
+  if (static_cast<int64_t>(round) <= s.round_done.load(std::memory_order_relaxed)) return;
+  {
+    std::lock_guard lock(mu_);
+    s.round_done.store(round, std::memory_order_release);
+  }
+  progress_cv_.notify_all();
 }
 
 bool Session::Impl::barrier_reached(uint32_t round) const {
   for (size_t i = 1; i < streams_.size(); ++i)
-    if (streams_[i]->round_done < static_cast<int64_t>(round)) return false;
+    if (streams_[i]->round_done.load(std::memory_order_acquire) < static_cast<int64_t>(round)) return false;
   return true;
+}
+
+void Session::Impl::stop(Status why) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_.load()) return;
+    stop_reason_ = why.is_ok() ? Status::error("the session was stopped") : why;
+    stopping_.store(true);
+  }
+  progress_cv_.notify_all();
+}
+
+Status Session::Impl::stopped() const {
+  if (!stopping_.load()) return Status::ok();
+  std::lock_guard lock(mu_);
+  return stop_reason_;
 }
 
 Status Session::Impl::closed_stream() const {
@@ -295,82 +361,100 @@ Status Session::Impl::closed_stream() const {
   return Status::ok();
 }
 
-Status Session::Impl::deliver(const FrameHandler& handler, bool& stop, bool& any) {
-  delivering_ = true;
+Status Session::Impl::deliver_lane(StreamState& s, const FrameHandler& handler, bool& stop, bool& any,
+                                   size_t max_frames) {
+  s.delivering = true;
   struct Guard {
     bool& flag;
     ~Guard() { flag = false; }
-  } guard{delivering_};
+  } guard{s.delivering};
   auto hand = [&](const FrameView& v) -> Status {
     any = true;
-    ++stats.frames_received;
+    ++s.stats.frames_received;
     auto r = handler(v);
     if (!r) return r.status();
     stop = *r == Next::kStop;
     return Status::ok();
   };
+  for (size_t handed = 0; handed < max_frames && !stop; ++handed) {
+    if (s.attaching) {
+      fill_from_buffer(s);  // a recv into the buffer may have brought some of its pages
+      if (s.attach_at < s.attach.size()) break;  // the rest is arriving
+      FrameView v = *s.attaching;
+      s.attaching.reset();
+      MINIHV_TRY(hand(v));
+      continue;
+    }
+    if (s.held) {
+      if (!barrier_reached(s.held_round)) break;
+      FrameView v = *s.held;
+      s.held.reset();
+      MINIHV_TRY(hand(v));
+      round_handled(s, s.held_round);
+      continue;
+    }
+    auto next = s.parser.next();
+    if (!next) return next.status().context("from " + peer);
+    if (!*next) break;
+    const FrameView& v = **next;
+    if (v.type() == FrameType::kStreamOpen)
+      return Status::error("protocol error: STREAM_OPEN on open stream " + std::to_string(s.index));
+    std::optional<uint32_t> round_end;
+    if (v.type() == FrameType::kDirtyRoundEnd) {
+      auto re = parse_round_end(v);
+      if (!re) return re.status();
+      if (s.index == kControlStream && !barrier_reached(re->round)) {
+        s.held = v;
+        s.held_round = re->round;
+        break;
+      }
+      round_end = re->round;
+    }
+    if (v.type() == FrameType::kRawPages) {
+      auto whole = begin_attachment(s, v);
+      if (!whole) return whole.status().context("stream " + std::to_string(s.index));
+      if (!*whole) {
+        s.attaching = v;
+        break;
+      }
+    }
+    MINIHV_TRY(hand(v));
+    if (round_end) round_handled(s, *round_end);
+  }
+  return Status::ok();
+}
+
+Status Session::Impl::deliver_all(const FrameHandler& handler, bool& stop, bool& any) {
   for (bool progress = true; progress && !stop;) {
     progress = false;
     // Streams 1..N-1 first, so their round ends are counted before stream 0's is considered.
     for (size_t k = 1; k <= streams_.size() && !stop; ++k) {
       StreamState& s = *streams_[k % streams_.size()];
-      for (int burst = 0; burst < kDeliverBurst && !stop; ++burst) {
-        if (s.attaching) {
-          fill_from_buffer(s);  // a recv into the buffer may have brought some of its pages
-          if (s.attach_at < s.attach.size()) break;  // the rest is arriving
-          FrameView v = *s.attaching;
-          s.attaching.reset();
-          MINIHV_TRY(hand(v));
-          progress = true;
-          continue;
-        }
-        if (s.held) {
-          if (!barrier_reached(s.held_round)) break;
-          FrameView v = *s.held;
-          s.held.reset();
-          s.round_done = std::max<int64_t>(s.round_done, s.held_round);
-          MINIHV_TRY(hand(v));
-          progress = true;
-          continue;
-        }
-        auto next = s.parser.next();
-        if (!next) return next.status().context("from " + peer);
-        if (!*next) break;
-        const FrameView& v = **next;
-        if (v.type() == FrameType::kStreamOpen)
-          return Status::error("protocol error: STREAM_OPEN on open stream " + std::to_string(s.index));
-        if (v.type() == FrameType::kDirtyRoundEnd) {
-          auto re = parse_round_end(v);
-          if (!re) return re.status();
-          if (s.index == kControlStream && !barrier_reached(re->round)) {
-            s.held = v;
-            s.held_round = re->round;
-            progress = true;  // others may complete the barrier in this pass
-            break;
-          }
-          s.round_done = std::max<int64_t>(s.round_done, re->round);
-        }
-        if (v.type() == FrameType::kRawPages) {
-          auto whole = begin_attachment(s, v);
-          if (!whole) return whole.status().context("stream " + std::to_string(s.index));
-          if (!*whole) {
-            s.attaching = v;
-            progress = true;
-            break;
-          }
-        }
-        MINIHV_TRY(hand(v));
-        progress = true;
-      }
+      bool handed = false;
+      const bool was_held = s.held.has_value(), was_attaching = s.attaching.has_value();
+      MINIHV_TRY(deliver_lane(s, handler, stop, handed, kDeliverBurst));
+      // A frame newly held for the barrier or waiting for its pages is progress too: the other
+      // streams may complete it in this pass.
+      if (handed || s.held.has_value() != was_held || s.attaching.has_value() != was_attaching) progress = true;
+      any = any || handed;
     }
   }
   return Status::ok();
 }
 
+Status Session::Impl::end_of_session() const {
+  // The conversation is over (COMMIT): no stream may still be writing pages into memory.
+  for (auto& s : streams_)
+    if (s->attaching)
+      return Status::error("protocol error: RAW_PAGES still arriving on stream " + std::to_string(s->index) +
+                           " when the session ended");
+  return Status::ok();
+}
+
 Status Session::Impl::poll(const FrameHandler& handler) {
-  MINIHV_TRY(pump(false, Clock::now()));
+  MINIHV_TRY(pump_all(false, Clock::now()));
   bool stop = false, any = false;
-  MINIHV_TRY(deliver(handler, stop, any));
+  MINIHV_TRY(deliver_all(handler, stop, any));
   if (!any && !stop) MINIHV_TRY(closed_stream());
   return Status::ok();
 }
@@ -379,15 +463,8 @@ Status Session::Impl::receive(const FrameHandler& handler, std::chrono::millisec
   auto deadline = Clock::now() + timeout;
   while (true) {
     bool stop = false, any = false;
-    MINIHV_TRY(deliver(handler, stop, any));
-    if (stop) {
-      // The conversation is over (COMMIT): no stream may still be writing pages into memory.
-      for (auto& s : streams_)
-        if (s->attaching)
-          return Status::error("protocol error: RAW_PAGES still arriving on stream " + std::to_string(s->index) +
-                               " when the session ended");
-      return Status::ok();
-    }
+    MINIHV_TRY(deliver_all(handler, stop, any));
+    if (stop) return end_of_session();
     if (any) {
       deadline = Clock::now() + timeout;
       continue;  // re-arm receives before waiting
@@ -395,15 +472,58 @@ Status Session::Impl::receive(const FrameHandler& handler, std::chrono::millisec
     MINIHV_TRY(closed_stream());
     if (Clock::now() >= deadline)
       return Status::error("no frame from " + peer + " for " + ms_text(timeout) + " (peer dead or stuck)");
-    MINIHV_TRY(pump(true, deadline));
+    MINIHV_TRY(pump_all(true, deadline));
   }
 }
 
-std::pair<uint64_t, double> Session::Impl::take_link_sample() {
-  double busy = stats.busy_seconds + (busy_since_ ? seconds(Clock::now() - *busy_since_) : 0);
-  std::pair<uint64_t, double> out{stats.bytes_sent - sampled_bytes_, busy - sampled_seconds_};
-  sampled_bytes_ = stats.bytes_sent;
-  sampled_seconds_ = busy;
+Status Session::Impl::receive_stream(uint16_t stream, const FrameHandler& handler, std::chrono::milliseconds timeout) {
+  if (stream >= streams_.size()) return Status::error("receive on stream " + std::to_string(stream));
+  StreamState& s = *streams_[stream];
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    bool stop = false, any = false;
+    MINIHV_TRY(stopped());
+    MINIHV_TRY(deliver_lane(s, handler, stop, any, SIZE_MAX));
+    if (stop) return s.attaching ? end_of_session() : Status::ok();
+    if (any) {
+      deadline = Clock::now() + timeout;
+      continue;
+    }
+    if (s.recv_closed) return s.closed_reason;
+    const auto now = Clock::now();
+    if (now >= deadline)
+      return Status::error("no frame from " + peer + " on stream " + std::to_string(stream) + " for " +
+                           ms_text(timeout) + " (peer dead or stuck)");
+    const auto until = std::min(deadline, now + Session::kStopCheck);
+    if (s.held) {  // wait for the other streams' round ends, not for this one's socket
+      std::unique_lock lock(mu_);
+      progress_cv_.wait_until(lock, until, [&] { return stopping_.load() || barrier_reached(s.held_round); });
+      continue;
+    }
+    MINIHV_TRY(pump(s, true, until));
+  }
+}
+
+TransportStats Session::Impl::stats() const {
+  TransportStats all;
+  for (const auto& s : streams_) {
+    all.bytes_sent += s->stats.bytes_sent;
+    all.bytes_received += s->stats.bytes_received;
+    all.bytes_received_in_place += s->stats.bytes_received_in_place;
+    all.frames_sent += s->stats.frames_sent;
+    all.frames_received += s->stats.frames_received;
+    all.busy_seconds = std::max(all.busy_seconds, s->stats.busy_seconds);
+  }
+  return all;
+}
+
+std::pair<uint64_t, double> Session::Impl::take_link_sample(uint16_t stream) {
+  if (stream >= streams_.size()) return {0, 0};
+  StreamState& s = *streams_[stream];
+  double busy = s.stats.busy_seconds + (s.busy_since ? seconds(Clock::now() - *s.busy_since) : 0);
+  std::pair<uint64_t, double> out{s.stats.bytes_sent - s.sampled_bytes, busy - s.sampled_seconds};
+  s.sampled_bytes = s.stats.bytes_sent;
+  s.sampled_seconds = busy;
   return out;
 }
 
@@ -421,8 +541,13 @@ void Session::count_pages(uint16_t stream, uint32_t pages) { impl_->count_pages(
 Status Session::flush() { return impl_->flush(); }
 Status Session::poll(const FrameHandler& h) { return impl_->poll(h); }
 Status Session::receive(const FrameHandler& h, std::chrono::milliseconds t) { return impl_->receive(h, t); }
-const TransportStats& Session::stats() const { return impl_->stats; }
-std::pair<uint64_t, double> Session::take_link_sample() { return impl_->take_link_sample(); }
+Status Session::flush_stream(uint16_t stream) { return impl_->flush_stream(stream); }
+Status Session::receive_stream(uint16_t stream, const FrameHandler& h, std::chrono::milliseconds t) {
+  return impl_->receive_stream(stream, h, t);
+}
+void Session::stop(Status why) { impl_->stop(std::move(why)); }
+TransportStats Session::stats() const { return impl_->stats(); }
+std::pair<uint64_t, double> Session::take_link_sample(uint16_t stream) { return impl_->take_link_sample(stream); }
 
 Result<std::unique_ptr<Session>> Session::connect(std::span<const Endpoint> targets, const TransportOptions& o,
                                                   std::vector<ConnectAttempt>* tried) {

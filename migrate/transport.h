@@ -1,29 +1,36 @@
-// migrate/transport.h — a migration session: N TCP streams between source and destination, driven by
-// one io_uring on the thread that owns the Session.
+// migrate/transport.h — a migration session: N TCP streams between source and destination, each
+// stream a lane with its own io_uring, so that N threads can move N streams' bytes at once.
 //
 // Owns: resolving and trying the ordered target list, the per-connection STREAM_OPEN handshake (one
 // session id ties N connections together), queued sends with backpressure, receiving and validating
 // frames on every stream, the round barrier on the control stream, dead-peer detection, throughput.
 // Must not know: what frames mean beyond STREAM_OPEN and DIRTY_ROUND_END, guest memory, KVM.
 //
-// Threading: a Session (and a Listener) belongs to one thread; nothing here is thread-safe.
+// Threading: a Session (and a Listener) is owned by one thread. The per-stream calls — send(s),
+// count_pages(s), flush_stream(s), receive_stream(s), take_link_sample(s) — touch stream s only:
+// while that owner waits, other threads may drive other streams, one thread per stream (each
+// stream's worker, migrate/workers.h). The calls over every stream — send_round_end, flush, poll,
+// receive — and the destructor need every stream idle (no other thread in a call). stop() may be
+// called from any thread. A FrameHandler or AttachmentSink given to receive_stream runs on that
+// stream's thread and must send on that stream only.
 //
 // Ordering guarantees (docs/migration-protocol.md §Ordering):
 //  - Frames sent on one stream arrive in order (TCP; the parser also checks the sequence numbers).
 //  - A page always goes on stream_for_page(gpa) (protocol.h), so its copies never overtake each other.
 //  - Round barrier: when stream 0 (the control stream) yields DIRTY_ROUND_END(r), the receiver holds it
 //    — and everything after it on stream 0 — until every other stream has delivered its
-//    DIRTY_ROUND_END(r') with r' >= r. So the handler sees stream 0's DIRTY_ROUND_END(r) last among the
-//    N of round r, and STATE / VERIFY / COMMIT sent on stream 0 after the final DIRTY_ROUND_END are
-//    handled only after every page of every stream.
-//    => The source must send DIRTY_ROUND_END(r) on every stream, stream 0 last (send_round_end()).
+//    DIRTY_ROUND_END(r') with r' >= r and its handler returned. So the handler sees stream 0's
+//    DIRTY_ROUND_END(r) last among the N of round r (and, with one thread per stream, after every
+//    other stream's pages are in memory), and STATE / VERIFY / COMMIT sent on stream 0 after the
+//    final DIRTY_ROUND_END are handled only after every page of every stream.
+//    => The source must send DIRTY_ROUND_END(r) on every stream (send_round_end()).
 //  - Frames from different streams are otherwise delivered in no particular order.
 //
 // Errors: EOF, ECONNRESET, a stream making no progress for io_timeout, a corrupt frame (with the
 // parser's typed reason) — all come back as a Status from send/flush/poll/receive naming the stream.
-// A send-side failure is final (every later call fails). A receive-side one (peer closed a stream,
-// corrupt frame, handler error, timeout) still lets you send ABORT on stream 0 and flush() before
-// destroying the Session (which shuts down and closes every socket).
+// A send-side failure is final for its stream (every later call on it fails). A receive-side one
+// (peer closed a stream, corrupt frame, handler error, timeout) still lets you send ABORT on stream 0
+// and flush() before destroying the Session (which shuts down and closes every socket).
 //
 // Link speed (stats().throughput_bytes_per_s, take_link_sample) is bytes the kernel accepted per
 // second of having data queued; with socket buffers it can read high on short transfers.
@@ -82,7 +89,7 @@ struct TransportStats {
   uint64_t bytes_sent = 0, bytes_received = 0;
   uint64_t bytes_received_in_place = 0;  // RAW_PAGES pages received straight where they go
   uint64_t frames_sent = 0, frames_received = 0;
-  double busy_seconds = 0;  // time with sends in flight
+  double busy_seconds = 0;  // time with sends in flight (over the session: the busiest stream's)
   // Link speed as seen by the sender: bytes_sent / busy_seconds (0 before any send).
   double throughput_bytes_per_s() const { return busy_seconds > 0 ? bytes_sent / busy_seconds : 0; }
 };
@@ -116,6 +123,8 @@ public:
   void count_pages(uint16_t stream, uint32_t pages);
   // Waits until every queued byte has been handed to the kernel.
   Status flush();
+  // The same for one stream.
+  Status flush_stream(uint16_t stream);
 
   // Where RAW_PAGES attachments go (destination); without one a RAW_PAGES frame is an error.
   void set_attachment_sink(AttachmentSink sink);
@@ -124,10 +133,18 @@ public:
   Status poll(const FrameHandler& handler);
   // Delivers frames until the handler returns kStop, an error, or `timeout` passes with no frame.
   Status receive(const FrameHandler& handler, std::chrono::milliseconds timeout);
+  // The same on one stream, for that stream's thread (stream 0's waits for the barrier on the others).
+  // Ends early with the reason once stop() was called.
+  Status receive_stream(uint16_t stream, const FrameHandler& handler, std::chrono::milliseconds timeout);
+  // Makes every receive_stream (on any thread) return `why` within kStopCheck: one stream's failure
+  // ends the others'. Sending still works (ABORT on stream 0).
+  void stop(Status why);
+  static constexpr std::chrono::milliseconds kStopCheck{20};
 
-  const TransportStats& stats() const;
-  // Bytes sent and busy seconds since the previous call (for CompressionChooser::observe_link).
-  std::pair<uint64_t, double> take_link_sample();
+  // Totals over every stream (call with every stream idle).
+  TransportStats stats() const;
+  // Bytes `stream` sent and its busy seconds since the previous call (CompressionChooser::observe_link).
+  std::pair<uint64_t, double> take_link_sample(uint16_t stream);
 
   struct Impl;
 

@@ -107,7 +107,7 @@ void BM_MigratePipeline(benchmark::State& state) {
       (void)enc[k]->add(off, &src[off]);
       if (enc[k]->full()) {
         if (!tx.send(k, enc[k]->take_frame())) return state.SkipWithError("send failed");
-        auto [bytes, secs] = tx.take_link_sample();
+        auto [bytes, secs] = tx.take_link_sample(k);
         chooser.observe_link(bytes, secs);
       }
     }

@@ -154,11 +154,11 @@ private:
         return parse_hello(v).is_ok();
       case FrameType::kPages:
         CHECK(hello_ && !final_round_);
-        return decode_page_batch(v.payload, ram_, &zero_).is_ok();
+        return decode_page_batch(v.payload, ram_, &zero_, {v.header.stream, kStreams}).is_ok();
       case FrameType::kRawPages: {  // where its pages would go (the transport then receives them)
         CHECK(hello_ && !final_round_);
         auto h = parse_raw_pages(v);
-        return h.is_ok() && place_raw_pages(*h, ram_, &zero_).is_ok();
+        return h.is_ok() && place_raw_pages(*h, ram_, &zero_, {v.header.stream, kStreams}).is_ok();
       }
       case FrameType::kDirtyRoundEnd: {
         auto r = parse_round_end(v);

@@ -424,5 +424,32 @@ TEST(MigrateRawPages, ThePlaceOfEveryPageIsCheckedBeforeAByteLands) {
   EXPECT_FALSE(place_raw_pages(h, ram, &zero));
 }
 
+// With one thread per stream, a page may arrive only on its own stream (stream_for_page): a batch
+// with a page of another stream is refused before it lands, so no two threads write one page.
+TEST(MigrateAffinity, APageOnAnotherStreamIsRefused) {
+  const uint64_t chunk = uint64_t{1} << kAffinityShift;
+  EXPECT_TRUE(stream_owns(0, 64, 0, 2));
+  EXPECT_FALSE(stream_owns(0, 65, 0, 2)) << "a run into the next chunk (stream 1's)";
+  EXPECT_TRUE(stream_owns(chunk, 1, 1, 2));
+  EXPECT_FALSE(stream_owns(chunk, 1, 0, 2));
+  EXPECT_TRUE(stream_owns(0, 1000, 0, 1)) << "one stream owns every page";
+  EXPECT_FALSE(stream_owns(0, 1, 1, 1));
+  EXPECT_FALSE(stream_owns(~uint64_t{0} & ~(kPageSize - 1), 2, 0, 2)) << "wraps around";
+
+  FakeRam src, dst;
+  fill_random(src.page(chunk), 7);
+  Frame f = encode(src, {chunk}, Compression::kNone, nullptr);
+  auto ram = dst.regions();
+  EXPECT_TRUE(decode_page_batch(payload(f), ram, nullptr, {1, 2}));
+  auto wrong = decode_page_batch(payload(f), ram, nullptr, {0, 2});
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.message().find("belongs to another stream"), std::string::npos) << wrong.message();
+
+  RawPagesHeader h;
+  h.gpas = {chunk};
+  EXPECT_TRUE(place_raw_pages(h, ram, nullptr, {1, 2}));
+  EXPECT_FALSE(place_raw_pages(h, ram, nullptr, {0, 2}));
+}
+
 }  // namespace
 }  // namespace minihv::migrate

@@ -14,6 +14,7 @@
 #include "migrate/codec.h"
 #include "migrate/net.h"
 #include "migrate/wire.h"
+#include "tests/unit/migrate_test_util.h"
 
 namespace minihv::migrate {
 namespace {
@@ -27,16 +28,6 @@ uint16_t refused_port() {
   auto fd = net::listen_on(loopback(0));
   EXPECT_TRUE(fd);
   return net::local_port(fd->get());
-}
-
-Frame pages_frame(uint32_t tag_value, size_t bytes) {
-  FrameBuilder b;
-  b.begin(FrameType::kPages, 0, bytes);
-  b.put_u32(tag_value);
-  std::memset(b.extend(bytes - 4), static_cast<int>(tag_value & 0xFF), bytes - 4);
-  Frame f = b.finish();
-  f.pages = 1;
-  return f;
 }
 
 struct Received {
@@ -99,7 +90,7 @@ void transfer(uint16_t streams) {
     for (uint32_t i = 0; i < kPerRound; ++i) {
       uint32_t v = r * 1000 + i;
       uint16_t st = static_cast<uint16_t>(i % streams);
-      Frame f = pages_frame(v, 100'000 + i * 1000);
+      Frame f = tagged_pages_frame(v, 100'000 + i * 1000);
       tx.count_pages(st, f.pages);
       ASSERT_TRUE(tx.send(st, std::move(f)));
     }
@@ -200,7 +191,7 @@ TEST(MigrateTransport, ReceiverGoneMakesTheSenderFail) {
   ASSERT_TRUE(s);
   auto start = std::chrono::steady_clock::now();
   Status st;
-  for (uint32_t i = 0; st && i < 100'000; ++i) st = (*s)->send(i % 2, pages_frame(i, 1 << 20));
+  for (uint32_t i = 0; st && i < 100'000; ++i) st = (*s)->send(i % 2, tagged_pages_frame(i, 1 << 20));
   if (st) st = (*s)->flush();
   t.join();
   EXPECT_FALSE(st);
@@ -220,7 +211,7 @@ TEST(MigrateTransport, SenderKilledMakesTheReceiverFail) {
     auto s = Session::connect(std::span(&target, 1), o);
     if (!s) _exit(1);
     for (uint32_t i = 0;; ++i)
-      if (!(*s)->send(i % 2, pages_frame(i, 1 << 20))) _exit(2);
+      if (!(*s)->send(i % 2, tagged_pages_frame(i, 1 << 20))) _exit(2);
   }
   auto s = l->accept({}, 5000ms);
   ASSERT_TRUE(s) << s.message();
@@ -271,7 +262,7 @@ TEST(MigrateTransport, CorruptFrameHookIsDetectedByTheReceiver) {
   ASSERT_TRUE(tx);
   auto rx = l->accept({}, 5000ms);
   ASSERT_TRUE(rx);
-  for (uint32_t i = 0; i < 5; ++i) ASSERT_TRUE((*tx)->send(0, pages_frame(i, 5000)));
+  for (uint32_t i = 0; i < 5; ++i) ASSERT_TRUE((*tx)->send(0, tagged_pages_frame(i, 5000)));
   ASSERT_TRUE((*tx)->flush());
   int good = 0;
   Status st = (*rx)->receive([&](const FrameView&) -> Result<Next> { ++good; return Next::kContinue; }, 5000ms);
@@ -361,7 +352,7 @@ void raw_transfer(uint16_t streams) {
     for (size_t i = 0; i < n && page < kPages; ++i, ++page) list.push_back({page * kPageSize, src.data() + page * kPageSize});
     const uint16_t st = static_cast<uint16_t>(frames % streams);
     Status a = (*s)->send(st, make_raw_pages(list, frames % 2 == 0));
-    if (a) a = (*s)->send(st, pages_frame(static_cast<uint32_t>(frames), 1000));
+    if (a) a = (*s)->send(st, tagged_pages_frame(static_cast<uint32_t>(frames), 1000));
     if (!a) {
       t.join();
       FAIL() << a.message() << " / receiver: " << rx_result.message();
