@@ -77,6 +77,7 @@ struct Summary {
   DowntimeParts downtime_parts;
   struct Adaptive {
     unsigned hash_off_rounds = 0;  // rounds after which "unchanged" hashing was off (sampled only)
+    unsigned hash_on_rounds = 0;   // ... and on (every dirty page hashed)
   } adaptive;
   nlohmann::json to_json() const;
 };

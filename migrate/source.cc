@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "migrate/frames.h"
 #include "migrate/migration.h"
+#include "migrate/test_hooks.h"
 #include "migrate/verify.h"
 #include "migrate/workers.h"
 #include "vmm/machine_state.h"
@@ -134,6 +135,7 @@ public:
     start_ = Clock::now();
     MINIHV_TRY(connect());
     MINIHV_TRY(hello());
+    MINIHV_TRY(send_out_of_order("after-hello"));
     sum_.setup_ms = ms_since(start_);
     MINIHV_TRY(vm_.start_dirty_log());
     logging_ = true;
@@ -143,6 +145,7 @@ public:
     for (auto& bm : bitmaps_) std::fill(bm.begin(), bm.end(), 0);
     last_round_ = Clock::now();
     MINIHV_TRY(full_pass());
+    MINIHV_TRY(send_out_of_order("after-full-pass"));
     MINIHV_TRY(dirty_rounds());
     return switchover();
   }
@@ -310,7 +313,7 @@ private:
     if (round.hashed < kMinHashedToJudge) return;
     const bool on = round.unchanged_hit_rate() >= kMinUnchangedHitRate;
     for (auto& tx : senders_) tx->set_hash_unchanged(on);
-    if (!on) ++sum_.adaptive.hash_off_rounds;
+    ++(on ? sum_.adaptive.hash_on_rounds : sum_.adaptive.hash_off_rounds);
   }
 
   Status dirty_rounds() {
@@ -396,6 +399,7 @@ private:
     parts.expected = expected_downtime_ms(*dirty);
     for (auto& tx : senders_) tx->set_paused(true);
     MINIHV_TRY(send_round(*dirty, true));
+    MINIHV_TRY(send_out_of_order("after-final-round"));
     parts.last_page = at();
     const std::vector<uint8_t> blob = encode_machine_state(*state);
     parts.state_bytes = blob.size();
@@ -514,6 +518,26 @@ private:
     });
   }
 
+  // Test hook (test_hooks.h): at `point`, the one frame the destination must refuse.
+  Status send_out_of_order(std::string_view point) {
+    if (!out_of_order_) return Status::ok();
+    const std::string& c = *out_of_order_;
+    std::optional<Frame> f;
+    if (point == "after-hello" && c == "second-hello") f = make_hello({"{}", "null"});
+    if (point == "after-hello" && c == "commit-before-state") f = make_commit();
+    if (point == "after-hello" && c == "state-during-rounds") f = make_state_frames(std::vector<uint8_t>(16)).front();
+    if (point == "after-full-pass" && c == "round-repeated") f = make_round_end({0, 0, 0, false});
+    if (point == "after-final-round" && c == "pages-after-final-round") {
+      PageBatchEncoder enc({}, nullptr);
+      (void)enc.add_known_zero(0);
+      f = enc.take_frame();
+    }
+    if (!f) return Status::ok();
+    LOG_WARN("test hook: sending %s out of order (%s)", c.c_str(), std::string(point).c_str());
+    MINIHV_TRY(session_->send(kControlStream, std::move(*f)));
+    return session_->flush();
+  }
+
   // The destination may give up at any time (e.g. a corrupt frame): stop at once if it did.
   Status check_abort() {
     return session_->poll([](const FrameView& v) -> Result<Next> {
@@ -542,6 +566,7 @@ private:
   double send_seconds_ = 0;
   bool logging_ = false, paused_ = false;
   bool committed_ = false, destination_aborted_ = false;
+  const std::optional<std::string> out_of_order_ = out_of_order_from_env();
 };
 
 }  // namespace
@@ -590,7 +615,8 @@ nlohmann::json Summary::to_json() const {
           {"bytes_sent", bytes_sent},
           {"pages", {{"zero", pages.zero}, {"unchanged", pages.unchanged}, {"lz4", pages.lz4}, {"raw", pages.raw}}},
           {"hit_rates", {{"unchanged", pages.unchanged_hit_rate()}, {"lz4", pages.lz4_hit_rate()},
-                         {"hash_off_rounds", adaptive.hash_off_rounds}}},
+                         {"hash_off_rounds", adaptive.hash_off_rounds},
+                         {"hash_on_rounds", adaptive.hash_on_rounds}}},
           {"throughput_mbps", throughput_mbps},
           {"streams", streams},
           {"verified", verified},

@@ -33,10 +33,16 @@ std::optional<uint64_t> witness_silent_ms_from_env() {
 
 std::optional<uint64_t> node_late_writes_ms_from_env() { return positive_from_env("MINIHV_TEST_NODE_LATE_WRITES_MS"); }
 
-std::optional<std::string> host_cpu_profile_from_env() {
-  const char* v = std::getenv("MINIHV_TEST_HOST_CPU_PROFILE");
+namespace {
+std::optional<std::string> text_from_env(const char* name) {
+  const char* v = std::getenv(name);
   if (!v || !*v) return std::nullopt;
   return std::string(v);
 }
+}  // namespace
+
+std::optional<std::string> host_cpu_profile_from_env() { return text_from_env("MINIHV_TEST_HOST_CPU_PROFILE"); }
+
+std::optional<std::string> out_of_order_from_env() { return text_from_env("MINIHV_MIGRATE_TEST_OUT_OF_ORDER"); }
 
 }  // namespace minihv::migrate

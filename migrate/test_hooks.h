@@ -17,6 +17,11 @@
 // MINIHV_MIGRATE_TEST_WITNESS_SILENT_MS=N: the destination's witness (in_doubt.h) answers no QUERY
 // for N ms after the switchover, as if the network were cut and then healed.
 //
+// MINIHV_MIGRATE_TEST_OUT_OF_ORDER=CASE: the source sends one frame the destination must refuse —
+// second-hello, commit-before-state, state-during-rounds (after HELLO), round-repeated (after the
+// full pass), pages-after-final-round (after the final round end) — and otherwise goes on. The
+// destination must end with a protocol error and the source must keep the VM running.
+//
 // MINIHV_TEST_HOST_CPU_PROFILE=FILE: the destination compares the incoming VM's CPU profile with
 // this JSON profile instead of this host's CPUID (a test pretends to be an older processor).
 //
@@ -40,6 +45,7 @@ bool drop_ack_from_env();
 bool refuse_commit_from_env();
 std::optional<uint64_t> witness_silent_ms_from_env();
 std::optional<std::string> host_cpu_profile_from_env();
+std::optional<std::string> out_of_order_from_env();
 std::optional<uint64_t> node_late_writes_ms_from_env();
 
 }  // namespace minihv::migrate

@@ -105,6 +105,7 @@ static void option(const char *w, usize n)
     static const struct { const char *key; u64 *val; } keys[] = {
         {"secs", &cfg.secs}, {"stall_ms", &cfg.stall_ms}, {"mib", &cfg.mib},
         {"rate", &cfg.rate}, {"slots", &cfg.slots}, {"bs", &cfg.bs}, {"qd", &cfg.qd},
+        {"same_ms", &cfg.same_ms},
     };
     usize kl = 0;
     while (kl < n && w[kl] != '=')

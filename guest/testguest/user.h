@@ -28,7 +28,7 @@ enum dirty_fill { F_MIXED, F_RANDOM, F_TEXT, F_ZEROS };
 struct config {
     enum workload wl;
     const char *wl_name;
-    u64 secs, stall_ms, mib, rate, slots;
+    u64 secs, stall_ms, mib, rate, slots, same_ms;
     u64 bs, qd;                 /* diskbench */
     enum bench_pattern pattern; /* diskbench */
     enum dirty_fill fill;       /* dirty */

@@ -1,11 +1,13 @@
-/* Test guest workload `dirty mib=N [rate=MiB/s] [fill=mixed|random|text|zeros]`:
+/* Test guest workload `dirty mib=N [rate=MiB/s] [fill=mixed|random|text|zeros] [same_ms=T]`:
  * a self-checking working set. Each CPU owns an even slice of N MiB of free
  * RAM; it writes every page once (generation 1), then forever verifies each
  * page and rewrites it with generation+1. What a page holds besides its
  * header (fill=): mixed, half pseudo-random and half a 64-byte cycle (lz4
  * halves it); random, all pseudo-random (incompressible); text, all the
  * cycle (compresses ~50:1); zeros, three pages in four all zero (verified
- * zero), the fourth mixed. Page format: see docs/test-guest.md. */
+ * zero), the fourth mixed. same_ms=T: every other period of T ms, each pass
+ * rewrites every page with the bytes it already holds (no new generation).
+ * Page format: see docs/test-guest.md. */
 #include "user.h"
 
 #define PAGE_WORDS 512
@@ -182,16 +184,18 @@ NORETURN void work_dirty(u32 cpu)
             tick(d);
         }
     }
+    const u64 t0 = rdtsc(), period = tg.tsc_khz * cfg.same_ms;
     for (;;) {
-        u64 gen = ++d->gen;
+        int same = period && ((rdtsc() - t0) / period) % 2 == 1;
+        u64 gen = same ? d->gen : ++d->gen, was = same ? gen : gen - 1;
         for (int e = 0; e < d->next; e++) {
             for (u64 i = 0; i < d->ext[e].count; i++) {
                 u64 *p = (u64 *)(d->ext[e].gpa + (i << 12));
                 u64 idx = d->ext[e].first + i;
                 if (d->rate_pps)
                     rate_wait(d);
-                if (!page_ok(p, idx, gen - 1))
-                    corrupt(d, p, idx, gen - 1);
+                if (!page_ok(p, idx, was))
+                    corrupt(d, p, idx, was);
                 page_fill(p, idx, gen);
                 d->pages_since++;
                 tick(d);
