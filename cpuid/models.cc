@@ -13,21 +13,23 @@ namespace {
 
 using Names = std::vector<std::string_view>;
 
-// Every x86-64 processor has these; a 64-bit OS assumes them.
-const Names kX86_64Base = {"fpu", "vme", "de",  "pse",  "tsc",  "msr",     "pae", "mce", "cx8",
-                           "apic", "sep", "mtrr", "pge", "mca", "cmov", "pat", "pse36", "clflush",
-                           "mmx", "fxsr", "sse", "sse2", "syscall", "nx", "lm"};
-// x86-64 psABI levels (System V ABI AMD64 supplement, "Micro-architecture levels"), beyond v1.
+// x86-64 psABI levels (System V ABI AMD64 supplement, "Micro-architecture levels"): what each level
+// defines is what a model of that level requires. v1 (the baseline), with long mode itself:
+const Names kLevel1 = {"cmov", "cx8", "fpu", "fxsr", "mmx", "syscall", "sse", "sse2", "lm"};
+// Every physical x86-64 processor has these too, but no level defines them and an emulated one
+// may lack some (QEMU TCG's has no VME): a model grants them when the host has them.
+const Names kLegacy = {"vme", "de", "pse", "tsc", "msr", "pae", "mce", "apic", "sep", "mtrr", "pge", "mca",
+                       "pat", "pse36", "clflush", "nx"};
 const Names kLevel2 = {"cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"};
 const Names kLevel3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"};
 const Names kLevel4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"};
-// compat: what every virtualisable processor generation of the vendor has. Intel: VT-x arrived
-// with the Pentium 4 6x2 (SSE3, CMPXCHG16B); SSSE3 (Core 2) and later are hidden. AMD: AMD-V
-// arrived with K8 revision F (SSE3, CMPXCHG16B, LAHF in long mode, MMX extensions, FXSR
-// optimisations, RDTSCP); SSSE3, SSE4.1/4.2, SSE4A, POPCNT, LZCNT, misaligned SSE and 3DNow!
-// are hidden.
-const Names kCompatIntel = {"pni", "cx16"};
-const Names kCompatAmd = {"pni", "cx16", "lahf_lm", "mmxext", "fxsr_opt", "rdtscp"};
+// compat: what every virtualisable processor generation of the vendor has. Both vendors' first
+// processors with VT-x (Pentium 4 6x2) and AMD-V (K8 revision F) have SSE3 and CMPXCHG16B: required.
+// AMD's also have LAHF in long mode, MMX extensions, FXSR optimisations and RDTSCP: granted when
+// the host has them (an emulated AMD processor may not). Hidden: SSSE3, SSE4.1/4.2, SSE4A,
+// POPCNT, LZCNT, misaligned SSE, 3DNow! and everything later.
+const Names kCompat = {"pni", "cx16"};
+const Names kCompatAmdExtras = {"lahf_lm", "mmxext", "fxsr_opt", "rdtscp"};
 // Emulated by KVM itself rather than executed by the processor: kept when the host offers them.
 const Names kPlatform = {"x2apic", "tsc_deadline_timer", "arat", "kvmclock", "kvm_nopiodelay", "kvmclock2",
                          "kvm_asyncpf", "kvm_steal_time", "kvm_pv_eoi", "kvm_pv_unhalt", "kvm_pv_tlb_flush",
@@ -85,20 +87,21 @@ bool is_normalised(std::string_view f) { return contains(kNormalised, f); }
 Result<ModelSpec> builtin_model(std::string_view name, const std::string& vendor) {
   ModelSpec s;
   s.name = std::string(name);
-  s.optional = kPlatform;
+  s.optional = join({&kPlatform, &kLegacy});
   if (name == "host") {
     s.passthrough = true;
     s.optional.clear();
   } else if (name == "compat") {
-    s.required = join({&kX86_64Base, vendor == kVendorAmd ? &kCompatAmd : &kCompatIntel});
+    s.required = join({&kLevel1, &kCompat});
+    if (vendor == kVendorAmd) s.optional = join({&kPlatform, &kLegacy, &kCompatAmdExtras});
   } else if (name == "x86-64-v1") {
-    s.required = kX86_64Base;
+    s.required = kLevel1;
   } else if (name == "x86-64-v2") {
-    s.required = join({&kX86_64Base, &kLevel2});
+    s.required = join({&kLevel1, &kLevel2});
   } else if (name == "x86-64-v3") {
-    s.required = join({&kX86_64Base, &kLevel2, &kLevel3});
+    s.required = join({&kLevel1, &kLevel2, &kLevel3});
   } else if (name == "x86-64-v4") {
-    s.required = join({&kX86_64Base, &kLevel2, &kLevel3, &kLevel4});
+    s.required = join({&kLevel1, &kLevel2, &kLevel3, &kLevel4});
   } else {
     std::vector<std::string> names;
     for (const ModelInfo& m : kBuiltins) names.emplace_back(m.name);

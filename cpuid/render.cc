@@ -71,8 +71,10 @@ std::string models_markdown() {
       "`minihv run --cpu-model M` and `minihv cpuid show --model M` take one of these models, or a path to a "
       "profile JSON (`minihv cpuid host --json`, `minihv cpuid baseline ... -o out.json`), which grants exactly "
       "that profile's features. A model lists *required* features (the host must have every one, or the VM "
-      "does not start and the error names the missing ones) and *optional* platform features (kept when the "
-      "host's KVM offers them). Every other feature is hidden.\n\n"
+      "does not start and the error names the missing ones) and *optional* features, kept when the host's KVM "
+      "offers them: platform features KVM emulates, and those every physical x86-64 processor has but no psABI "
+      "level defines (`vme`, `de`, `pse`, ...: an emulated processor may lack some). A psABI level requires "
+      "exactly what the level defines. Every other feature is hidden.\n\n"
       "After masking, normalisation makes the table consistent: topology from the vCPU count (one core per "
       "vCPU, one package), the `hypervisor` bit, feature dependencies (no `avx2` without `avx`, ...), leaf 0xD "
       "sizes for the XSAVE components left, physical address bits (the lowest of a baseline), `invtsc` hidden "
@@ -93,7 +95,7 @@ std::string models_markdown() {
       if (m.name != "compat" && vendor == std::string(kVendorAmd)) break;  // same for both vendors
       std::string who = m.name == "compat" ? std::string(" (") + vendor + ")" : "";
       md += "- required" + who + ": " + join(spec->required) + "\n";
-      if (m.name != "compat" || vendor == std::string(kVendorAmd)) md += "- optional: " + join(spec->optional) + "\n";
+      md += "- optional" + who + ": " + join(spec->optional) + "\n";
     }
     md += "\n";
   }

@@ -67,6 +67,20 @@ TEST(Boot, IdleGuestHeartbeatsAndStopsCleanly) {
   EXPECT_NE(stat(dir.file("api.sock").c_str(), &st), 0) << "the control socket must be removed at exit";
 }
 
+// The PVH ABI allows ELF32 images (QEMU boots them): the test guest in an ELF32 container
+// (objcopy -O elf32-i386, guest/CMakeLists.txt) boots and runs the same.
+TEST(Boot, AnElf32PvhImageBoots) {
+  const std::string elf32 = std::string(MINIHV_BINARY_DIR) + "/guest/testguest32.elf";
+  std::ifstream f(elf32, std::ios::binary);
+  char ident[5] = {};
+  ASSERT_TRUE(f.read(ident, 5)) << elf32 << " is missing: build the guest";
+  ASSERT_EQ(ident[4], 1) << "not an ELF32 file";
+  VmProcess vm({"run", "--kernel", elf32, "--cmdline", "dirty mib=16 secs=2", "--mem", "256M"});
+  ASSERT_EQ(vm.wait_exit(60s), 0) << vm.stdout_text() << vm.stderr_text();
+  expect_continuous(vm, 0, 2);
+  EXPECT_EQ(vm.lines_matching("^DONE cpu=0 errs=0").size(), 1u) << vm.stdout_text();
+}
+
 TEST(Boot, DirtyOnTwoVcpusHeartbeatsFromBoth) {
   VmProcess vm(guest_args("dirty mib=64 secs=4", "512M", 2));
   ASSERT_TRUE(vm.wait_line("minihv-testguest: boot cpus=2 ", 20s)) << vm.stdout_text() << vm.stderr_text();

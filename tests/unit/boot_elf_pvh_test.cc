@@ -32,45 +32,54 @@ struct ElfSpec {
   uint64_t load_offset = kCodeOffset;
 };
 
-std::vector<uint8_t> make_elf(const ElfSpec& s) {
+template <class Ehdr, class Phdr>
+std::vector<uint8_t> make_elf_class(const ElfSpec& s, uint8_t elf_class, uint16_t machine, uint32_t entry_bytes) {
   std::vector<uint8_t> f(kCodeOffset + kCode.size(), 0);
-  Elf64_Ehdr eh{};
+  Ehdr eh{};
   std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-  eh.e_ident[EI_CLASS] = ELFCLASS64;
+  eh.e_ident[EI_CLASS] = elf_class;
   eh.e_ident[EI_DATA] = ELFDATA2LSB;
   eh.e_ident[EI_VERSION] = EV_CURRENT;
   eh.e_type = ET_EXEC;
-  eh.e_machine = EM_X86_64;
+  eh.e_machine = machine;
   eh.e_version = EV_CURRENT;
-  eh.e_entry = s.entry;
+  eh.e_entry = static_cast<decltype(eh.e_entry)>(s.entry);
   eh.e_phoff = sizeof eh;
   eh.e_ehsize = sizeof eh;
-  eh.e_phentsize = sizeof(Elf64_Phdr);
+  eh.e_phentsize = sizeof(Phdr);
   eh.e_phnum = 2;
   std::memcpy(f.data(), &eh, sizeof eh);
 
-  const uint64_t note_off = sizeof eh + 2 * sizeof(Elf64_Phdr);
-  const uint32_t note[] = {4, 8, s.note_type};
+  const uint64_t note_off = sizeof eh + 2 * sizeof(Phdr);
+  const uint32_t note[] = {4, entry_bytes, s.note_type};
   std::memcpy(f.data() + note_off, note, sizeof note);
   std::memcpy(f.data() + note_off + 12, "Xen", 4);
-  std::memcpy(f.data() + note_off + 16, &s.entry, 8);
+  std::memcpy(f.data() + note_off + 16, &s.entry, entry_bytes);
 
-  Elf64_Phdr load{};
+  Phdr load{};
   load.p_type = PT_LOAD;
   load.p_flags = PF_R | PF_X;
-  load.p_offset = s.load_offset;
-  load.p_vaddr = load.p_paddr = s.paddr;
+  load.p_offset = static_cast<decltype(load.p_offset)>(s.load_offset);
+  load.p_vaddr = load.p_paddr = static_cast<decltype(load.p_paddr)>(s.paddr);
   load.p_filesz = kCode.size();
   load.p_memsz = kCode.size() + kBss;
   load.p_align = 0x1000;
-  Elf64_Phdr nt{};
+  Phdr nt{};
   nt.p_type = s.with_note ? PT_NOTE : PT_NULL;
-  nt.p_offset = note_off;
-  nt.p_filesz = 24;
+  nt.p_offset = static_cast<decltype(nt.p_offset)>(note_off);
+  nt.p_filesz = 16 + entry_bytes;
   std::memcpy(f.data() + sizeof eh, &load, sizeof load);
   std::memcpy(f.data() + sizeof eh + sizeof load, &nt, sizeof nt);
   std::copy(kCode.begin(), kCode.end(), f.begin() + kCodeOffset);
   return f;
+}
+
+std::vector<uint8_t> make_elf(const ElfSpec& s) {
+  return make_elf_class<Elf64_Ehdr, Elf64_Phdr>(s, ELFCLASS64, EM_X86_64, 8);
+}
+// The same image as an i386 ELF32 whose note holds a 4-byte entry (as 32-bit Linux writes it).
+std::vector<uint8_t> make_elf32(const ElfSpec& s) {
+  return make_elf_class<Elf32_Ehdr, Elf32_Phdr>(s, ELFCLASS32, EM_386, 4);
 }
 
 std::unique_ptr<GuestMemory> memory(uint64_t size = 64 * kMiB) {
@@ -97,6 +106,28 @@ TEST(BootElfPvh, ParsesEntryAndSegments) {
   ASSERT_EQ(img->segments.size(), 1u);
   EXPECT_EQ(img->segments[0].paddr, kLoadAddr);
   EXPECT_EQ(img->highest, kLoadAddr + kCode.size() + kBss);
+}
+
+// The PVH ABI allows ELF32 (QEMU boots it): the same image as ELF32 parses to the same plan.
+TEST(BootElfPvh, ParsesElf32LikeElf64) {
+  auto img32 = parse_pvh_elf(make_elf32({}));
+  ASSERT_TRUE(img32) << img32.message();
+  auto img64 = parse_pvh_elf(make_elf({}));
+  ASSERT_TRUE(img64) << img64.message();
+  EXPECT_EQ(img32->entry, img64->entry);
+  ASSERT_EQ(img32->segments.size(), 1u);
+  EXPECT_EQ(img32->segments[0].paddr, kLoadAddr);
+  EXPECT_EQ(img32->segments[0].memsz, kCode.size() + kBss);
+  EXPECT_EQ(img32->lowest, img64->lowest);
+  EXPECT_EQ(img32->highest, img64->highest);
+  ElfSpec no_note;
+  no_note.with_note = false;
+  EXPECT_FALSE(parse_pvh_elf(make_elf32(no_note)));
+  auto wrong = make_elf32({});
+  wrong[EI_CLASS] = 3;
+  auto st = parse_pvh_elf(wrong);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.message().find("neither ELF32 nor ELF64"), std::string::npos) << st.message();
 }
 
 TEST(BootElfPvh, LoadsAndWritesStartInfo) {

@@ -111,6 +111,27 @@ TEST(CpuidModels, MissingFeaturesAreListedNotDowngraded) {
   EXPECT_NE(g.message().find("avx512f, avx512bw, avx512cd, avx512dq, avx512vl"), std::string::npos) << g.message();
 }
 
+// A model requires what its psABI level defines, nothing more: an emulated AMD processor without
+// VME or FXSR optimisations (QEMU TCG's `max`) runs every level and compat; the features it lacks
+// are simply not granted, the ones it has are.
+TEST(CpuidModels, ALevelRequiresOnlyWhatItDefines) {
+  Profile tcg = load("amd-zen3-epyc-7713");
+  for (const char* missing : {"vme", "de", "pse36", "fxsr_opt", "mmxext", "rdtscp"}) set(tcg, *find_feature(missing), false);
+  for (const char* model : {"x86-64-v1", "x86-64-v2", "x86-64-v3", "compat"}) {
+    auto g = build_for_vm(model, host_of(tcg), {});
+    ASSERT_TRUE(g.is_ok()) << model << ": " << g.message();
+    EXPECT_FALSE(has(g->table, "vme")) << model;
+    EXPECT_FALSE(has(g->table, "fxsr_opt")) << model;
+    EXPECT_TRUE(has(g->table, "pae")) << model << ": present on the host, granted";
+    EXPECT_TRUE(has(g->table, "sse2")) << model;
+  }
+  // What a level defines stays required.
+  set(tcg, *find_feature("sse4_2"), false);
+  auto v2 = build_for_vm("x86-64-v2", host_of(tcg), {});
+  ASSERT_FALSE(v2.is_ok());
+  EXPECT_NE(v2.message().find("needs features this host cannot give: sse4_2"), std::string::npos) << v2.message();
+}
+
 TEST(CpuidModels, UnknownModelSuggestsClosest) {
   auto g = build_for_vm("x86-64-v5", host_of(load("amd-zen3-epyc-7713")), {});
   ASSERT_FALSE(g.is_ok());

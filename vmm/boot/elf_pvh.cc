@@ -60,47 +60,62 @@ bool looks_like_elf(std::span<const uint8_t> file) {
   return file.size() >= SELFMAG && std::memcmp(file.data(), ELFMAG, SELFMAG) == 0;
 }
 
-Result<PvhImage> parse_pvh_elf(std::span<const uint8_t> file) {
-  Elf64_Ehdr eh;
+namespace {
+
+// The PVH ABI takes ELF32 and ELF64 images alike (QEMU boots both): one reader for either class.
+template <class Ehdr, class Phdr>
+Result<PvhImage> parse_pvh_elf_class(std::span<const uint8_t> file, std::initializer_list<uint16_t> machines) {
+  Ehdr eh;
   if (file.size() < sizeof eh) return Status::error("truncated ELF header");
   std::memcpy(&eh, file.data(), sizeof eh);
-  if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB)
-    return Status::error("not a little-endian ELF64 file");
-  if (eh.e_machine != EM_X86_64) return Status::error("ELF machine " + std::to_string(eh.e_machine) + " is not x86-64");
+  if (std::find(machines.begin(), machines.end(), eh.e_machine) == machines.end())
+    return Status::error("ELF machine " + std::to_string(eh.e_machine) + " is not x86");
   if (eh.e_type != ET_EXEC) return Status::error("ELF type " + std::to_string(eh.e_type) + " is not an executable");
-  if (eh.e_phentsize != sizeof(Elf64_Phdr)) return Status::error("unexpected ELF program header size");
+  if (eh.e_phentsize != sizeof(Phdr)) return Status::error("unexpected ELF program header size");
   if (eh.e_phnum == 0 || eh.e_phnum > kMaxProgramHeaders)
     return Status::error("ELF has " + std::to_string(eh.e_phnum) + " program headers");
-  if (!in_file(eh.e_phoff, uint64_t{eh.e_phnum} * sizeof(Elf64_Phdr), file.size()))
+  if (!in_file(eh.e_phoff, uint64_t{eh.e_phnum} * sizeof(Phdr), file.size()))
     return Status::error("ELF program headers lie outside the file");
 
   PvhImage img;
   img.lowest = std::numeric_limits<uint64_t>::max();
   uint64_t entry = 0;
   for (uint16_t i = 0; i < eh.e_phnum; ++i) {
-    Elf64_Phdr ph;
+    Phdr ph;
     std::memcpy(&ph, file.data() + eh.e_phoff + i * sizeof ph, sizeof ph);
+    const uint64_t offset = ph.p_offset, filesz = ph.p_filesz, memsz = ph.p_memsz, paddr = ph.p_paddr;
     const std::string what = "ELF segment " + std::to_string(i);
     if (ph.p_type == PT_NOTE) {
-      if (!in_file(ph.p_offset, ph.p_filesz, file.size())) return Status::error(what + " (note) lies outside the file");
-      auto e = find_pvh_entry(file.subspan(ph.p_offset, ph.p_filesz));
+      if (!in_file(offset, filesz, file.size())) return Status::error(what + " (note) lies outside the file");
+      auto e = find_pvh_entry(file.subspan(offset, filesz));
       if (!e) return e.status();
       if (*e) entry = *e;
       continue;
     }
-    if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
-    if (!in_file(ph.p_offset, ph.p_filesz, file.size())) return Status::error(what + " lies outside the file");
-    if (ph.p_filesz > ph.p_memsz) return Status::error(what + " has filesz > memsz");
-    if (ph.p_paddr + ph.p_memsz < ph.p_paddr) return Status::error(what + " wraps around the address space");
-    img.segments.push_back({ph.p_offset, ph.p_filesz, ph.p_paddr, ph.p_memsz});
-    img.lowest = std::min(img.lowest, ph.p_paddr);
-    img.highest = std::max(img.highest, ph.p_paddr + ph.p_memsz);
+    if (ph.p_type != PT_LOAD || memsz == 0) continue;
+    if (!in_file(offset, filesz, file.size())) return Status::error(what + " lies outside the file");
+    if (filesz > memsz) return Status::error(what + " has filesz > memsz");
+    if (paddr + memsz < paddr) return Status::error(what + " wraps around the address space");
+    img.segments.push_back({offset, filesz, paddr, memsz});
+    img.lowest = std::min(img.lowest, paddr);
+    img.highest = std::max(img.highest, paddr + memsz);
   }
   if (entry == 0) return Status::error("no XEN_ELFNOTE_PHYS32_ENTRY (PVH) note");
   if (entry > std::numeric_limits<uint32_t>::max()) return Status::error("PVH entry " + hex(entry) + " is above 4 GiB");
   if (img.segments.empty()) return Status::error("ELF has no loadable segment");
   img.entry = static_cast<uint32_t>(entry);
   return img;
+}
+
+}  // namespace
+
+Result<PvhImage> parse_pvh_elf(std::span<const uint8_t> file) {
+  if (file.size() < EI_NIDENT) return Status::error("truncated ELF header");
+  if (file[EI_DATA] != ELFDATA2LSB) return Status::error("not a little-endian ELF file");
+  // ELF32: i386, or x86-64 code in an ELF32 container (x32 linkers); ELF64: x86-64.
+  if (file[EI_CLASS] == ELFCLASS32) return parse_pvh_elf_class<Elf32_Ehdr, Elf32_Phdr>(file, {EM_386, EM_X86_64});
+  if (file[EI_CLASS] == ELFCLASS64) return parse_pvh_elf_class<Elf64_Ehdr, Elf64_Phdr>(file, {EM_X86_64});
+  return Status::error("ELF class " + std::to_string(file[EI_CLASS]) + " is neither ELF32 nor ELF64");
 }
 
 Status check_pvh_placement(const PvhImage& image, const GuestMemory& mem) {

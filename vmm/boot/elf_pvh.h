@@ -1,4 +1,4 @@
-// vmm/boot/elf_pvh.h — ELF64 kernels with a Xen PVH entry note (vmlinux, our test guest).
+// vmm/boot/elf_pvh.h — ELF32 and ELF64 kernels with a Xen PVH entry note (vmlinux, our test guest).
 //
 // Owns: parsing and validating the ELF header, program headers and the XEN_ELFNOTE_PHYS32_ENTRY
 // note (every offset and size checked against the file), checking the segments' placement in
@@ -33,7 +33,7 @@ struct PvhImage {
 
 // True when the file starts with the ELF magic (then it must be a valid PVH ELF or an error).
 bool looks_like_elf(std::span<const uint8_t> file);
-// Validates the file as an x86-64 ELF64 executable with a PVH entry note.
+// Validates the file as an x86 ELF32 or ELF64 executable with a PVH entry note.
 Result<PvhImage> parse_pvh_elf(std::span<const uint8_t> file);
 // Every segment must lie in RAM at or above 1 MiB (below is the boot data area), outside the MMIO
 // gap, and the entry must be inside a segment.
