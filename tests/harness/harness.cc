@@ -1,8 +1,12 @@
 #include "tests/harness/harness.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pty.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -28,6 +32,52 @@ TempDir::~TempDir() {
 
 VmProcess::VmProcess(std::vector<std::string> args, std::vector<std::string> env,
                      std::vector<std::string> prefix) {
+  start(std::move(args), std::move(env), std::move(prefix), -1);
+}
+
+VmProcess::VmProcess(WithTerminal, std::vector<std::string> args) {
+  int slave = -1;
+  if (openpty(&terminal_, &slave, nullptr, nullptr, nullptr) < 0) throw std::runtime_error("openpty failed");
+  termios t{};
+  tcgetattr(slave, &t);
+  t.c_lflag &= ~static_cast<tcflag_t>(ECHO);  // nobody reads the echo back
+  tcsetattr(slave, TCSANOW, &t);
+  fcntl(terminal_, F_SETFD, FD_CLOEXEC);
+  start(std::move(args), {}, {}, slave);
+  close(slave);
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra) {
+  std::vector<std::string> a{"migrate", "--api", api, "--to", to, "--json"};
+  a.insert(a.end(), extra.begin(), extra.end());
+  VmProcess m(a);
+  MigrateResult r;
+  auto rc = m.wait_exit(std::chrono::seconds(180));
+  r.exit = rc ? *rc : -1;
+  r.stderr_text = m.stderr_text();
+  auto out = m.stdout_text();
+  if (!out.empty()) r.json = nlohmann::json::parse(out, nullptr, false);
+  return r;
+}
+
+bool VmProcess::type(const std::string& text) {
+  return terminal_ >= 0 && write(terminal_, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+}
+
+void VmProcess::start(std::vector<std::string> args, std::vector<std::string> env, std::vector<std::string> prefix,
+                      int stdin_fd) {
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
   pid_ = fork();
@@ -36,8 +86,7 @@ VmProcess::VmProcess(std::vector<std::string> args, std::vector<std::string> env
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     for (auto& e : env) putenv(e.data());
-    int devnull = open("/dev/null", O_RDONLY);
-    dup2(devnull, STDIN_FILENO);
+    dup2(stdin_fd >= 0 ? stdin_fd : open("/dev/null", O_RDONLY), STDIN_FILENO);
     std::vector<std::string> full = prefix;
     full.push_back(minihv_binary());
     full.insert(full.end(), args.begin(), args.end());
@@ -60,6 +109,7 @@ VmProcess::~VmProcess() {
   }
   if (out_thread_.joinable()) out_thread_.join();
   if (err_thread_.joinable()) err_thread_.join();
+  if (terminal_ >= 0) close(terminal_);
 }
 
 void VmProcess::reader(int fd, bool is_stdout) {

@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace minihv::test {
 
 std::string minihv_binary();     // build/minihv
@@ -40,6 +42,10 @@ public:
   // network namespace); prefix[0] is looked up on PATH.
   explicit VmProcess(std::vector<std::string> args, std::vector<std::string> env = {},
                      std::vector<std::string> prefix = {});
+  // The same, with stdin a terminal (a pseudo-terminal, echo off) that type() writes to: minihv
+  // then feeds it to the guest's serial port, as from a user's terminal.
+  struct WithTerminal {};
+  VmProcess(WithTerminal, std::vector<std::string> args);
   ~VmProcess();  // kills the child if it still runs
   VmProcess(const VmProcess&) = delete;
   VmProcess& operator=(const VmProcess&) = delete;
@@ -56,9 +62,14 @@ public:
   // Waits for the process to exit; returns its exit status (128+signal if killed), nullopt on timeout.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
   void kill(int sig);
+  // Types `text` on the terminal (WithTerminal only); false when it could not be written.
+  bool type(const std::string& text);
 
 private:
+  void start(std::vector<std::string> args, std::vector<std::string> env, std::vector<std::string> prefix,
+             int stdin_fd);
   void reader(int fd, bool is_stdout);
+  int terminal_ = -1;  // the pseudo-terminal's master side, or -1
   pid_t pid_ = -1;
   int status_ = -1;
   bool exited_ = false;
@@ -68,6 +79,17 @@ private:
   std::thread out_thread_, err_thread_;
   bool out_closed_ = false;
 };
+
+// A TCP port nobody listens on right now (the kernel's pick; a tiny race we accept in tests).
+int free_port();
+
+// `minihv migrate --api API --to TO --json EXTRA...`, to completion (at most 180 s).
+struct MigrateResult {
+  int exit = -1;
+  nlohmann::json json;
+  std::string stderr_text;
+};
+MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra = {});
 
 // Parsed heartbeat: `HB cpu=<c> seq=<n> ... errs=<e>` → {cpu, seq, errs, fields}.
 struct Heartbeat {

@@ -21,18 +21,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A TCP port nobody listens on right now (the kernel's pick; a tiny race we accept in tests).
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 struct Guest {
   std::string cmdline = "idle";
@@ -60,25 +48,6 @@ std::unique_ptr<VmProcess> incoming(const Guest& g, const std::string& api, int 
   auto vm = std::make_unique<VmProcess>(a, std::move(env));
   EXPECT_TRUE(vm->wait_stderr("waiting for a migrating VM", 20s)) << vm->stderr_text();
   return vm;
-}
-
-struct MigrateResult {
-  int exit = -1;
-  nlohmann::json json;
-  std::string stderr_text;
-};
-
-MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra = {}) {
-  std::vector<std::string> a{"migrate", "--api", api, "--to", to, "--json"};
-  a.insert(a.end(), extra.begin(), extra.end());
-  VmProcess m(a);
-  MigrateResult r;
-  auto rc = m.wait_exit(180s);
-  r.exit = rc ? *rc : -1;
-  r.stderr_text = m.stderr_text();
-  auto out = m.stdout_text();
-  if (!out.empty()) r.json = nlohmann::json::parse(out, nullptr, false);
-  return r;
 }
 
 // The last heartbeat seq of each cpu printed by `vm`.

@@ -1,0 +1,83 @@
+// Runs in the hw lane (scripts/hw-lane). Debian's kernel with a virtio-blk disk live-migrates
+// between two minihv processes and carries on: a shell loop counting every 100 ms goes on without
+// a restart, what was written to the disk before the move reads back from the device after it,
+// and the kernel complains of no clocksource or RCU stall.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <regex>
+
+#include "tests/harness/harness.h"
+
+namespace minihv::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The numbers of the "tick N" lines printed so far.
+std::vector<long> ticks(const VmProcess& vm) {
+  std::vector<long> out;
+  static const std::regex tick("^tick ([0-9]+)");
+  for (const std::string& l : vm.lines_matching("^tick [0-9]+")) {
+    std::smatch m;
+    if (std::regex_search(l, m, tick)) out.push_back(std::stol(m[1]));
+  }
+  return out;
+}
+
+TEST(HwLinux, AGuestWithADiskMigratesAndCarriesOn) {
+  const std::string kit = source_dir() + "/guest-kit";
+  struct stat st{};
+  ASSERT_EQ(stat((kit + "/vmlinuz").c_str(), &st), 0) << "run scripts/guest-kit";
+  TempDir dir;
+  const std::string disk = dir.file("disk.img");
+  std::ofstream(disk).close();
+  ASSERT_EQ(truncate(disk.c_str(), 16 << 20), 0);
+  const std::vector<std::string> machine{"--kernel", kit + "/vmlinuz", "--initrd", kit + "/initrd.cpio.gz",
+                                         "--mem", "256M", "--cpus", "1", "--disk", disk,
+                                         "--cmdline", "console=ttyS0 panic=-1"};
+  std::vector<std::string> a{"run", "--api", dir.file("src.sock")};
+  a.insert(a.end(), machine.begin(), machine.end());
+  VmProcess src(VmProcess::WithTerminal{}, a);
+  ASSERT_TRUE(src.wait_line("init: modules loaded", 120s)) << src.stdout_text() << src.stderr_text();
+  // Write a marker straight to the device, then count in the background.
+  ASSERT_TRUE(src.type("echo hw-disk-marker-7 | dd of=/dev/vda conv=fsync 2>/dev/null && echo wrote-$((1+1))\n"));
+  ASSERT_TRUE(src.wait_line("^wrote-2\\r?$", 30s)) << src.stdout_text();
+  ASSERT_TRUE(src.type("i=0; while true; do i=$((i+1)); echo \"tick $i\"; usleep 100000; done &\n"));
+  ASSERT_TRUE(src.wait_line("^tick 20\\r?$", 30s)) << src.stdout_text();
+
+  const int port = free_port();
+  std::vector<std::string> b{"-v", "run", "--api", dir.file("dst.sock")};
+  b.insert(b.end(), machine.begin(), machine.end());
+  b.insert(b.end(), {"--incoming", "127.0.0.1:" + std::to_string(port)});
+  VmProcess dst(VmProcess::WithTerminal{}, b);
+  ASSERT_TRUE(dst.wait_stderr("waiting for a migrating VM", 30s)) << dst.stderr_text();
+  auto r = migrate(dir.file("src.sock"), "127.0.0.1:" + std::to_string(port), {"--verify"});
+  ASSERT_EQ(r.exit, 0) << r.stderr_text << r.json.dump(2);
+  EXPECT_EQ(src.wait_exit(30s), 0) << src.stderr_text();
+  const std::vector<long> before = ticks(src);
+  ASSERT_FALSE(before.empty());
+
+  // The loop goes on at the destination from where it was (no restart: no "tick 1" again).
+  ASSERT_TRUE(dst.wait_line("^tick " + std::to_string(before.back() + 20) + "\\r?$", 60s)) << dst.stdout_text();
+  const std::vector<long> after = ticks(dst);
+  ASSERT_FALSE(after.empty());
+  EXPECT_LE(after.front(), before.back() + 1) << "ticks were lost in the move";
+  EXPECT_GT(after.front(), before.back() - 2) << "the loop restarted or went back";
+  for (size_t i = 1; i < after.size(); ++i) EXPECT_EQ(after[i], after[i - 1] + 1) << "at destination tick " << after[i];
+
+  // The disk: drop the page cache, then read the device itself.
+  ASSERT_TRUE(dst.type("kill %1; sync; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=17 count=1 2>/dev/null; echo\n"));
+  EXPECT_TRUE(dst.wait_line("^hw-disk-marker-7", 30s)) << dst.stdout_text();
+  const std::string console = src.stdout_text() + dst.stdout_text();
+  for (const char* complaint : {"Marking clocksource", "clocksource watchdog", "is unstable", "self-detected stall",
+                                "rcu: INFO", "soft lockup"})
+    EXPECT_EQ(console.find(complaint), std::string::npos) << "the kernel complained (" << complaint << "):\n" << console;
+  ASSERT_TRUE(dst.type("poweroff -f\n"));
+  EXPECT_EQ(dst.wait_exit(60s), 0) << dst.stderr_text();
+}
+
+}  // namespace
+}  // namespace minihv::test
