@@ -102,6 +102,7 @@ private:
   // Hands s's ready frames to the handler, at most `max_frames`; `any` when one was handed.
   Status deliver_lane(StreamState& s, const FrameHandler& h, bool& stop, bool& any, size_t max_frames);
   Status deliver_all(const FrameHandler& h, bool& stop, bool& any);
+  Status end_of_stream(const StreamState& s) const;
   Status end_of_session() const;
   // RAW_PAGES: asks the sink where the pages go and fills them from what is buffered; true when
   // the frame is whole (deliver it now), false when the rest arrives by recvmsg.

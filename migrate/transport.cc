@@ -442,12 +442,15 @@ Status Session::Impl::deliver_all(const FrameHandler& handler, bool& stop, bool&
   return Status::ok();
 }
 
+Status Session::Impl::end_of_stream(const StreamState& s) const {
+  // The conversation is over (COMMIT, or this stream's last round): no page may still be arriving.
+  if (!s.attaching) return Status::ok();
+  return Status::error("protocol error: RAW_PAGES still arriving on stream " + std::to_string(s.index) +
+                       " when the session ended");
+}
+
 Status Session::Impl::end_of_session() const {
-  // The conversation is over (COMMIT): no stream may still be writing pages into memory.
-  for (auto& s : streams_)
-    if (s->attaching)
-      return Status::error("protocol error: RAW_PAGES still arriving on stream " + std::to_string(s->index) +
-                           " when the session ended");
+  for (auto& s : streams_) MINIHV_TRY(end_of_stream(*s));
   return Status::ok();
 }
 
@@ -484,7 +487,7 @@ Status Session::Impl::receive_stream(uint16_t stream, const FrameHandler& handle
     bool stop = false, any = false;
     MINIHV_TRY(stopped());
     MINIHV_TRY(deliver_lane(s, handler, stop, any, SIZE_MAX));
-    if (stop) return s.attaching ? end_of_session() : Status::ok();
+    if (stop) return end_of_stream(s);  // only this stream: the others belong to other threads
     if (any) {
       deadline = Clock::now() + timeout;
       continue;

@@ -1,5 +1,7 @@
 #include "tests/harness/harness.h"
 
+#include <gtest/gtest.h>
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pty.h>
@@ -45,6 +47,18 @@ VmProcess::VmProcess(WithTerminal, std::vector<std::string> args) {
   fcntl(terminal_, F_SETFD, FD_CLOEXEC);
   start(std::move(args), {}, {}, slave);
   close(slave);
+}
+
+std::set<std::string> guest_cpuid_flags(const std::string& workload, const std::string& model) {
+  VmProcess vm({"run", "--kernel", testguest_elf(), "--cmdline", workload, "--mem", "256M", "--cpus", "1",
+                "--cpu-model", model});
+  auto line = vm.wait_line("^CPUID flags:", std::chrono::seconds(60));
+  EXPECT_TRUE(line) << vm.stdout_text() << vm.stderr_text();
+  EXPECT_EQ(vm.wait_exit(std::chrono::seconds(30)), 0) << vm.stderr_text();
+  std::set<std::string> names;
+  std::istringstream in(line ? line->substr(line->find(':') + 1) : "");
+  for (std::string n; in >> n;) names.insert(n);
+  return names;
 }
 
 int free_port() {

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -79,6 +80,10 @@ private:
   std::thread out_thread_, err_thread_;
   bool out_closed_ = false;
 };
+
+// Boots the test guest with `workload` (cpuid: ring 0, cpuid3: ring 3) under `--cpu-model model`
+// and returns the names on its "CPUID flags:" line (empty, with a test failure, when none came).
+std::set<std::string> guest_cpuid_flags(const std::string& workload, const std::string& model);
 
 // A TCP port nobody listens on right now (the kernel's pick; a tiny race we accept in tests).
 int free_port();

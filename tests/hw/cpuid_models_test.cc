@@ -33,18 +33,6 @@ std::set<std::string> guest_known_names() {
   return names;
 }
 
-std::set<std::string> guest_flags(const std::string& workload, const std::string& model) {
-  VmProcess vm({"run", "--kernel", testguest_elf(), "--cmdline", workload, "--mem", "256M", "--cpus", "1",
-                "--cpu-model", model});
-  auto line = vm.wait_line("^CPUID flags:", 60s);
-  EXPECT_TRUE(line) << vm.stdout_text() << vm.stderr_text();
-  EXPECT_EQ(vm.wait_exit(30s), 0) << vm.stderr_text();
-  std::set<std::string> names;
-  std::istringstream in(line ? line->substr(line->find(':') + 1) : "");
-  for (std::string n; in >> n;) names.insert(n);
-  return names;
-}
-
 // The model's table as `minihv cpuid show` computes it for this host and one vCPU.
 cp::Profile model_table(const std::string& model) {
   VmProcess show({"cpuid", "show", "--model", model, "--cpus", "1", "--json"});
@@ -78,7 +66,7 @@ TEST_P(HwCpuModel, TheGuestSeesExactlyTheModelsTable) {
   TempDir dir;
   const std::string model = std::string(GetParam().model) == "baseline" ? baseline_profile(dir) : GetParam().model;
   const cp::Profile table = model_table(model);
-  const std::set<std::string> seen = guest_flags(GetParam().workload, model);
+  const std::set<std::string> seen = guest_cpuid_flags(GetParam().workload, model);
   ASSERT_FALSE(seen.empty());
   const std::set<std::string> known = guest_known_names();
   // Set by the processor from the guest's own CR4, not by any table.

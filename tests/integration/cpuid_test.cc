@@ -66,19 +66,6 @@ nlohmann::json vm_cpu_status(const std::string& model, int cpus, std::string* er
   return st ? (*st)["cpu"] : nlohmann::json{};
 }
 
-// The names after "CPUID flags:" in the guest's `cpuid` workload output (ring 0).
-std::set<std::string> guest_ring0_flags(const std::string& model) {
-  VmProcess vm({"run", "--kernel", testguest_elf(), "--cmdline", "cpuid", "--mem", "256M", "--cpus", "1",
-                "--cpu-model", model});
-  auto line = vm.wait_line("^CPUID flags:", 60s);
-  EXPECT_TRUE(line) << vm.stdout_text() << vm.stderr_text();
-  EXPECT_EQ(vm.wait_exit(30s), 0) << vm.stderr_text();
-  std::set<std::string> names;
-  std::istringstream in(line ? line->substr(line->find(':') + 1) : "");
-  for (std::string n; in >> n;) names.insert(n);
-  return names;
-}
-
 class CpuidModel : public ::testing::TestWithParam<std::string> {};
 
 // What KVM holds for vCPU 0 of a running VM (status `cpu.applied`, read with KVM_GET_CPUID2 at
@@ -123,7 +110,7 @@ TEST_P(CpuidModel, AppliedTableEqualsCpuidShow) {
 // no avx/fma/movbe/f16c.
 TEST_P(CpuidModel, Ring0Leaf1EcxFollowsKvmTable) {
   const std::string model = GetParam();
-  const std::set<std::string> seen = guest_ring0_flags(model);
+  const std::set<std::string> seen = guest_cpuid_flags("cpuid", model);
   nlohmann::json shown = run_json({"cpuid", "show", "--model", model, "--cpus", "1", "--applied", "--json"});
   const cp::Profile held = profile_of(shown["applied"]);
   for (const cp::Feature& f : cp::all_features()) {
