@@ -115,6 +115,8 @@ private:
   bool barrier_reached(uint32_t round) const;
   Status stopped() const;
   Status closed_stream() const;
+  // closed_stream(), once stream 0 has closed too or `grace` (set at the first closed stream) ran out.
+  Status closed_stream_settled(std::optional<Clock::time_point>& grace) const;
   void account_busy(StreamState& s);
   Status die(StreamState& s, Status st);
 

@@ -26,6 +26,9 @@ constexpr size_t kMaxIov = 1024;
 constexpr size_t kMinRecvRoom = 64u << 10;
 // Frames delivered from one stream before the others get a turn.
 constexpr int kDeliverBurst = 8;
+// When one stream closes, how long stream 0 — which carries the peer's ABORT and its reason — gets
+// to deliver what it still has before the closed stream is the answer.
+constexpr auto kCloseGrace = std::chrono::milliseconds(500);
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -361,6 +364,13 @@ Status Session::Impl::closed_stream() const {
   return Status::ok();
 }
 
+Status Session::Impl::closed_stream_settled(std::optional<Clock::time_point>& grace) const {
+  Status closed = closed_stream();
+  if (closed.is_ok() || streams_[kControlStream]->recv_closed) return closed;
+  if (!grace) grace = Clock::now() + kCloseGrace;  // a peer giving up closes every stream: stream 0 may still say why
+  return Clock::now() >= *grace ? closed : Status::ok();
+}
+
 Status Session::Impl::deliver_lane(StreamState& s, const FrameHandler& handler, bool& stop, bool& any,
                                    size_t max_frames) {
   s.delivering = true;
@@ -464,6 +474,7 @@ Status Session::Impl::poll(const FrameHandler& handler) {
 
 Status Session::Impl::receive(const FrameHandler& handler, std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
+  std::optional<Clock::time_point> closing;
   while (true) {
     bool stop = false, any = false;
     MINIHV_TRY(deliver_all(handler, stop, any));
@@ -472,10 +483,10 @@ Status Session::Impl::receive(const FrameHandler& handler, std::chrono::millisec
       deadline = Clock::now() + timeout;
       continue;  // re-arm receives before waiting
     }
-    MINIHV_TRY(closed_stream());
+    MINIHV_TRY(closed_stream_settled(closing));
     if (Clock::now() >= deadline)
       return Status::error("no frame from " + peer + " for " + ms_text(timeout) + " (peer dead or stuck)");
-    MINIHV_TRY(pump_all(true, deadline));
+    MINIHV_TRY(pump_all(true, closing ? std::min(deadline, *closing) : deadline));
   }
 }
 

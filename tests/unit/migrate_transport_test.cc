@@ -231,6 +231,45 @@ TEST(MigrateTransport, SenderKilledMakesTheReceiverFail) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 }
 
+// A peer that gives up closes every stream and says why on stream 0 — possibly a moment after
+// another stream's close reached us. The reason is the answer, not the first closed stream: a
+// source waiting for ACK after COMMIT resumes its VM on an ABORT and stays in doubt otherwise.
+TEST(MigrateTransport, AnAbortOnStreamZeroIsHeardAfterAnotherStreamClosed) {
+  auto listening = net::listen_on(loopback(0));
+  ASSERT_TRUE(listening);
+  const Endpoint target = loopback(net::local_port(listening->get()));
+  TransportOptions o;
+  o.streams = 2;
+  auto tx = Session::connect(std::span(&target, 1), o);
+  ASSERT_TRUE(tx) << tx.message();
+  std::vector<UniqueFd> peer;  // accepted in connect order: stream 0 first
+  while (peer.size() < 2) {
+    int c = ::accept4(listening->get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (c >= 0) peer.emplace_back(c);
+    else std::this_thread::sleep_for(1ms);
+  }
+  std::thread giver_up([&] {
+    peer[1].reset();
+    std::this_thread::sleep_for(100ms);
+    Frame abort = make_abort({"the test gave up"});
+    seal(abort, kControlStream, 0);
+    EXPECT_EQ(::write(peer[0].get(), abort.bytes.data(), abort.bytes.size()),
+              static_cast<ssize_t>(abort.bytes.size()));
+    peer[0].reset();
+  });
+  std::string heard;
+  Status st = (*tx)->receive(
+      [&](const FrameView& v) -> Result<Next> {
+        auto a = parse_abort(v);
+        heard = a ? a->reason : a.message();
+        return Next::kStop;
+      },
+      5000ms);
+  giver_up.join();
+  EXPECT_TRUE(st) << st.message();
+  EXPECT_EQ(heard, "the test gave up");
+}
+
 TEST(MigrateTransport, SilentPeerTimesOut) {
   auto l = Listener::listen(loopback(0));
   ASSERT_TRUE(l);
