@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <atomic>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -247,6 +248,14 @@ Command add_run_command(CLI::App& app) {
   run_app->add_option("--fence-fd", o->fence_fd, "(set by minihv node) fd of the node's lease fence for this VM")
       ->group("");
   run_app->add_flag("--hugetlb", o->vm.hugetlb, "Back guest RAM with hugetlbfs pages (2 MiB)");
+  run_app
+      ->add_option("--dirty-log", o->vm.dirty_log,
+                   "How a migration finds changed pages: auto (= bitmap: KVM's dirty bitmap, exact on every "
+                   "KVM), bitmap, or ring (KVM's per-vCPU dirty ring; hardware KVM only)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, DirtyLogMode>{{"auto", DirtyLogMode::kAuto},
+                                                                               {"bitmap", DirtyLogMode::kBitmap},
+                                                                               {"ring", DirtyLogMode::kRing}}))
+      ->default_str("auto");
   return {run_app, [o] { return run(*o); }};
 }
 

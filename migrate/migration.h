@@ -75,6 +75,11 @@ struct Summary {
   unsigned streams = 0;
   bool verified = false;
   DowntimeParts downtime_parts;
+  struct DirtyLogUse {
+    std::string method;            // the VM's: "ring", "bitmap (manual protect)", "bitmap"
+    unsigned harvests = 0;         // every region's dirty pages collected once
+    double harvest_ms = 0;         // their total time (the last one is inside the pause)
+  } dirty_log;
   struct Adaptive {
     unsigned hash_off_rounds = 0;  // rounds after which "unchanged" hashing was off (sampled only)
     unsigned hash_on_rounds = 0;   // ... and on (every dirty page hashed)

@@ -138,6 +138,7 @@ public:
     MINIHV_TRY(send_out_of_order("after-hello"));
     sum_.setup_ms = ms_since(start_);
     MINIHV_TRY(vm_.start_dirty_log());
+    sum_.dirty_log.method = vm_.dirty_log_method();
     logging_ = true;
     // The log starts with every page marked (KVM_DIRTY_LOG_INITIALLY_SET): clear it, so that the
     // first round after the full pass holds only what the guest wrote during it, not all of RAM.
@@ -244,6 +245,7 @@ private:
   // pages are pending. Pages stay pending until send_dirty() sends them: a harvest whose pages were
   // not sent yet (the round that decided to switch over) is never lost.
   Result<uint64_t> harvest() {
+    const auto start = Clock::now();
     const auto& regions = vm_.memory().regions();
     bitmaps_.resize(regions.size());
     uint64_t pages = 0;
@@ -256,6 +258,8 @@ private:
         pages += static_cast<uint64_t>(__builtin_popcountll(bitmaps_[i][w]));
       }
     }
+    ++sum_.dirty_log.harvests;
+    sum_.dirty_log.harvest_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     return pages;
   }
 
@@ -621,6 +625,7 @@ nlohmann::json Summary::to_json() const {
           {"streams", streams},
           {"verified", verified},
           {"downtime_parts", downtime_parts.to_json()},
+          {"dirty_log", {{"method", dirty_log.method}, {"harvests", dirty_log.harvests}, {"harvest_ms", dirty_log.harvest_ms}}},
           {"throttle_percent", throttle_percent},
           {"target", target},
           {"tried", tried_json},

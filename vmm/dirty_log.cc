@@ -8,8 +8,36 @@
 
 namespace minihv {
 
-Status DirtyLog::enable(int vm_fd) {
+const char* to_string(DirtyLogMode m) {
+  switch (m) {
+    case DirtyLogMode::kAuto: return "auto";
+    case DirtyLogMode::kBitmap: return "bitmap";
+    case DirtyLogMode::kRing: return "ring";
+  }
+  return "?";
+}
+
+Status DirtyLog::enable(int vm_fd, DirtyLogMode mode, bool hardware_kvm) {
   vm_fd_ = vm_fd;
+  if (mode == DirtyLogMode::kRing) {
+    if (!hardware_kvm)
+      return Status::invalid("--dirty-log ring needs hardware KVM (VT-x or AMD-V): a software KVM such as PVM "
+                             "loses ring entries when guest kernel code writes memory with the ring full");
+    // The capability answers with the largest ring in bytes (0: none).
+    const int max = kvm_ioctl(vm_fd, KVM_CHECK_EXTENSION, static_cast<unsigned long>(KVM_CAP_DIRTY_LOG_RING));
+    const size_t want = kRingEntries * sizeof(kvm_dirty_gfn);
+    if (max > 0 && static_cast<size_t>(max) >= want) {
+      kvm_enable_cap cap{};
+      cap.cap = KVM_CAP_DIRTY_LOG_RING;
+      cap.args[0] = want;
+      int rc = kvm_ioctl(vm_fd, KVM_ENABLE_CAP, &cap);
+      if (rc < 0) return kvm_error("KVM_ENABLE_CAP DIRTY_LOG_RING", rc);
+      ring_entries_ = kRingEntries;
+      return Status::ok();
+    }
+    return Status::invalid("--dirty-log ring: this KVM has no dirty ring of " + std::to_string(want) +
+                           " bytes (KVM_CAP_DIRTY_LOG_RING: " + std::to_string(max) + ")");
+  }
   // The capability answers with the flags it supports (MANUAL_PROTECT_ENABLE | INITIALLY_SET).
   const int supported = kvm_ioctl(vm_fd, KVM_CHECK_EXTENSION, static_cast<unsigned long>(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2));
   if (supported <= 0 || !(supported & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) return Status::ok();  // plain GET
@@ -43,8 +71,58 @@ Status DirtyLog::set_slots(GuestMemory& mem, uint32_t flags) {
   return Status::ok();
 }
 
+void DirtyLog::add_ring(kvm_dirty_gfn* entries) {
+  std::lock_guard lock(ring_mu_);
+  rings_.push_back({entries});
+}
+
+size_t drain_dirty_ring(kvm_dirty_gfn* entries, uint32_t size, uint32_t& fetch,
+                        std::vector<std::vector<uint64_t>>& bits) {
+  size_t taken = 0;
+  for (;; ++fetch, ++taken) {
+    kvm_dirty_gfn& e = entries[fetch & (size - 1)];
+    const uint32_t flags = __atomic_load_n(&e.flags, __ATOMIC_ACQUIRE);
+    if (!(flags & KVM_DIRTY_GFN_F_DIRTY)) return taken;
+    const uint32_t slot = e.slot & 0xFFFF;  // the high half is the address space: always 0 here
+    if (slot < bits.size() && e.offset / 64 < bits[slot].size()) bits[slot][e.offset / 64] |= 1ull << (e.offset % 64);
+    __atomic_store_n(&e.flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+  }
+}
+
+// Every ring's dirty entries into ring_bits_, marked for reset, then one KVM_RESET_DIRTY_RINGS
+// re-protects those pages (a later write pushes a new entry). Caller holds ring_mu_.
+Status DirtyLog::collect_locked(GuestMemory& mem) {
+  const auto& regions = mem.regions();
+  ring_bits_.resize(regions.size());
+  for (size_t i = 0; i < regions.size(); ++i) ring_bits_[i].resize(bitmap_words(mem, i), 0);
+  size_t taken = 0;
+  for (Ring& r : rings_) taken += drain_dirty_ring(r.entries, ring_entries_, r.fetch, ring_bits_);
+  if (taken == 0) return Status::ok();
+  int rc = kvm_ioctl(vm_fd_, KVM_RESET_DIRTY_RINGS, 0ul);
+  return rc < 0 ? kvm_error("KVM_RESET_DIRTY_RINGS", rc) : Status::ok();
+}
+
+Status DirtyLog::collect(GuestMemory& mem) {
+  std::lock_guard lock(ring_mu_);
+  return collect_locked(mem);
+}
+
+Status DirtyLog::harvest_ring(GuestMemory& mem, size_t region, std::span<uint64_t> bitmap) {
+  std::lock_guard lock(ring_mu_);
+  MINIHV_TRY(collect_locked(mem));
+  std::vector<uint64_t>& bits = ring_bits_[region];
+  std::copy(bits.begin(), bits.end(), bitmap.begin());
+  std::fill(bits.begin(), bits.end(), 0);
+  return Status::ok();
+}
+
 Status DirtyLog::start(GuestMemory& mem) {
   if (active_) return Status::error("dirty logging is already on");
+  if (ring()) {  // entries left from an earlier, stopped log mean nothing now
+    std::lock_guard lock(ring_mu_);
+    MINIHV_TRY(collect_locked(mem));
+    ring_bits_.clear();
+  }
   MINIHV_TRY(set_slots(mem, KVM_MEM_LOG_DIRTY_PAGES));
   active_ = true;
   // Device writes from before this point are covered by the caller's first full pass.
@@ -72,6 +150,11 @@ Status DirtyLog::harvest(GuestMemory& mem, size_t region, std::span<uint64_t> bi
     return Status::error("dirty log: bitmap of " + std::to_string(bitmap.size()) + " words, region " +
                          std::to_string(region) + " needs " + std::to_string(words));
   std::fill(bitmap.begin(), bitmap.end(), 0);
+  if (ring()) {
+    MINIHV_TRY(harvest_ring(mem, region, bitmap));
+    mem.take_device_dirty(region, bitmap);
+    return Status::ok();
+  }
   kvm_dirty_log get{};
   get.slot = static_cast<uint32_t>(region);
   get.dirty_bitmap = bitmap.data();

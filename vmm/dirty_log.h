@@ -3,14 +3,21 @@
 // Owns: enabling KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 on a VM, switching KVM_MEM_LOG_DIRTY_PAGES on
 // and off for every memslot, and harvesting one slot (GET, then CLEAR exactly the bits returned,
 // then OR GuestMemory's device bitmap). Falls back to plain KVM_GET_DIRTY_LOG (which clears as it
-// reads) without MANUAL_PROTECT2. Never the dirty ring: see docs/vm-state.md (PVM loses entries
-// or livelocks when guest ring-0 code writes with the ring full; the bitmap APIs are exact).
+// reads) without MANUAL_PROTECT2. Or KVM's dirty ring (KVM_CAP_DIRTY_LOG_RING): each vCPU pushes
+// the pages it writes to a ring mapped here; a harvest collects every ring and resets them. The
+// ring only when asked (DirtyLogMode::kRing) and only on hardware KVM: PVM loses entries or
+// livelocks when guest ring-0 code writes with the ring full, and on SVM a Linux guest moved with
+// the ring marked its TSC unstable (docs/vm-state.md). kAuto is the bitmap, exact everywhere.
 // Must not know: migration, what the caller does with the bits.
 #pragma once
 
+#include <linux/kvm.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <span>
+#include <vector>
 
 #include "common/status.h"
 #include "vmm/memory.h"
@@ -18,10 +25,32 @@
 namespace minihv {
 
 
+enum class DirtyLogMode { kAuto, kBitmap, kRing };
+
+// Reads one KVM dirty ring of `size` entries (a power of two) from `fetch` while entries are
+// dirty: sets each page's bit in bits[slot] (an entry outside `bits` is skipped), marks the entry
+// for reset, advances `fetch`. Returns how many entries it took.
+size_t drain_dirty_ring(kvm_dirty_gfn* entries, uint32_t size, uint32_t& fetch,
+                        std::vector<std::vector<uint64_t>>& bits);
+const char* to_string(DirtyLogMode m);
+
 class DirtyLog {
 public:
-  // Call once right after KVM_CREATE_VM, before any memslot exists.
-  Status enable(int vm_fd);
+  // Entries in each vCPU's ring (16 bytes each): 64 KiB per vCPU, as QEMU's dirty-ring-size default
+  // suggests; a full ring makes the vCPU exit and wait for a collection.
+  static constexpr uint32_t kRingEntries = 4096;
+
+  // Call once right after KVM_CREATE_VM, before any memslot or vCPU exists. `hardware_kvm`: KVM
+  // runs on VT-x or AMD-V (kRing is refused elsewhere).
+  Status enable(int vm_fd, DirtyLogMode mode, bool hardware_kvm);
+
+  bool ring() const { return ring_entries_ != 0; }
+  size_t ring_bytes() const { return ring_entries_ * sizeof(kvm_dirty_gfn); }
+  // Each vCPU's mapped ring (ring_bytes() long), once, before the VM runs.
+  void add_ring(kvm_dirty_gfn* entries);
+  // A vCPU's ring is full (KVM_EXIT_DIRTY_RING_FULL): collect every ring now, so it can go on.
+  Status collect(GuestMemory& mem);
+  const char* method() const { return ring() ? "ring" : manual_ ? "bitmap (manual protect)" : "bitmap"; }
 
   bool manual_protect() const { return manual_; }
   bool initially_set() const { return initially_set_; }
@@ -36,8 +65,18 @@ public:
   static size_t bitmap_words(const GuestMemory& mem, size_t region);
 
 private:
+  struct Ring {
+    kvm_dirty_gfn* entries;
+    uint32_t fetch = 0;  // next entry to read; KVM's producer index is not visible
+  };
   Status set_slots(GuestMemory& mem, uint32_t flags);
+  Status collect_locked(GuestMemory& mem);
+  Status harvest_ring(GuestMemory& mem, size_t region, std::span<uint64_t> bitmap);
   int vm_fd_ = -1;
+  uint32_t ring_entries_ = 0;
+  std::mutex ring_mu_;                             // rings_, ring_bits_: the harvester and full vCPUs
+  std::vector<Ring> rings_;
+  std::vector<std::vector<uint64_t>> ring_bits_;  // per region: collected, not yet harvested
   bool manual_ = false;
   bool initially_set_ = false;
   bool active_ = false;

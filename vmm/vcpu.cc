@@ -17,6 +17,9 @@ namespace minihv {
 
 namespace {
 
+// Re-entries allowed to complete the last exit before pausing (each may need userspace again).
+constexpr unsigned kSettleExits = 64;
+
 // SIGRTMIN+1: kicks a vCPU thread out of KVM_RUN (the handler does nothing; EINTR does the work).
 int kick_signal() { return SIGRTMIN + 1; }
 void on_kick(int) {}
@@ -96,6 +99,8 @@ ExitResult handle_exit(kvm_run& run, const Bus& pio, const Bus& mmio) {
                               static_cast<unsigned long long>(run.fail_entry.hardware_entry_failure_reason));
                 return std::string(b);
               }()};
+    case KVM_EXIT_DIRTY_RING_FULL:
+      return {ExitAction::kDirtyRingFull, ""};
     case KVM_EXIT_HLT:
     case KVM_EXIT_IRQ_WINDOW_OPEN:
     case KVM_EXIT_INTR:
@@ -115,7 +120,8 @@ void Vcpu::install_kick_handler() {
   });
 }
 
-Result<std::unique_ptr<Vcpu>> Vcpu::create(int vm_fd, const Kvm& kvm, unsigned id, VcpuHost& host) {
+Result<std::unique_ptr<Vcpu>> Vcpu::create(int vm_fd, const Kvm& kvm, unsigned id, VcpuHost& host,
+                                           size_t dirty_ring_bytes) {
   install_kick_handler();
   std::unique_ptr<Vcpu> v(new Vcpu(id, host));
   int fd = kvm_ioctl(vm_fd, KVM_CREATE_VCPU, static_cast<unsigned long>(id));
@@ -125,6 +131,12 @@ Result<std::unique_ptr<Vcpu>> Vcpu::create(int vm_fd, const Kvm& kvm, unsigned i
   if (p == MAP_FAILED) return Status::from_errno("mmap of vcpu " + std::to_string(id) + " kvm_run");
   v->run_map_ = Mapping(p, kvm.vcpu_mmap_size());
   v->run_ = static_cast<kvm_run*>(p);
+  if (dirty_ring_bytes) {
+    const auto page = static_cast<off_t>(sysconf(_SC_PAGESIZE));
+    p = mmap(nullptr, dirty_ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, KVM_DIRTY_LOG_PAGE_OFFSET * page);
+    if (p == MAP_FAILED) return Status::from_errno("mmap of vcpu " + std::to_string(id) + " dirty ring");
+    v->ring_map_ = Mapping(p, dirty_ring_bytes);
+  }
   return v;
 }
 
@@ -200,6 +212,7 @@ void Vcpu::thread_main() {
     VcpuState want = want_.load();
     if (want == VcpuState::kStopped) break;
     if (want == VcpuState::kPaused) {
+      if (!settle()) break;
       report(VcpuState::kPaused);
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return want_.load() != VcpuState::kPaused; });
@@ -212,23 +225,64 @@ void Vcpu::thread_main() {
     if (state_.load() != VcpuState::kRunning) report(VcpuState::kRunning);
     int rc = ::ioctl(fd_.get(), KVM_RUN, 0);  // not kvm_ioctl(): EINTR must come back here
     if (rc < 0) rc = -errno;
-    if (rc == -EINTR || rc == -EAGAIN) continue;
+    if (rc == -EINTR || rc == -EAGAIN) {
+      unsettled_ = false;  // KVM completes a pending exit before it looks for signals
+      continue;
+    }
     if (rc < 0) {
       host_.end(VmEnd::kError, "vcpu " + std::to_string(id_) + ": KVM_RUN: " + std::strerror(-rc));
       break;
     }
-    exits_.fetch_add(1, std::memory_order_relaxed);
-    ExitResult r = handle_exit(*run_, host_.pio_bus(), host_.mmio_bus());
-    if (r.action == ExitAction::kContinue) continue;
-    std::string msg = "vcpu " + std::to_string(id_) + ": " + r.message;
-    if (r.action == ExitAction::kEmulationFailure) {
-      host_.end(VmEnd::kError, describe_emulation_failure(msg));
-    } else {
-      host_.end(r.action == ExitAction::kGuestCrash ? VmEnd::kGuestCrash : VmEnd::kError, msg);
-    }
-    break;
+    if (!on_exit()) break;
   }
   report(VcpuState::kStopped);
+}
+
+// KVM finishes an exit (a port or MMIO read's value into the register, RIP past the instruction)
+// only on the next KVM_RUN, and that pending work is in no state userspace can save (api.rst,
+// "kvm_run"). Before the vCPU reports paused — its state may be saved and moved — one KVM_RUN
+// with immediate_exit set completes it and returns at once. False: KVM failed (the VM is ended).
+bool Vcpu::settle() {
+  // A completion may need userspace again (a string I/O's next chunk): handle that exit too.
+  for (unsigned i = 0; unsettled_ && i < kSettleExits; ++i) {
+    __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
+    if (rc < 0) rc = -errno;
+    if (rc == -EINTR || rc == -EAGAIN) {
+      unsettled_ = false;
+      return true;
+    }
+    if (rc < 0) {
+      host_.end(VmEnd::kError, "vcpu " + std::to_string(id_) + ": completing the last exit before pausing: KVM_RUN: " +
+                                   std::strerror(-rc));
+      return false;
+    }
+    if (!on_exit()) return false;
+  }
+  if (!unsettled_) return true;
+  host_.end(VmEnd::kError, "vcpu " + std::to_string(id_) + ": the last exit did not complete in " +
+                               std::to_string(kSettleExits) + " re-entries; its state cannot be saved");
+  return false;
+}
+
+// One exit KVM_RUN returned: counted, handled. False: the VM ends (reported to the host).
+bool Vcpu::on_exit() {
+  exits_.fetch_add(1, std::memory_order_relaxed);
+  unsettled_ = true;
+  ExitResult r = handle_exit(*run_, host_.pio_bus(), host_.mmio_bus());
+  if (r.action == ExitAction::kContinue) return true;
+  if (r.action == ExitAction::kDirtyRingFull) {
+    Status st = host_.collect_dirty_rings();
+    if (st) return true;
+    r = {ExitAction::kFatal, "dirty ring full: " + st.message()};
+  }
+  std::string msg = "vcpu " + std::to_string(id_) + ": " + r.message;
+  if (r.action == ExitAction::kEmulationFailure) {
+    host_.end(VmEnd::kError, describe_emulation_failure(msg));
+  } else {
+    host_.end(r.action == ExitAction::kGuestCrash ? VmEnd::kGuestCrash : VmEnd::kError, msg);
+  }
+  return false;
 }
 
 // "vcpu 0: KVM emulation failure at RIP 0x... (CPL 0): instruction bytes cc 90 ..." plus a hint.

@@ -42,11 +42,13 @@ public:
   virtual const GuestMemory& memory() const = 0;
   // First caller wins; every vCPU is then stopped.
   virtual void end(VmEnd why, const std::string& message) = 0;
+  // This vCPU's dirty ring is full: collect the rings so that it can run on.
+  virtual Status collect_dirty_rings() = 0;
 };
 
 // What one exit asks the run loop to do. A free function decides it, so tests can feed it
 // synthetic kvm_run contents.
-enum class ExitAction { kContinue, kGuestCrash, kEmulationFailure, kFatal };
+enum class ExitAction { kContinue, kDirtyRingFull, kGuestCrash, kEmulationFailure, kFatal };
 struct ExitResult {
   ExitAction action = ExitAction::kContinue;
   std::string message;  // for anything but kContinue
@@ -55,11 +57,14 @@ ExitResult handle_exit(kvm_run& run, const Bus& pio, const Bus& mmio);
 
 class Vcpu {
 public:
-  static Result<std::unique_ptr<Vcpu>> create(int vm_fd, const Kvm& kvm, unsigned id, VcpuHost& host);
+  // `dirty_ring_bytes`: the VM's dirty ring per vCPU (0: none), mapped from the vCPU's fd.
+  static Result<std::unique_ptr<Vcpu>> create(int vm_fd, const Kvm& kvm, unsigned id, VcpuHost& host,
+                                              size_t dirty_ring_bytes = 0);
   ~Vcpu();
 
   unsigned id() const { return id_; }
   int fd() const { return fd_.get(); }
+  kvm_dirty_gfn* dirty_ring() const { return static_cast<kvm_dirty_gfn*>(ring_map_.addr()); }
   VcpuState state() const { return state_.load(); }
   uint64_t exits() const { return exits_.load(std::memory_order_relaxed); }
 
@@ -82,12 +87,15 @@ private:
   void thread_main();
   void report(VcpuState s);
   void throttle_sleep();
+  bool settle();
+  bool on_exit();
   std::string describe_emulation_failure(const std::string& base);
 
   unsigned id_;
   VcpuHost& host_;
   UniqueFd fd_;
   Mapping run_map_;
+  Mapping ring_map_;  // KVM's dirty ring for this vCPU, when the VM has one
   kvm_run* run_ = nullptr;
   std::thread thread_;
   pthread_t pthread_{};
@@ -99,6 +107,7 @@ private:
   std::atomic<bool> started_{false};  // pthread_ is valid
   std::atomic<unsigned> throttle_percent_{0};
   std::atomic<bool> throttle_due_{false};
+  bool unsettled_ = false;  // the last exit's I/O completes only on the next KVM_RUN (thread-owned)
 };
 
 }  // namespace minihv

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "common/log.h"
+#include "cpuid/host.h"
 #include "cpuid/kvm_abi.h"
 #include "vmm/devices/power.h"
 #include "vmm/devices/uart.h"
@@ -92,7 +93,8 @@ Status Vm::create_vm() {
     rc = kvm_ioctl(fd, KVM_SET_IDENTITY_MAP_ADDR, &addr);
     if (rc < 0) return kvm_error("KVM_SET_IDENTITY_MAP_ADDR", rc);
   }
-  MINIHV_TRY(dirty_log_.enable(fd));  // before any memslot exists
+  // Before any memslot or vCPU exists.
+  MINIHV_TRY(dirty_log_.enable(fd, config_.dirty_log, cpuid::read_host_facts().kvm_hw));
   rc = kvm_ioctl(fd, KVM_CREATE_IRQCHIP, 0ul);
   if (rc < 0) return kvm_error("KVM_CREATE_IRQCHIP", rc);
   kvm_pit_config pit{};
@@ -155,8 +157,9 @@ Status Vm::create_vcpus() {
   if (!guest) return guest.status().context("--cpu-model " + config_.cpu_model);
   cpuid_ = std::move(guest).value();
   for (unsigned i = 0; i < config_.cpus; ++i) {
-    auto v = Vcpu::create(vm_fd_.get(), kvm_, i, *this);
+    auto v = Vcpu::create(vm_fd_.get(), kvm_, i, *this, dirty_log_.ring_bytes());
     if (!v) return v.status();
+    if (dirty_log_.ring()) dirty_log_.add_ring((*v)->dirty_ring());
     MINIHV_TRY(cpuid::kvm_set_cpuid2((*v)->fd(), cpuid_->entries_for(i)).context("vcpu " + std::to_string(i)));
     if (i == 0) {
       auto applied = cpuid::read_vcpu_cpuid((*v)->fd());
@@ -255,6 +258,7 @@ nlohmann::json Vm::status() const {
           {"cmdline", config_.cmdline},
           {"disks", config_.disks},
           {"uptime_ms", up},
+          {"dirty_log", dirty_log_.method()},
           {"vcpus", vcpus}};
   if (cpuid_) j["cpu"] = cpuid::status_json(*cpuid_, cpuid_applied_ ? &*cpuid_applied_ : nullptr);
   return j;

@@ -48,6 +48,7 @@ struct VmConfig {
   std::string console_path;         // empty: stdout
   bool hugetlb = false;
   std::string cpu_model = "host";  // cpuid/: host, compat, x86-64-v1..v4, or a profile .json
+  DirtyLogMode dirty_log = DirtyLogMode::kAuto;  // how migration learns which pages changed
   // Set for a VM of a cluster node (`run --fence-fd`): the node holds the volume disks' leases and
   // this says until when the VM may write; no lease is taken here.
   std::shared_ptr<const blockdev::Fence> fence;
@@ -99,6 +100,7 @@ public:
   // of `region` written since the last harvest, by the guest or by a device.
   Status harvest_dirty(size_t region, std::span<uint64_t> bitmap);
   Status stop_dirty_log();
+  const char* dirty_log_method() const { return dirty_log_.method(); }
   size_t dirty_bitmap_words(size_t region) const { return DirtyLog::bitmap_words(*mem_, region); }
 
   // Auto-converge: each vCPU spends `percent` (0-99) of wall time out of KVM_RUN. 0 costs nothing.
@@ -115,6 +117,7 @@ public:
   const Bus& mmio_bus() const override { return mmio_; }
   const GuestMemory& memory() const override { return *mem_; }
   void end(VmEnd why, const std::string& message) override;
+  Status collect_dirty_rings() override { return dirty_log_.collect(*mem_); }
 
   GuestMemory& memory() { return *mem_; }
   int vm_fd() const { return vm_fd_.get(); }

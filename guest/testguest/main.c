@@ -20,6 +20,10 @@ static NORETURN void run(u32 cpu)
         if (cpu == 0)
             work_diskbench(cpu);
         work_idle(cpu);
+    case W_CHATTER:
+        if (cpu == 0)
+            work_chatter(cpu);
+        work_idle(cpu);
     default:
         break;
     }
@@ -70,6 +74,18 @@ NORETURN void user_main_ap(u64 cpu)
     while (!tg.go)
         cpu_relax();
     run((u32)cpu);
+}
+
+/* chatter: the console never rests, so a pause nearly always finds the vCPU at a port write. */
+NORETURN void work_chatter(u32 cpu)
+{
+    struct mon m;
+    mon_init(&m, cpu);
+    for (u64 n = 1;; n++) {
+        if (mon_poll(&m))
+            mon_hb(&m, "");
+        uprintf("TICK %lu\n", n);
+    }
 }
 
 NORETURN void work_idle(u32 cpu)

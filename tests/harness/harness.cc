@@ -146,7 +146,10 @@ void VmProcess::reader(int fd, bool is_stdout) {
   close(fd);
   std::lock_guard lock(mu_);
   if (is_stdout) {
-    if (!out_partial_.empty()) out_lines_.push_back(out_partial_);
+    if (!out_partial_.empty()) {
+      out_lines_.push_back(out_partial_);  // a last line without its newline: still a line to match
+      out_unterminated_ = true;
+    }
     out_partial_.clear();
     out_closed_ = true;
   }
@@ -193,6 +196,7 @@ std::string VmProcess::stdout_text() const {
   std::lock_guard lock(mu_);
   std::string s;
   for (const auto& l : out_lines_) s += l + "\n";
+  if (out_unterminated_) s.pop_back();  // exactly what the process wrote
   return s + out_partial_;
 }
 

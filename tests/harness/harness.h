@@ -77,6 +77,7 @@ private:
   mutable std::mutex mu_;
   std::vector<std::string> out_lines_;
   std::string out_partial_, err_;
+  bool out_unterminated_ = false;  // stdout ended without a newline
   std::thread out_thread_, err_thread_;
   bool out_closed_ = false;
 };

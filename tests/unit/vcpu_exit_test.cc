@@ -100,6 +100,13 @@ TEST(HandleExit, TripleFaultAndEmulationFailureAreNamed) {
   EXPECT_NE(r.message.find("9999"), std::string::npos);
 }
 
+TEST(HandleExit, AFullDirtyRingAsksForACollection) {
+  Bus pio, mmio;
+  FakeRun f;
+  f.run().exit_reason = KVM_EXIT_DIRTY_RING_FULL;
+  EXPECT_EQ(handle_exit(f.run(), pio, mmio).action, ExitAction::kDirtyRingFull);
+}
+
 TEST(ExitStatus, EachEndHasItsStatus) {
   EXPECT_EQ(exit_status(VmEnd::kPowerOff), 0);
   EXPECT_EQ(exit_status(VmEnd::kStopped), 0);
