@@ -63,7 +63,15 @@ Status kvm_set_cpuid2(int vcpu_fd, std::span<const kvm_cpuid_entry2> entries) {
 }
 
 Result<std::vector<kvm_cpuid_entry2>> kvm_get_cpuid2(int vcpu_fd) {
-  Buffer b(kMaxEntries);
+  // Before Linux 6.5 a successful KVM_GET_CPUID2 leaves nent as the caller gave it (a larger buffer
+  // comes back with zeroed entries after the real ones, and each reads as leaf 0); a too-small one
+  // fails with E2BIG and says the count on every version. So: the count first, then exactly that.
+  Buffer count(0);
+  if (retry_ioctl(vcpu_fd, kGetCpuid2, count.raw()) == 0) return std::vector<kvm_cpuid_entry2>{};
+  if (errno != E2BIG) return Status::from_errno("KVM_GET_CPUID2");
+  const uint32_t n = count.header()->nent;
+  if (n > kMaxEntries) return Status::error("KVM_GET_CPUID2: " + std::to_string(n) + " entries, more than 256");
+  Buffer b(n);
   if (retry_ioctl(vcpu_fd, kGetCpuid2, b.raw()) < 0) return Status::from_errno("KVM_GET_CPUID2");
   return b.vector();
 }

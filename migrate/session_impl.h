@@ -80,6 +80,7 @@ struct Session::Impl {
   Status flush_stream(uint16_t stream);
   Status poll(const FrameHandler& h);
   Status receive(const FrameHandler& h, std::chrono::milliseconds timeout);
+  Status receive_remaining(const FrameHandler& handler, std::chrono::milliseconds timeout);
   Status receive_stream(uint16_t stream, const FrameHandler& h, std::chrono::milliseconds timeout);
   void stop(Status why);
   TransportStats stats() const;

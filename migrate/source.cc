@@ -22,6 +22,8 @@ constexpr auto kReplyTimeout = std::chrono::seconds(30);
 // The ACK needs nothing from the destination but a send (it has the whole state by COMMIT): one
 // that does not come this soon is lost, and the switchover is in doubt (in_doubt.h).
 constexpr auto kAckTimeout = std::chrono::seconds(10);
+// After COMMIT could not be sent: how long stream 0 may still bring the ABORT the destination sent first.
+constexpr auto kAbortGrace = std::chrono::milliseconds(1000);
 // Then each target is asked whether it committed, this long each, this many times.
 constexpr auto kAskTimeout = std::chrono::seconds(2);
 constexpr unsigned kAskAttempts = 2;
@@ -429,6 +431,7 @@ private:
     if (sent) sent = session_->flush();
     Status acked = sent ? wait_for(FrameType::kAck, [](const FrameView&) { return Status::ok(); }, kAckTimeout)
                         : sent.context("sending COMMIT");
+    if (!sent) heard_abort_before_close();
     if (acked) {
       sum_.switchover = "ack";
       return Status::ok();
@@ -453,6 +456,18 @@ private:
       return Status::error(why + "; the VM resumes here: the destination cannot run it without the leases held here");
     }
     return Status::error(why);
+  }
+
+  // COMMIT could not go out: the destination closed. If it gave up first, its ABORT is still
+  // readable on stream 0 — proof that it did not commit.
+  void heard_abort_before_close() {
+    (void)session_->receive_remaining(
+        [&](const FrameView& v) -> Result<Next> {
+          if (v.type() != FrameType::kAbort) return Next::kContinue;
+          destination_aborted_ = true;
+          return Next::kStop;
+        },
+        kAbortGrace);
   }
 
   // The target that took the session first (it is the one that may have committed), then the rest.

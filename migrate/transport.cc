@@ -518,6 +518,25 @@ Status Session::Impl::receive_stream(uint16_t stream, const FrameHandler& handle
   }
 }
 
+Status Session::Impl::receive_remaining(const FrameHandler& handler, std::chrono::milliseconds timeout) {
+  StreamState& s = *streams_[kControlStream];
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    bool stop = false, any = false;
+    MINIHV_TRY(deliver_lane(s, handler, stop, any, SIZE_MAX));
+    if (stop) return Status::ok();
+    if (any) continue;
+    if (s.recv_closed) return s.closed_reason;
+    if (Clock::now() >= deadline) return Status::error("nothing more from " + peer + " within " + ms_text(timeout));
+    // Not pump(): it answers with the lane's send failure; receiving may still work.
+    arm_recv(s);
+    io_uring_cqe* cqe = nullptr;
+    __kernel_timespec ts = timespec_until(deadline);
+    if (s.inflight > 0) (void)io_uring_submit_and_wait_timeout(s.ring.raw(), &cqe, 1, &ts, nullptr);
+    reap(s);
+  }
+}
+
 TransportStats Session::Impl::stats() const {
   TransportStats all;
   for (const auto& s : streams_) {
@@ -560,6 +579,9 @@ Status Session::receive_stream(uint16_t stream, const FrameHandler& h, std::chro
   return impl_->receive_stream(stream, h, t);
 }
 void Session::stop(Status why) { impl_->stop(std::move(why)); }
+Status Session::receive_remaining(const FrameHandler& h, std::chrono::milliseconds t) {
+  return impl_->receive_remaining(h, t);
+}
 TransportStats Session::stats() const { return impl_->stats(); }
 std::pair<uint64_t, double> Session::take_link_sample(uint16_t stream) { return impl_->take_link_sample(stream); }
 

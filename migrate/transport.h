@@ -136,6 +136,9 @@ public:
   // The same on one stream, for that stream's thread (stream 0's waits for the barrier on the others).
   // Ends early with the reason once stop() was called.
   Status receive_stream(uint16_t stream, const FrameHandler& handler, std::chrono::milliseconds timeout);
+  // After sending failed (the peer went away): the frames stream 0 still holds or brings within
+  // `timeout` — a peer that gave up sent its ABORT before it closed.
+  Status receive_remaining(const FrameHandler& handler, std::chrono::milliseconds timeout);
   // Makes every receive_stream (on any thread) return `why` within kStopCheck: one stream's failure
   // ends the others'. Sending still works (ABORT on stream 0).
   void stop(Status why);

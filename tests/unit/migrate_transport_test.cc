@@ -270,6 +270,43 @@ TEST(MigrateTransport, AnAbortOnStreamZeroIsHeardAfterAnotherStreamClosed) {
   EXPECT_EQ(heard, "the test gave up");
 }
 
+// A peer that gave up sent ABORT and closed before our next frame could go: sending fails
+// (EPIPE/ECONNRESET), and the ABORT it sent first is still there to read.
+TEST(MigrateTransport, AnAbortSentBeforeThePeerClosedIsReadAfterSendingFailed) {
+  auto listening = net::listen_on(loopback(0));
+  ASSERT_TRUE(listening);
+  const Endpoint target = loopback(net::local_port(listening->get()));
+  auto tx = Session::connect(std::span(&target, 1), {});
+  ASSERT_TRUE(tx) << tx.message();
+  UniqueFd peer;
+  while (!peer.valid()) {
+    int c = ::accept4(listening->get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (c >= 0) peer.reset(c);
+    else std::this_thread::sleep_for(1ms);
+  }
+  Frame abort = make_abort({"gave up first"});
+  seal(abort, kControlStream, 0);
+  ASSERT_EQ(::write(peer.get(), abort.bytes.data(), abort.bytes.size()), static_cast<ssize_t>(abort.bytes.size()));
+  std::this_thread::sleep_for(50ms);  // the ABORT is in our socket before the peer closes
+  peer.reset();                       // unread data (STREAM_OPEN): the kernel resets the connection
+  Status sent;
+  for (uint32_t i = 0; sent && i < 1000; ++i) {
+    sent = (*tx)->send(kControlStream, tagged_pages_frame(i, 1 << 20));
+    if (sent) sent = (*tx)->flush();
+  }
+  ASSERT_FALSE(sent) << "sending to a closed peer must fail";
+  std::string heard;
+  Status st = (*tx)->receive_remaining(
+      [&](const FrameView& v) -> Result<Next> {
+        auto a = parse_abort(v);
+        heard = a ? a->reason : a.message();
+        return Next::kStop;
+      },
+      1000ms);
+  EXPECT_TRUE(st) << st.message();
+  EXPECT_EQ(heard, "gave up first");
+}
+
 TEST(MigrateTransport, SilentPeerTimesOut) {
   auto l = Listener::listen(loopback(0));
   ASSERT_TRUE(l);
