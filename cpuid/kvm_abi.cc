@@ -64,15 +64,30 @@ Status kvm_set_cpuid2(int vcpu_fd, std::span<const kvm_cpuid_entry2> entries) {
 
 Result<std::vector<kvm_cpuid_entry2>> kvm_get_cpuid2(int vcpu_fd) {
   // Before Linux 6.5 a successful KVM_GET_CPUID2 leaves nent as the caller gave it (a larger buffer
-  // comes back with zeroed entries after the real ones, and each reads as leaf 0); a too-small one
-  // fails with E2BIG and says the count on every version. So: the count first, then exactly that.
-  Buffer count(0);
-  if (retry_ioctl(vcpu_fd, kGetCpuid2, count.raw()) == 0) return std::vector<kvm_cpuid_entry2>{};
-  if (errno != E2BIG) return Status::from_errno("KVM_GET_CPUID2");
-  const uint32_t n = count.header()->nent;
-  if (n > kMaxEntries) return Status::error("KVM_GET_CPUID2: " + std::to_string(n) + " entries, more than 256");
-  Buffer b(n);
-  if (retry_ioctl(vcpu_fd, kGetCpuid2, b.raw()) < 0) return Status::from_errno("KVM_GET_CPUID2");
+  // comes back with zeroed entries after the real ones, each reading as leaf 0), and a failing one
+  // never says the count. It fails with E2BIG exactly when nent is below the count: find the
+  // smallest nent that succeeds (at most 9 calls), and that many entries are the table.
+  auto fits = [&](uint32_t n, Buffer& b) -> Result<bool> {
+    b.header()->nent = n;
+    if (retry_ioctl(vcpu_fd, kGetCpuid2, b.raw()) == 0) return true;
+    if (errno == E2BIG) return false;
+    return Status::from_errno("KVM_GET_CPUID2");
+  };
+  Buffer b(kMaxEntries);
+  uint32_t lo = 0, hi = kMaxEntries;  // the count is in (lo - 1, hi]: hi fits
+  auto all = fits(hi, b);
+  if (!all) return all.status();
+  if (!*all) return Status::error("KVM_GET_CPUID2: more than 256 entries");
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo) / 2;
+    auto ok = fits(mid, b);
+    if (!ok) return ok.status();
+    if (*ok) hi = mid;
+    else lo = mid + 1;
+  }
+  auto last = fits(hi, b);  // the buffer holds the table read with exactly its count
+  if (!last) return last.status();
+  b.header()->nent = hi;
   return b.vector();
 }
 
