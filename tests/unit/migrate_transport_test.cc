@@ -231,6 +231,34 @@ TEST(MigrateTransport, SenderKilledMakesTheReceiverFail) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 }
 
+// The `n` connections a Session::connect made to `listening`, as a raw peer holds them (accepted
+// in connect order: stream 0 first).
+std::vector<UniqueFd> accept_raw(int listening, size_t n) {
+  std::vector<UniqueFd> peer;
+  while (peer.size() < n) {
+    int c = ::accept4(listening, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c >= 0) peer.emplace_back(c);
+    else std::this_thread::sleep_for(1ms);
+  }
+  return peer;
+}
+
+// A raw peer's ABORT, the first frame it sends on stream 0.
+void write_abort(int fd, const std::string& reason) {
+  Frame abort = make_abort({reason});
+  seal(abort, kControlStream, 0);
+  EXPECT_EQ(::write(fd, abort.bytes.data(), abort.bytes.size()), static_cast<ssize_t>(abort.bytes.size()));
+}
+
+// A handler that keeps the first frame's ABORT reason in `heard` and stops.
+FrameHandler abort_reader(std::string& heard) {
+  return [&heard](const FrameView& v) -> Result<Next> {
+    auto a = parse_abort(v);
+    heard = a ? a->reason : a.message();
+    return Next::kStop;
+  };
+}
+
 // A peer that gives up closes every stream and says why on stream 0 — possibly a moment after
 // another stream's close reached us. The reason is the answer, not the first closed stream: a
 // source waiting for ACK after COMMIT resumes its VM on an ABORT and stays in doubt otherwise.
@@ -242,29 +270,15 @@ TEST(MigrateTransport, AnAbortOnStreamZeroIsHeardAfterAnotherStreamClosed) {
   o.streams = 2;
   auto tx = Session::connect(std::span(&target, 1), o);
   ASSERT_TRUE(tx) << tx.message();
-  std::vector<UniqueFd> peer;  // accepted in connect order: stream 0 first
-  while (peer.size() < 2) {
-    int c = ::accept4(listening->get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (c >= 0) peer.emplace_back(c);
-    else std::this_thread::sleep_for(1ms);
-  }
+  std::vector<UniqueFd> peer = accept_raw(listening->get(), 2);
   std::thread giver_up([&] {
     peer[1].reset();
     std::this_thread::sleep_for(100ms);
-    Frame abort = make_abort({"the test gave up"});
-    seal(abort, kControlStream, 0);
-    EXPECT_EQ(::write(peer[0].get(), abort.bytes.data(), abort.bytes.size()),
-              static_cast<ssize_t>(abort.bytes.size()));
+    write_abort(peer[0].get(), "the test gave up");
     peer[0].reset();
   });
   std::string heard;
-  Status st = (*tx)->receive(
-      [&](const FrameView& v) -> Result<Next> {
-        auto a = parse_abort(v);
-        heard = a ? a->reason : a.message();
-        return Next::kStop;
-      },
-      5000ms);
+  Status st = (*tx)->receive(abort_reader(heard), 5000ms);
   giver_up.join();
   EXPECT_TRUE(st) << st.message();
   EXPECT_EQ(heard, "the test gave up");
@@ -278,17 +292,10 @@ TEST(MigrateTransport, AnAbortSentBeforeThePeerClosedIsReadAfterSendingFailed) {
   const Endpoint target = loopback(net::local_port(listening->get()));
   auto tx = Session::connect(std::span(&target, 1), {});
   ASSERT_TRUE(tx) << tx.message();
-  UniqueFd peer;
-  while (!peer.valid()) {
-    int c = ::accept4(listening->get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (c >= 0) peer.reset(c);
-    else std::this_thread::sleep_for(1ms);
-  }
-  Frame abort = make_abort({"gave up first"});
-  seal(abort, kControlStream, 0);
-  ASSERT_EQ(::write(peer.get(), abort.bytes.data(), abort.bytes.size()), static_cast<ssize_t>(abort.bytes.size()));
+  std::vector<UniqueFd> peer = accept_raw(listening->get(), 1);
+  write_abort(peer[0].get(), "gave up first");
   std::this_thread::sleep_for(50ms);  // the ABORT is in our socket before the peer closes
-  peer.reset();                       // unread data (STREAM_OPEN): the kernel resets the connection
+  peer[0].reset();                    // unread data (STREAM_OPEN): the kernel resets the connection
   Status sent;
   for (uint32_t i = 0; sent && i < 1000; ++i) {
     sent = (*tx)->send(kControlStream, tagged_pages_frame(i, 1 << 20));
@@ -296,13 +303,7 @@ TEST(MigrateTransport, AnAbortSentBeforeThePeerClosedIsReadAfterSendingFailed) {
   }
   ASSERT_FALSE(sent) << "sending to a closed peer must fail";
   std::string heard;
-  Status st = (*tx)->receive_remaining(
-      [&](const FrameView& v) -> Result<Next> {
-        auto a = parse_abort(v);
-        heard = a ? a->reason : a.message();
-        return Next::kStop;
-      },
-      1000ms);
+  Status st = (*tx)->receive_remaining(abort_reader(heard), 1000ms);
   EXPECT_TRUE(st) << st.message();
   EXPECT_EQ(heard, "gave up first");
 }
