@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/report.h"
 #include "cluster/node.h"
 #include "cluster/rpc.h"
 #include "cluster/validate.h"
@@ -90,11 +91,6 @@ std::string node_address(const ClusterCli& c) {
   if (!c.node.empty()) return c.node;
   if (const char* e = std::getenv("MINIHV_NODE")) return e;
   return "127.0.0.1:7700";
-}
-
-int fail(const Status& s) {
-  std::fprintf(stderr, "minihv: error: %s\n", s.message().c_str());
-  return s.is_invalid_input() ? kExitUsage : kExitFailure;
 }
 
 Result<Json> call(const ClusterCli& c, const Json& req, std::chrono::milliseconds timeout = std::chrono::seconds(30),

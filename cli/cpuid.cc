@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/report.h"
 #include "cpuid/cpuid.h"
 
 namespace minihv::cli {
@@ -13,11 +14,6 @@ namespace minihv::cli {
 namespace {
 
 using namespace minihv::cpuid;
-
-int fail(const Status& s) {
-  std::fprintf(stderr, "minihv: error: %s\n", s.message().c_str());
-  return s.is_invalid_input() ? kExitUsage : kExitFailure;
-}
 
 // A profile JSON, or a raw CPUID dump in any format import_dump() reads.
 Result<Profile> load_any(const std::string& path) {

@@ -7,6 +7,7 @@
 
 #include "blockdev/volume.h"
 #include "cli/commands.h"
+#include "cli/report.h"
 #include "common/units.h"
 
 namespace minihv::cli {
@@ -14,11 +15,6 @@ namespace minihv::cli {
 namespace {
 
 using blockdev::Volume;
-
-int fail(const Status& s) {
-  std::fprintf(stderr, "minihv: error: %s\n", s.message().c_str());
-  return s.is_invalid_input() ? kExitUsage : kExitFailure;
-}
 
 std::string when(int64_t unix_ms) {
   if (unix_ms <= 0) return "-";

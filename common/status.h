@@ -28,6 +28,11 @@ public:
     return Status(what + ": " + std::strerror(err));
   }
 
+  // The same, as bad input: a path the user gave that does not exist or cannot be opened.
+  static Status invalid_from_errno(const std::string& what, int err = errno) {
+    return invalid(what + ": " + std::strerror(err));
+  }
+
   bool is_ok() const { return !failed_; }
   bool is_invalid_input() const { return invalid_; }
   explicit operator bool() const { return is_ok(); }

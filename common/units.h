@@ -8,8 +8,9 @@
 
 namespace minihv {
 
-// "<n>[K|M|G|T][i][B]" in binary units, case-insensitive. A bare number is in `bare_unit` bytes
-// (1 for byte counts, 1 MiB for --mem, as QEMU's -m). Overflow and junk are errors.
+// "<n>[.<decimals>][K|M|G|T][i][B]" in binary units, case-insensitive ("1.5G" is 1536 MiB). A bare
+// number is in `bare_unit` bytes (1 for byte counts, 1 MiB for --mem, as QEMU's -m). Overflow,
+// junk and a fraction of a byte ("1.3K") are errors.
 Result<uint64_t> parse_size(const std::string& text, uint64_t bare_unit = 1);
 // "1.5 GiB", "512 MiB", "4 KiB", "17 B".
 std::string format_size(uint64_t bytes);

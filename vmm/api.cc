@@ -64,7 +64,9 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& path, Han
   mode_t old = umask(0177);  // mode 0600: only the owner may steer the VM
   int rc = bind(s->listen_fd_.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
   umask(old);
-  if (rc < 0) return Status::from_errno("bind " + path);
+  if (rc < 0) return Status::invalid_from_errno("bind " + path);  // the user's path: a missing or closed directory
+  struct stat bound{};
+  if (lstat(path.c_str(), &bound) == 0) s->bound_ = {bound.st_dev, bound.st_ino};
   if (listen(s->listen_fd_.get(), 8) < 0) return Status::from_errno("listen " + path);
   MINIHV_TRY(s->start_thread());
   return s;
@@ -73,7 +75,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& path, Han
 Result<std::unique_ptr<ApiServer>> ApiServer::adopt(UniqueFd listening, std::string name, Handler handler) {
   std::unique_ptr<ApiServer> s(new ApiServer(std::move(name), std::move(handler)));
   s->listen_fd_ = std::move(listening);
-  s->unlink_path_ = false;
+  s->unix_socket_ = false;
   MINIHV_TRY(s->start_thread());
   return s;
 }
@@ -92,7 +94,15 @@ ApiServer::~ApiServer() {
     thread_.join();
   }
   for (auto& c : clients_) c.thread.join();
-  if (listen_fd_.valid() && unlink_path_) unlink(path_.c_str());
+  if (bound_) remove_own_socket_file();
+}
+
+// The file at path_ is removed only if it is still the socket this server bound: a refused start
+// (another VM serves the path) or a path taken over since must not lose another VM's socket.
+void ApiServer::remove_own_socket_file() const {
+  struct stat now{};
+  if (lstat(path_.c_str(), &now) == 0 && now.st_dev == bound_->first && now.st_ino == bound_->second)
+    unlink(path_.c_str());
 }
 
 void ApiServer::serve() {
@@ -104,7 +114,7 @@ void ApiServer::serve() {
     if (!(fds[0].revents & POLLIN)) continue;
     UniqueFd client(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!client.valid()) continue;
-    if (active_clients_.load() >= (unlink_path_ ? kMaxClients : kMaxTcpClients)) {
+    if (active_clients_.load() >= (unix_socket_ ? kMaxClients : kMaxTcpClients)) {
       (void)write_all(client.get(), nlohmann::json{{"ok", false}, {"error", "too many control clients"}}.dump() + "\n");
       continue;
     }
@@ -144,7 +154,7 @@ void ApiServer::serve_client(UniqueFd client) {
     pollfd fds[2] = {{fd, POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
     // Between requests: a local socket may wait forever; a network peer that went away without
     // closing (a dead node) must not hold a client slot for good.
-    const int rc = poll(fds, 2, unlink_path_ ? -1 : kTcpIdleMs);
+    const int rc = poll(fds, 2, unix_socket_ ? -1 : kTcpIdleMs);
     if (rc == 0) return;
     if (rc < 0) continue;
     if (fds[1].revents) return;

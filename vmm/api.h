@@ -4,9 +4,13 @@
 // replies (one JSON object per line each way). What a command does is the handler's business.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <functional>
 #include <mutex>
+#include <optional>
+#include <utility>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,7 +34,7 @@ public:
   // Serves on a socket that is already listening (e.g. TCP: a cluster node's control server);
   // `name` is for messages only.
   static Result<std::unique_ptr<ApiServer>> adopt(UniqueFd listening, std::string name, Handler handler);
-  ~ApiServer();  // stops the thread and removes the socket file
+  ~ApiServer();  // stops the thread and removes the socket file it bound (never another's)
 
   const std::string& path() const { return path_; }
 
@@ -40,6 +44,7 @@ private:
   void serve();
   void reap_finished_clients();
   void serve_client(UniqueFd fd);
+  void remove_own_socket_file() const;
 
   std::string path_;
   Handler handler_;
@@ -52,7 +57,8 @@ private:
     std::shared_ptr<std::atomic<bool>> done;
   };
   std::vector<Client> clients_;
-  bool unlink_path_ = true;
+  bool unix_socket_ = true;  // false for an adopted (TCP) socket: the client limits and idle timeout differ
+  std::optional<std::pair<dev_t, ino_t>> bound_;  // the socket file this server created
   std::atomic<unsigned> active_clients_{0};
 };
 

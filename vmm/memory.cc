@@ -46,8 +46,8 @@ Result<Mapping> map_ram(uint64_t size, GuestMemory::Backing backing) {
 }  // namespace
 
 Result<std::unique_ptr<GuestMemory>> GuestMemory::create(uint64_t size, Backing backing) {
-  if (size < 16 * layout::kMiB) return Status::error("guest memory must be at least 16 MiB");
-  if (size % kHugeAlign) return Status::error("guest memory must be a multiple of 2 MiB");
+  if (size < 16 * layout::kMiB) return Status::invalid("guest memory must be at least 16 MiB");
+  if (size % kHugeAlign) return Status::invalid("guest memory must be a multiple of 2 MiB");
   std::unique_ptr<GuestMemory> mem(new GuestMemory());
   mem->size_ = size;
   mem->pagemap_.reset(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));  // optional: untouched_pages()

@@ -133,7 +133,7 @@ Status Vm::create_devices() {
   int in = isatty(STDIN_FILENO) ? STDIN_FILENO : -1;
   if (!config_.console_path.empty()) {
     console_fd_.reset(::open(config_.console_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!console_fd_.valid()) return Status::from_errno("--console " + config_.console_path);
+    if (!console_fd_.valid()) return Status::invalid_from_errno("--console " + config_.console_path);
     out = console_fd_.get();
   }
   auto com1 = KvmIrqLine::create(vm_fd_.get(), layout::kCom1Irq);

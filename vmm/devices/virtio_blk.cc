@@ -33,7 +33,7 @@ template <typename T> void put_le(uint8_t* cfg, uint32_t off, T v) {
 
 Result<std::unique_ptr<VirtioBlk>> VirtioBlk::create(BlockBackend backend, std::string serial) {
   if (backend.capacity_sectors() == 0)
-    return Status::error("disk " + backend.name() + ": empty (a disk needs at least 512 bytes)");
+    return Status::invalid("disk " + backend.name() + ": empty (a disk needs at least 512 bytes)");
   if (serial.empty()) serial = default_serial(backend.name());
   return std::unique_ptr<VirtioBlk>(new VirtioBlk(std::move(backend), std::move(serial)));
 }

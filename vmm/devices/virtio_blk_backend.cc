@@ -47,13 +47,8 @@ Result<BlockBackend> BlockBackend::open_file(const std::string& path, FileOption
       read_only = true;
     }
   }
-  if (!fd.valid()) {
-    return Status::from_errno("disk " + path + ": cannot open " +
-                              (read_only ? "read-only" : "read-write") +
-                              (opts.read_only || opts.allow_read_only_fallback
-                                   ? ""
-                                   : " (a read-only image needs the read-only option)"));
-  }
+  if (!fd.valid())  // a path the user named: bad input, whatever the reason
+    return Status::invalid_from_errno("disk " + path + ": cannot open " + (read_only ? "read-only" : "read-write"));
   auto size = size_of(fd.get(), path);
   if (!size) return size.status();
   if (*size % kSector)

@@ -1,0 +1,48 @@
+// What an operator meets: a refused command changes nothing that something live depends on, and
+// every command reports a failure the same way (docs/cli.md "Conventions").
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include "tests/harness/harness.h"
+#include "vmm/api.h"
+
+namespace minihv::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Outcome {
+  int rc = -1;
+  std::string out, err;
+};
+
+// Runs `minihv args...` to completion (no VM stays behind: these commands end on their own).
+Outcome minihv(std::vector<std::string> args) {
+  VmProcess p(std::move(args));
+  auto rc = p.wait_exit(60s);
+  if (!rc) p.kill(SIGKILL);
+  return {rc.value_or(-1), p.stdout_text(), p.stderr_text()};
+}
+
+void expect_usage_error(const Outcome& o, const std::string& must_say) {
+  EXPECT_EQ(o.rc, 2) << o.err;
+  EXPECT_EQ(o.err.rfind("minihv: error: ", 0), 0u) << o.err;
+  EXPECT_NE(o.err.find(must_say), std::string::npos) << "stderr should mention '" << must_say << "':\n" << o.err;
+}
+
+TEST(Operator, ASecondVmRefusedOnASocketInUseLeavesTheFirstOneReachable) {
+  TempDir dir;
+  const std::string sock = dir.file("a.sock");
+  VmProcess first({"run", "--kernel", testguest_elf(), "--mem", "64M", "--api", sock});
+  ASSERT_TRUE(first.wait_line("^HB cpu=0 seq=1 ", 20s)) << first.stderr_text();
+  expect_usage_error(minihv({"run", "--kernel", testguest_elf(), "--mem", "64M", "--api", sock}), "in use");
+  auto st = api_call(sock, {{"cmd", "status"}});
+  ASSERT_TRUE(st) << "the first VM's socket is gone: " << st.message();
+  EXPECT_EQ(st->value("state", ""), "running");
+  ASSERT_TRUE(api_call(sock, {{"cmd", "stop"}}));
+  EXPECT_EQ(first.wait_exit(20s).value_or(-1), 0);
+}
+
+}  // namespace
+}  // namespace minihv::test
