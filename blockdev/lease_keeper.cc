@@ -6,8 +6,8 @@
 
 namespace minihv::blockdev {
 
-LeaseKeeper::LeaseKeeper(std::unique_ptr<Lease> lease, LostFn on_lost)
-    : lease_(std::move(lease)), on_lost_(std::move(on_lost)) {
+LeaseKeeper::LeaseKeeper(std::unique_ptr<Lease> lease, LostFn on_lost, RenewedFn on_renewed)
+    : lease_(std::move(lease)), on_lost_(std::move(on_lost)), on_renewed_(std::move(on_renewed)) {
   renewer_ = std::thread([this] { renew_loop(); });
   watchdog_ = std::thread([this] { watch_loop(); });
 }
@@ -55,6 +55,7 @@ void LeaseKeeper::renew_loop() {
     const Nanos t0 = clock.now();
     Status s = lease_->renew();
     const Nanos took = clock.now() - t0;
+    if (on_renewed_) on_renewed_(took, bool(s));
     if (took > lease_->timings().io_timeout)  // slow storage eats into the fail margin: say so
       LOG_WARN("lease on %s: renewal took %lld ms (io timeout %lld ms)", lease_->slot().resource.c_str(),
                static_cast<long long>(took.count() / 1'000'000), static_cast<long long>(lease_->timings().io_timeout.count()));

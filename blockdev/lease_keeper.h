@@ -3,7 +3,9 @@
 //
 // `on_lost(reason)` runs once, on a keeper thread, when the lease is lost (taken over, damaged,
 // or not renewed for `fail`); the data path has already stopped writing by then (the validity is
-// checked before every write). Destroying the keeper releases the lease.
+// checked before every write). `on_renewed(took, ok)`, when given, runs on the renewing thread after
+// every renewal attempt with the time its I/O took (a node's lease latency metric); it must not block.
+// Destroying the keeper releases the lease.
 #pragma once
 
 #include <condition_variable>
@@ -19,7 +21,8 @@ namespace minihv::blockdev {
 class LeaseKeeper {
 public:
   using LostFn = std::function<void(const std::string& reason)>;
-  LeaseKeeper(std::unique_ptr<Lease> lease, LostFn on_lost);
+  using RenewedFn = std::function<void(Nanos took, bool ok)>;
+  LeaseKeeper(std::unique_ptr<Lease> lease, LostFn on_lost, RenewedFn on_renewed = {});
   ~LeaseKeeper();
   LeaseKeeper(const LeaseKeeper&) = delete;
   LeaseKeeper& operator=(const LeaseKeeper&) = delete;
@@ -41,6 +44,7 @@ private:
 
   std::unique_ptr<Lease> lease_;
   LostFn on_lost_;
+  RenewedFn on_renewed_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

@@ -365,6 +365,7 @@ std::vector<Command> add_cluster_commands(CLI::App& app) {
   node->add_option("--listen", no->node.listen, "HOST:PORT for the cluster CLI and the other nodes")->required();
   node->add_option("--migration-networks", no->networks, "This node's addresses for live migration, preferred first (A,B,...)");
   node->add_option("--state-dir", no->node.state_dir, "VM consoles, logs and sockets (default /run/minihv/NAME)");
+  node->add_option("--metrics", no->node.metrics, "HOST:PORT to serve Prometheus metrics on (GET /metrics, plain HTTP)");
   out.push_back({node, [no] { return run_node(*no); }});
 
   auto c = std::make_shared<ClusterCli>();

@@ -27,6 +27,8 @@ std::vector<Command> add_cpuid_commands(CLI::App& app);
 std::vector<Command> add_volume_commands(CLI::App& app);
 Command add_migrate_command(CLI::App& app);
 std::vector<Command> add_cluster_commands(CLI::App& app);
+// help and completion walk `app`'s whole tree when they run: add them with the others, in any order.
+std::vector<Command> add_help_commands(CLI::App& app);
 
 // The VM side of `minihv migrate` (control-socket requests "migrate" and "migrate-resolve"): one
 // migration at a time, and a switchover left in doubt (migrate/in_doubt.h) until it is settled.

@@ -85,6 +85,12 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
   struct stat st{};
   if (::stat(n->o_.state_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return Status::invalid("--state-dir " + n->o_.state_dir + " is not a directory that can be created");
+  Node* raw = n.get();
+  if (!options.metrics.empty()) {  // before joining: a port in use changes nothing in the cluster
+    auto m = MetricsServer::start(options.metrics, [raw] { return raw->metrics_text(); });
+    if (!m) return m.status().context("--metrics " + options.metrics);
+    n->metrics_server_ = std::move(*m);
+  }
   blockdev::FileDevice* late_writes = nullptr;
   auto vol = open_writable_volume(options.volume, late_writes);
   if (!vol) return vol.status().context("--volume " + options.volume);
@@ -112,9 +118,12 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
     LOG_WARN("test hook: every write to the volume lands %llu ms late", static_cast<unsigned long long>(ms));
     late_writes->make_writes_late(std::chrono::milliseconds(ms));
   }
-  Node* raw = n.get();
   n->node_lease_ = std::make_unique<blockdev::LeaseKeeper>(
-      std::move(*lease), [raw](const std::string& why) { raw->on_node_lease_lost(why); });
+      std::move(*lease), [raw](const std::string& why) { raw->on_node_lease_lost(why); },
+      [raw](blockdev::Nanos took, bool ok) {
+        if (ok) raw->counters_.lease_renewal.observe(std::chrono::duration<double>(took).count());
+        else raw->counters_.lease_renewal_failures++;
+      });
   auto cfg = read_config(*n->obs_vol_);
   if (!cfg) return cfg.status();
   n->config_ = std::move(*cfg);
@@ -138,6 +147,7 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
 }
 
 Node::~Node() {
+  metrics_server_.reset();  // its scrapes read what follows
   std::map<std::string, std::shared_ptr<Local>> locals;
   {
     std::lock_guard lock(mu_);
@@ -194,6 +204,7 @@ int Node::run() {
   }
   server_.reset();
   migration_servers_.clear();
+  metrics_server_.reset();
   if (Status s = node_lease_->release(); !s) LOG_WARN("node lease: %s", s.message().c_str());
   std::fprintf(stderr, "minihv: node %s stopped\n", o_.name.c_str());
   return 0;
@@ -406,6 +417,16 @@ nlohmann::json Node::status_json() {
           {"local", local},
           {"max_migrations_per_node", config_.max_migrations_per_node},
           {"unix_ms", unix_ms()}};
+}
+
+std::string Node::metrics_text() {
+  NodeView view{o_.name, MINIHV_VERSION, {}};
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, l] : locals_)
+      view.vms.push_back({name, l->state, l->state == "running" && l->pid->load() > 0});
+  }
+  return metrics::render_exposition(node_families(counters_, view));
 }
 
 }  // namespace minihv::cluster

@@ -29,6 +29,8 @@
 #include "blockdev/lease_keeper.h"
 #include "blockdev/volume.h"
 #include "cluster/config.h"
+#include "cluster/metrics_server.h"
+#include "cluster/node_metrics.h"
 #include "cluster/observer.h"
 #include "vmm/api.h"
 
@@ -41,6 +43,7 @@ struct NodeOptions {
   std::vector<std::string> migration_networks;  // this node's addresses for migrations, preferred first
   std::string state_dir;                        // consoles, logs, control sockets of its VMs
   std::string self_exe;                         // the minihv binary to run VMs with
+  std::string metrics;                          // HOST:PORT for Prometheus' GET /metrics ("": none)
 };
 
 // Wall-clock milliseconds, for reports only (decisions use the monotonic clock).
@@ -75,6 +78,7 @@ private:
   void on_node_lease_lost(const std::string& why);
   void kill_all_children();
   nlohmann::json status_json();
+  std::string metrics_text();  // a scrape, on the metrics server's thread
 
   // --- VMs as child processes (node_vm.cc) ---
   std::shared_ptr<Local> new_local(const VmSpec& spec, const std::string& state);
@@ -115,6 +119,8 @@ private:
   std::vector<std::string> live_nodes(bool include_paused);
 
   NodeOptions o_;
+  NodeCounters counters_;  // before every thread that counts (the node lease's renewer, requests)
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<blockdev::Volume> vol_;       // node lease and configuration
   std::unique_ptr<blockdev::Volume> obs_vol_;   // every read (observer, configuration), on its own queue
   std::mutex disk_mu_;

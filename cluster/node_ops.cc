@@ -171,23 +171,27 @@ nlohmann::json Node::move_local(const std::string& vm, const std::string& to, co
       return invalid("node " + o_.name + " already runs " + std::to_string(migrations_) +
                      " live migration(s), its limit (max_migrations_per_node); try again when it ends");
     migrations_++;
+    counters_.migrations_started++;
     l = it->second;
     l->state = "migrating";
     target_addr = t->listen;
     streams = config_.migration_streams;
   }
-  // Whatever happens below, the slot is given back, and a VM that did not leave runs on here.
-  bool left = false;
+  // Whatever happens below, the slot is given back, the outcome counted, and a VM that did not
+  // leave runs on here.
+  bool left = false, moved = false;
   struct Guard {
     Node* n;
     std::shared_ptr<Local> l;
     const bool& left;
+    const bool& moved;
     ~Guard() {
+      ++(moved ? n->counters_.migrations_succeeded : n->counters_.migrations_failed);
       std::lock_guard lock(n->mu_);
       n->migrations_--;
       if (!left && l->state == "migrating") l->state = "running";
     }
-  } guard{this, l, left};
+  } guard{this, l, left, moved};
   try {
     const int64_t t0 = unix_ms();
     auto prepared = node_call(target_addr, {{"cmd", "prepare_incoming"}, {"vm", vm}, {"from", o_.name}},
@@ -212,6 +216,7 @@ nlohmann::json Node::move_local(const std::string& vm, const std::string& to, co
       return error_reply(Status::error("moving VM " + vm + " to " + to + ": " + why + "; it still runs on " + o_.name));
     }
     left = true;
+    counters_.migration_downtime.observe(result->value("downtime_ms", 0.0) / 1000.0);
     // The VM runs on `to` now, paused there until it holds the leases. Once our process is gone
     // (reaped: nothing of it can still reach the disk), hand them over.
     {
@@ -246,6 +251,7 @@ nlohmann::json Node::move_local(const std::string& vm, const std::string& to, co
                         {"total_ms", unix_ms() - t0},
                         {"handoff_ms", resumed ? resumed - released : -1}};
     if (!resumed) r["error"] = "node " + to + " did not take VM " + vm + "'s leases";
+    moved = resumed != 0;
     std::lock_guard lock(mu_);
     if (resumed) vm_holder_[vm] = to;  // what the next observation will show; status says it now
     return r;

@@ -156,6 +156,7 @@ void Node::start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptio
       forget(l->spec.name);
       return;
     }
+    if (why == "failover") counters_.failovers++;
     std::lock_guard lock(mu_);
     l->state = "running";
   });

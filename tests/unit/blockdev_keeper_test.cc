@@ -49,6 +49,27 @@ TEST(BlockdevKeeper, RenewsAndReleases) {
   EXPECT_EQ(r->rec.state, LeaseState::kFree);
 }
 
+TEST(BlockdevKeeper, ReportsEveryRenewalWithItsTime) {
+  RealVolume v;
+  auto l = v.vol->acquire(*v.vol->vm_slot(0, "disk x"), "A");
+  ASSERT_TRUE(l);
+  std::atomic<int> good{0}, bad{0};
+  std::atomic<int64_t> slowest{0};
+  LeaseKeeper k(std::move(*l), nullptr, [&](Nanos took, bool ok) {
+    ++(ok ? good : bad);
+    if (took.count() > slowest) slowest = took.count();
+  });
+  std::this_thread::sleep_for(150ms);
+  v.dev->set_failing(true);
+  std::this_thread::sleep_for(50ms);
+  v.dev->set_failing(false);
+  ASSERT_TRUE(k.release());
+  EXPECT_GE(good.load(), 3);
+  EXPECT_EQ(static_cast<uint64_t>(good.load()), k.renewals()) << "one report per successful renewal";
+  EXPECT_GE(bad.load(), 1) << "failed renewals are reported too";
+  EXPECT_GT(slowest.load(), 0);
+}
+
 TEST(BlockdevKeeper, StorageLossEndsTheHolderAtTheFailTimeout) {
   RealVolume v;
   auto l = v.vol->acquire(*v.vol->vm_slot(0, "disk x"), "A");
