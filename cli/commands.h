@@ -22,6 +22,8 @@ struct Command {
 };
 
 Command add_run_command(CLI::App& app);
+Command add_ps_command(CLI::App& app);
+Command add_console_command(CLI::App& app);
 std::vector<Command> add_vm_commands(CLI::App& app);
 std::vector<Command> add_cpuid_commands(CLI::App& app);
 std::vector<Command> add_volume_commands(CLI::App& app);

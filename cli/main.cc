@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
   int verbosity = 0;
   app.add_flag("-v,--verbose", verbosity, "More diagnostics on stderr (-vv for debug)");
 
-  std::vector<cli::Command> commands{cli::add_run_command(app)};
+  std::vector<cli::Command> commands{cli::add_run_command(app), cli::add_ps_command(app),
+                                     cli::add_console_command(app)};
   for (auto& c : cli::add_vm_commands(app)) commands.push_back(std::move(c));
   for (auto& c : cli::add_cpuid_commands(app)) commands.push_back(std::move(c));
   for (auto& c : cli::add_volume_commands(app)) commands.push_back(std::move(c));

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <atomic>
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -11,10 +13,13 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/run_control.h"
+#include "cli/terminal.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "migrate/migration.h"
 #include "vmm/api.h"
+#include "vmm/registry.h"
 #include "vmm/vm.h"
 
 namespace minihv::cli {
@@ -23,6 +28,7 @@ namespace {
 
 struct RunOptions {
   VmConfig vm;
+  std::string name;      // for `minihv ps`; default: the kernel file's name
   std::string mem = "512M";
   std::string api;
   std::string incoming;  // HOST:PORT: wait for a migrating VM instead of booting a kernel
@@ -57,7 +63,7 @@ private:
   std::thread thread_;
 };
 
-// SIGINT/SIGTERM stop the VM cleanly: a thread waits for them so no handler runs in a vCPU.
+// SIGINT/SIGTERM/SIGHUP stop the VM cleanly: a thread waits for them so no handler runs in a vCPU.
 class StopSignals {
 public:
   StopSignals() {
@@ -68,13 +74,13 @@ public:
     sigaddset(&set_, SIGUSR2);  // only ever sent by ~StopSignals to end the watcher
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // before any thread exists: all inherit it
   }
-  void watch(Vm& vm) {
-    thread_ = std::thread([this, &vm] {
+  void watch(std::function<void()> stop) {
+    thread_ = std::thread([this, stop = std::move(stop)] {
       int sig = 0;
       while (sigwait(&set_, &sig) == 0) {
         if (sig == SIGUSR2) return;  // our own wake-up at shutdown
         LOG_INFO("signal %d: stopping the VM", sig);
-        vm.stop();
+        stop();
       }
     });
   }
@@ -92,53 +98,95 @@ private:
   std::thread thread_;
 };
 
-nlohmann::json handle_request(Vm& vm, MigrationControl& migration, const nlohmann::json& req,
-                              const ApiServer::Progress& progress) {
-  const std::string cmd = req.value("cmd", "");
-  if (cmd == "migrate") return migration.migrate(vm, req, progress);
-  if (cmd == "migrate-resolve") return migration.resolve(vm, req);
-  auto reply = [](Status s) {
-    return s ? nlohmann::json{{"ok", true}} : nlohmann::json{{"ok", false}, {"error", s.message()}};
-  };
-  if (cmd == "status") {
-    nlohmann::json r = vm.status();
-    r["migration"] = migration.status();
-    r["ok"] = true;
-    return r;
+// Stops the signal watcher when it goes out of scope: declared after everything the watcher's
+// stop function touches, so the watcher never outlives them (on any return).
+class WatchScope {
+public:
+  explicit WatchScope(StopSignals& s) : s_(s) {}
+  ~WatchScope() { s_.stop(); }
+
+private:
+  StopSignals& s_;
+};
+
+// This VM in the host's registry (`minihv ps`); a VM that cannot register runs unlisted.
+std::optional<registry::Registration> register_vm(const RunOptions& o, bool incoming) {
+  registry::VmRecord r;
+  r.name = !o.name.empty()          ? o.name
+           : !o.vm.kernel.empty()   ? std::filesystem::path(o.vm.kernel).filename().string()
+                                    : "vm-" + std::to_string(getpid());
+  r.state = incoming ? "incoming" : "running";
+  r.mem_bytes = o.vm.mem_bytes;
+  r.cpus = o.vm.cpus;
+  std::error_code ec;
+  if (!o.api.empty()) r.api = std::filesystem::absolute(o.api, ec).string();
+  if (!o.vm.kernel.empty()) r.kernel = std::filesystem::absolute(o.vm.kernel, ec).string();
+  auto reg = registry::Registration::create(registry::run_dir(), std::move(r));
+  if (!reg) {
+    LOG_INFO("not listed by 'minihv ps': %s", reg.message().c_str());
+    return std::nullopt;
   }
-  if (cmd == "stats") {
-    nlohmann::json r = vm.stats();
-    r["ok"] = true;
-    return r;
-  }
-  // A migration owns the VM's run state: a resume in its switchover would run the guest here while
-  // the destination takes it over.
-  if (cmd == "pause" || cmd == "resume") {
-    migrate::MigrationGuard guard(migration.busy());  // held across the call: no migration starts meanwhile
-    if (!guard.owned())
-      return {{"ok", false},
-              {"error", "the VM is migrating (or its migration is being settled): " + cmd +
-                            " is refused until that ends"}};
-    if (std::string why = migration.in_doubt_reason(); !why.empty())
-      return {{"ok", false}, {"error", cmd + " is refused: " + why}};
-    return reply(cmd == "pause" ? vm.pause() : vm.resume());
-  }
-  if (cmd == "stop") {
-    vm.stop();
-    return {{"ok", true}};
-  }
-  return {{"ok", false},
-          {"error", "unknown command '" + cmd + "' (commands: status, stats, pause, resume, stop, migrate, migrate-resolve)"}};
+  return std::move(reg).value();
 }
 
-int run(RunOptions& o) {
+// Waits for the migrating VM and takes it over. Returns -1 when it runs here now, else the exit
+// status (0 when a stop ended the wait).
+int receive(Vm& vm, const migrate::Endpoint& where, IncomingWait& wait,
+            std::unique_ptr<migrate::CommitWitness>& witness) {
+  migrate::DestinationOptions options{where};
+  options.cancel_fd = wait.cancel_fd();
+  auto st = migrate::migrate_in(vm, options, [&wait](const nlohmann::json& p) {
+    wait.on_progress(p);
+    if (p.value("event", "") == "listening")
+      std::fprintf(stderr, "minihv: waiting for a migrating VM on %s\n", p.value("address", "").c_str());
+    else
+      LOG_INFO("incoming: %s", p.dump().c_str());
+  });
+  if (!st && wait.cancelled()) {
+    std::fprintf(stderr, "minihv: stopped while waiting for a migrating VM\n");
+    return kExitOk;
+  }
+  if (!st) {
+    std::fprintf(stderr, "minihv: error: incoming migration failed: %s\n", st.message().c_str());
+    return st.status().is_invalid_input() ? kExitUsage : kExitFailure;
+  }
+  witness = std::move(st).value();
+  // The source releases the disks' leases once it has the ACK (or, when the ACK was lost, once
+  // it has asked our witness: up to 10 s + 2 s per target, twice); one that died instead loses
+  // them after the volume's dead timeout. kLeaseHandOff outlasts all of these; a source that
+  // keeps the leases (it settled a lost ACK by resuming) makes us give up here, never run.
+  constexpr auto kLeaseHandOff = std::chrono::seconds(60);
+  if (Status lease = vm.acquire_disk_leases(kLeaseHandOff); !lease) {
+    std::fprintf(stderr, "minihv: error: incoming migration: %s\n", lease.message().c_str());
+    return kExitFailure;
+  }
+  wait.arrived();
+  std::fprintf(stderr, "minihv: incoming migration complete: the VM runs here\n");
+  return -1;
+}
+
+// A booting VM's node opened the fence before starting us; an incoming one's opens it once the
+// source's node has let go of the VM's leases. The node bounds that wait (it takes the leases as
+// soon as their records stand still, gives up on a holder that keeps renewing for 30 s, and kills
+// us when it gives up); this limit is only a backstop beyond the node's.
+bool wait_for_fence(const blockdev::Fence& fence) {
+  constexpr auto kFenceOpenBackstop = std::chrono::seconds(60);
+  const auto deadline = std::chrono::steady_clock::now() + kFenceOpenBackstop;
+  while (!fence.may_write(blockdev::system_clock())) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// Checks the options that need no VM; fills in what they say. kExitOk when they are good.
+int check_options(RunOptions& o, std::optional<migrate::Endpoint>& incoming) {
   auto mem = parse_size(o.mem, 1ull << 20);
   if (!mem) {
     std::fprintf(stderr, "minihv: error: --mem: %s\n", mem.message().c_str());
     return kExitUsage;
   }
   o.vm.mem_bytes = *mem;
-  std::optional<migrate::Endpoint> incoming;
   if (!o.incoming.empty()) {
     auto ep = migrate::parse_endpoint(o.incoming);
     if (!ep) {
@@ -158,72 +206,78 @@ int run(RunOptions& o) {
     }
     o.vm.fence = *fence;
   }
+  return kExitOk;
+}
+
+int run(RunOptions& o) {
+  std::optional<migrate::Endpoint> incoming;
+  if (int rc = check_options(o, incoming); rc != kExitOk) return rc;
   StopSignals signals;
   auto vm = incoming ? Vm::create_incoming(o.vm) : Vm::create(o.vm);
   if (!vm) {
     std::fprintf(stderr, "minihv: error: %s\n", vm.message().c_str());
     return vm.status().is_invalid_input() ? kExitUsage : kExitFailure;
   }
-  // An incoming VM's proof of COMMIT, kept for as long as the VM runs (migrate/in_doubt.h).
-  std::unique_ptr<migrate::CommitWitness> witness;
+  std::unique_ptr<IncomingWait> wait;
   if (incoming) {
-    auto st = migrate::migrate_in(**vm, {*incoming}, [](const nlohmann::json& p) {
-      if (p.value("event", "") == "listening")
-        std::fprintf(stderr, "minihv: waiting for a migrating VM on %s\n", p.value("address", "").c_str());
-      else
-        LOG_INFO("incoming: %s", p.dump().c_str());
-    });
-    if (!st) {
-      std::fprintf(stderr, "minihv: error: incoming migration failed: %s\n", st.message().c_str());
-      return st.status().is_invalid_input() ? kExitUsage : kExitFailure;
-    }
-    witness = std::move(st).value();
-    // The source releases the disks' leases once it has the ACK (or, when the ACK was lost, once
-    // it has asked our witness: up to 10 s + 2 s per target, twice); one that died instead loses
-    // them after the volume's dead timeout. kLeaseHandOff outlasts all of these; a source that
-    // keeps the leases (it settled a lost ACK by resuming) makes us give up here, never run.
-    constexpr auto kLeaseHandOff = std::chrono::seconds(60);
-    if (Status lease = (*vm)->acquire_disk_leases(kLeaseHandOff); !lease) {
-      std::fprintf(stderr, "minihv: error: incoming migration: %s\n", lease.message().c_str());
+    auto w = IncomingWait::create(o.incoming);
+    if (!w) {
+      std::fprintf(stderr, "minihv: error: %s\n", w.message().c_str());
       return kExitFailure;
     }
-    std::fprintf(stderr, "minihv: incoming migration complete: the VM runs here\n");
+    wait = std::move(w).value();
   }
-  if (o.vm.fence) {
-    // A booting VM's node opened the fence before starting us; an incoming one's opens it once
-    // the source's node has let go of the VM's leases. The node bounds that wait (it takes the
-    // leases as soon as their records stand still, gives up on a holder that keeps renewing for
-    // 30 s, and kills us when it gives up); this limit is only a backstop beyond the node's.
-    constexpr auto kFenceOpenBackstop = std::chrono::seconds(60);
-    const auto deadline = std::chrono::steady_clock::now() + kFenceOpenBackstop;
-    while (!o.vm.fence->may_write(blockdev::system_clock())) {
-      if (std::chrono::steady_clock::now() >= deadline) {
-        std::fprintf(stderr, "minihv: error: the node never handed this VM its leases\n");
-        return kExitFailure;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  }
-  FenceWatch fence_watch;
-  if (o.vm.fence) fence_watch.watch(o.vm.fence, **vm);
   MigrationControl migration;
+  // The socket answers from here on: an incoming VM's wait too (status, stop, console).
   std::unique_ptr<ApiServer> api;
   if (!o.api.empty()) {
-    auto s = ApiServer::start(o.api, [&](const nlohmann::json& req, const ApiServer::Progress& progress) {
-      return handle_request(**vm, migration, req, progress);
-    });
+    auto s = ApiServer::start(
+        o.api,
+        [&](const nlohmann::json& req, const ApiServer::Progress& progress) {
+          return handle_request(**vm, migration, wait.get(), req, progress);
+        },
+        stream_commands(**vm));
     if (!s) {
       std::fprintf(stderr, "minihv: error: --api: %s\n", s.message().c_str());
       return s.status().is_invalid_input() ? kExitUsage : kExitFailure;
     }
     api = std::move(s).value();
   }
+  auto registration = register_vm(o, wait != nullptr);
+  auto stop = [&] {
+    if (wait) wait->cancel();
+    (*vm)->stop();
+  };
+  // On a terminal: raw keys to the guest (Ctrl-C included), Ctrl-] stops the VM. Otherwise stdin
+  // is not read at all.
+  RawTerminal terminal(STDIN_FILENO);
+  std::optional<TerminalInput> keys;
+  if (terminal.active()) {
+    std::fprintf(stderr, "minihv: the console is this terminal; %s stops the VM\n", kEscapeName);
+    keys.emplace(
+        STDIN_FILENO, [&](const std::string& k) { (*vm)->console_input(k); },
+        [&] {
+          std::fprintf(stderr, "\nminihv: %s: stopping the VM\n", kEscapeName);
+          stop();
+        });
+  }
+  signals.watch(stop);
+  WatchScope watching(signals);
+  // An incoming VM's proof of COMMIT, kept for as long as the VM runs (migrate/in_doubt.h).
+  std::unique_ptr<migrate::CommitWitness> witness;
+  if (incoming) {
+    if (int rc = receive(**vm, *incoming, *wait, witness); rc >= 0) return rc;
+    if (registration) (void)registration->set_state("running");
+  }
+  if (o.vm.fence && !wait_for_fence(*o.vm.fence)) {
+    std::fprintf(stderr, "minihv: error: the node never handed this VM its leases\n");
+    return kExitFailure;
+  }
+  FenceWatch fence_watch;
+  if (o.vm.fence) fence_watch.watch(o.vm.fence, **vm);
   if ((*vm)->guest_cpuid().advisory)
     std::fprintf(stderr, "minihv: %s\n", cpuid::advisory_warning((*vm)->guest_cpuid()).c_str());
-  signals.watch(**vm);
-  const int status = (*vm)->run();
-  signals.stop();
-  return status;
+  return (*vm)->run();
 }
 
 }  // namespace
@@ -232,6 +286,7 @@ Command add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* run_app = app.add_subcommand("run", "Boot a guest; the console is this terminal");
   run_app->add_option("--kernel", o->vm.kernel, "Kernel: an ELF with a PVH note, or a Linux bzImage");
+  run_app->add_option("--name", o->name, "The VM's name in 'minihv ps' (default: the kernel file's name)");
   run_app->add_option("--initrd", o->vm.initrd, "Initial ramdisk (cpio, possibly compressed)");
   run_app->add_option("--cmdline", o->vm.cmdline, "Kernel command line");
   run_app->add_option("--mem", o->mem, "Guest RAM, e.g. 512M or 2G (a bare number is MiB)")

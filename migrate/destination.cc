@@ -1,5 +1,7 @@
 // migrate/destination.cc — the receiving side of a live migration, and the checks before any
 // page moves.
+#include <poll.h>
+
 #include <chrono>
 #include <cstdio>
 #include <mutex>
@@ -24,6 +26,12 @@ namespace {
 
 // Longest silence from a source in the middle of a migration before we call it dead.
 constexpr auto kIoTimeout = std::chrono::seconds(60);
+
+bool cancelled(int cancel_fd) {
+  if (cancel_fd < 0) return false;
+  pollfd p{cancel_fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
 
 // Why this host cannot run the source's CPU profile ("" when it can). Compares with what a guest
 // here can really execute (cpuid::capability: the processor itself where CPUID is advisory).
@@ -186,8 +194,14 @@ Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptio
   progress({{"event", "listening"}, {"address", options.listen.host + ":" + std::to_string(listener->port())}});
   TransportOptions t;
   t.io_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout);
-  auto session = listener->accept(t, options.accept_timeout);
+  auto session = listener->accept(t, options.accept_timeout, options.cancel_fd);
   if (!session) return session.status();
+  progress({{"event", "connected"}, {"peer", (*session)->peer()}});
+  if (cancelled(options.cancel_fd)) {  // a stop that came while the streams connected
+    (void)(*session)->send(kControlStream, make_abort({"the destination was stopped before the migration began"}));
+    (void)(*session)->flush();
+    return Status::error(kAcceptCancelled);
+  }
   // What building the VM wrote is replaced by the source's RAM. A kernel that cannot discard this
   // RAM (hugetlb before Linux 5.18) only costs the zero fast path: every zero page is then checked.
   const Status discarded = vm.memory().discard();

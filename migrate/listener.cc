@@ -73,7 +73,8 @@ Result<std::optional<UniqueFd>> Listener::accept_one(std::chrono::milliseconds t
   return std::optional<UniqueFd>(UniqueFd(c));
 }
 
-Result<std::unique_ptr<Session>> Listener::accept(const TransportOptions& options, std::chrono::milliseconds timeout) {
+Result<std::unique_ptr<Session>> Listener::accept(const TransportOptions& options, std::chrono::milliseconds timeout,
+                                                 int cancel_fd) {
   const auto deadline = Clock::now() + timeout;
   std::vector<Pending> pending;
   std::vector<std::optional<Pending>> slots;  // by stream index, once the session is known
@@ -91,9 +92,12 @@ Result<std::unique_ptr<Session>> Listener::accept(const TransportOptions& option
     }
     std::vector<pollfd> pfds{{s_->fd.get(), POLLIN, 0}};
     for (auto& p : pending) pfds.push_back({p.fd.get(), POLLIN, 0});
+    pfds.push_back({cancel_fd, POLLIN, 0});  // a negative fd is ignored by poll
     int n = ::poll(pfds.data(), pfds.size(), static_cast<int>(left.count()));
     if (n < 0 && errno != EINTR) return Status::from_errno("poll");
     if (n <= 0) continue;
+    if (pfds.back().revents) return Status::error(kAcceptCancelled);
+    pfds.pop_back();
 
     for (size_t i = pending.size(); i-- > 0;) {
       if (!pfds[i + 1].revents) continue;

@@ -96,6 +96,10 @@ Summary migrate_out(Vm& vm, const SourceOptions& options, const ProgressFn& prog
 struct DestinationOptions {
   Endpoint listen;
   std::chrono::milliseconds accept_timeout{std::chrono::hours(24)};
+  // Readable (an eventfd written once): stop waiting. Heard until the source's connections are
+  // in, and once more right after the "connected" progress event, before HELLO is answered; a
+  // migration past that point is not cancelled. -1: never.
+  int cancel_fd = -1;
 };
 
 // Destination: waits for one migration into the (incoming, not yet running) VM. On success the VM

@@ -157,6 +157,9 @@ private:
   std::unique_ptr<Impl> impl_;
 };
 
+// Why Listener::accept (and migrate_in) ended when its cancel fd fired.
+constexpr const char* kAcceptCancelled = "the wait for a migrating VM was cancelled";
+
 // Destination side.
 class Listener {
 public:
@@ -169,8 +172,9 @@ public:
 
   // Accepts the first connection, reads its STREAM_OPEN (session id, stream count), then the other
   // streams of the same session. Connections with another session id are closed. Fails after
-  // `timeout` with what was missing.
-  Result<std::unique_ptr<Session>> accept(const TransportOptions& options, std::chrono::milliseconds timeout);
+  // `timeout` with what was missing, or at once when `cancel_fd` (>= 0) becomes readable.
+  Result<std::unique_ptr<Session>> accept(const TransportOptions& options, std::chrono::milliseconds timeout,
+                                          int cancel_fd = -1);
   // One more connection, blocking (after the session, for QUERY: in_doubt.h); std::nullopt when
   // none arrived within `timeout`.
   Result<std::optional<UniqueFd>> accept_one(std::chrono::milliseconds timeout);

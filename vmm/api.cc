@@ -43,10 +43,12 @@ Status write_all(int fd, const std::string& s) {
 
 }  // namespace
 
-Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& path, Handler handler) {
+Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& path, Handler handler,
+                                                    StreamCommands streams) {
   auto addr = unix_address(path);
   if (!addr) return addr.status();
   std::unique_ptr<ApiServer> s(new ApiServer(path, std::move(handler)));
+  s->streams_ = std::move(streams);
   s->listen_fd_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!s->listen_fd_.valid()) return Status::from_errno("socket");
   // A socket file nobody answers on is stale (a VMM that died): take it over.
@@ -165,17 +167,21 @@ void ApiServer::serve_client(UniqueFd client) {
     while ((nl = buf.find('\n')) != std::string::npos) {
       std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
-      nlohmann::json reply;
       auto req = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (req.is_discarded() || !req.is_object())
-        reply = {{"ok", false}, {"error", "request is not a JSON object"}};
-      else
-        try {
-          reply = handler_(req, progress);
-        } catch (const std::exception& e) {  // a request the handler did not expect: refuse it, live on
-          reply = {{"ok", false}, {"error", std::string("malformed request: ") + e.what()}};
+      const auto stream = req.is_object() && req.contains("cmd") && req["cmd"].is_string()
+                              ? streams_.find(req["cmd"].get<std::string>())
+                              : streams_.end();
+      if (stream != streams_.end()) {
+        auto opened = stream->second(req);
+        if (!opened) {
+          if (!write_all(fd, nlohmann::json{{"ok", false}, {"error", opened.message()}}.dump() + "\n")) return;
+          continue;
         }
-      if (!write_all(fd, reply.dump() + "\n")) return;
+        if (!write_all(fd, nlohmann::json{{"ok", true}, {"stream", true}}.dump() + "\n")) return;
+        (*opened)(fd, stop_fd_.get(), buf);  // the connection is the stream's until it ends
+        return;
+      }
+      if (!write_all(fd, answer(req, progress).dump() + "\n")) return;
     }
     if (buf.size() > kMaxRequest) {
       (void)write_all(fd, nlohmann::json{{"ok", false}, {"error", "request line too long"}}.dump() + "\n");
@@ -184,20 +190,29 @@ void ApiServer::serve_client(UniqueFd client) {
   }
 }
 
-Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& request, int timeout_ms,
-                                const std::function<void(const nlohmann::json&)>& on_progress) {
+nlohmann::json ApiServer::answer(const nlohmann::json& req, const Progress& progress) {
+  if (req.is_discarded() || !req.is_object()) return {{"ok", false}, {"error", "request is not a JSON object"}};
+  try {
+    return handler_(req, progress);
+  } catch (const std::exception& e) {  // a request the handler did not expect: refuse it, live on
+    return {{"ok", false}, {"error", std::string("malformed request: ") + e.what()}};
+  }
+}
+
+namespace {
+
+Result<UniqueFd> connect_unix(const std::string& path) {
   auto addr = unix_address(path);
   if (!addr) return addr.status();
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) < 0)
     return Status::from_errno("cannot reach the VM's control socket " + path);
-  return api_call_fd(std::move(fd), path, request, timeout_ms, on_progress);
+  return fd;
 }
 
-Result<nlohmann::json> api_call_fd(UniqueFd fd, const std::string& path, const nlohmann::json& request,
-                                   int timeout_ms, const std::function<void(const nlohmann::json&)>& on_progress) {
-  MINIHV_TRY(write_all(fd.get(), request.dump() + "\n"));
-  std::string buf;
+// Reads lines until the reply (progress lines go to `on_progress`); what came after it stays in `buf`.
+Result<nlohmann::json> read_reply(int fd, const std::string& path, int timeout_ms,
+                                  const std::function<void(const nlohmann::json&)>& on_progress, std::string& buf) {
   char chunk[4096];
   for (;;) {
     size_t nl;
@@ -208,17 +223,46 @@ Result<nlohmann::json> api_call_fd(UniqueFd fd, const std::string& path, const n
       if (!reply.is_object() || !reply.value("progress", false)) return reply;
       if (on_progress) on_progress(reply);
     }
-    pollfd p{fd.get(), POLLIN, 0};
+    pollfd p{fd, POLLIN, 0};
     int rc = poll(&p, 1, timeout_ms);
     if (rc == 0) return Status::error("no reply from " + path + " within " + std::to_string(timeout_ms) + " ms");
     if (rc < 0) {
       if (errno == EINTR) continue;
       return Status::from_errno("poll");
     }
-    ssize_t n = ::recv(fd.get(), chunk, sizeof chunk, 0);
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
     if (n <= 0) return Status::error(path + " closed the connection without replying");
     buf.append(chunk, static_cast<size_t>(n));
   }
+}
+
+}  // namespace
+
+Result<StreamConnection> api_open_stream(const std::string& path, const nlohmann::json& request, int timeout_ms) {
+  auto fd = connect_unix(path);
+  if (!fd) return fd.status();
+  MINIHV_TRY(write_all(fd->get(), request.dump() + "\n"));
+  StreamConnection c;
+  auto reply = read_reply(fd->get(), path, timeout_ms, {}, c.early);
+  if (!reply) return reply.status();
+  if (!reply->value("ok", false)) return Status::error(reply->value("error", path + " refused the request"));
+  c.fd = std::move(fd).value();
+  c.reply = std::move(reply).value();
+  return c;
+}
+
+Result<nlohmann::json> api_call(const std::string& path, const nlohmann::json& request, int timeout_ms,
+                                const std::function<void(const nlohmann::json&)>& on_progress) {
+  auto fd = connect_unix(path);
+  if (!fd) return fd.status();
+  return api_call_fd(std::move(fd).value(), path, request, timeout_ms, on_progress);
+}
+
+Result<nlohmann::json> api_call_fd(UniqueFd fd, const std::string& path, const nlohmann::json& request,
+                                   int timeout_ms, const std::function<void(const nlohmann::json&)>& on_progress) {
+  MINIHV_TRY(write_all(fd.get(), request.dump() + "\n"));
+  std::string buf;
+  return read_reply(fd.get(), path, timeout_ms, on_progress, buf);
 }
 
 }  // namespace minihv

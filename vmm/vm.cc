@@ -130,7 +130,6 @@ Status Vm::create_devices() {
       end(VmEnd::kReboot, "guest asked for a reboot");
   };
   int out = STDOUT_FILENO;
-  int in = isatty(STDIN_FILENO) ? STDIN_FILENO : -1;
   if (!config_.console_path.empty()) {
     console_fd_.reset(::open(config_.console_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!console_fd_.valid()) return Status::invalid_from_errno("--console " + config_.console_path);
@@ -138,7 +137,8 @@ Status Vm::create_devices() {
   }
   auto com1 = KvmIrqLine::create(vm_fd_.get(), layout::kCom1Irq);
   if (!com1) return com1.status();
-  uart_ = std::make_unique<Uart>(out, in, **com1);
+  uart_ = std::make_unique<Uart>(out, **com1);
+  uart_->set_tap([this](const char* data, size_t n) { console_hub_.publish(data, n); });
   irqs_.push_back(std::move(com1).value());
   power_ = std::make_unique<AcpiPower>(power);
   i8042_ = std::make_unique<I8042>(power);

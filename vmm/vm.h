@@ -24,6 +24,7 @@
 #include "cpuid/guest_cpuid.h"
 #include "vmm/boot/firmware_config.h"
 #include "vmm/bus.h"
+#include "vmm/console_hub.h"
 #include "vmm/devices/power.h"
 #include "vmm/devices/uart.h"
 #include "vmm/devices/virtio_blk.h"
@@ -119,6 +120,11 @@ public:
   void end(VmEnd why, const std::string& message) override;
   Status collect_dirty_rings() override { return dirty_log_.collect(*mem_); }
 
+  // The serial console beyond stdout: clients attach to its output (console_hub.h), and what a
+  // terminal or a client types goes to the guest's receive FIFO.
+  ConsoleHub& console() { return console_hub_; }
+  void console_input(const std::string& bytes) { uart_->receive(bytes); }
+
   GuestMemory& memory() { return *mem_; }
   int vm_fd() const { return vm_fd_.get(); }
   const std::vector<std::unique_ptr<Vcpu>>& vcpus() const { return vcpus_; }
@@ -145,6 +151,7 @@ private:
   std::unique_ptr<GuestMemory> mem_;
   Bus pio_, mmio_;
   std::vector<std::unique_ptr<KvmIrqLine>> irqs_;
+  ConsoleHub console_hub_;  // before uart_: the UART's tap publishes here until it is gone
   std::unique_ptr<Uart> uart_;
   UniqueFd console_fd_;
   std::unique_ptr<AcpiPower> power_;

@@ -7,7 +7,7 @@ struct config cfg = {.wl = W_IDLE, .wl_name = "idle", .stall_ms = 50, .slots = 2
 static const char *const workloads[] = {
     [W_IDLE] = "idle", [W_DIRTY] = "dirty", [W_DISK] = "disk", [W_CPUID] = "cpuid", [W_CPUID3] = "cpuid3",
     [W_POWEROFF] = "poweroff", [W_REBOOT] = "reboot", [W_PANIC] = "panic", [W_DISKBENCH] = "diskbench",
-    [W_CHATTER] = "chatter",
+    [W_CHATTER] = "chatter", [W_ECHO] = "echo",
 };
 
 const char *const bench_patterns[4] = {

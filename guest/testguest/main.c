@@ -24,6 +24,10 @@ static NORETURN void run(u32 cpu)
         if (cpu == 0)
             work_chatter(cpu);
         work_idle(cpu);
+    case W_ECHO:
+        if (cpu == 0)
+            work_echo(cpu);
+        work_idle(cpu);
     default:
         break;
     }

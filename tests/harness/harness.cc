@@ -86,6 +86,19 @@ MigrateResult migrate(const std::string& api, const std::string& to, std::vector
   return r;
 }
 
+VmProcess::VmProcess(WithPipe, std::vector<std::string> args, std::vector<std::string> env) {
+  int in[2];
+  if (pipe2(in, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
+  terminal_ = in[1];
+  start(std::move(args), std::move(env), {}, in[0]);  // dup2 onto stdin clears its O_CLOEXEC
+  close(in[0]);
+}
+
+void VmProcess::close_input() {
+  if (terminal_ >= 0) close(terminal_);
+  terminal_ = -1;
+}
+
 bool VmProcess::type(const std::string& text) {
   return terminal_ >= 0 && write(terminal_, text.data(), text.size()) == static_cast<ssize_t>(text.size());
 }

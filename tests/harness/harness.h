@@ -47,6 +47,9 @@ public:
   // then feeds it to the guest's serial port, as from a user's terminal.
   struct WithTerminal {};
   VmProcess(WithTerminal, std::vector<std::string> args);
+  // The same, with stdin a pipe that type() writes to and close_input() closes (end of input).
+  struct WithPipe {};
+  VmProcess(WithPipe, std::vector<std::string> args, std::vector<std::string> env = {});
   ~VmProcess();  // kills the child if it still runs
   VmProcess(const VmProcess&) = delete;
   VmProcess& operator=(const VmProcess&) = delete;
@@ -63,14 +66,16 @@ public:
   // Waits for the process to exit; returns its exit status (128+signal if killed), nullopt on timeout.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
   void kill(int sig);
-  // Types `text` on the terminal (WithTerminal only); false when it could not be written.
+  // Types `text` on the terminal or into the pipe (WithTerminal, WithPipe); false when it could
+  // not be written.
   bool type(const std::string& text);
+  void close_input();
 
 private:
   void start(std::vector<std::string> args, std::vector<std::string> env, std::vector<std::string> prefix,
              int stdin_fd);
   void reader(int fd, bool is_stdout);
-  int terminal_ = -1;  // the pseudo-terminal's master side, or -1
+  int terminal_ = -1;  // the pseudo-terminal's master side or the stdin pipe's write end, or -1
   pid_t pid_ = -1;
   int status_ = -1;
   bool exited_ = false;

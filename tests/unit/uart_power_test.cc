@@ -44,15 +44,27 @@ protected:
 };
 
 TEST_F(UartTest, TransmitsWholeLines) {
-  Uart u(fds_[1], -1, irq_);
+  Uart u(fds_[1], irq_);
   for (char c : std::string("hello\n")) out(u, 0, static_cast<uint8_t>(c));
   EXPECT_EQ(drain(), "hello\n");
   EXPECT_EQ(u.tx_bytes(), 6u);
   EXPECT_EQ(in(u, 5) & 0x60, 0x60) << "LSR: transmitter always empty";
 }
 
+TEST_F(UartTest, TheTapGetsEachByteAtOnceTheFdWholeLines) {
+  Uart u(fds_[1], irq_);
+  std::string tapped;
+  u.set_tap([&](const char* data, size_t n) { tapped.append(data, n); });
+  for (char c : std::string("$ ")) out(u, 0, static_cast<uint8_t>(c));
+  EXPECT_EQ(tapped, "$ ") << "a prompt without a newline reaches attached consoles";
+  EXPECT_EQ(drain(), "");
+  out(u, 0, '\n');
+  EXPECT_EQ(tapped, "$ \n");
+  EXPECT_EQ(drain(), "$ \n");
+}
+
 TEST_F(UartTest, DivisorLatchDoesNotTransmit) {
-  Uart u(fds_[1], -1, irq_);
+  Uart u(fds_[1], irq_);
   out(u, 3, 0x80);  // DLAB on
   out(u, 0, 0x01);
   out(u, 1, 0x00);
@@ -62,7 +74,7 @@ TEST_F(UartTest, DivisorLatchDoesNotTransmit) {
 }
 
 TEST_F(UartTest, ThreInterruptWhenEnabledAndAcknowledgedByIir) {
-  Uart u(fds_[1], -1, irq_);
+  Uart u(fds_[1], irq_);
   out(u, 1, 0x02);  // IER: THRI
   EXPECT_EQ(irq_.count, 1);
   EXPECT_EQ(in(u, 2) & 0x0f, 0x02);
@@ -72,7 +84,7 @@ TEST_F(UartTest, ThreInterruptWhenEnabledAndAcknowledgedByIir) {
 }
 
 TEST_F(UartTest, ReceivedBytesRaiseRdaAndReadBack) {
-  Uart u(fds_[1], -1, irq_);
+  Uart u(fds_[1], irq_);
   out(u, 1, 0x01);  // IER: RDI
   u.receive("ok");
   EXPECT_EQ(irq_.count, 1);
@@ -85,7 +97,7 @@ TEST_F(UartTest, ReceivedBytesRaiseRdaAndReadBack) {
 }
 
 TEST_F(UartTest, LoopbackModeEchoesAndModemLinesFollowMcr) {
-  Uart u(fds_[1], -1, irq_);
+  Uart u(fds_[1], irq_);
   out(u, 4, 0x10 | 0x01);  // loop + DTR
   EXPECT_EQ(in(u, 6) & 0xf0, 0x20) << "DTR loops to DSR";
   out(u, 0, 'z');

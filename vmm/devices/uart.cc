@@ -1,7 +1,5 @@
 #include "vmm/devices/uart.h"
 
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 namespace minihv {
@@ -19,21 +17,7 @@ constexpr size_t kTxFlushAt = 1024;
 constexpr size_t kRxMax = 4096;
 }  // namespace
 
-Uart::Uart(int out_fd, int in_fd, IrqLine& irq) : out_fd_(out_fd), in_fd_(in_fd), irq_(irq) {
-  if (in_fd_ >= 0) {
-    stop_fd_.reset(eventfd(0, EFD_CLOEXEC));
-    if (stop_fd_.valid()) input_ = std::thread([this] { input_loop(); });
-  }
-}
-
-Uart::~Uart() {
-  if (input_.joinable()) {
-    uint64_t one = 1;
-    (void)!::write(stop_fd_.get(), &one, sizeof one);
-    input_.join();
-  }
-  flush_output();
-}
+Uart::~Uart() { flush_output(); }
 
 void Uart::bus_read(uint64_t offset, uint8_t* data, uint32_t len) {
   std::lock_guard lock(mu_);
@@ -128,6 +112,7 @@ void Uart::update_irq() {
 void Uart::transmit(uint8_t c) {
   tx_buf_.push_back(static_cast<char>(c));
   ++tx_bytes_;
+  if (tap_) tap_(&tx_buf_.back(), 1);
   if (c == '\n' || tx_buf_.size() >= kTxFlushAt) write_out();
 }
 
@@ -153,20 +138,6 @@ void Uart::receive(const std::string& bytes) {
   for (char c : bytes)
     if (rx_.size() < kRxMax) rx_.push_back(static_cast<uint8_t>(c));
   update_irq();
-}
-
-void Uart::input_loop() {
-  pollfd fds[2] = {{in_fd_, POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
-  char buf[256];
-  for (;;) {
-    if (poll(fds, 2, -1) < 0) continue;
-    if (fds[1].revents) return;
-    if (fds[0].revents & (POLLIN | POLLHUP)) {
-      ssize_t n = ::read(in_fd_, buf, sizeof buf);
-      if (n <= 0) return;  // EOF: no more input, the console output goes on
-      receive(std::string(buf, static_cast<size_t>(n)));
-    }
-  }
 }
 
 Uart::Registers Uart::registers() const {

@@ -1,16 +1,16 @@
 // vmm/devices/uart.h — an 8250/16550A serial port (COM1): the guest console.
 //
-// Owns: the register file (with DLAB), transmit to an output fd (line-buffered), receive from an
-// input fd (a reader thread), and the THRE/RDA interrupts. Must not know: where the fds lead.
+// Owns: the register file (with DLAB), transmit to an output fd (line-buffered) and to a tap (each
+// byte at once: attached consoles), the receive FIFO that receive() fills (the VMM's console
+// input: a terminal, attached consoles), and the THRE/RDA interrupts. Must not know: where the
+// output fd and the tap lead, or where input comes from.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
-#include <thread>
-
-#include "common/fd.h"
 #include "vmm/bus.h"
 #include "vmm/devices/irq.h"
 
@@ -18,14 +18,19 @@ namespace minihv {
 
 class Uart : public BusDevice {
 public:
-  // out_fd: where guest output goes (not owned). in_fd: guest input or -1 (not owned).
-  Uart(int out_fd, int in_fd, IrqLine& irq);
+  // Receives every transmitted byte as it leaves, on the vCPU's thread: must not block.
+  using Tap = std::function<void(const char* data, size_t n)>;
+
+  // out_fd: where guest output goes (not owned).
+  Uart(int out_fd, IrqLine& irq) : out_fd_(out_fd), irq_(irq) {}
   ~Uart() override;
+  // Before the guest runs.
+  void set_tap(Tap tap) { tap_ = std::move(tap); }
 
   void bus_read(uint64_t offset, uint8_t* data, uint32_t len) override;
   void bus_write(uint64_t offset, const uint8_t* data, uint32_t len) override;
 
-  // Queues bytes as if typed (the input thread and tests use it).
+  // Queues bytes as if typed (console input; tests). Beyond the FIFO's 4 KiB they are dropped.
   void receive(const std::string& bytes);
   void flush_output();
   uint64_t tx_bytes() const { return tx_bytes_; }
@@ -43,19 +48,16 @@ private:
   void update_irq();  // recomputes IIR; raises an edge when an interrupt becomes pending
   void transmit(uint8_t c);
   void write_out();  // the buffered line to out_fd_ (mu_ held)
-  void input_loop();
 
   int out_fd_;
-  int in_fd_;
   IrqLine& irq_;
+  Tap tap_;
   mutable std::mutex mu_;
   Registers r_;
   std::deque<uint8_t> rx_;
   std::string tx_buf_;
   uint64_t tx_bytes_ = 0;
   bool irq_pending_ = false;
-  UniqueFd stop_fd_;  // eventfd that ends the input thread
-  std::thread input_;
 };
 
 }  // namespace minihv

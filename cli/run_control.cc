@@ -1,0 +1,143 @@
+#include "cli/run_control.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "migrate/migration.h"
+
+namespace minihv::cli {
+
+namespace {
+
+nlohmann::json reply(Status s) {
+  return s ? nlohmann::json{{"ok", true}} : nlohmann::json{{"ok", false}, {"error", s.message()}};
+}
+
+nlohmann::json refused(const std::string& why) { return {{"ok", false}, {"error", why}}; }
+
+const char* phase_name(IncomingWait::Phase p) {
+  switch (p) {
+    case IncomingWait::Phase::kListening: return "listening";
+    case IncomingWait::Phase::kReceiving: return "receiving";
+    case IncomingWait::Phase::kArrived: return "arrived";
+  }
+  return "?";
+}
+
+// An --incoming VM that has not arrived: it answers status and stop (and console attaches, to
+// see the guest once it runs); everything else needs a VM that runs here.
+nlohmann::json handle_waiting(Vm& vm, IncomingWait& incoming, const std::string& cmd) {
+  if (cmd == "status") {
+    nlohmann::json r = vm.status();
+    r["state"] = "incoming";
+    r["incoming"] = incoming.status();
+    r["ok"] = true;
+    return r;
+  }
+  if (cmd == "stop") {
+    if (!incoming.cancel())
+      return refused("a migrating VM is arriving: stop is refused until it runs here (or the migration fails)");
+    vm.stop();
+    return {{"ok", true}};
+  }
+  return refused(cmd + " is refused: this VM waits for a migration (" + incoming.status().dump() +
+                 "); only status, stop and console are answered until it arrives");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<IncomingWait>> IncomingWait::create(std::string address) {
+  UniqueFd fd(eventfd(0, EFD_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno("eventfd");
+  return std::unique_ptr<IncomingWait>(new IncomingWait(std::move(address), std::move(fd)));
+}
+
+void IncomingWait::on_progress(const nlohmann::json& event) {
+  const std::string what = event.value("event", "");
+  std::lock_guard lock(mu_);
+  if (what == "listening") address_ = event.value("address", address_);
+  if (what == "connected") {
+    phase_ = Phase::kReceiving;  // a cancel after this is refused; one before is seen by migrate_in
+    peer_ = event.value("peer", "");
+  }
+}
+
+void IncomingWait::arrived() {
+  std::lock_guard lock(mu_);
+  phase_ = Phase::kArrived;
+}
+
+IncomingWait::Phase IncomingWait::phase() const {
+  std::lock_guard lock(mu_);
+  return phase_;
+}
+
+bool IncomingWait::cancel() {
+  std::lock_guard lock(mu_);
+  if (phase_ != Phase::kListening) return false;
+  if (!cancelled_) {
+    uint64_t one = 1;
+    (void)!::write(cancel_fd_.get(), &one, sizeof one);
+    cancelled_ = true;
+  }
+  return true;
+}
+
+bool IncomingWait::cancelled() const {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+nlohmann::json IncomingWait::status() const {
+  std::lock_guard lock(mu_);
+  nlohmann::json j{{"phase", phase_name(phase_)}, {"address", address_}};
+  if (!peer_.empty()) j["peer"] = peer_;
+  return j;
+}
+
+nlohmann::json handle_request(Vm& vm, MigrationControl& migration, IncomingWait* incoming,
+                              const nlohmann::json& req, const ApiServer::Progress& progress) {
+  const std::string cmd = req.value("cmd", "");
+  if (incoming && incoming->phase() != IncomingWait::Phase::kArrived) return handle_waiting(vm, *incoming, cmd);
+  if (cmd == "migrate") return migration.migrate(vm, req, progress);
+  if (cmd == "migrate-resolve") return migration.resolve(vm, req);
+  if (cmd == "status") {
+    nlohmann::json r = vm.status();
+    r["migration"] = migration.status();
+    r["ok"] = true;
+    return r;
+  }
+  if (cmd == "stats") {
+    nlohmann::json r = vm.stats();
+    r["ok"] = true;
+    return r;
+  }
+  // A migration owns the VM's run state: a resume in its switchover would run the guest here while
+  // the destination takes it over.
+  if (cmd == "pause" || cmd == "resume") {
+    migrate::MigrationGuard guard(migration.busy());  // held across the call: no migration starts meanwhile
+    if (!guard.owned())
+      return refused("the VM is migrating (or its migration is being settled): " + cmd + " is refused until that ends");
+    if (std::string why = migration.in_doubt_reason(); !why.empty()) return refused(cmd + " is refused: " + why);
+    return reply(cmd == "pause" ? vm.pause() : vm.resume());
+  }
+  if (cmd == "stop") {
+    vm.stop();
+    return {{"ok", true}};
+  }
+  return refused("unknown command '" + cmd +
+                 "' (commands: status, stats, pause, resume, stop, console, migrate, migrate-resolve)");
+}
+
+ApiServer::StreamCommands stream_commands(Vm& vm) {
+  ApiServer::StreamOpener console = [&vm](const nlohmann::json&) -> Result<ApiServer::Stream> {
+    std::shared_ptr<ConsoleHub::Client> client = vm.console().attach();
+    if (!client) return Status::error("cannot attach a console client (eventfd)");
+    return ApiServer::Stream([&vm, client](int fd, int stop_fd, const std::string& early) {
+      pump_console(fd, stop_fd, *client, [&vm](const std::string& keys) { vm.console_input(keys); }, early);
+    });
+  };
+  return {{"console", console}};
+}
+
+}  // namespace minihv::cli

@@ -1,0 +1,54 @@
+// cli/run_control.h — the VM side of `minihv run`'s control socket: what each request does, and
+// the wait of an `--incoming` VM, which the socket already answers (status, stop, console).
+#pragma once
+
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "common/fd.h"
+#include "common/status.h"
+#include "vmm/api.h"
+#include "vmm/vm.h"
+
+namespace minihv::cli {
+
+// An --incoming VM before it runs: listening (for the source to connect), then receiving. A stop
+// ends the wait while it listens; once a source is in, the migration finishes or fails first.
+class IncomingWait {
+public:
+  enum class Phase { kListening, kReceiving, kArrived };
+
+  // `address`: --incoming as given (the real port once listening reports it).
+  static Result<std::unique_ptr<IncomingWait>> create(std::string address);
+
+  int cancel_fd() const { return cancel_fd_.get(); }  // for migrate::DestinationOptions
+  void on_progress(const nlohmann::json& event);       // migrate_in's events
+  void arrived();
+  Phase phase() const;
+  // Ends the wait (true) while listening; false (nothing done) once a source is in or it arrived.
+  bool cancel();
+  bool cancelled() const;
+  nlohmann::json status() const;  // {"phase": "listening"|"receiving", "address": ..., "peer": ...}
+
+private:
+  explicit IncomingWait(std::string address, UniqueFd cancel_fd)
+      : address_(std::move(address)), cancel_fd_(std::move(cancel_fd)) {}
+  mutable std::mutex mu_;
+  Phase phase_ = Phase::kListening;
+  std::string address_;
+  std::string peer_;
+  bool cancelled_ = false;
+  UniqueFd cancel_fd_;  // eventfd: written once by cancel()
+};
+
+// One control-socket request. `incoming`: the VM's wait, or nullptr for a VM that booted here.
+nlohmann::json handle_request(Vm& vm, MigrationControl& migration, IncomingWait* incoming,
+                              const nlohmann::json& req, const ApiServer::Progress& progress);
+
+// The stream commands: "console" attaches the connection to the guest's serial port both ways.
+ApiServer::StreamCommands stream_commands(Vm& vm);
+
+}  // namespace minihv::cli
