@@ -91,8 +91,9 @@ def main():
         print(f"| process start -> `{m.strip()}` | {fmt(mh)} | {fmt(qm)} | "
               f"{statistics.median(mh)/statistics.median(qm):.2f} |")
     s = minihv_rss(a.build, elf)
-    print(f"\nminihv RSS with a 256 MiB idle guest: total {s['rss_kib']} KiB, guest RAM {s['guest_rss_kib']} KiB, "
-          f"VMM itself {s['vmm_rss_kib']} KiB ({s['vmm_rss_kib']/1024:.1f} MiB)")
+    kib = {k: s[k] // 1024 for k in ("rss_bytes", "guest_rss_bytes", "vmm_rss_bytes")}
+    print(f"\nminihv RSS with a 256 MiB idle guest: total {kib['rss_bytes']} KiB, guest RAM {kib['guest_rss_bytes']} KiB, "
+          f"VMM itself {kib['vmm_rss_bytes']} KiB ({kib['vmm_rss_bytes']/1024:.1f} MiB)")
 
 
 if __name__ == "__main__":

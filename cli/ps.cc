@@ -55,7 +55,7 @@ nlohmann::json row_json(const Row& r) {
           {"mem_bytes", r.record.mem_bytes},
           {"cpus", r.record.cpus},
           {"api", r.record.api.empty() ? nlohmann::json() : nlohmann::json(r.record.api)},
-          {"uptime_s", r.uptime_s},
+          {"uptime_ms", r.uptime_s * 1000},
           {"kernel", r.record.kernel}};
 }
 
@@ -99,7 +99,7 @@ int ps(bool json) {
 Command add_ps_command(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
   CLI::App* sub = app.add_subcommand("ps", "List the VMs this host runs (name, pid, state, memory, vCPUs, uptime, socket)");
-  sub->add_flag("--json", *json, "Print a JSON array (mem_bytes, uptime_s)");
+  sub->add_flag("--json", *json, "Print a JSON array (mem_bytes, uptime_ms)");
   sub->footer("VMs register in $MINIHV_RUN_DIR, default /run/minihv/vms");
   return {sub, [json] { return ps(*json); }};
 }

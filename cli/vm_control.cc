@@ -78,7 +78,7 @@ void print_short(const nlohmann::json& st) {
                               (in.contains("peer") ? " (from " + text(in, "peer") + ")" : ""));
   }
   print_row("pid", std::to_string(st.value("pid", 0)));
-  print_row("memory", format_size(st.value("mem_mib", uint64_t{0}) << 20));
+  print_row("memory", format_size(st.value("mem_bytes", uint64_t{0})));
   print_row("vcpus", vcpu_line(st));
   print_row("uptime", format_duration(st.value("uptime_ms", uint64_t{0}) / 1000));
   if (!text(st, "kernel").empty()) print_row("kernel", text(st, "kernel"));

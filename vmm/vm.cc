@@ -253,7 +253,7 @@ nlohmann::json Vm::status() const {
   nlohmann::json j = {{"state", to_string(state_)},
           {"pid", getpid()},
           {"cpus", config_.cpus},
-          {"mem_mib", config_.mem_bytes >> 20},
+          {"mem_bytes", config_.mem_bytes},
           {"kernel", config_.kernel},
           {"cmdline", config_.cmdline},
           {"disks", config_.disks},

@@ -148,9 +148,9 @@ nlohmann::json Vm::stats() const {
   return {{"vcpus", vcpus},
           {"disks", disks},
           {"console_tx_bytes", uart_->tx_bytes()},
-          {"rss_kib", rss},
-          {"guest_rss_kib", guest_rss},
-          {"vmm_rss_kib", rss - guest_rss}};
+          {"rss_bytes", rss << 10},
+          {"guest_rss_bytes", guest_rss << 10},
+          {"vmm_rss_bytes", (rss - guest_rss) << 10}};
 }
 
 }  // namespace minihv

@@ -10,8 +10,9 @@ const Section kDescription = {
     {{"", "minihv boots KVM guests (`run`), moves them live between hosts (`migrate`), looks at and "
           "masks what their CPUID says (`cpuid`), keeps their disks on a shared volume guarded by "
           "leases (`volume`) and runs them as a small failover cluster (`node`, `cluster`)."},
-     {"", "Every command takes `--help`; an option follows the command it belongs to. `-v` "
-          "(`-vv` for debug) gives more diagnostics on stderr."}}};
+     {"", "Every command takes `--help`. An option may come anywhere after the command it belongs "
+          "to (`minihv cluster status --node X`, `minihv run ... -v`); `-v` (`-vv` for debug) gives "
+          "more diagnostics on stderr. Sizes take K, M, G, T (binary) and decimals: `--mem 1.5G`."}}};
 
 const Section kConventions = {
     "Conventions",
@@ -19,8 +20,10 @@ const Section kConventions = {
                 "failed and, where there is one, the fix; bad input exits 2, other failures exit 1."},
      {"--json", "A command with `--json` prints one JSON object on stdout, also when it fails: "
                 "`{\"ok\":false,\"error\":\"...\"}` (the same message as on stderr)."},
-     {"Units", "JSON fields carry their unit in their name: sizes in bytes as `*_bytes`, durations in "
-               "milliseconds as `*_ms`, wall-clock times as `*_unix_ms`."}}};
+     {"Units", "JSON fields carry their unit in their name, one convention everywhere: sizes in bytes as "
+               "`*_bytes`, durations in milliseconds as `*_ms` (fractions where finer), wall-clock "
+               "times as `*_unix_ms`, rates as `*_mbps` (Mbit/s); only storage latencies measured "
+               "in microseconds say `*_us`. Counts have no suffix."}}};
 
 const Section kEnvironment = {
     "Environment",

@@ -218,7 +218,7 @@ TEST(Disk, StatsCountTheGuestsIo) {
   EXPECT_GT(d["flushes"].get<uint64_t>(), 0u) << stats->dump();
   EXPECT_GT(d["reads"].get<uint64_t>(), 0u) << stats->dump();
   EXPECT_EQ(d["errors"].get<uint64_t>(), 0u) << stats->dump();
-  EXPECT_GT((*stats)["vmm_rss_kib"].get<uint64_t>(), 0u);
+  EXPECT_GT((*stats)["vmm_rss_bytes"].get<uint64_t>(), 0u);
 }
 
 }  // namespace

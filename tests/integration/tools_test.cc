@@ -101,7 +101,7 @@ TEST_F(Tools, PsListsRunningVmsAndDropsOneKilledWithSigkill) {
   EXPECT_EQ((*ea)["mem_bytes"], 256ull << 20);
   EXPECT_EQ((*ea)["cpus"], 1);
   EXPECT_EQ((*ea)["api"], api);
-  EXPECT_TRUE((*ea)["uptime_s"].is_number_unsigned());
+  EXPECT_TRUE((*ea)["uptime_ms"].is_number_unsigned());
   EXPECT_EQ((*eb)["name"], "testguest.elf");  // no --name: the kernel file's name
   EXPECT_EQ((*eb)["state"], "running");      // no --api: the record's word
   EXPECT_EQ((*eb)["mem_bytes"], 128ull << 20);
