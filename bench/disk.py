@@ -71,7 +71,7 @@ def main():
         disk = next(x for x in json.loads(run([minihv, "volume", "disk", "list", vol, "--json"]))
                     if x["name"] == "bench")
         with open(img, "wb") as f:
-            f.truncate(disk["size"])
+            f.truncate(disk["size_bytes"])
         cmdline = f"disk secs={a.secs}"
         guest = ["--kernel", elf, "--cmdline", cmdline, "--mem", "256M"]
         cmds = {
@@ -82,7 +82,7 @@ def main():
                 "-smp", "1", "-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot",
                 "-global", "virtio-mmio.force-legacy=false",  # the guest driver is virtio 1.x only
                 "-kernel", elf, "-append", cmdline,
-                "-blockdev", f"driver=raw,node-name=d0,offset={disk['offset']},size={disk['size']},"
+                "-blockdev", f"driver=raw,node-name=d0,offset={disk['offset_bytes']},size={disk['size_bytes']},"
                              f"file.driver=file,file.filename={vol},file.aio=io_uring,"
                              "cache.direct=on,cache.no-flush=off",
                 "-device", "virtio-blk-device,drive=d0"],

@@ -88,7 +88,7 @@ def main():
         run([minihv, "volume", "disk", "create", vol, "bench", "--size", f"{a.size}M"])
         disk = next(x for x in json.loads(run([minihv, "volume", "disk", "list", vol, "--json"]))
                     if x["name"] == "bench")
-        fill(vol, disk["offset"], disk["size"])
+        fill(vol, disk["offset_bytes"], disk["size_bytes"])
 
         def cmds(cmdline):
             guest = ["--kernel", elf, "--cmdline", cmdline, "--mem", "256M"]

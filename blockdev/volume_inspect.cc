@@ -8,7 +8,7 @@ namespace minihv::blockdev {
 namespace {
 
 nlohmann::json lease_json(const LeaseRead& r, const LeaseSlot& slot, int64_t now_ms) {
-  nlohmann::json j{{"resource", slot.resource}, {"offset", slot.offset}};
+  nlohmann::json j{{"resource", slot.resource}, {"offset_bytes", slot.offset}};
   if (!r.ok()) {
     j["state"] = "damaged";
     j["record"] = to_string(r.check);
@@ -39,7 +39,7 @@ Result<nlohmann::json> Volume::inspect() {
   j["format_version"] = kFormatVersion;
   j["uuid"] = uuid_string(sb_.uuid);
   j["cluster"] = sb_.cluster;
-  j["size"] = g.volume_size;
+  j["size_bytes"] = g.volume_size;
   j["created_unix_ms"] = sb_.created_unix_ms;
   j["created_by"] = sb_.created_by;
   j["timings_ms"] = {{"renew", sb_.timings.renew.count()}, {"fail", sb_.timings.fail.count()},
@@ -77,7 +77,7 @@ Result<nlohmann::json> Volume::inspect() {
     if (!s.disk) continue;
     const DiskEntry& d = *s.disk;
     used += d.size;
-    nlohmann::json dj{{"name", d.name}, {"slot", d.slot}, {"offset", d.offset}, {"size", d.size},
+    nlohmann::json dj{{"name", d.name}, {"slot", d.slot}, {"offset_bytes", d.offset}, {"size_bytes", d.size},
                       {"created_unix_ms", d.created_unix_ms}};
     auto r = read_lease(disk_slot(d));
     if (!r) return r.status();

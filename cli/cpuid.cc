@@ -38,7 +38,7 @@ struct HostOptions {
 
 int host_cmd(const HostOptions& o) {
   auto host = read_host_cpu();
-  if (!host) return fail(host.status());
+  if (!host) return fail(host.status(), o.json);
   const Profile& p = o.native ? host->native : host->kvm;
   const std::string source = o.native ? "this processor's CPUID (ring 3)" : "KVM_GET_SUPPORTED_CPUID";
   if (o.json) return write_json(to_json(p, source), "");
@@ -60,20 +60,20 @@ int show_cmd(const ShowOptions& o) {
   HostCpu host;
   if (o.host_profile.empty()) {
     auto h = read_host_cpu();
-    if (!h) return fail(h.status());
+    if (!h) return fail(h.status(), o.json);
     host = std::move(*h);
   } else {
     auto p = load_any(o.host_profile);
-    if (!p) return fail(p.status());
+    if (!p) return fail(p.status(), o.json);
     host = HostCpu{*p, *p, Enforcement{}};
   }
   auto g = build_for_vm(o.model, host, BuildOptions{o.cpus, false});
-  if (!g) return fail(g.status());
+  if (!g) return fail(g.status(), o.json);
   const auto hidden = hidden_features(o.model == "host" ? host.kvm : capability(host), g->table);
   if (g->advisory) std::fprintf(stderr, "minihv: %s\n", advisory_warning(*g).c_str());
   if (o.applied) {
     auto back = kvm_probe_applied(g->entries_for(0));
-    if (!back) return fail(back.status());
+    if (!back) return fail(back.status(), o.json);
     Profile held = Profile::from_kvm(*back);
     const auto forced = hidden_features(held, g->table);  // on in KVM's copy, off in the model
     if (o.json) {

@@ -68,9 +68,9 @@ int format(const FormatArgs& a) {
 
 int inspect(const std::string& path, bool json) {
   auto v = Volume::open(path, false);
-  if (!v) return fail(v.status());
+  if (!v) return fail(v.status(), json);
   auto j = (*v)->inspect();
-  if (!j) return fail(j.status());
+  if (!j) return fail(j.status(), json);
   if (json) {
     std::printf("%s\n", j->dump(2).c_str());
     return kExitOk;
@@ -79,14 +79,14 @@ int inspect(const std::string& path, bool json) {
   std::printf("volume   %s\nformat   version %d\nuuid     %s\ncluster  %s\nsize     %s (%s used by %zu disks)\n"
               "created  %s by %s\nleases   renew %d ms, fail %d ms, dead %d ms, io-timeout %d ms\n",
               path.c_str(), (*j)["format_version"].get<int>(), (*j)["uuid"].get<std::string>().c_str(),
-              (*j)["cluster"].get<std::string>().c_str(), format_size((*j)["size"]).c_str(),
+              (*j)["cluster"].get<std::string>().c_str(), format_size((*j)["size_bytes"]).c_str(),
               format_size((*j)["used_bytes"]).c_str(), (*j)["disks"].size(),
               when((*j)["created_unix_ms"]).c_str(), (*j)["created_by"].get<std::string>().c_str(),
               t["renew"].get<int>(), t["fail"].get<int>(), t["dead"].get<int>(), t["io_timeout"].get<int>());
   std::printf("\nDISK                 SIZE        OFFSET        LEASE\n");
   for (const auto& d : (*j)["disks"])
-    std::printf("%-20s %-11s %-13llu %s\n", d["name"].get<std::string>().c_str(), format_size(d["size"]).c_str(),
-                static_cast<unsigned long long>(d["offset"].get<uint64_t>()), lease_text(d["lease"]).c_str());
+    std::printf("%-20s %-11s %-13llu %s\n", d["name"].get<std::string>().c_str(), format_size(d["size_bytes"]).c_str(),
+                static_cast<unsigned long long>(d["offset_bytes"].get<uint64_t>()), lease_text(d["lease"]).c_str());
   if ((*j)["disks"].empty()) std::printf("(none)\n");
   std::printf("\nLEASES (ever used)\n");
   for (const auto& l : (*j)["leases"])
@@ -114,15 +114,15 @@ int disk_create(const std::string& path, const std::string& name, const std::str
 
 int disk_list(const std::string& path, bool json) {
   auto v = Volume::open(path, false);
-  if (!v) return fail(v.status());
+  if (!v) return fail(v.status(), json);
   auto j = (*v)->inspect();
-  if (!j) return fail(j.status());
+  if (!j) return fail(j.status(), json);
   if (json) {
     std::printf("%s\n", (*j)["disks"].dump(2).c_str());
     return kExitOk;
   }
   for (const auto& d : (*j)["disks"])
-    std::printf("%-20s %-11s %s\n", d["name"].get<std::string>().c_str(), format_size(d["size"]).c_str(),
+    std::printf("%-20s %-11s %s\n", d["name"].get<std::string>().c_str(), format_size(d["size_bytes"]).c_str(),
                 lease_text(d["lease"]).c_str());
   return kExitOk;
 }

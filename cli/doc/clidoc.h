@@ -81,6 +81,7 @@ struct Section {
 extern const std::string_view kSummary;  // one line: what minihv is
 extern const Section kDescription;
 extern const Section kConventions;       // errors, --json, units
+extern const Section kJsonOutput;       // the fields of every --json object
 extern const Section kEnvironment;
 extern const Section kFiles;
 extern const Section kSeeAlso;

@@ -76,6 +76,7 @@ std::string man_page(const CommandDoc& root, std::string_view version) {
   out += ".SH \"EXIT STATUS\"\n";
   for (const auto& e : kExitStatuses) out += ".TP\n.B " + std::to_string(e.code) + "\n" + text(e.meaning);
   section(out, kConventions);
+  section(out, kJsonOutput);
   section(out, kEnvironment);
   section(out, kFiles);
   section(out, kSeeAlso);

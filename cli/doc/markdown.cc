@@ -67,6 +67,7 @@ std::string markdown(const CommandDoc& root) {
   for (const auto& e : kExitStatuses) out += "| " + std::to_string(e.code) + " | " + cell(e.meaning) + " |\n";
   out += "\n";
   section(out, kConventions);
+  section(out, kJsonOutput);
   section(out, kEnvironment);
   section(out, kFiles);
   out += "## Commands\n\n";

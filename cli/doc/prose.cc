@@ -25,6 +25,49 @@ const Section kConventions = {
                "times as `*_unix_ms`, rates as `*_mbps` (Mbit/s); only storage latencies measured "
                "in microseconds say `*_us`. Counts have no suffix."}}};
 
+const Section kJsonOutput = {
+    "JSON output",
+    {{"", "The top-level fields of each command's JSON (a failure is `{\"ok\":false,\"error\":...}`). "
+          "A test checks that every field these commands print is listed here."},
+     {"vm status", "`ok`, `state` (running, paused, incoming, ...), `pid`, `cpus`, `mem_bytes`, `kernel`, "
+                   "`cmdline`, `disks`, `uptime_ms`, `dirty_log` (method), `vcpus` (id, state), `migration` "
+                   "(`in_doubt`, and what is in doubt), `incoming` (an `--incoming` VM that waits: phase, "
+                   "address), `cpu` (model, vendor, advisory, features, profile, applied: only with "
+                   "`--cpuid`). The control socket's own replies: docs/vmm.md."},
+     {"vm stats", "`ok`, `vcpus` (exit counts), `disks` (request counters), `console_tx_bytes`, "
+                  "`rss_bytes`, `guest_rss_bytes`, `vmm_rss_bytes`."},
+     {"ps", "an array of `name`, `pid`, `state`, `mem_bytes`, `cpus`, `api` (null without one), "
+            "`uptime_ms`, `kernel`."},
+     {"migrate", "`ok`, `result` (ok, failed, in-doubt), `error`, `target`, `tried` (address, ok, error "
+                 "per target), `session`, `streams`, `rounds`, `total_ms`, `setup_ms`, `downtime_ms`, "
+                 "`downtime_parts` (paused_ms, saved_ms, state_sent_ms, last_page_ms, acked_ms, "
+                 "verified_ms, expected_ms, final_pages, state_bytes), `ram_bytes`, `bytes_sent`, "
+                 "`throughput_mbps`, `pages` (zero, unchanged, lz4, raw), `hit_rates`, "
+                 "`throttle_percent`, `dirty_log` (method, harvests, harvest_ms), `switchover`, "
+                 "`verified`; docs/migration-protocol.md says what each part of the downtime is."},
+     {"cpuid host", "a profile: `format`, `source`, `vendor`, `leaves` (function, index, eax..edx)."},
+     {"cpuid show", "`model`, `vendor`, `cpus`, `advisory`, `reason`, `features`, `model_features`, "
+                    "`hidden`, `profile` (loadable by `--guest` and `--model`), `table`."},
+     {"cpuid compare", "`compatible`, `vendor_mismatch`, `guest_vendor`, `host_vendor`, `missing`, "
+                       "`guest_phys_bits`, `host_phys_bits`."},
+     {"volume inspect", "`path`, `format_version`, `uuid`, `cluster`, `size_bytes`, `used_bytes`, "
+                        "`data_bytes`, `created_unix_ms`, `created_by`, `config_generation`, `timings_ms` "
+                        "(renew, fail, dead, io_timeout), `geometry` (byte offsets of each area on the "
+                        "volume: docs/volume-format.md), `disks`, `leases` (resource, offset_bytes, owner, "
+                        "renewed_unix_ms, ...)."},
+     {"volume disk list", "an array of `name`, `slot`, `offset_bytes`, `size_bytes`, `created_unix_ms`, "
+                          "`lease`."},
+     {"cluster status", "`cluster`, `volume_uuid`, `node` (who answered), `unix_ms`, `nodes` (name, "
+                        "host_id, state, paused, listen, dead_since_unix_ms), `vms` (name, running, node, "
+                        "cpus, mem_bytes, disk, error, last failure), `node_status` (each node's own VMs: "
+                        "state, started_unix_ms, heartbeats, errs, ...): docs/cluster.md."},
+     {"cluster move", "`vm`, `from`, `to`, `total_ms`, `handoff_ms`, `migration` (as `migrate`)."},
+     {"cluster drain", "`moved` (vm, to, total_ms per VM)."},
+     {"cluster drill", "`ok`, `node`, `killed_unix_ms`, `detected_ms`, `vms` (vm, node, leased_ms, "
+                       "started_ms, first_heartbeat_ms, errs, corrupt, disk_resume, last_acknowledged, ok), "
+                       "`error`."},
+     {"cluster validate", "`ok` and the report's sections and checks: docs/cluster.md."}}};
+
 const Section kEnvironment = {
     "Environment",
     {{"MINIHV_NODE", "HOST:PORT of the node `minihv cluster` talks to when `--node` is not given "
