@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Failover benchmark: a three-node minihv cluster on this machine, nodes killed with
-`minihv cluster drill --kill NODE --json`, and the time until their VMs run elsewhere.
+`minihv cluster drill --kill NODE --yes --json`, and the time until their VMs run elsewhere.
 Results go to docs/benchmarks.md ("Failover (issue 6)").
 
 Setup: a temporary directory with a 2 GiB volume (the default lease timings: renew 200 ms,
@@ -250,7 +250,7 @@ class Cluster:
     def drill(self, victim):
         """Kills `victim`, returns the drill's report (plus its exit code and wall time)."""
         t = time.monotonic()
-        r = self.cli("drill", "--kill", victim, "--json", "--timeout", str(DRILL_TIMEOUT_S),
+        r = self.cli("drill", "--kill", victim, "--yes", "--json", "--timeout", str(DRILL_TIMEOUT_S),
                      via=self.any_live(but=victim), check=False, timeout=DRILL_TIMEOUT_S + 30)
         wall = time.monotonic() - t
         try:

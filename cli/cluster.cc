@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -63,9 +64,11 @@ int run_node(NodeCliOptions& o) {
     std::fprintf(stderr, "minihv: error: %s\n", node.message().c_str());
     return node.status().is_invalid_input() ? kExitUsage : kExitFailure;
   }
+  // SIGTERM drains (the VMs move live to other nodes, then it stops); SIGINT and SIGHUP stop it
+  // and its VMs, which the cluster restarts elsewhere. SIGKILL is the failover case.
   std::thread([&set, raw = node->get()] {
     int sig = 0;
-    if (sigwait(&set, &sig) == 0) raw->stop();
+    if (sigwait(&set, &sig) == 0) raw->stop(sig == SIGTERM ? cluster::StopMode::kDrain : cluster::StopMode::kStop);
   }).detach();
   const int status = (*node)->run();
   // The node has stopped its VMs (or, fenced, killed them) and released what it could: leave now,
@@ -81,10 +84,14 @@ struct ClusterCli {
   std::string node;  // HOST:PORT of any node
   bool json = false;
   std::string vm, to, target, html, nodes;
-  bool verify = false, no_wait = false, no_ha = false, start = false;
+  bool verify = false, no_wait = false, no_ha = false, start = false, yes = false;
   double timeout_s = 60;
   cluster::VmSpec spec;
   std::string mem = "256M", preferred;
+  // vm set: only what was given changes.
+  std::string set_mem, set_cpu_model;
+  unsigned set_cpus = 0;
+  CLI::Option* set_preferred = nullptr;
 };
 
 std::string node_address(const ClusterCli& c) {
@@ -142,6 +149,11 @@ int cmd_status(const ClusterCli& c) {
                 v.value("cpus", 1u), format_size(v.value("mem_bytes", uint64_t{0})).c_str(),
                 v.value("disk", "").empty() ? "-" : v.value("disk", "").c_str());
     if (v.contains("error")) std::printf("  error: %s\n", v.value("error", "").c_str());
+    if (v.contains("last_failure")) {
+      const Json& f = v["last_failure"];
+      std::printf("  last failure: %s (node %s, %s ago)\n", f.value("reason", "").c_str(), f.value("node", "").c_str(),
+                  age(f.value("unix_ms", int64_t{0}), now).c_str());
+    }
   }
   return kExitOk;
 }
@@ -165,42 +177,85 @@ Json find_vm(const Json& st, const std::string& name) {
   return Json::object();
 }
 
-int cmd_vm_edit(const ClusterCli& c, const std::string& cmd) {
-  Json req = {{"cmd", cmd}, {"vm", c.vm}};
-  if (cmd == "vm_add") {
-    auto mem = parse_size(c.mem, 1ull << 20);
-    if (!mem) return fail(Status::invalid("--mem: " + mem.message()));
-    std::vector<std::string> preferred;
-    std::stringstream ss(c.preferred);
-    for (std::string p; std::getline(ss, p, ',');)
-      if (!p.empty()) preferred.push_back(p);
-    char abs[PATH_MAX];
-    std::string kernel = ::realpath(c.spec.kernel.c_str(), abs) ? abs : c.spec.kernel;
-    std::string initrd = c.spec.initrd.empty() ? "" : (::realpath(c.spec.initrd.c_str(), abs) ? abs : c.spec.initrd);
-    req["spec"] = {{"kernel", kernel},       {"initrd", initrd},         {"cmdline", c.spec.cmdline},
-                   {"mem_bytes", *mem},      {"cpus", c.spec.cpus},      {"cpu_model", c.spec.cpu_model},
-                   {"disk", c.spec.disk},    {"preferred_owners", preferred}, {"ha", !c.no_ha},
-                   {"start", c.start}};
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string p; std::getline(ss, p, ',');)
+    if (!p.empty()) out.push_back(p);
+  return out;
+}
+
+std::string absolute(const std::string& path) {
+  char abs[PATH_MAX];
+  return path.empty() ? path : ::realpath(path.c_str(), abs) ? std::string(abs) : path;
+}
+
+Result<Json> add_request(const ClusterCli& c) {
+  auto mem = parse_size(c.mem, 1ull << 20);
+  if (!mem) return Status::invalid("--mem: " + mem.message());
+  Json spec = {{"kernel", absolute(c.spec.kernel)}, {"initrd", absolute(c.spec.initrd)}, {"cmdline", c.spec.cmdline},
+               {"mem_bytes", *mem},     {"cpus", c.spec.cpus},          {"cpu_model", c.spec.cpu_model},
+               {"disk", c.spec.disk},   {"preferred_owners", split_list(c.preferred)}, {"ha", !c.no_ha},
+               {"start", c.start}};
+  return Json{{"cmd", "vm_add"}, {"vm", c.vm}, {"spec", spec}};
+}
+
+Result<Json> set_request(const ClusterCli& c) {
+  Json set = Json::object();
+  if (!c.set_mem.empty()) {
+    auto mem = parse_size(c.set_mem, 1ull << 20);
+    if (!mem) return Status::invalid("--mem: " + mem.message());
+    set["mem_bytes"] = *mem;
   }
-  auto r = call(c, req);
+  if (c.set_cpus) set["cpus"] = c.set_cpus;
+  if (!c.set_cpu_model.empty()) set["cpu_model"] = c.set_cpu_model;
+  if (c.set_preferred && c.set_preferred->count()) set["preferred_owners"] = split_list(c.preferred);
+  if (set.empty()) return Status::invalid("nothing to set: give --mem, --cpus, --cpu-model or --preferred");
+  return Json{{"cmd", "vm_set"}, {"vm", c.vm}, {"set", set}};
+}
+
+// Until the VM is up in `generation` (its first heartbeat; a guest that prints none: its control
+// socket answering "running" a moment after the start) or has failed in it, whichever comes first.
+int wait_up(const ClusterCli& c, int64_t generation) {
+  auto failure_of = [&](const Json& v) {
+    const Json f = v.value("last_failure", Json::object());
+    return f.value("generation", int64_t{-1}) >= generation ? f : Json::object();
+  };
+  auto st = wait_status(c, c.timeout_s, [&](const Json& s) {
+    const Json v = find_vm(s, c.vm);
+    if (v.contains("error") || !failure_of(v).empty()) return true;
+    const Json l = local_entry(s, v.value("node", ""), c.vm);
+    return l.value("state", "") == "running" && l.value("up_unix_ms", int64_t{0}) > 0 &&
+           l.value("generation", int64_t{0}) >= generation;
+  });
+  if (!st) return fail(st.status().context(std::string("waiting for ") + c.vm + " to run"));
+  const Json v = find_vm(*st, c.vm);
+  const Json l = local_entry(*st, v.value("node", ""), c.vm);
+  const Json f = failure_of(v);
+  const int64_t up = l.value("up_unix_ms", int64_t{0});
+  if (!f.empty() && (up == 0 || f.value("unix_ms", int64_t{0}) <= up))
+    return fail(Status::error(c.vm + ": failed on node " + f.value("node", "") + ": " + f.value("reason", "")));
+  if (v.contains("error") && up == 0) return fail(Status::error(c.vm + ": " + v.value("error", "")));
+  std::printf("%s: running on %s\n", c.vm.c_str(), v.value("node", "").c_str());
+  return kExitOk;
+}
+
+int cmd_vm_edit(const ClusterCli& c, const std::string& cmd) {
+  Result<Json> req = cmd == "vm_add"   ? add_request(c)
+                     : cmd == "vm_set" ? set_request(c)
+                                       : Result<Json>(Json{{"cmd", cmd}, {"vm", c.vm}});
+  if (!req) return fail(req.status());
+  auto r = call(c, *req);
   if (!r) return fail(r.status());
   const bool wants_run = cmd == "vm_start" || (cmd == "vm_add" && c.start);
   if (c.no_wait || !(wants_run || cmd == "vm_stop")) {
     std::printf("%s: done\n", c.vm.c_str());
     return kExitOk;
   }
-  auto st = wait_status(c, c.timeout_s, [&](const Json& s) {
-    const Json v = find_vm(s, c.vm);
-    if (v.contains("error")) return true;
-    const std::string node = v.value("node", "");
-    if (!wants_run) return node.empty();
-    return !node.empty() && local_entry(s, node, c.vm).value("state", "") == "running";
-  });
-  if (!st) return fail(st.status().context(std::string("waiting for ") + c.vm + (wants_run ? " to run" : " to stop")));
-  const Json v = find_vm(*st, c.vm);
-  if (v.contains("error")) return fail(Status::error(c.vm + ": " + v.value("error", "")));
-  if (wants_run) std::printf("%s: running on %s\n", c.vm.c_str(), v.value("node", "").c_str());
-  else std::printf("%s: stopped\n", c.vm.c_str());
+  if (wants_run) return wait_up(c, r->value("generation", int64_t{0}));
+  auto st = wait_status(c, c.timeout_s, [&](const Json& s) { return find_vm(s, c.vm).value("node", "").empty(); });
+  if (!st) return fail(st.status().context(std::string("waiting for ") + c.vm + " to stop"));
+  std::printf("%s: stopped\n", c.vm.c_str());
   return kExitOk;
 }
 
@@ -275,6 +330,20 @@ struct DrillVm {
   long last_rec = -1;  // the last record the old instance had acknowledged
 };
 
+// A drill kills a node for real: on a terminal it asks first; a script says --yes.
+Status confirm_drill(const ClusterCli& c, size_t vms) {
+  if (c.yes) return Status::ok();
+  const std::string what = "kill node " + c.target + " and its " + std::to_string(vms) + " VM process(es)";
+  if (!isatty(STDIN_FILENO))
+    return Status::invalid("drill would " + what + ": pass --yes to confirm (stdin is not a terminal)");
+  std::fprintf(stderr, "%s now? [y/N] ", what.c_str());
+  std::fflush(stderr);
+  std::string answer;
+  std::getline(std::cin, answer);
+  if (answer == "y" || answer == "Y" || answer == "yes") return Status::ok();
+  return Status::error("drill cancelled: node " + c.target + " was not killed");
+}
+
 int cmd_drill(const ClusterCli& c) {
   auto st = call(c, {{"cmd", "cluster_status"}});
   if (!st) return fail(st.status());
@@ -294,6 +363,7 @@ int cmd_drill(const ClusterCli& c) {
     if (v.value("node", "") == c.target)
       vms.push_back({v.value("name", ""), v.value("disk", ""),
                      local_entry(*st, c.target, v.value("name", "")).value("last_rec", -1L)});
+  if (Status ok = confirm_drill(c, vms.size()); !ok) return fail(ok, c.json);
   ClusterCli watcher = c;
   watcher.node = observer_addr;
   const int64_t t0 = cluster::unix_ms();
@@ -359,7 +429,7 @@ int cmd_drill(const ClusterCli& c) {
 std::vector<Command> add_cluster_commands(CLI::App& app) {
   std::vector<Command> out;
   auto no = std::make_shared<NodeCliOptions>();
-  CLI::App* node = app.add_subcommand("node", "Run this host's cluster daemon (node lease, VMs, failover)");
+  CLI::App* node = app.add_subcommand("node", "Run this host's cluster daemon (node lease, VMs, failover; SIGTERM drains it live, then it stops)");
   node->add_option("--name", no->node.name, "This node's name in the cluster")->required();
   node->add_option("--volume", no->node.volume, "The shared volume (minihv volume format)")->required();
   node->add_option("--listen", no->node.listen, "HOST:PORT for the cluster CLI and the other nodes")->required();
@@ -378,7 +448,7 @@ std::vector<Command> add_cluster_commands(CLI::App& app) {
   json_flag(status);
   out.push_back({status, [c] { return cmd_status(*c); }});
 
-  CLI::App* vm = cl->add_subcommand("vm", "Add, remove, start or stop a VM");
+  CLI::App* vm = cl->add_subcommand("vm", "Add, change, remove, start or stop a VM");
   vm->require_subcommand(1);
   CLI::App* add = vm->add_subcommand("add", "Add a VM to the cluster");
   add->add_option("name", c->vm, "VM name")->required();
@@ -396,8 +466,15 @@ std::vector<Command> add_cluster_commands(CLI::App& app) {
   add->add_flag("--no-wait", c->no_wait, "With --start: do not wait until it runs");
   add->add_option("--timeout", c->timeout_s, "Seconds to wait for it to run")->capture_default_str();
   out.push_back({add, [c] { return cmd_vm_edit(*c, "vm_add"); }});
-  for (auto [verb, cmd, what] : {std::tuple{"rm", "vm_rm", "Remove a stopped VM"},
-                                 std::tuple{"start", "vm_start", "Start a VM (and wait until it runs)"},
+  CLI::App* set = vm->add_subcommand("set", "Change a stopped VM's memory, vCPUs, CPU model or preferred owners");
+  set->add_option("name", c->vm, "VM name")->required();
+  set->add_option("--mem", c->set_mem, "Guest RAM");
+  set->add_option("--cpus", c->set_cpus, "vCPUs");
+  set->add_option("--cpu-model", c->set_cpu_model, "baseline, host, compat, x86-64-v1..v4 or a profile");
+  c->set_preferred = set->add_option("--preferred", c->preferred, "Preferred owner nodes, in order (A,B,...; \"\" for none)");
+  out.push_back({set, [c] { return cmd_vm_edit(*c, "vm_set"); }});
+  for (auto [verb, cmd, what] : {std::tuple{"rm", "vm_rm", "Remove a VM that runs nowhere"},
+                                 std::tuple{"start", "vm_start", "Start a VM (and wait for its first heartbeat or failure)"},
                                  std::tuple{"stop", "vm_stop", "Stop a VM (and wait until it has stopped)"}}) {
     CLI::App* a = vm->add_subcommand(verb, what);
     a->add_option("name", c->vm, "VM name")->required();
@@ -405,6 +482,17 @@ std::vector<Command> add_cluster_commands(CLI::App& app) {
     a->add_option("--timeout", c->timeout_s, "Seconds to wait")->capture_default_str();
     out.push_back({a, [c, cmd = std::string(cmd)] { return cmd_vm_edit(*c, cmd); }});
   }
+
+  CLI::App* nodes = cl->add_subcommand("node", "Remove a node that is gone");
+  nodes->require_subcommand(1);
+  CLI::App* node_rm = nodes->add_subcommand("rm", "Remove a node whose node lease is dead and that holds no VM's lease");
+  node_rm->add_option("name", c->target, "Node name")->required();
+  out.push_back({node_rm, [c] {
+                   auto r = call(*c, {{"cmd", "node_rm"}, {"node", c->target}});
+                   if (!r) return fail(r.status());
+                   std::printf("node %s removed\n", c->target.c_str());
+                   return kExitOk;
+                 }});
 
   CLI::App* move = cl->add_subcommand("move", "Live-migrate a VM to another node (its leases follow)");
   move->add_option("vm", c->vm, "VM name")->required();
@@ -431,6 +519,7 @@ std::vector<Command> add_cluster_commands(CLI::App& app) {
   CLI::App* drill = cl->add_subcommand("drill", "Failover drill: kill a node and time its VMs' restart elsewhere");
   drill->add_option("--kill", c->target, "Node to kill (its daemon and every VM process, at once)")->required();
   drill->add_option("--timeout", c->timeout_s, "Seconds to wait for the VMs to run again")->capture_default_str();
+  drill->add_flag("--yes,-y", c->yes, "Do not ask for confirmation (required when stdin is not a terminal)");
   json_flag(drill);
   out.push_back({drill, [c] { return cmd_drill(*c); }});
 

@@ -28,11 +28,21 @@ nlohmann::json node_json(const NodeSpec& n) {
 }
 
 nlohmann::json vm_json(const VmSpec& v) {
-  return {{"name", v.name},       {"index", v.index},         {"kernel", v.kernel},
+  nlohmann::json j = {{"name", v.name},       {"index", v.index},         {"kernel", v.kernel},
           {"initrd", v.initrd},   {"cmdline", v.cmdline},     {"mem_bytes", v.mem_bytes},
           {"cpus", v.cpus},       {"cpu_model", v.cpu_model}, {"disk", v.disk},
           {"preferred_owners", v.preferred_owners},           {"ha", v.ha},
           {"running", v.running}, {"generation", v.generation}};
+  if (const auto& f = v.last_failure)
+    j["last_failure"] = {{"reason", f->reason}, {"node", f->node}, {"unix_ms", f->unix_ms}, {"generation", f->generation}};
+  return j;
+}
+
+std::optional<VmFailure> failure_from_json(const nlohmann::json& v) {
+  if (!v.contains("last_failure")) return std::nullopt;
+  const auto& f = v.at("last_failure");
+  return VmFailure{f.value("reason", ""), f.value("node", ""), f.value("unix_ms", int64_t{0}),
+                   f.value("generation", int64_t{0})};
 }
 
 }  // namespace
@@ -55,6 +65,8 @@ VmSpec vm_spec_from_json(const nlohmann::json& v) {
   s.ha = v.value("ha", true);
   return s;
 }
+
+nlohmann::json to_json(const VmSpec& v) { return vm_json(v); }
 
 nlohmann::json to_json(const ClusterConfig& c) {
   nlohmann::json j = {{"format", "minihv-cluster/1"},
@@ -98,6 +110,7 @@ Result<ClusterConfig> config_from_json(const nlohmann::json& j) {
       s.index = v.at("index").get<uint32_t>();
       s.running = v.value("running", false);
       s.generation = v.value("generation", int64_t{0});
+      s.last_failure = failure_from_json(v);
       MINIHV_TRY(blockdev::validate_name("cluster configuration: VM name", s.name));
       if (c.vm(s.name)) return Status::invalid("cluster configuration: two VMs named " + s.name);
       if (s.index >= kMaxVms || !indexes.insert(s.index).second)

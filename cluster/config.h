@@ -31,6 +31,15 @@ struct NodeSpec {
   nlohmann::json cpu_profile;               // what it offers a guest (cpuid profile JSON), for the baseline
 };
 
+// The last time a VM failed to start or ended with an error, kept in the configuration so that
+// every node's status shows it (not only the node it failed on).
+struct VmFailure {
+  std::string reason;
+  std::string node;
+  int64_t unix_ms = 0;
+  int64_t generation = 0;  // the VmSpec::generation it happened in (vm start waits on its own)
+};
+
 struct VmSpec {
   std::string name;
   uint32_t index = 0;       // VM lease slot kFirstVmSlot + index
@@ -43,6 +52,7 @@ struct VmSpec {
   bool ha = true;                      // restart on a survivor when its node dies
   bool running = false;                // desired state
   int64_t generation = 0;              // bumped by start: a new boot (not a restart after failover)
+  std::optional<VmFailure> last_failure;
 };
 
 struct ClusterConfig {
@@ -59,6 +69,7 @@ struct ClusterConfig {
 };
 
 nlohmann::json to_json(const ClusterConfig& c);
+nlohmann::json to_json(const VmSpec& v);
 // What a VM is made of (kernel .. ha) from its JSON; throws nlohmann::json errors on wrong types.
 VmSpec vm_spec_from_json(const nlohmann::json& j);
 // Checks every field; a config another version wrote with unknown fields keeps them out.

@@ -59,6 +59,17 @@ Status join(blockdev::Volume& vol, const NodeOptions& o, uint32_t& host_id) {
   });
 }
 
+// Undoes join(): the entry a failed start wrote goes back to what it was (or goes, if it was new).
+Status leave(blockdev::Volume& vol, const std::string& name, uint32_t host_id, const std::optional<NodeSpec>& prior) {
+  return update_config(vol, node_owner(name), [&](ClusterConfig& c) {
+    NodeSpec* n = c.node(name);
+    if (!n || n->host_id != host_id) return Status::ok();  // changed by someone else since: theirs
+    if (prior) *n = *prior;
+    else std::erase_if(c.nodes, [&](const NodeSpec& x) { return x.name == name; });
+    return Status::ok();
+  });
+}
+
 // The node's writable handle on the volume (leases, configuration). A test may make its writes land
 // late (migrate/test_hooks.h) once it holds its lease, to kill the node with a renewal in flight;
 // `late` is then the device to arm.
@@ -100,50 +111,92 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
   n->obs_vol_ = std::move(*obs);
   n->uuid_ = blockdev::uuid_string(n->vol_->super().uuid);
   n->observer_ = std::make_unique<LeaseObserver>(*n->obs_vol_, n->vol_->super().timings.dead);
-  MINIHV_TRY(join(*n->vol_, options, n->host_id_).context("joining the cluster"));
-  auto slot = n->vol_->node_slot(n->host_id_);
-  if (!slot) return slot.status();
-  slot->resource = "node " + options.name;
-  // A previous incarnation killed a moment ago still looks alive for up to `dead`: wait it out; a
-  // twin that really runs keeps renewing and is refused after the wait.
-  blockdev::AcquireOptions lo;
-  lo.wait_for_live_holder = true;
-  lo.max_wait = 2 * n->vol_->super().timings.dead;
-  auto lease = n->vol_->acquire(*slot, node_owner(options.name), lo);
-  if (!lease)
-    return Status::invalid("node " + options.name + ": " + lease.message() +
-                           " (another minihv node of this name is running; stop it or pick another --name)");
+  MINIHV_TRY(n->join_cluster());
   if (late_writes) {
     const auto ms = *migrate::node_late_writes_ms_from_env();
     LOG_WARN("test hook: every write to the volume lands %llu ms late", static_cast<unsigned long long>(ms));
     late_writes->make_writes_late(std::chrono::milliseconds(ms));
   }
-  n->node_lease_ = std::make_unique<blockdev::LeaseKeeper>(
+  n->ready_ = true;
+  n->pump_ = std::thread([raw] { raw->fence_pump(); });
+  n->spawner_ = std::thread([raw] { raw->spawner_loop(); });
+  return n;
+}
+
+Status Node::serve() {
+  auto handler = [this](const nlohmann::json& req, const ApiServer::Progress& p) {
+    if (!ready_) return error_reply(Status::error("node " + o_.name + " is still joining the cluster"));
+    return handle(req, p);
+  };
+  auto server = serve_tcp(o_.listen, handler);
+  if (!server) return server.status().context("--listen " + o_.listen);
+  server_ = std::move(*server);
+  // Answer on every migration network too, so validate can prove each one reachable.
+  auto listen_ep = migrate::parse_endpoint(o_.listen);
+  for (const auto& ip : o_.migration_networks) {
+    if (!listen_ep || ip == listen_ep->host || listen_ep->host == "0.0.0.0") continue;
+    auto extra = serve_tcp(ip + ":" + std::to_string(listen_ep->port), handler);
+    if (!extra) return extra.status().context("--migration-networks " + ip);
+    migration_servers_.push_back(std::move(*extra));
+  }
+  return Status::ok();
+}
+
+Status Node::take_node_lease() {
+  auto slot = vol_->node_slot(host_id_);
+  if (!slot) return slot.status();
+  slot->resource = "node " + o_.name;
+  // A previous incarnation killed a moment ago still looks alive for up to `dead`: wait it out; a
+  // twin that really runs keeps renewing and is refused after the wait.
+  blockdev::AcquireOptions lo;
+  lo.wait_for_live_holder = true;
+  lo.max_wait = 2 * vol_->super().timings.dead;
+  auto lease = vol_->acquire(*slot, node_owner(o_.name), lo);
+  if (!lease)
+    return Status::invalid("node " + o_.name + ": " + lease.message() +
+                           " (another minihv node of this name is running; stop it or pick another --name)");
+  Node* raw = this;
+  node_lease_ = std::make_unique<blockdev::LeaseKeeper>(
       std::move(*lease), [raw](const std::string& why) { raw->on_node_lease_lost(why); },
       [raw](blockdev::Nanos took, bool ok) {
         if (ok) raw->counters_.lease_renewal.observe(std::chrono::duration<double>(took).count());
         else raw->counters_.lease_renewal_failures++;
       });
-  auto cfg = read_config(*n->obs_vol_);
-  if (!cfg) return cfg.status();
-  n->config_ = std::move(*cfg);
-  auto server = serve_tcp(options.listen, [raw](const nlohmann::json& req, const ApiServer::Progress& p) {
-    return raw->handle(req, p);
-  });
-  if (!server) return server.status().context("--listen " + options.listen);
-  n->server_ = std::move(*server);
-  // Answer on every migration network too, so validate can prove each one reachable.
-  auto listen_ep = migrate::parse_endpoint(options.listen);
-  for (const auto& ip : options.migration_networks) {
-    if (!listen_ep || ip == listen_ep->host || listen_ep->host == "0.0.0.0") continue;
-    auto extra = serve_tcp(ip + ":" + std::to_string(listen_ep->port),
-                           [raw](const nlohmann::json& req, const ApiServer::Progress& p) { return raw->handle(req, p); });
-    if (!extra) return extra.status().context("--migration-networks " + ip);
-    n->migration_servers_.push_back(std::move(*extra));
+  return Status::ok();
+}
+
+// Nothing is written before the checks: a known name takes its lease first (a live twin is
+// refused; a previous incarnation being killed is waited out, and with it the port it listens
+// on), then binds its ports; a new name binds its ports, then gets its host id from the write,
+// then its lease. Whatever fails after the write is undone.
+Status Node::join_cluster() {
+  auto before = read_config(*vol_);
+  if (!before) return before.status().context("reading the cluster configuration");
+  std::optional<NodeSpec> prior;
+  if (const NodeSpec* known = before->node(o_.name)) {
+    prior = *known;
+    host_id_ = known->host_id;
+    MINIHV_TRY(take_node_lease());
   }
-  n->pump_ = std::thread([raw] { raw->fence_pump(); });
-  n->spawner_ = std::thread([raw] { raw->spawner_loop(); });
-  return n;
+  if (Status bound = serve(); !bound) {  // a port in use
+    if (node_lease_) (void)node_lease_->release();
+    return bound;
+  }
+  const uint32_t leased_id = host_id_;
+  Status s = join(*vol_, o_, host_id_).context("joining the cluster");
+  if (s && node_lease_ && host_id_ != leased_id)  // `cluster node rm` of this name meanwhile
+    s = Status::error("node " + o_.name + " was removed from the cluster while it joined; start it again");
+  if (s && !node_lease_) s = take_node_lease();
+  if (s) {
+    auto cfg = read_config(*obs_vol_);
+    if (cfg) config_ = std::move(*cfg);
+    else s = cfg.status();
+  }
+  if (s) return s;
+  if (Status r = leave(*vol_, o_.name, host_id_, prior); !r)
+    LOG_WARN("putting the configuration back after a failed start: %s", r.message().c_str());
+  if (node_lease_) (void)node_lease_->release();
+  return s;
 }
 
 Node::~Node() {
@@ -167,8 +220,9 @@ Node::~Node() {
   if (spawner_.joinable()) spawner_.join();
 }
 
-void Node::stop() {
+void Node::stop(StopMode mode) {
   std::lock_guard lock(mu_);
+  if (!stopping_) drain_on_stop_ = mode == StopMode::kDrain;
   stopping_ = true;
   cv_.notify_all();
 }
@@ -189,14 +243,24 @@ int Node::run() {
                  o_.name.c_str());
     return 1;
   }
-  // Clean stop: every VM stops and gives its leases back; the cluster restarts the highly
-  // available ones elsewhere (drain first to move them live instead).
+  bool was_paused = false;
+  {
+    std::lock_guard lock(mu_);
+    const NodeSpec* me = config_.node(o_.name);
+    was_paused = me && me->paused;
+  }
+  if (drain_on_stop_) drain_before_stop();
+  // Clean stop: every VM (left) stops and gives its leases back; the cluster restarts the highly
+  // available ones elsewhere.
   std::vector<std::shared_ptr<Local>> all;
   {
     std::lock_guard lock(mu_);
     for (auto& [name, l] : locals_) all.push_back(l);
   }
-  for (auto& l : all) stop_child(*l);
+  for (auto& l : all) {
+    std::fprintf(stderr, "minihv: node %s: stopping vm %s\n", o_.name.c_str(), l->spec.name.c_str());
+    stop_child(*l);
+  }
   for (auto& l : all) release_vm(*l);
   {
     std::lock_guard lock(mu_);
@@ -206,8 +270,32 @@ int Node::run() {
   migration_servers_.clear();
   metrics_server_.reset();
   if (Status s = node_lease_->release(); !s) LOG_WARN("node lease: %s", s.message().c_str());
+  if (drain_on_stop_ && !was_paused)  // drained to stop, not to stay out: it takes VMs when it returns
+    if (Status s = update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
+          if (NodeSpec* me = c.node(o_.name)) me->paused = false;
+          return Status::ok();
+        });
+        !s)
+      LOG_WARN("un-pausing node %s after its drain: %s", o_.name.c_str(), s.message().c_str());
   std::fprintf(stderr, "minihv: node %s stopped\n", o_.name.c_str());
   return 0;
+}
+
+// SIGTERM: every VM moves live to another node, one at a time (as `cluster drain`); those that
+// cannot move (no other node up, a failed move) are stopped cleanly by the caller, and say so.
+void Node::drain_before_stop() {
+  std::fprintf(stderr, "minihv: node %s: draining before it stops (its VMs move live to other nodes)\n",
+               o_.name.c_str());
+  const nlohmann::json r = drain({{"cmd", "drain_local"}, {"node", o_.name}}, [](const nlohmann::json&) {});
+  for (const auto& m : r.value("moved", nlohmann::json::array()))
+    std::fprintf(stderr, "minihv: node %s: vm %s moved to %s\n", o_.name.c_str(), m.value("vm", "").c_str(),
+                 m.value("to", "").c_str());
+  for (const auto& f : r.value("failed", nlohmann::json::array()))
+    std::fprintf(stderr, "minihv: node %s: vm %s could not move to %s (%s): it is stopped instead\n",
+                 o_.name.c_str(), f.value("vm", "").c_str(), f.value("to", "").c_str(), f.value("error", "").c_str());
+  if (!r.value("ok", false) && r.contains("error") && !r.contains("failed"))
+    std::fprintf(stderr, "minihv: node %s: drain: %s: what is left is stopped instead\n", o_.name.c_str(),
+                 r.value("error", "").c_str());
 }
 
 void Node::tick() {
@@ -220,6 +308,7 @@ void Node::tick() {
   }
   observe_all();
   handle_exits();
+  check_up();
   start_orphans();
 }
 

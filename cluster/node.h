@@ -49,10 +49,15 @@ struct NodeOptions {
 // Wall-clock milliseconds, for reports only (decisions use the monotonic clock).
 int64_t unix_ms();
 
+// How a node stops: kStop stops its VMs (the cluster restarts the highly available ones
+// elsewhere); kDrain first moves them live to other nodes, as `cluster drain` (SIGTERM).
+enum class StopMode { kStop, kDrain };
+
 class Node {
 public:
-  // Joins the cluster on the volume, takes the node lease (refused while another live node of
-  // that name holds it) and starts serving.
+  // Binds its control address, takes the node lease (refused while another live node of that
+  // name holds it), joins the cluster on the volume and starts serving. Every check comes before
+  // the configuration is written, and a start that fails after writing puts it back as it was.
   static Result<std::unique_ptr<Node>> start(const NodeOptions& options);
   ~Node();
   Node(const Node&) = delete;
@@ -61,17 +66,26 @@ public:
   // Runs until stop() (clean: VMs stopped, leases released; exit 0) or until the node lease is
   // lost (every VM killed at once; exit 1).
   int run();
-  void stop();
+  void stop(StopMode mode = StopMode::kStop);
 
   struct Local;  // a VM this node runs, starts or receives (node_local.h)
 
 private:
   explicit Node(NodeOptions o) : o_(std::move(o)) {}
 
+  // --- joining (node.cc) ---
+  Status serve();          // binds --listen and each migration network (requests wait for ready_)
+  Status join_cluster();   // node lease + configuration entry, rolled back on failure
+  Status take_node_lease();
+  void drain_before_stop();
+
   // --- the tick (node.cc) ---
   void tick();
   void observe_all();
   void handle_exits();
+  void check_up();  // marks VMs that print no heartbeats up once their control socket answers
+  // Keeps a VM's failure in the configuration, where every node's status shows it.
+  void record_failure(const std::string& vm, const std::string& reason, int64_t generation);
   void start_orphans();
   void fence_pump();
   void update_fence(Local& l);  // with mu_ held
@@ -101,6 +115,16 @@ private:
   // --- requests (node_ops.cc) ---
   nlohmann::json handle(const nlohmann::json& req, const ApiServer::Progress& progress);
   nlohmann::json edit_vm(const nlohmann::json& req);
+  // --- configuration edits with their checks (node_edit.cc) ---
+  nlohmann::json add_vm(const nlohmann::json& req);
+  nlohmann::json set_vm(const nlohmann::json& req);
+  nlohmann::json remove_vm(const nlohmann::json& req);
+  nlohmann::json remove_node(const nlohmann::json& req);
+  nlohmann::json check_vm_reply(const nlohmann::json& req);
+  // Reads the configuration now (not at the next tick): an edit checks, and then shows, the latest.
+  Status refresh_config();
+  // What `run` would check, on every live node: memory, CPU model, kernel and initrd.
+  Status check_vm_everywhere(const VmSpec& vm);
   nlohmann::json move(const nlohmann::json& req, const ApiServer::Progress& progress);
   nlohmann::json move_local(const std::string& vm, const std::string& to, const nlohmann::json& req,
                             const ApiServer::Progress& progress);
@@ -142,6 +166,8 @@ private:
   std::map<std::string, std::string> vm_holder_;
   std::map<std::string, std::string> vm_errors_;  // why a VM was given up (shown by status)
   bool stopping_ = false;
+  bool drain_on_stop_ = false;    // stop(StopMode::kDrain)
+  std::atomic<bool> ready_{false};  // joined: requests are answered
   unsigned migrations_ = 0;       // outgoing live migrations now
 
   std::atomic<bool> fenced_{false};

@@ -44,6 +44,10 @@ struct Node::Local {
 
   // From the console (all under Node::mu_).
   int64_t started_unix_ms = 0, leased_unix_ms = 0, first_hb_unix_ms = 0, last_hb_unix_ms = 0;
+  // Up: the first heartbeat, or for a guest that prints none, its control socket answering
+  // "running" kNoHeartbeatGrace after the start (Node::check_up). `vm start` waits for it.
+  int64_t up_unix_ms = 0;
+  std::string up_by;  // "heartbeat" | "control socket"
   uint64_t heartbeats = 0;
   long errs = 0, corrupt = 0, disk_resume = -1, last_rec = -1;
   std::string last_hb;

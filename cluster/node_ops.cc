@@ -39,27 +39,6 @@ std::string port_of(const std::string& host_port) {
   return ep ? std::to_string(ep->port) : "0";
 }
 
-Status check_vm_spec(blockdev::Volume& vol, const VmSpec& v, const ClusterConfig& c) {
-  MINIHV_TRY(blockdev::validate_name("VM name", v.name));
-  struct stat st{};
-  if (v.kernel.empty() || ::stat(v.kernel.c_str(), &st) != 0)
-    return Status::invalid("kernel '" + v.kernel + "' does not exist (every node must see it at the same path)");
-  if (!v.initrd.empty() && ::stat(v.initrd.c_str(), &st) != 0)
-    return Status::invalid("initrd '" + v.initrd + "' does not exist");
-  if (v.mem_bytes < (16ull << 20)) return Status::invalid("memory must be at least 16M");
-  if (v.cpus < 1 || v.cpus > 64) return Status::invalid("cpus must be 1..64");
-  if (!v.disk.empty()) {
-    auto d = vol.find_disk(v.disk);
-    if (!d) return Status::invalid("disk '" + v.disk + "': " + d.message() + " (minihv volume disk create)");
-    for (const auto& other : c.vms)
-      if (other.name != v.name && other.disk == v.disk)
-        return Status::invalid("disk '" + v.disk + "' already belongs to VM " + other.name);
-  }
-  for (const auto& p : v.preferred_owners)
-    if (!c.node(p)) return Status::invalid("preferred owner '" + p + "' is not a node of this cluster");
-  return Status::ok();
-}
-
 }  // namespace
 
 nlohmann::json Node::handle(const nlohmann::json& req, const ApiServer::Progress& progress) {
@@ -69,8 +48,12 @@ nlohmann::json Node::handle(const nlohmann::json& req, const ApiServer::Progress
     if (cmd == "ping") return {{"ok", true}, {"node", o_.name}};
     if (cmd == "status") return status_json();
     if (cmd == "cluster_status") return cluster_status(req);
-    if (cmd == "vm_add" || cmd == "vm_rm" || cmd == "vm_start" || cmd == "vm_stop" || cmd == "node_resume")
-      return edit_vm(req);
+    if (cmd == "vm_add") return add_vm(req);
+    if (cmd == "vm_set") return set_vm(req);
+    if (cmd == "vm_rm") return remove_vm(req);
+    if (cmd == "node_rm") return remove_node(req);
+    if (cmd == "check_vm") return check_vm_reply(req);
+    if (cmd == "vm_start" || cmd == "vm_stop" || cmd == "node_resume") return edit_vm(req);
     if (cmd == "move") return move(req, progress);
     if (cmd == "move_local") return move_local(req.value("vm", ""), req.value("to", ""), req, progress);
     if (cmd == "prepare_incoming") return prepare_incoming(req);
@@ -87,47 +70,6 @@ nlohmann::json Node::handle(const nlohmann::json& req, const ApiServer::Progress
     return invalid(std::string("malformed request: ") + e.what());
   }
   return invalid("unknown command '" + cmd + "'");
-}
-
-nlohmann::json Node::edit_vm(const nlohmann::json& req) {
-  const std::string cmd = req.at("cmd");
-  const std::string name = req.value("vm", req.value("node", ""));
-  Status s = update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
-    if (cmd == "node_resume") {
-      NodeSpec* n = c.node(name);
-      if (!n) return Status::invalid("no node named '" + name + "'");
-      n->paused = false;
-      return Status::ok();
-    }
-    VmSpec* existing = c.vm(name);
-    if (cmd == "vm_add") {
-      if (existing) return Status::invalid("the cluster already has a VM named '" + name + "'");
-      if (c.vms.size() >= kMaxVms) return Status::invalid("the cluster already has " + std::to_string(kMaxVms) + " VMs");
-      const auto& j = req.at("spec");
-      VmSpec v = vm_spec_from_json(j);
-      v.name = name;
-      while (std::any_of(c.vms.begin(), c.vms.end(), [&](const VmSpec& x) { return x.index == v.index; })) ++v.index;
-      v.running = j.value("start", false);
-      MINIHV_TRY(check_vm_spec(*vol_, v, c));
-      c.vms.push_back(v);
-      return Status::ok();
-    }
-    if (!existing) return Status::invalid("no VM named '" + name + "' (minihv cluster status lists them)");
-    if (cmd == "vm_rm") {
-      if (existing->running) return Status::invalid("VM " + name + " is running; stop it first");
-      std::erase_if(c.vms, [&](const VmSpec& v) { return v.name == name; });
-    } else if (cmd == "vm_start") {
-      if (!existing->running) existing->generation++;
-      existing->running = true;
-    } else {
-      existing->running = false;
-    }
-    return Status::ok();
-  });
-  if (!s) return error_reply(s);
-  std::lock_guard lock(mu_);
-  vm_errors_.erase(name);
-  return {{"ok", true}};
 }
 
 nlohmann::json Node::move(const nlohmann::json& req, const ApiServer::Progress& progress) {
@@ -465,6 +407,8 @@ nlohmann::json Node::drain(const nlohmann::json& req, const ApiServer::Progress&
 
 // Every node's own status (its VMs' processes and consoles), gathered from the nodes that are up.
 nlohmann::json Node::cluster_status(const nlohmann::json&) {
+  // What was just edited through another node shows at once, not at this node's next tick.
+  if (Status s = refresh_config(); !s) LOG_WARN("reading the cluster configuration: %s", s.message().c_str());
   nlohmann::json mine = status_json();
   nlohmann::json per_node = nlohmann::json::object();
   for (const auto& n : mine["nodes"]) {

@@ -26,6 +26,9 @@ namespace {
 
 constexpr unsigned kMaxRestarts = 3;          // a VM that keeps failing on its node is given up
 constexpr auto kStopGrace = std::chrono::seconds(10);
+// A guest without heartbeats counts as up after running this long with its control socket answering.
+constexpr auto kNoHeartbeatGrace = std::chrono::seconds(3);
+constexpr int kUpProbeTimeoutMs = 500;
 
 std::vector<char*> argv_of(std::vector<std::string>& args) {
   std::vector<char*> v;
@@ -70,6 +73,10 @@ void apply(Node::Local& l, const ConsoleFact& f, const std::string_view line) {
     case ConsoleFact::kHeartbeat: {
       const int64_t now = unix_ms();
       if (l.heartbeats++ == 0) l.first_hb_unix_ms = now;
+      if (l.up_unix_ms == 0) {
+        l.up_unix_ms = now;
+        l.up_by = "heartbeat";
+      }
       l.last_hb_unix_ms = now;
       l.last_hb = std::string(line);
       l.errs = std::max(l.errs, f.errs);
@@ -98,6 +105,9 @@ nlohmann::json Node::Local::to_json() const {
                       {"first_hb_unix_ms", first_hb_unix_ms},
                       {"last_hb_unix_ms", last_hb_unix_ms},
                       {"heartbeats", heartbeats},
+                      {"generation", spec.generation},
+                      {"up_unix_ms", up_unix_ms},
+                      {"up_by", up_by},
                       {"errs", errs},
                       {"corrupt", corrupt},
                       {"disk_resume", disk_resume},
@@ -152,6 +162,7 @@ void Node::start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptio
         std::lock_guard lock(mu_);
         vm_errors_[l->spec.name] = "cannot start on node " + o_.name + ": " + s.message();
       }
+      record_failure(l->spec.name, "cannot start: " + s.message(), l->spec.generation);
       release_vm(*l);
       forget(l->spec.name);
       return;
@@ -329,6 +340,8 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     l.started_unix_ms = unix_ms();
     l.heartbeats = 0;
     l.first_hb_unix_ms = 0;
+    l.up_unix_ms = 0;
+    l.up_by.clear();
     l.errs = l.corrupt = 0;
     l.disk_resume = -1;
   }
@@ -500,6 +513,7 @@ void Node::handle_exits() {
   for (auto& l : ended) {
     const int status = *l->exit_status;
     bool restart = false, powered_off = false, given_up = false;
+    std::optional<std::pair<std::string, int64_t>> failure;  // reason, generation
     {
       std::lock_guard lock(mu_);
       const VmSpec* spec = config_.vm(l->spec.name);
@@ -511,6 +525,10 @@ void Node::handle_exits() {
         // have been quiet for the dead timeout (maybe here, maybe elsewhere).
         LOG_WARN("vm %s: its leases were lost; giving it back to the cluster", l->spec.name.c_str());
       } else if (l->state == "running" && spec && spec->running) {
+        if (status != 0)
+          failure.emplace("ended with status " + std::to_string(status) + (l->error.empty() ? "" : ": " + l->error) +
+                              " (log " + l->log + ")",
+                          l->spec.generation);
         if (status == 0) {
           powered_off = true;
         } else if (l->restarts < kMaxRestarts) {
@@ -524,6 +542,7 @@ void Node::handle_exits() {
         }
       }
     }
+    if (failure) record_failure(l->spec.name, failure->first, failure->second);
     if (restart) {
       LOG_WARN("vm %s ended with status %d: restarting it here", l->spec.name.c_str(), status);
       Status s = spawn(*l, "");
@@ -546,6 +565,43 @@ void Node::handle_exits() {
     }
     release_vm(*l);
     forget(l->spec.name);
+  }
+}
+
+}  // namespace minihv::cluster
+
+namespace minihv::cluster {
+
+void Node::record_failure(const std::string& vm, const std::string& reason, int64_t generation) {
+  const VmFailure f{reason, o_.name, unix_ms(), generation};
+  Status s = update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
+    if (VmSpec* v = c.vm(vm)) v->last_failure = f;
+    return Status::ok();
+  });
+  if (!s) LOG_WARN("vm %s: recording its failure (%s): %s", vm.c_str(), reason.c_str(), s.message().c_str());
+}
+
+// A guest that prints no heartbeats (a Linux guest) is up once it has run for kNoHeartbeatGrace
+// and its control socket says "running": the strongest sign of life it gives.
+void Node::check_up() {
+  std::vector<std::shared_ptr<Local>> quiet;
+  {
+    std::lock_guard lock(mu_);
+    const int64_t now = unix_ms();
+    for (auto& [name, l] : locals_)
+      if (l->state == "running" && l->pid->load() > 0 && l->up_unix_ms == 0 &&
+          now - l->started_unix_ms >= std::chrono::duration_cast<std::chrono::milliseconds>(kNoHeartbeatGrace).count())
+        quiet.push_back(l);
+  }
+  for (auto& l : quiet) {
+    const pid_t pid = l->pid->load();
+    auto st = api_call(l->api, {{"cmd", "status"}}, kUpProbeTimeoutMs);
+    if (!st || st->value("state", "") != "running") continue;
+    std::lock_guard lock(mu_);
+    if (l->pid->load() == pid && l->up_unix_ms == 0) {
+      l->up_unix_ms = unix_ms();
+      l->up_by = "control socket";
+    }
   }
 }
 

@@ -123,6 +123,10 @@ nlohmann::json probe_lease_io(const ProbeContext& ctx) {
   return j;
 }
 
+}  // namespace
+
+std::span<const KvmCap> kvm_caps() { return kKvmCaps; }
+
 // MemTotal and MemAvailable from /proc/meminfo, in bytes (0 when absent).
 std::pair<uint64_t, uint64_t> meminfo() {
   std::ifstream in("/proc/meminfo");
@@ -138,10 +142,6 @@ std::pair<uint64_t, uint64_t> meminfo() {
   }
   return {total, available};
 }
-
-}  // namespace
-
-std::span<const KvmCap> kvm_caps() { return kKvmCaps; }
 
 nlohmann::json probe_local(const ProbeContext& ctx) {
   const auto [total, available] = meminfo();

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -46,5 +47,8 @@ std::span<const KvmCap> kvm_caps();
 //  cpu{vendor, model_name, profile, error}, lease_io{reads, p50_us, p99_us, max_us, error},
 //  clock_unix_ms, mem_available_bytes, mem_total_bytes, vms_mem_bytes}
 nlohmann::json probe_local(const ProbeContext& ctx);
+
+// MemTotal and MemAvailable from /proc/meminfo, in bytes (0 when absent).
+std::pair<uint64_t, uint64_t> meminfo();
 
 }  // namespace minihv::cluster

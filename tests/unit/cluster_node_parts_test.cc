@@ -55,6 +55,25 @@ TEST(ClusterConfig, RoundTripsThroughTheVolumeUnderTheAdminLease) {
   EXPECT_EQ(read_config(*m.vol)->vms.size(), 1u);
 }
 
+TEST(ClusterConfig, AVmsLastFailureIsKeptForEveryNodeToRead) {
+  VmSpec v;
+  v.name = "web";
+  v.index = 3;
+  v.last_failure = VmFailure{"ended with status 2", "b", 1234, 7};
+  ClusterConfig c;
+  c.vms.push_back(v);
+  auto back = config_from_json(to_json(c));
+  ASSERT_TRUE(back) << back.message();
+  const auto& f = back->vm("web")->last_failure;
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->reason, "ended with status 2");
+  EXPECT_EQ(f->node, "b");
+  EXPECT_EQ(f->unix_ms, 1234);
+  EXPECT_EQ(f->generation, 7);
+  c.vms[0].last_failure.reset();
+  EXPECT_FALSE(to_json(c)["vms"][0].contains("last_failure")) << "no failure, no field";
+}
+
 TEST(ClusterConfig, RejectsDuplicateHostIdsAndForeignFormats) {
   auto dup = config_from_json({{"format", "minihv-cluster/1"},
                                {"nodes", {{{"name", "a"}, {"host_id", 1}}, {{"name", "b"}, {"host_id", 1}}}},
