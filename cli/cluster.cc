@@ -120,7 +120,7 @@ Json local_entry(const Json& st, const std::string& node, const std::string& vm)
 
 int cmd_status(const ClusterCli& c) {
   auto st = call(c, {{"cmd", "cluster_status"}});
-  if (!st) return fail(st.status());
+  if (!st) return fail(st.status(), c.json);
   if (c.json) {
     std::printf("%s\n", st->dump(2).c_str());
     return kExitOk;
@@ -281,7 +281,7 @@ int cmd_move(const ClusterCli& c) {
   auto r = call(c, {{"cmd", "move"}, {"vm", c.vm}, {"to", c.to}, {"verify", c.verify}}, std::chrono::minutes(15),
                 print_move_progress);
   if (isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
-  if (!r) return fail(r.status());
+  if (!r) return fail(r.status(), c.json);
   if (c.json) std::printf("%s\n", r->dump().c_str());
   else print_move(*r);
   return kExitOk;
@@ -290,7 +290,7 @@ int cmd_move(const ClusterCli& c) {
 int cmd_drain(const ClusterCli& c) {
   auto r = node_call(node_address(c), {{"cmd", "drain"}, {"node", c.target}, {"verify", c.verify}},
                      std::chrono::minutes(60), print_move_progress);
-  if (!r) return fail(r.status());
+  if (!r) return fail(r.status(), c.json);
   if (c.json) {
     std::printf("%s\n", r->dump().c_str());
   } else {
@@ -311,12 +311,12 @@ int cmd_validate(const ClusterCli& c) {
       if (!a.empty()) req["nodes"].push_back(a);
   }
   auto r = call(c, req, std::chrono::seconds(60));
-  if (!r) return fail(r.status());
+  if (!r) return fail(r.status(), c.json);
   const Json& report = (*r)["report"];
   if (!c.html.empty()) {
     std::ofstream f(c.html);
     f << cluster::render_html(report);
-    if (!f) return fail(Status::error("cannot write " + c.html));
+    if (!f) return fail(Status::error("cannot write " + c.html), c.json);
   }
   if (c.json) std::printf("%s\n", report.dump(2).c_str());
   else std::printf("%s", cluster::render_text(report).c_str());
@@ -346,18 +346,18 @@ Status confirm_drill(const ClusterCli& c, size_t vms) {
 
 int cmd_drill(const ClusterCli& c) {
   auto st = call(c, {{"cmd", "cluster_status"}});
-  if (!st) return fail(st.status());
+  if (!st) return fail(st.status(), c.json);
   std::string victim_addr, observer_addr;
   for (const auto& n : (*st)["nodes"]) {
     if (n.value("name", "") == c.target) {
-      if (n.value("state", "") != "up") return fail(Status::invalid("node " + c.target + " is not up"));
+      if (n.value("state", "") != "up") return fail(Status::invalid("node " + c.target + " is not up"), c.json);
       victim_addr = n.value("listen", "");
     } else if (n.value("state", "") == "up" && observer_addr.empty()) {
       observer_addr = n.value("listen", "");
     }
   }
-  if (victim_addr.empty()) return fail(Status::invalid("no node named '" + c.target + "'"));
-  if (observer_addr.empty()) return fail(Status::invalid("no other node is up to take over"));
+  if (victim_addr.empty()) return fail(Status::invalid("no node named '" + c.target + "'"), c.json);
+  if (observer_addr.empty()) return fail(Status::invalid("no other node is up to take over"), c.json);
   std::vector<DrillVm> vms;
   for (const auto& v : (*st)["vms"])
     if (v.value("node", "") == c.target)
