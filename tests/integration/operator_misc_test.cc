@@ -166,5 +166,44 @@ TEST_F(OperatorVolume, DiskRmOfAHeldDiskIsRefusedNamingTheHolder) {
   EXPECT_EQ(inspect()["disks"].size(), 1u);
 }
 
+// --- migrate failures ----------------------------------------------------------------------------
+
+TEST(OperatorMigrate, UnreachableSocketIsAnErrorAndAJsonObject) {
+  TempDir d;
+  Ran text = run_minihv({"migrate", "--api", d.file("none.sock"), "--to", "127.0.0.1:1"});
+  EXPECT_EQ(text.rc, 1);
+  EXPECT_TRUE(contains(text.err, "minihv: error: migration failed: ")) << text.err;
+  EXPECT_EQ(text.out, "");
+  Ran json = run_minihv({"migrate", "--api", d.file("none.sock"), "--to", "127.0.0.1:1", "--json"});
+  EXPECT_EQ(json.rc, 1);
+  auto j = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << json.out;
+  EXPECT_EQ(j["ok"], false);
+  EXPECT_TRUE(j.contains("error")) << json.out;
+}
+
+TEST(OperatorMigrate, AMigrationThatNeverStartedSaysWhyOnStderrOnly) {
+  TempDir d;
+  const std::string api = d.file("api.sock");
+  VmProcess vm({"run", "--kernel", testguest_elf(), "--cmdline", "idle", "--mem", "64M", "--api", api});
+  ASSERT_TRUE(vm.wait_line("^HB cpu=0 seq=1 ", 30s)) << vm.stderr_text();
+  const std::string nobody = "127.0.0.1:" + std::to_string(free_port());
+  Ran text = run_minihv({"migrate", "--api", api, "--to", nobody});
+  EXPECT_EQ(text.rc, 1);
+  EXPECT_EQ(text.out, "") << "nothing was sent: no summary";
+  EXPECT_TRUE(contains(text.err, "minihv: error: migration failed: ")) << text.err;
+  Ran json = run_minihv({"migrate", "--api", api, "--to", nobody, "--json"});
+  EXPECT_EQ(json.rc, 1);
+  auto j = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << json.out;
+  EXPECT_EQ(j["ok"], false);
+  EXPECT_FALSE(j.value("error", "").empty()) << json.out;
+  EXPECT_NE(j.value("result", "ok"), "ok") << json.out;
+  EXPECT_TRUE(contains(json.err, "minihv: error: migration failed: ")) << json.err;
+  EXPECT_TRUE(vm.wait_line("^HB cpu=0 seq=3 ", 20s)) << "the VM goes on here";
+  vm.kill(SIGTERM);
+  EXPECT_EQ(vm.wait_exit(20s), 0);
+}
+
 }  // namespace
 }  // namespace minihv::test
