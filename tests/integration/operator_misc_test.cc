@@ -166,6 +166,22 @@ TEST_F(OperatorVolume, DiskRmOfAHeldDiskIsRefusedNamingTheHolder) {
   EXPECT_EQ(inspect()["disks"].size(), 1u);
 }
 
+// --- cpuid compare reads cpuid show --json -------------------------------------------------------
+
+TEST(OperatorCpuid, CompareReadsShowJson) {
+  TempDir dir;
+  Ran show = run_minihv({"cpuid", "show", "--model", "x86-64-v2", "--json"});
+  ASSERT_EQ(show.rc, 0) << show.err;
+  std::ofstream(dir.file("guest.json")) << show.out;
+  Ran cmp = run_minihv({"cpuid", "compare", "--guest", dir.file("guest.json"), "--json"});
+  EXPECT_EQ(cmp.rc, 0) << cmp.out << cmp.err;
+  auto j = nlohmann::json::parse(cmp.out, nullptr, false);
+  EXPECT_EQ(j.value("compatible", false), true) << cmp.out;
+  // Its own table as the host: the guest profile is the model's, so it fits there too.
+  Ran self = run_minihv({"cpuid", "compare", "--guest", dir.file("guest.json"), "--host", dir.file("guest.json")});
+  EXPECT_EQ(self.rc, 0) << self.out << self.err;
+}
+
 // --- migrate failures ----------------------------------------------------------------------------
 
 TEST(OperatorMigrate, UnreachableSocketIsAnErrorAndAJsonObject) {
