@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/daily.h"
 #include "cli/run_control.h"
 #include "cli/terminal.h"
 #include "common/log.h"
@@ -179,6 +180,14 @@ bool wait_for_fence(const blockdev::Fence& fence) {
   return true;
 }
 
+// The advisory CPU-model warning is long and the same every time: once a day per host and user,
+// or on every run with -v. `vm status` always carries it (cpu.advisory, cpu.reason).
+void warn_if_advisory(const cpuid::GuestCpuid& cpu) {
+  if (!cpu.advisory) return;
+  if (log_level() < LogLevel::kInfo && !due_today("cpu-model-advisory")) return;
+  std::fprintf(stderr, "minihv: %s\n", cpuid::advisory_warning(cpu).c_str());
+}
+
 // Checks the options that need no VM; fills in what they say. kExitOk when they are good.
 int check_options(RunOptions& o, std::optional<migrate::Endpoint>& incoming) {
   auto mem = parse_size(o.mem, 1ull << 20);
@@ -275,8 +284,7 @@ int run(RunOptions& o) {
   }
   FenceWatch fence_watch;
   if (o.vm.fence) fence_watch.watch(o.vm.fence, **vm);
-  if ((*vm)->guest_cpuid().advisory)
-    std::fprintf(stderr, "minihv: %s\n", cpuid::advisory_warning((*vm)->guest_cpuid()).c_str());
+  warn_if_advisory((*vm)->guest_cpuid());
   return (*vm)->run();
 }
 

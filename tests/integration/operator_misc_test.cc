@@ -182,6 +182,34 @@ TEST(OperatorCpuid, CompareReadsShowJson) {
   EXPECT_EQ(self.rc, 0) << self.out << self.err;
 }
 
+// --- the advisory warning ------------------------------------------------------------------------
+
+bool advisory_host() { return cpuid::decide_enforcement(cpuid::read_host_facts()).advisory; }
+
+TEST(OperatorAdvisory, WarnedOncePerDayOrWithVerboseAndAlwaysInStatus) {
+  if (!advisory_host()) GTEST_SKIP() << "CPU models are enforced on this host: no advisory warning";
+  TempDir runtime;
+  const std::vector<std::string> env{"XDG_RUNTIME_DIR=" + runtime.path()};
+  auto run_once = [&](std::vector<std::string> extra) {
+    TempDir d;
+    std::vector<std::string> a{"run", "--kernel", testguest_elf(), "--cmdline", "idle", "--mem", "64M",
+                               "--cpu-model", "x86-64-v2", "--api", d.file("api.sock")};
+    a.insert(a.end(), extra.begin(), extra.end());
+    VmProcess vm(a, env);
+    EXPECT_TRUE(vm.wait_line("^HB cpu=0 seq=1 ", 30s)) << vm.stderr_text();
+    Ran st = run_minihv({"vm", "status", "--api", d.file("api.sock"), "--json"});
+    auto j = nlohmann::json::parse(st.out, nullptr, false);
+    EXPECT_EQ(j["cpu"].value("advisory", false), true) << st.out;
+    EXPECT_TRUE(contains(j["cpu"].value("reason", ""), "PVM")) << st.out;
+    vm.kill(SIGTERM);
+    vm.wait_exit(20s);
+    return contains(vm.stderr_text(), "is advisory on this host");
+  };
+  EXPECT_TRUE(run_once({})) << "the first run of the day warns";
+  EXPECT_FALSE(run_once({})) << "the second does not";
+  EXPECT_TRUE(run_once({"-v"})) << "-v always does";
+}
+
 // --- migrate failures ----------------------------------------------------------------------------
 
 TEST(OperatorMigrate, UnreachableSocketIsAnErrorAndAJsonObject) {
