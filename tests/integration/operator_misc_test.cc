@@ -249,5 +249,76 @@ TEST(OperatorMigrate, AMigrationThatNeverStartedSaysWhyOnStderrOnly) {
   EXPECT_EQ(vm.wait_exit(20s), 0);
 }
 
+// --- run --incoming takes its size from the source --------------------------------------------------
+
+// The source with the test guest (idle, 256M, 2 vCPUs) on a control socket.
+std::unique_ptr<VmProcess> boot_source(const std::string& api, std::vector<std::string> extra = {}) {
+  std::vector<std::string> a{"run", "--kernel", testguest_elf(), "--cmdline", "idle", "--mem", "256M",
+                             "--cpus", "2", "--api", api};
+  a.insert(a.end(), extra.begin(), extra.end());
+  auto vm = std::make_unique<VmProcess>(a);
+  EXPECT_TRUE(vm->wait_line("^HB cpu=1 seq=1 ", 30s)) << vm->stdout_text() << vm->stderr_text();
+  return vm;
+}
+
+std::unique_ptr<VmProcess> incoming_without_size(const std::string& api, int port, std::vector<std::string> extra = {}) {
+  std::vector<std::string> a{"run", "-v", "--api", api, "--incoming", "127.0.0.1:" + std::to_string(port)};
+  a.insert(a.end(), extra.begin(), extra.end());
+  auto vm = std::make_unique<VmProcess>(a);
+  EXPECT_TRUE(vm->wait_stderr("waiting for a migrating VM", 20s)) << vm->stderr_text();
+  return vm;
+}
+
+TEST(OperatorIncoming, TakesMemoryAndVcpusFromTheSource) {
+  TempDir d;
+  const std::string src_api = d.file("src.sock"), dst_api = d.file("dst.sock");
+  auto src = boot_source(src_api);
+  EXPECT_EQ(src->lines_matching("boot cpus=2 mem_mib=25[56] ").size(), 1u) << src->stdout_text();
+  const int port = free_port();
+  auto dst = incoming_without_size(dst_api, port);
+  auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port), {"--verify"});
+  ASSERT_EQ(r.exit, 0) << r.stderr_text << r.json.dump(2) << "\ndestination:\n" << dst->stderr_text();
+  EXPECT_EQ(src->wait_exit(20s), 0) << src->stderr_text();
+  ASSERT_TRUE(dst->wait_line("^HB cpu=1 ", 20s)) << dst->stdout_text() << dst->stderr_text();
+  ASSERT_TRUE(dst->wait_line("^HB cpu=0 ", 20s)) << dst->stdout_text() << dst->stderr_text();
+  Ran st = run_minihv({"vm", "status", "--api", dst_api, "--json"});
+  ASSERT_EQ(st.rc, 0) << st.err;
+  auto j = nlohmann::json::parse(st.out, nullptr, false);
+  EXPECT_EQ(j["state"], "running") << st.out;
+  EXPECT_EQ(j["cpus"], 2) << st.out;
+  EXPECT_EQ(j["mem_mib"], 256) << st.out;
+  EXPECT_EQ(j["vcpus"].size(), 2u) << st.out;
+  EXPECT_EQ(j["cpu"]["model"], "host") << st.out;
+  dst->kill(SIGTERM);
+  EXPECT_EQ(dst->wait_exit(20s), 0) << dst->stderr_text();
+}
+
+TEST(OperatorIncoming, AGivenSizeOrDiskCountThatDiffersIsRefusedBeforeAnyPageMoves) {
+  TempDir d;
+  const std::string src_api = d.file("src.sock");
+  make_image(d.file("disk.img"), 16ull << 20);
+  auto src = boot_source(src_api, {"--disk", d.file("disk.img")});
+  struct Case {
+    std::vector<std::string> extra;
+    std::string says;
+  };
+  for (const Case& c : {Case{{"--cpus", "1", "--disk", d.file("disk.img")}, "2 vCPUs, this destination 1"},
+                        Case{{}, "1 disk(s), this destination 0"}}) {
+    const int port = free_port();
+    auto dst = incoming_without_size(d.file("dst.sock"), port, c.extra);
+    auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port));
+    EXPECT_EQ(r.exit, 1) << r.json.dump(2);
+    EXPECT_TRUE(contains(r.json.value("error", ""), c.says)) << r.json.dump(2);
+    uint64_t pages = 0;
+    for (const auto& [kind, n] : r.json["pages"].items()) pages += n.get<uint64_t>();
+    EXPECT_EQ(pages, 0u) << "refused before any page moved: " << r.json.dump(2);
+    EXPECT_EQ(dst->wait_exit(20s), 1) << dst->stderr_text();
+    EXPECT_TRUE(contains(dst->stderr_text(), c.says)) << dst->stderr_text();
+  }
+  EXPECT_TRUE(src->wait_line("^HB cpu=0 seq=4 ", 20s)) << "the VM goes on at the source";
+  src->kill(SIGTERM);
+  EXPECT_EQ(src->wait_exit(20s), 0);
+}
+
 }  // namespace
 }  // namespace minihv::test
