@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -19,19 +20,64 @@ namespace {
 constexpr size_t kFormatChunk = 1 << 20;
 constexpr mode_t kVolumeFileMode = 0660;
 
-Status check_overwrite(Device& dev, bool force) {
-  if (force) return Status::ok();
+// A device we borrow for a moment: the volume opened on it must not free it.
+std::shared_ptr<Device> borrowed(Device& dev) { return {&dev, [](Device*) {}}; }
+
+// Refuses to destroy a volume while anything live holds a lease on it, naming the holders. A volume
+// whose superblock cannot be read has no leases anyone could prove: it may be overwritten.
+Status refuse_live_holders(Device& dev, Clock& clock) {
+  auto vol = Volume::open_device(borrowed(dev), clock);
+  if (!vol) return Status::ok();
+  auto live = (*vol)->live_holders();
+  if (!live) return live.status().context("reading the volume's leases");
+  if (live->empty()) return Status::ok();
+  std::string who;
+  for (const std::string& h : *live) who += "\n  " + h;
+  return Status::error(dev.name() + " is in use: " + std::to_string(live->size()) +
+                       " live lease(s) on it, formatting would destroy what they guard; stop them first:" + who);
+}
+
+Status check_overwrite(Device& dev, const FormatOptions& o, Clock& clock) {
   Block b;
   MINIHV_TRY(dev.read(0, b.span()));
   if (has_magic(b, RecordKind::kSuper)) {
-    auto sb = Superblock::decode(b, dev.name());
-    const std::string cluster = sb ? " of cluster '" + sb->cluster + "'" : "";
-    return Status::invalid(dev.name() + " is already a minihv volume" + cluster + "; add --force to overwrite it");
+    if (!o.force) {
+      auto sb = Superblock::decode(b, dev.name());
+      const std::string cluster = sb ? " of cluster '" + sb->cluster + "'" : "";
+      return Status::invalid(dev.name() + " is already a minihv volume" + cluster + "; add --force to overwrite it");
+    }
+    MINIHV_TRY(refuse_live_holders(dev, clock));
+    return o.confirm ? o.confirm() : Status::ok();
   }
-  if (std::any_of(std::begin(b.bytes), std::end(b.bytes), [](uint8_t x) { return x != 0; }))
+  if (!o.force && std::any_of(std::begin(b.bytes), std::end(b.bytes), [](uint8_t x) { return x != 0; }))
     return Status::invalid(dev.name() + " is not empty; add --force to overwrite it");
   return Status::ok();
 }
+
+// Everything a format can refuse before it touches the path: a failed format leaves no trace.
+Status check_options(const FormatOptions& o) {
+  MINIHV_TRY(validate_name("cluster name", o.cluster));
+  MINIHV_TRY(o.timings.validate());
+  if (o.size == 0) return Status::ok();
+  auto geo = Geometry::for_size(o.size);
+  return geo ? Status::ok() : geo.status().context("--size");
+}
+
+// Removes the file a failed format created (never one that was there before).
+class CreatedFile {
+public:
+  CreatedFile(std::string path, bool created) : path_(std::move(path)), kept_(!created) {}
+  ~CreatedFile() {
+    if (!kept_) ::unlink(path_.c_str());
+  }
+  CreatedFile(const CreatedFile&) = delete;
+  CreatedFile& operator=(const CreatedFile&) = delete;
+  void keep() { kept_ = true; }
+
+private:
+  std::string path_;
+  bool kept_;
+};
 
 }  // namespace
 
@@ -46,7 +92,7 @@ bool Volume::looks_like_volume(const std::string& path) {
 }
 
 Status Volume::format(const std::string& path, const FormatOptions& o) {
-  MINIHV_TRY(validate_name("cluster name", o.cluster));
+  MINIHV_TRY(check_options(o));
   struct stat st {};
   const bool exists = ::stat(path.c_str(), &st) == 0;
   if (exists && !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
@@ -54,27 +100,39 @@ Status Volume::format(const std::string& path, const FormatOptions& o) {
   if (exists && S_ISREG(st.st_mode) && st.st_size > 0 && !o.force) {
     if (looks_like_volume(path)) {
       auto dev = FileDevice::open(path, FileDevice::Mode::kReadOnly);
-      if (dev) return check_overwrite(**dev, false);
+      if (dev) return check_overwrite(**dev, o, system_clock());
     }
     return Status::invalid(path + " is not empty (" + std::to_string(st.st_size) +
                            " bytes); add --force to overwrite it");
   }
   if (!exists && o.size == 0) return Status::invalid(path + " does not exist: give --size to create it");
   if (exists && S_ISBLK(st.st_mode) && o.size) return Status::invalid(path + " is a block device: its size is fixed, drop --size");
-  if (!exists || S_ISREG(st.st_mode)) {
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kVolumeFileMode));
-    if (!fd.valid()) return Status::from_errno(path + ": create");
+  // An existing volume is checked before its file is resized: a refused format changes nothing.
+  if (exists && (S_ISBLK(st.st_mode) || st.st_size >= static_cast<off_t>(kBlockSize))) {
+    auto old = FileDevice::open(path, FileDevice::Mode::kReadOnly);
+    if (!old) return old.status();
+    MINIHV_TRY(check_overwrite(**old, o, system_clock()));
+  }
+  CreatedFile created(path, !exists);
+  if (!exists || o.size) {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | (exists ? 0 : O_CREAT | O_EXCL), kVolumeFileMode));
+    if (!fd.valid()) return Status::from_errno(path + (exists ? ": open" : ": create"));
     if (o.size && ftruncate(fd.get(), static_cast<off_t>(o.size)) < 0) return Status::from_errno(path + ": set size");
   }
   auto dev = FileDevice::open(path, FileDevice::Mode::kReadWrite);
   if (!dev) return dev.status();
-  return format_device(**dev, o, system_clock());
+  MINIHV_TRY(write_volume(**dev, o, system_clock()));
+  created.keep();
+  return Status::ok();
 }
 
 Status Volume::format_device(Device& dev, const FormatOptions& o, Clock& clock) {
-  MINIHV_TRY(validate_name("cluster name", o.cluster));
-  MINIHV_TRY(o.timings.validate());
-  MINIHV_TRY(check_overwrite(dev, o.force));
+  MINIHV_TRY(check_options(o));
+  MINIHV_TRY(check_overwrite(dev, o, clock));
+  return write_volume(dev, o, clock);
+}
+
+Status Volume::write_volume(Device& dev, const FormatOptions& o, Clock& clock) {
   auto geo = Geometry::for_size(dev.size());
   if (!geo) return geo.status();
   Superblock sb;

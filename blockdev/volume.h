@@ -8,6 +8,7 @@
 // record that fails its checks is reported, never trusted.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,9 @@ struct FormatOptions {
   uint64_t size = 0;        // 0: keep the size of the existing file or device
   std::string cluster;
   bool force = false;       // overwrite a volume or a non-empty file
+  // Called when `force` is about to destroy a volume nobody live holds a lease on, before anything
+  // is written; a failed Status leaves everything as it was (the CLI asks the user here).
+  std::function<Status()> confirm;
   LeaseTimings timings;
   std::string created_by;   // empty: default_owner()
 };
@@ -67,6 +71,7 @@ public:
   Result<LeaseSlot> node_slot(uint32_t host_id) const;  // 1..kNodeSlots
   Result<LeaseSlot> vm_slot(uint32_t slot, const std::string& resource) const;
   LeaseSlot disk_slot(const DiskEntry& d) const;
+  std::vector<LeaseSlot> all_lease_slots() const;  // admin, every node slot, every VM slot
   Result<LeaseRead> read_lease(const LeaseSlot& slot);
   Result<std::unique_ptr<Lease>> acquire(const LeaseSlot& slot, const std::string& owner,
                                          AcquireOptions opts = {});
@@ -87,12 +92,18 @@ public:
   Result<Config> read_config();
   Status write_config(const nlohmann::json& doc, const Lease& admin);
 
+  // "disk web held by host/pid 42 (since ..., renewed 3 ms ago)" for every lease whose holder is
+  // alive: its record changes within the dead timeout. Watches up to `dead` when anything is held.
+  Result<std::vector<std::string>> live_holders();
+
   // Everything `minihv volume inspect` shows, including who holds which lease and since when.
   Result<nlohmann::json> inspect();
 
 private:
   Volume(std::shared_ptr<Device> dev, Clock& clock, Superblock sb)
       : dev_(std::move(dev)), clock_(clock), sb_(std::move(sb)) {}
+  // Writes a new, empty volume over `dev` (the checks are the caller's).
+  static Status write_volume(Device& dev, const FormatOptions& o, Clock& clock);
   Status write_disk_record(uint32_t slot, const DiskEntry* entry, const Lease& admin);
   Result<uint64_t> allocate_extent(const std::vector<DiskEntry>& disks, uint64_t size) const;
   Result<std::unique_ptr<Lease>> acquire_admin(const std::string& owner);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/report.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "migrate/migration.h"
@@ -59,20 +60,12 @@ void print_summary(const nlohmann::json& r) {
 
 // `migrate --resolve ACTION`: settles a switchover left in doubt (the VM paused on this side).
 int run_resolve(const MigrateOptions& o) {
-  if (!o.to.empty()) {
-    std::fprintf(stderr, "minihv: error: --resolve settles the last migration: it takes no --to\n");
-    return kExitUsage;
-  }
-  if (o.resolve != "ask" && o.resolve != "resume" && o.resolve != "end") {
-    std::fprintf(stderr, "minihv: error: --resolve must be ask, resume or end, not '%s'\n", o.resolve.c_str());
-    return kExitUsage;
-  }
+  if (!o.to.empty()) return fail(Status::invalid("--resolve settles the last migration: it takes no --to"), o.json);
+  if (o.resolve != "ask" && o.resolve != "resume" && o.resolve != "end")
+    return fail(Status::invalid("--resolve must be ask, resume or end, not '" + o.resolve + "'"), o.json);
   constexpr int kResolveSilenceMs = 30'000;
   auto reply = api_call(o.api, {{"cmd", "migrate-resolve"}, {"action", o.resolve}}, kResolveSilenceMs, {});
-  if (!reply) {
-    std::fprintf(stderr, "minihv: error: %s\n", reply.message().c_str());
-    return kExitFailure;
-  }
+  if (!reply) return fail(reply.status(), o.json);
   if (o.json) std::printf("%s\n", reply->dump().c_str());
   if (!reply->value("ok", false)) {
     std::fprintf(stderr, "minihv: error: %s\n", reply->value("error", std::string("not settled")).c_str());
@@ -82,22 +75,41 @@ int run_resolve(const MigrateOptions& o) {
   return kExitOk;
 }
 
+// Some of the guest went on the wire: a summary of what moved is worth printing even for a failure
+// (a migration refused at HELLO sent a few hundred bytes of talk, none of the guest).
+bool anything_sent(const nlohmann::json& report) {
+  uint64_t pages = 0;
+  const nlohmann::json counts = report.value("pages", nlohmann::json::object());
+  for (const auto& [kind, n] : counts.items())
+    if (n.is_number_unsigned()) pages += n.get<uint64_t>();
+  return pages > 0;
+}
+
+// The report of a migration that ran (or tried to): text or JSON on stdout, and a failure on stderr.
+int report_migration(nlohmann::json report, bool json) {
+  const std::string result = report.value("result", "");
+  const bool ok = result == "ok";
+  report["ok"] = ok;
+  if (!ok && report.value("error", "").empty()) report["error"] = "migration " + (result.empty() ? "failed" : result);
+  if (json)
+    std::printf("%s\n", report.dump().c_str());
+  else if (ok || anything_sent(report))
+    print_summary(report);
+  if (ok) return kExitOk;
+  const bool in_doubt = result == "in-doubt";
+  std::fprintf(stderr, "minihv: error: migration %s: %s\n", in_doubt ? "in doubt" : "failed",
+               report["error"].get<std::string>().c_str());
+  return in_doubt ? kExitInDoubt : kExitFailure;
+}
+
 int run_migrate(const MigrateOptions& o) {
   if (!o.resolve.empty()) return run_resolve(o);
-  if (o.to.empty()) {
-    std::fprintf(stderr, "minihv: error: --to is required (or --resolve to settle a migration left in doubt)\n");
-    return kExitUsage;
-  }
+  if (o.to.empty())
+    return fail(Status::invalid("--to is required (or --resolve to settle a migration left in doubt)"), o.json);
   auto targets = migrate::parse_endpoint_list(o.to);
-  if (!targets) {
-    std::fprintf(stderr, "minihv: error: --to: %s\n", targets.message().c_str());
-    return kExitUsage;
-  }
+  if (!targets) return fail(Status::invalid("--to: " + targets.message()), o.json);
   auto compression = migrate::parse_compression(o.compress);
-  if (!compression) {
-    std::fprintf(stderr, "minihv: error: --compress: %s\n", compression.message().c_str());
-    return kExitUsage;
-  }
+  if (!compression) return fail(Status::invalid("--compress: " + compression.message()), o.json);
   const bool tty = isatty(STDERR_FILENO) && !o.json;
   nlohmann::json req = {{"cmd", "migrate"},           {"to", o.to},
                         {"streams", o.streams},       {"compress", o.compress},
@@ -109,21 +121,10 @@ int run_migrate(const MigrateOptions& o) {
     if (tty) print_progress(p);
   });
   if (tty) std::fprintf(stderr, "\n");
-  if (!reply) {
-    std::fprintf(stderr, "minihv: error: %s\n", reply.message().c_str());
-    return kExitFailure;
-  }
-  if (!reply->contains("result")) {  // refused before it started (busy, bad request)
-    std::fprintf(stderr, "minihv: error: %s\n", reply->value("error", std::string("migration refused")).c_str());
-    return kExitFailure;
-  }
-  reply->erase("ok");
-  if (o.json)
-    std::printf("%s\n", reply->dump().c_str());
-  else
-    print_summary(*reply);
-  const std::string result = reply->value("result", "");
-  return result == "ok" ? kExitOk : result == "in-doubt" ? kExitInDoubt : kExitFailure;
+  if (!reply) return fail(Status::error("migration failed: " + reply.message()), o.json);
+  if (!reply->contains("result"))  // refused before it started (busy, bad request)
+    return fail(Status::error("migration failed: " + reply->value("error", std::string("refused by the VM"))), o.json);
+  return report_migration(std::move(*reply), o.json);
 }
 
 }  // namespace

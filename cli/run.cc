@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/daily.h"
 #include "cli/run_control.h"
 #include "cli/terminal.h"
 #include "common/log.h"
@@ -33,7 +34,13 @@ struct RunOptions {
   std::string api;
   std::string incoming;  // HOST:PORT: wait for a migrating VM instead of booting a kernel
   int fence_fd = -1;     // set by a cluster node: its lease on this VM (blockdev/fence.h)
+  // The size options as parsed: an --incoming VM takes from the source those not given.
+  const CLI::Option* mem_opt = nullptr;
+  const CLI::Option* cpus_opt = nullptr;
+  const CLI::Option* cpu_model_opt = nullptr;
 };
+
+bool given(const CLI::Option* opt) { return opt && opt->count() > 0; }
 
 // A VM of a cluster node runs only while the node's leases on it are current: the moment the fence
 // says they are not (the node froze, died, or lost the volume), the VM ends, before any other node
@@ -179,6 +186,14 @@ bool wait_for_fence(const blockdev::Fence& fence) {
   return true;
 }
 
+// The advisory CPU-model warning is long and the same every time: once a day per host and user,
+// or on every run with -v. `vm status` always carries it (cpu.advisory, cpu.reason).
+void warn_if_advisory(const cpuid::GuestCpuid& cpu) {
+  if (!cpu.advisory) return;
+  if (log_level() < LogLevel::kInfo && !due_today("cpu-model-advisory")) return;
+  std::fprintf(stderr, "minihv: %s\n", cpuid::advisory_warning(cpu).c_str());
+}
+
 // Checks the options that need no VM; fills in what they say. kExitOk when they are good.
 int check_options(RunOptions& o, std::optional<migrate::Endpoint>& incoming) {
   auto mem = parse_size(o.mem, 1ull << 20);
@@ -194,6 +209,10 @@ int check_options(RunOptions& o, std::optional<migrate::Endpoint>& incoming) {
       return kExitUsage;
     }
     incoming = *ep;
+    // 0 and "": the migrating VM's own size and model, from the source's HELLO.
+    if (!given(o.mem_opt)) o.vm.mem_bytes = 0;
+    if (!given(o.cpus_opt)) o.vm.cpus = 0;
+    if (!given(o.cpu_model_opt)) o.vm.cpu_model.clear();
   } else if (o.vm.kernel.empty()) {
     std::fprintf(stderr, "minihv: error: --kernel is required (unless --incoming waits for a migrating VM)\n");
     return kExitUsage;
@@ -267,7 +286,7 @@ int run(RunOptions& o) {
   std::unique_ptr<migrate::CommitWitness> witness;
   if (incoming) {
     if (int rc = receive(**vm, *incoming, *wait, witness); rc >= 0) return rc;
-    if (registration) (void)registration->set_state("running");
+    if (registration) (void)registration->set_running((*vm)->configured_mem_bytes(), (*vm)->configured_cpus());
   }
   if (o.vm.fence && !wait_for_fence(*o.vm.fence)) {
     std::fprintf(stderr, "minihv: error: the node never handed this VM its leases\n");
@@ -275,8 +294,7 @@ int run(RunOptions& o) {
   }
   FenceWatch fence_watch;
   if (o.vm.fence) fence_watch.watch(o.vm.fence, **vm);
-  if ((*vm)->guest_cpuid().advisory)
-    std::fprintf(stderr, "minihv: %s\n", cpuid::advisory_warning((*vm)->guest_cpuid()).c_str());
+  warn_if_advisory((*vm)->guest_cpuid());
   return (*vm)->run();
 }
 
@@ -289,17 +307,24 @@ Command add_run_command(CLI::App& app) {
   run_app->add_option("--name", o->name, "The VM's name in 'minihv ps' (default: the kernel file's name)");
   run_app->add_option("--initrd", o->vm.initrd, "Initial ramdisk (cpio, possibly compressed)");
   run_app->add_option("--cmdline", o->vm.cmdline, "Kernel command line");
-  run_app->add_option("--mem", o->mem, "Guest RAM, e.g. 512M or 2G (a bare number is MiB)")
-      ->capture_default_str();
-  run_app->add_option("--cpus", o->vm.cpus, "Number of vCPUs")->capture_default_str();
-  run_app->add_option("--cpu-model", o->vm.cpu_model,
-                      "CPU model: host, compat, x86-64-v1..v4, or a profile .json (minihv cpuid models)")
-      ->capture_default_str();
+  o->mem_opt = run_app
+                   ->add_option("--mem", o->mem,
+                                "Guest RAM, e.g. 512M or 2G (a bare number is MiB); with --incoming: the source's")
+                   ->capture_default_str();
+  o->cpus_opt = run_app->add_option("--cpus", o->vm.cpus, "Number of vCPUs; with --incoming: the source's")
+                    ->capture_default_str();
+  o->cpu_model_opt =
+      run_app
+          ->add_option("--cpu-model", o->vm.cpu_model,
+                       "CPU model: host, compat, x86-64-v1..v4, or a profile .json (minihv cpuid models); with "
+                       "--incoming: the source's")
+          ->capture_default_str();
   run_app->add_option("--disk", o->vm.disks, "Raw disk image for a virtio-blk device (repeatable)");
   run_app->add_option("--console", o->vm.console_path, "Write the serial console to FILE, not stdout");
   run_app->add_option("--api", o->api, "Serve the JSON-lines control socket at PATH");
   run_app->add_option("--incoming", o->incoming,
-                      "Wait on HOST:PORT for a VM migrating here (same --mem/--cpus/--disk as the source)");
+                      "Wait on HOST:PORT for a VM migrating here: memory, vCPUs and CPU model come from the "
+                      "source (given, they must match); give one --disk for each of the source's");
   run_app->add_option("--fence-fd", o->fence_fd, "(set by minihv node) fd of the node's lease fence for this VM")
       ->group("");
   run_app->add_flag("--hugetlb", o->vm.hugetlb, "Back guest RAM with hugetlbfs pages (2 MiB)");

@@ -1,7 +1,9 @@
 // `minihv volume format|inspect|disk create|list|rm`: the shared volume from the command line.
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -39,12 +41,28 @@ std::string lease_text(const nlohmann::json& l) {
 
 struct FormatArgs {
   std::string path, size, cluster;
-  bool force = false;
+  bool force = false, yes = false;
   int renew_ms = 0, fail_ms = 0, dead_ms = 0, io_ms = 0;
 };
 
+// Asks on the terminal before --force destroys a volume (--yes: never asks).
+Status confirm_destroy(const std::string& path) {
+  std::fprintf(stderr, "minihv: %s is a minihv volume: formatting it destroys every disk on it. Format it? [y/N] ",
+               path.c_str());
+  std::string answer;
+  std::getline(std::cin, answer);
+  if (answer == "y" || answer == "Y" || answer == "yes") return Status::ok();
+  return Status::error("not confirmed: " + path + " was left as it was");
+}
+
 int format(const FormatArgs& a) {
   blockdev::FormatOptions o;
+  if (a.force && !a.yes && Volume::looks_like_volume(a.path)) {
+    if (!isatty(STDIN_FILENO))
+      return fail(Status::invalid(a.path + " is a minihv volume and --force would destroy it: pass --yes as well "
+                                           "to confirm (no terminal to ask on)"));
+    o.confirm = [path = a.path] { return confirm_destroy(path); };
+  }
   if (!a.size.empty()) {
     auto size = parse_size(a.size);
     if (!size) return fail(size.status().context("--size"));
@@ -147,7 +165,10 @@ std::vector<Command> add_volume_commands(CLI::App& app) {
   fmt->add_option("path", f->path, "Volume file or block device")->required();
   fmt->add_option("--size", f->size, "Size, e.g. 8G (creates or resizes a file; not for a block device)");
   fmt->add_option("--cluster", f->cluster, "Cluster name stored in the volume")->required();
-  fmt->add_flag("--force", f->force, "Overwrite an existing volume or a non-empty file");
+  fmt->add_flag("--force", f->force,
+                "Overwrite an existing volume or a non-empty file (refused while a live holder has a lease on "
+                "the volume; asks first on a terminal)");
+  fmt->add_flag("--yes", f->yes, "Do not ask before --force destroys a volume (for scripts)");
   fmt->add_option("--renew-ms", f->renew_ms, "Lease renew interval (default 200)");
   fmt->add_option("--fail-ms", f->fail_ms, "A holder stops its own I/O after this long without renewal (default 800)");
   fmt->add_option("--dead-ms", f->dead_ms, "Others take over a lease unchanged this long (default 1400)");

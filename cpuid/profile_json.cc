@@ -68,6 +68,13 @@ nlohmann::json to_json(const Profile& p, const std::string& source) {
 }
 
 Result<Profile> profile_from_json(const nlohmann::json& j, const std::string& origin) {
+  // `cpuid show --json` and a VM's status carry the profile a guest can execute (what migration
+  // compares) under "profile"; vm status --json under "cpu"."profile".
+  if (j.is_object() && !j.contains("leaves")) {
+    if (j.contains("profile") && j["profile"].is_object()) return profile_from_json(j["profile"], origin + " (profile)");
+    if (j.contains("cpu") && j["cpu"].is_object() && j["cpu"].contains("profile"))
+      return profile_from_json(j["cpu"]["profile"], origin + " (cpu.profile)");
+  }
   if (!j.is_object()) return bad(origin, "top level", "expected an object with \"vendor\" and \"leaves\"");
   if (j.contains("format") && j["format"] != kProfileFormat)
     return bad(origin, "format", "unsupported " + j["format"].dump() + " (expected \"" + kProfileFormat + "\")");

@@ -18,7 +18,8 @@ namespace minihv::cpuid {
 constexpr char kProfileFormat[] = "minihv-cpuid-profile/1";
 
 nlohmann::json to_json(const Profile& p, const std::string& source = "");
-// `origin` names the input in error messages (a file name, "status reply", ...).
+// `origin` names the input in error messages (a file name, "status reply", ...). Also takes the
+// output of `cpuid show --json` (its "profile") and of `vm status --json` (its "cpu"."profile").
 Result<Profile> profile_from_json(const nlohmann::json& j, const std::string& origin);
 Result<Profile> parse_profile(const std::string& text, const std::string& origin);
 Result<Profile> load_profile(const std::string& path);

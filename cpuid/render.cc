@@ -80,8 +80,13 @@ std::string models_markdown() {
       "sizes for the XSAVE components left, physical address bits (the lowest of a baseline), `invtsc` hidden "
       "unless the TSC rate is pinned, the PMU (leaf 0xA, `pdcm`, `perfctr_*`) off.\n\n"
       "On a host whose KVM cannot enforce CPUID (PVM: the guest's ring-3 `cpuid` returns the processor's own "
-      "values), the model is **advisory**: `run` and `cpuid show` warn, `status` says `advisory: true`, and "
-      "migration compares what the processor really offers.\n\n"
+      "values), the model is **advisory**: `run` warns once a day per host and user (a stamp in "
+      "`$XDG_RUNTIME_DIR/minihv`, else `/run/minihv` for root, else `/tmp/minihv-UID`; with `-v` on every run), "
+      "`cpuid show` every time, `status` always says `advisory: true` with the reason, and migration compares "
+      "what the processor really offers.\n\n"
+      "`cpuid compare --guest FILE` reads a profile (`cpuid host --json`, `cpuid baseline`), a raw CPUID dump, "
+      "or what `cpuid show --json` and `vm status --json --cpuid` print: their `profile`, what a guest under "
+      "the model can execute — the profile a migration compares.\n\n"
       "## Models\n\n";
   for (const ModelInfo& m : builtin_models()) {
     md += "### `" + std::string(m.name) + "`\n\n" + std::string(m.summary) + ".\n\n";

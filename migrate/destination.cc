@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/log.h"
@@ -56,9 +57,8 @@ std::string check_cpu(const std::string& profile_json) {
 
 class DestinationRun {
 public:
-  // `discarded`: the VM's RAM was discarded (GuestMemory::discard), so every page starts known zero.
-  DestinationRun(Vm& vm, Session& s, const ProgressFn& progress, bool discarded)
-      : vm_(vm), s_(s), progress_(progress), zero_(vm.memory().regions(), discarded), order_(s.streams()) {}
+  DestinationRun(Vm& vm, Session& s, const ProgressFn& progress)
+      : vm_(vm), s_(s), progress_(progress), order_(s.streams()) {}
 
   // Only frames that may come now get here (ReceiveOrder); any other is a protocol error, which
   // migrate_in sends back as ABORT. Runs on the thread of the stream the frame came on: pages and
@@ -75,7 +75,7 @@ public:
       }
       case FrameType::kHello: return on_hello(v);
       case FrameType::kPages: {
-        auto st = decode_page_batch(v.payload, vm_.memory(), &zero_, affinity(v));
+        auto st = decode_page_batch(v.payload, vm_.memory(), &*zero_, affinity(v));
         if (!st) return st.status().context("stream " + std::to_string(v.header.stream));
         return Next::kContinue;
       }
@@ -109,7 +109,7 @@ public:
     MINIHV_TRY(accept(v));
     auto h = parse_raw_pages(v);
     if (!h) return h.status();
-    return place_raw_pages(*h, vm_.memory().regions(), &zero_, affinity(v));
+    return place_raw_pages(*h, vm_.memory().regions(), &*zero_, affinity(v));
   }
 
 private:
@@ -126,13 +126,37 @@ private:
     auto h = parse_hello(v);
     if (!h) return h.status();
     auto source = nlohmann::json::parse(h->vm_json, nullptr, false);
+    // What was given here must match the source; what was not is taken from it.
     std::string why = source.is_discarded() ? "unreadable VM description" : check_vm_fits(source, describe_vm(vm_));
+    if (why.empty()) why = size_from(source);
+    if (why.empty()) why = check_vm_fits(source, describe_vm(vm_));  // now the exact layout too
     if (why.empty()) why = check_cpu(h->cpu_profile_json);
     MINIHV_TRY(s_.send(kControlStream, make_hello_reply({why.empty(), why})));
     MINIHV_TRY(s_.flush());
     if (!why.empty()) return Status::error("refused the incoming VM: " + why);
+    prepare_memory();
     progress_({{"event", "accepted"}, {"peer", s_.peer()}});
     return Next::kContinue;
+  }
+
+  // An incoming VM started without --mem/--cpus/--cpu-model is built now, as the source describes it.
+  std::string size_from(const nlohmann::json& source) {
+    if (vm_.sized()) return "";
+    const auto mem = source.value("mem_bytes", uint64_t{0});
+    const auto cpus = source.value("cpus", 0u);
+    Status st = vm_.size_incoming(mem, cpus, portable_cpu_model(source.value("cpu_model", "")));
+    if (!st) return "cannot build the VM here: " + st.message();
+    progress_({{"event", "sized"}, {"mem_bytes", vm_.configured_mem_bytes()}, {"cpus", vm_.configured_cpus()},
+               {"cpu_model", vm_.configured_cpu_model()}});
+    return "";
+  }
+
+  // What building the VM wrote is replaced by the source's RAM. A kernel that cannot discard this
+  // RAM (hugetlb before Linux 5.18) only costs the zero fast path: every zero page is then checked.
+  void prepare_memory() {
+    const Status discarded = vm_.memory().discard();
+    if (!discarded) LOG_WARN("incoming: %s: zero pages will be checked one by one", discarded.message().c_str());
+    zero_.emplace(vm_.memory().regions(), discarded.is_ok());
   }
 
   Result<Next> on_state(const FrameView& v) {
@@ -178,7 +202,9 @@ private:
   Vm& vm_;
   Session& s_;
   const ProgressFn& progress_;
-  ZeroPages zero_;  // each 64-page word is one stream's: written by that stream's thread only
+  // Each 64-page word is one stream's: written by that stream's thread only. Set when HELLO is
+  // accepted (the VM's memory may only exist from then on); no page frame is accepted before.
+  std::optional<ZeroPages> zero_;
   std::mutex order_mu_;
   ReceiveOrder order_;  // one order for every stream: guarded by order_mu_
   StateAssembler state_;
@@ -202,11 +228,7 @@ Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptio
     (void)(*session)->flush();
     return Status::error(kAcceptCancelled);
   }
-  // What building the VM wrote is replaced by the source's RAM. A kernel that cannot discard this
-  // RAM (hugetlb before Linux 5.18) only costs the zero fast path: every zero page is then checked.
-  const Status discarded = vm.memory().discard();
-  if (!discarded) LOG_WARN("incoming: %s: zero pages will be checked one by one", discarded.message().c_str());
-  DestinationRun run(vm, **session, progress, discarded.is_ok());
+  DestinationRun run(vm, **session, progress);
   (*session)->set_attachment_sink([&](const FrameView& v) { return run.place_pages(v); });
   // Stream 0 on this thread, every other stream on a worker of its own: each receives and decodes
   // its pages; stream 0's round end waits for theirs (the barrier), and carries the conversation.
@@ -235,28 +257,39 @@ Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptio
 }
 
 nlohmann::json describe_vm(const Vm& vm) {
+  nlohmann::json d{{"mem_bytes", vm.configured_mem_bytes()},
+                   {"cpus", vm.configured_cpus()},
+                   {"cpu_model", vm.configured_cpu_model()},
+                   {"disks", vm.disk_count()}};
+  if (!vm.sized()) return d;  // an incoming VM that takes its size from the source: no layout yet
   nlohmann::json regions = nlohmann::json::array();
   for (const MemoryRegion& r : vm.memory().regions()) regions.push_back({{"gpa", r.gpa}, {"size", r.size}});
-  const nlohmann::json st = vm.status();
-  return {{"mem_bytes", vm.memory().size()},
-          {"regions", regions},
-          {"cpus", st.value("cpus", 0u)},
-          {"disks", st.contains("disks") ? st["disks"].size() : 0}};
+  d["regions"] = regions;
+  return d;
+}
+
+std::string portable_cpu_model(const std::string& model) {
+  // A profile file's path means nothing on another host (the guest's CPUID comes with its vCPU
+  // state either way): such a VM is built with the default model here.
+  if (model.empty() || model.find('/') != std::string::npos || model.ends_with(".json")) return "";
+  return model;
 }
 
 std::string check_vm_fits(const nlohmann::json& source, const nlohmann::json& local) {
   auto num = [](const nlohmann::json& j, const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<uint64_t>() : 0; };
-  if (num(source, "mem_bytes") != num(local, "mem_bytes"))
+  // 0 here: not given, taken from the source.
+  const uint64_t mem = num(local, "mem_bytes"), cpus = num(local, "cpus");
+  if (mem && num(source, "mem_bytes") != mem)
     return "the VM has " + std::to_string(num(source, "mem_bytes") >> 20) + " MiB of memory, this destination " +
-           std::to_string(num(local, "mem_bytes") >> 20) + " MiB (start it with the same --mem)";
-  if (source.value("regions", nlohmann::json()) != local.value("regions", nlohmann::json()))
+           std::to_string(mem >> 20) + " MiB (start it with the same --mem, or none)";
+  if (local.contains("regions") && source.value("regions", nlohmann::json()) != local["regions"])
     return "the guest memory layout differs";
-  if (num(source, "cpus") != num(local, "cpus"))
+  if (cpus && num(source, "cpus") != cpus)
     return "the VM has " + std::to_string(num(source, "cpus")) + " vCPUs, this destination " +
-           std::to_string(num(local, "cpus")) + " (start it with the same --cpus)";
+           std::to_string(cpus) + " (start it with the same --cpus, or none)";
   if (num(source, "disks") != num(local, "disks"))
-    return "the VM has " + std::to_string(num(source, "disks")) + " disks, this destination " +
-           std::to_string(num(local, "disks"));
+    return "the VM has " + std::to_string(num(source, "disks")) + " disk(s), this destination " +
+           std::to_string(num(local, "disks")) + " (give the incoming VM one --disk for each of the source's)";
   return "";
 }
 

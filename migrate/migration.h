@@ -108,10 +108,15 @@ struct DestinationOptions {
 Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptions& options,
                                                   const ProgressFn& progress);
 
-// The VM description both sides compare in HELLO (memory layout, vCPUs, disks).
+// The VM description both sides compare in HELLO: mem_bytes, cpus, cpu_model, disks (a count) and,
+// once built, regions (the memory layout). An incoming VM not built yet has 0 (or "") for what it
+// takes from the source, and no regions.
 nlohmann::json describe_vm(const Vm& vm);
-// Why `incoming` cannot take a VM described by `source` (empty when it can).
+// Why `incoming` cannot take a VM described by `source` (empty when it can). Keys a description
+// lacks (an older source's) or has as 0 (an incoming VM's "not given") are not compared.
 std::string check_vm_fits(const nlohmann::json& source, const nlohmann::json& local);
+// The source's CPU model as this host can name it: "" (the default) for a host-local profile file.
+std::string portable_cpu_model(const std::string& model);
 
 // At most one migration in or out of a VMM at a time.
 class MigrationGuard {

@@ -153,6 +153,13 @@ Status Registration::set_state(const std::string& state) {
   return write_record(path_, record_);
 }
 
+Status Registration::set_running(uint64_t mem_bytes, unsigned cpus) {
+  record_.state = "running";
+  record_.mem_bytes = mem_bytes;
+  record_.cpus = cpus;
+  return write_record(path_, record_);
+}
+
 Result<std::vector<VmRecord>> list_live(const std::string& dir) {
   std::vector<VmRecord> out;
   DIR* d = ::opendir(dir.c_str());

@@ -55,6 +55,8 @@ public:
   ~Registration();  // removes the record
 
   Status set_state(const std::string& state);  // rewrites the record
+  // The same, with the size an incoming VM took from its source.
+  Status set_running(uint64_t mem_bytes, unsigned cpus);
   const std::string& path() const { return path_; }
 
 private:

@@ -53,19 +53,31 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
   return vm;
 }
 
+// What a size that is known (not 0: still to come from a migration's source) must fit.
+Status Vm::check_size(uint64_t mem_bytes, unsigned cpus) {
+  if (cpus > kMaxCpus) return Status::invalid("--cpus " + std::to_string(cpus) + ": must be 1.." + std::to_string(kMaxCpus));
+  const uint64_t host = host_memory_bytes();
+  if (host && mem_bytes > host)
+    return Status::invalid("--mem " + std::to_string(mem_bytes >> 20) + " MiB is more than this host has (" +
+                           std::to_string(host >> 20) + " MiB)");
+  return Status::ok();
+}
+
 // create() and create_incoming(): the same machine; only a booting one gets a kernel.
 Status Vm::build(bool load_kernel) {
-  if (config_.cpus == 0 || config_.cpus > kMaxCpus)
-    return Status::invalid("--cpus " + std::to_string(config_.cpus) + ": must be 1.." + std::to_string(kMaxCpus));
-  const uint64_t host = host_memory_bytes();
-  if (host && config_.mem_bytes > host)
-    return Status::invalid("--mem " + std::to_string(config_.mem_bytes >> 20) + " MiB is more than this host has (" +
-                           std::to_string(host >> 20) + " MiB)");
+  if (config_.cpus == 0) return Status::invalid("--cpus 0: must be 1.." + std::to_string(kMaxCpus));
+  MINIHV_TRY(check_size(config_.mem_bytes, config_.cpus));
   MINIHV_TRY(create_vm());
+  return build_machine(load_kernel);
+}
+
+// Everything that needs the size: memory, devices (they map guest memory), vCPUs.
+Status Vm::build_machine(bool load_kernel) {
   MINIHV_TRY(create_memory());
   MINIHV_TRY(create_devices());
   MINIHV_TRY(create_vcpus());
   if (load_kernel) MINIHV_TRY(load_guest());
+  sized_.store(true, std::memory_order_release);
   return Status::ok();
 }
 
@@ -79,10 +91,6 @@ Status Vm::create_vm() {
   auto kvm = Kvm::open();
   if (!kvm) return kvm.status();
   kvm_ = std::move(kvm).value();
-  int max = kvm_.check_extension(KVM_CAP_MAX_VCPUS);
-  if (max > 0 && config_.cpus > static_cast<unsigned>(max))
-    return Status::invalid("--cpus " + std::to_string(config_.cpus) + ": this KVM allows at most " +
-                           std::to_string(max));
   int fd = kvm_ioctl(kvm_.fd(), KVM_CREATE_VM, 0ul);
   if (fd < 0) return kvm_error("KVM_CREATE_VM", fd);
   vm_fd_.reset(fd);
@@ -150,6 +158,10 @@ Status Vm::create_devices() {
 }
 
 Status Vm::create_vcpus() {
+  int max = kvm_.check_extension(KVM_CAP_MAX_VCPUS);
+  if (max > 0 && config_.cpus > static_cast<unsigned>(max))
+    return Status::invalid("--cpus " + std::to_string(config_.cpus) + ": this KVM allows at most " +
+                           std::to_string(max));
   // cpuid/ builds the model's table and owns the CPUID ioctls (see cpuid/kvm_abi.h for why).
   auto supported = cpuid::kvm_get_supported_cpuid(kvm_.fd());
   if (!supported) return supported.status();
@@ -245,7 +257,9 @@ VmState Vm::state() const {
 
 nlohmann::json Vm::status() const {
   nlohmann::json vcpus = nlohmann::json::array();
-  for (const auto& v : vcpus_) vcpus.push_back({{"id", v->id()}, {"state", to_string(v->state())}});
+  // An incoming VM may be sized (vCPUs created) on another thread: only a sized VM's are listed.
+  if (sized())
+    for (const auto& v : vcpus_) vcpus.push_back({{"id", v->id()}, {"state", to_string(v->state())}});
   std::lock_guard lock(mu_);
   const auto up = started_.time_since_epoch().count() == 0
                       ? 0
@@ -260,7 +274,7 @@ nlohmann::json Vm::status() const {
           {"uptime_ms", up},
           {"dirty_log", dirty_log_.method()},
           {"vcpus", vcpus}};
-  if (cpuid_) j["cpu"] = cpuid::status_json(*cpuid_, cpuid_applied_ ? &*cpuid_applied_ : nullptr);
+  if (sized() && cpuid_) j["cpu"] = cpuid::status_json(*cpuid_, cpuid_applied_ ? &*cpuid_applied_ : nullptr);
   return j;
 }
 

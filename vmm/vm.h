@@ -39,6 +39,8 @@
 namespace minihv {
 
 
+inline constexpr const char* kDefaultCpuModel = "host";
+
 struct VmConfig {
   std::string kernel;
   std::string initrd;
@@ -48,7 +50,8 @@ struct VmConfig {
   std::vector<std::string> disks;   // raw image files or VOLUME:DISK, one virtio-blk each
   std::string console_path;         // empty: stdout
   bool hugetlb = false;
-  std::string cpu_model = "host";  // cpuid/: host, compat, x86-64-v1..v4, or a profile .json
+  // cpuid/: host, compat, x86-64-v1..v4, or a profile .json ("" for an incoming VM: the source's)
+  std::string cpu_model = kDefaultCpuModel;
   DirtyLogMode dirty_log = DirtyLogMode::kAuto;  // how migration learns which pages changed
   // Set for a VM of a cluster node (`run --fence-fd`): the node holds the volume disks' leases and
   // this says until when the VM may write; no lease is taken here.
@@ -74,7 +77,19 @@ public:
   // --- What live migration needs (docs/vm-state.md); vmm/ knows nothing of migration. ---
   // The same machine as create() (memory, devices, vCPUs with their CPUID) with no kernel loaded
   // and nothing run: restore_machine(), then run() continues the guest.
+  // A config without its size (mem_bytes 0, cpus 0 or cpu_model "") builds only the KVM VM: the
+  // rest waits for size_incoming(), once the source has said what it runs.
   static Result<std::unique_ptr<Vm>> create_incoming(const VmConfig& config);
+  // Builds an incoming VM's memory, devices and vCPUs with the config's values, and the ones given
+  // here where the config has none. Once, before restore_machine().
+  Status size_incoming(uint64_t mem_bytes, unsigned cpus, const std::string& cpu_model);
+  // Memory, devices and vCPUs exist (always, except for an incoming VM before size_incoming()).
+  bool sized() const { return sized_.load(std::memory_order_acquire); }
+  // The size as configured: 0 (and "") where an incoming VM's is still to come from the source.
+  uint64_t configured_mem_bytes() const;
+  unsigned configured_cpus() const;
+  std::string configured_cpu_model() const;
+  size_t disk_count() const { return config_.disks.size(); }
   // Paused VM only. Quiesces every virtio device (in-flight I/O drained, disk fdatasync'ed) and
   // reads vCPU, irqchip, PIT, clock and device state. The devices stay quiesced until resume()
   // (migration failed: the VM goes on as before) or the VM ends.
@@ -123,7 +138,9 @@ public:
   // The serial console beyond stdout: clients attach to its output (console_hub.h), and what a
   // terminal or a client types goes to the guest's receive FIFO.
   ConsoleHub& console() { return console_hub_; }
-  void console_input(const std::string& bytes) { uart_->receive(bytes); }
+  void console_input(const std::string& bytes) {
+    if (sized()) uart_->receive(bytes);  // an incoming VM not built yet has no UART: keys are dropped
+  }
 
   GuestMemory& memory() { return *mem_; }
   int vm_fd() const { return vm_fd_.get(); }
@@ -137,6 +154,8 @@ private:
   Status create_vcpus();
   Status load_guest();
   Status build(bool load_kernel);
+  Status build_machine(bool load_kernel);
+  static Status check_size(uint64_t mem_bytes, unsigned cpus);
   void resume_devices();
   void throttle_loop();
   void stop_throttle();
@@ -172,6 +191,7 @@ private:
 
   DirtyLog dirty_log_;
   bool incoming_ = false;          // built by create_incoming(); restore_machine() allowed once
+  std::atomic<bool> sized_{false};  // memory, devices and vCPUs exist (set last, by build_machine)
   bool devices_quiesced_ = false;  // by save_machine() or restore_machine(); undone by resume/run
   std::vector<std::string> restore_notes_;
   std::mutex throttle_mu_;

@@ -27,8 +27,43 @@ kvm_irqchip chip(uint32_t id) {
 Result<std::unique_ptr<Vm>> Vm::create_incoming(const VmConfig& config) {
   std::unique_ptr<Vm> vm(new Vm(config));
   vm->incoming_ = true;
-  MINIHV_TRY(vm->build(/*load_kernel=*/false));
+  if (config.mem_bytes && config.cpus && !config.cpu_model.empty()) {
+    MINIHV_TRY(vm->build(/*load_kernel=*/false));
+    return vm;
+  }
+  // The rest of the size comes from the source (size_incoming); what is known is checked now.
+  MINIHV_TRY(check_size(config.mem_bytes, config.cpus));
+  MINIHV_TRY(vm->create_vm());
   return vm;
+}
+
+Status Vm::size_incoming(uint64_t mem_bytes, unsigned cpus, const std::string& cpu_model) {
+  if (!incoming_ || sized()) return Status::error("size_incoming: only for an incoming VM not built yet");
+  {
+    std::lock_guard lock(mu_);  // status() reads the config meanwhile
+    if (!config_.mem_bytes) config_.mem_bytes = mem_bytes;
+    if (!config_.cpus) config_.cpus = cpus;
+    if (config_.cpu_model.empty()) config_.cpu_model = cpu_model.empty() ? kDefaultCpuModel : cpu_model;
+  }
+  if (config_.mem_bytes == 0 || config_.cpus == 0)
+    return Status::error("the source did not say how much memory or how many vCPUs the VM has");
+  MINIHV_TRY(check_size(config_.mem_bytes, config_.cpus));
+  return build_machine(/*load_kernel=*/false);
+}
+
+uint64_t Vm::configured_mem_bytes() const {
+  std::lock_guard lock(mu_);
+  return config_.mem_bytes;
+}
+
+unsigned Vm::configured_cpus() const {
+  std::lock_guard lock(mu_);
+  return config_.cpus;
+}
+
+std::string Vm::configured_cpu_model() const {
+  std::lock_guard lock(mu_);
+  return config_.cpu_model;
 }
 
 Result<MachineState> Vm::save_machine() {

@@ -52,10 +52,11 @@ bool advisory_host() { return cp::decide_enforcement(cp::read_host_facts()).advi
 
 std::string data(const std::string& name) { return source_dir() + "/tests/data/cpuid/" + name + ".txt"; }
 
-// The VM's status while it idles: the `cpu` object.
+// The VM's status while it idles: the `cpu` object. (-v: the advisory warning on every run, not
+// once a day.)
 nlohmann::json vm_cpu_status(const std::string& model, int cpus, std::string* err = nullptr) {
   TempDir dir;
-  VmProcess vm({"run", "--kernel", testguest_elf(), "--cmdline", "idle", "--mem", "256M", "--cpus",
+  VmProcess vm({"run", "-v", "--kernel", testguest_elf(), "--cmdline", "idle", "--mem", "256M", "--cpus",
                 std::to_string(cpus), "--cpu-model", model, "--api", dir.file("api.sock")});
   EXPECT_TRUE(vm.wait_line("^HB cpu=0 seq=1 ", 30s)) << vm.stdout_text() << vm.stderr_text();
   auto st = api_call(dir.file("api.sock"), {{"cmd", "status"}});

@@ -126,6 +126,70 @@ TEST(BlockdevVolume, DiskInUseCannotBeRemoved) {
   clock.l = nullptr;
 }
 
+// The holder renews on every sleep of the watcher (the manual clock moves only then).
+struct RenewOnSleepClock : Clock {
+  ManualClock& base;
+  Lease* l = nullptr;
+  explicit RenewOnSleepClock(ManualClock& b) : base(b) {}
+  Nanos now() const override { return base.now(); }
+  int64_t wall_unix_ms() const override { return base.wall_unix_ms(); }
+  void sleep_for(Nanos d) override {
+    base.advance(d);
+    if (l) (void)l->renew();
+  }
+};
+
+// Issue 13: format --force wiped a volume whose disk lease a VM had renewed 2 ms earlier.
+TEST(BlockdevVolume, ForcedFormatIsRefusedWhileALeaseIsRenewed) {
+  MemVolume m;
+  auto d = m.vol->create_disk("web", 1 << 20, "t");
+  ASSERT_TRUE(d);
+  auto lease = m.vol->acquire(m.vol->disk_slot(*d), "vm-web");
+  ASSERT_TRUE(lease);
+  RenewOnSleepClock clock(m.clock);
+  clock.l = lease->get();
+  FormatOptions o;
+  o.cluster = "other";
+  o.force = true;
+  int asked = 0;
+  o.confirm = [&] {
+    ++asked;
+    return Status::ok();
+  };
+  Status s = Volume::format_device(*m.dev, o, clock);
+  ASSERT_FALSE(s);
+  EXPECT_FALSE(s.is_invalid_input()) << "a live holder is not bad input: exit 1";
+  EXPECT_NE(s.message().find("disk web held by vm-web"), std::string::npos) << s.message();
+  EXPECT_EQ(asked, 0) << "nobody is asked to destroy what is in use";
+  EXPECT_TRUE(m.vol->find_disk("web")) << "the volume is untouched";
+  clock.l = nullptr;
+}
+
+// A lease nobody renews any more (its holder died) is stale after the dead timeout: no obstacle.
+TEST(BlockdevVolume, ForcedFormatRunsOverAStaleLeaseAfterConfirming) {
+  MemVolume m;
+  auto d = m.vol->create_disk("web", 1 << 20, "t");
+  ASSERT_TRUE(d);
+  auto lease = m.vol->acquire(m.vol->disk_slot(*d), "vm-web");
+  ASSERT_TRUE(lease);
+  FormatOptions o;
+  o.cluster = "other";
+  o.force = true;
+  o.confirm = [] { return Status::error("not confirmed"); };
+  EXPECT_EQ(Volume::format_device(*m.dev, o, m.clock).message(), "not confirmed");
+  EXPECT_TRUE(m.vol->find_disk("web")) << "a refused confirmation changes nothing";
+  int asked = 0;
+  o.confirm = [&] {
+    ++asked;
+    return Status::ok();
+  };
+  ASSERT_TRUE(Volume::format_device(*m.dev, o, m.clock));
+  EXPECT_EQ(asked, 1);
+  auto v = Volume::open_device(m.dev, m.clock);
+  ASSERT_TRUE(v);
+  EXPECT_EQ((*v)->super().cluster, "other");
+}
+
 TEST(BlockdevVolume, DamagedDiskRecordIsReportedNeverUsed) {
   MemVolume m;
   auto a = m.vol->create_disk("a", 1 << 20, "t");
@@ -250,6 +314,26 @@ TEST(BlockdevFile, FormatOpenAndLeaseOnARealFile) {
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->held());
   EXPECT_EQ(r->rec.owner, "me");
+}
+
+// Issue 13: `volume format --size 1M` failed but left a 1 MiB file that the retry then refused.
+TEST(BlockdevFile, AFailedFormatLeavesNoFileItCreatedAndNoChangeToOneItDidNot) {
+  TempFile dir_entry;
+  std::filesystem::remove(dir_entry.path);
+  FormatOptions o;
+  o.cluster = "lab";
+  o.size = 1ull << 20;
+  Status s = Volume::format(dir_entry.path, o);
+  EXPECT_TRUE(s.is_invalid_input()) << s.message();
+  EXPECT_FALSE(std::filesystem::exists(dir_entry.path)) << "the file it created is gone";
+  o.size = 32ull << 20;
+  EXPECT_TRUE(Volume::format(dir_entry.path, o)) << "so the retry works";
+  TempFile mine;
+  { std::ofstream(mine.path) << "precious data"; }
+  o.size = 1ull << 20;
+  o.force = true;
+  EXPECT_TRUE(Volume::format(mine.path, o).is_invalid_input());
+  EXPECT_EQ(std::filesystem::file_size(mine.path), 13u) << "a file it did not create keeps its size";
 }
 
 TEST(BlockdevFile, FormatRefusesANonEmptyFile) {

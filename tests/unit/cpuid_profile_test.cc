@@ -20,6 +20,24 @@ TEST(CpuidProfile, JsonRoundTripKeepsEveryProfile) {
   }
 }
 
+// `cpuid compare --guest` reads what `cpuid show --json` printed (and a VM's status): the profile a
+// guest under the model can execute, the one a migration compares.
+TEST(CpuidProfile, ShowAndStatusOutputLoadAsTheGuestsProfile) {
+  auto g = build_for_vm("x86-64-v2", test::host_of(load("intel-skylake-sp-xeon-gold-6154")), {});
+  ASSERT_TRUE(g.is_ok()) << g.message();
+  nlohmann::json show = status_json(*g);
+  show["table"] = to_json(g->table);
+  auto from_show = parse_profile(show.dump(2), "show.json");
+  ASSERT_TRUE(from_show.is_ok()) << from_show.message();
+  EXPECT_EQ(*from_show, g->effective);
+  auto from_status = profile_from_json({{"state", "running"}, {"cpu", status_json(*g)}}, "status.json");
+  ASSERT_TRUE(from_status.is_ok()) << from_status.message();
+  EXPECT_EQ(*from_status, g->effective);
+  auto neither = profile_from_json({{"vendor", "GenuineIntel"}}, "x.json");
+  ASSERT_FALSE(neither.is_ok());
+  EXPECT_NE(neither.message().find("leaves"), std::string::npos) << neither.message();
+}
+
 TEST(CpuidProfile, KvmEntriesRoundTripAndMarkIndexedLeaves) {
   Profile p = load("intel-skylake-sp-xeon-gold-6154");
   auto entries = p.to_kvm();
