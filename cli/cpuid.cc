@@ -133,15 +133,15 @@ struct CompareOptions {
 
 int compare_cmd(const CompareOptions& o) {
   auto guest = load_any(o.guest);
-  if (!guest) return fail(guest.status());
+  if (!guest) return fail(guest.status(), o.json);
   Profile host;
   if (o.host.empty()) {
     auto h = read_host_cpu();
-    if (!h) return fail(h.status());
+    if (!h) return fail(h.status(), o.json);
     host = capability(*h);
   } else {
     auto h = load_any(o.host);
-    if (!h) return fail(h.status());
+    if (!h) return fail(h.status(), o.json);
     host = std::move(*h);
   }
   Comparison c = compare(*guest, host);

@@ -286,7 +286,7 @@ TEST(OperatorIncoming, TakesMemoryAndVcpusFromTheSource) {
   auto j = nlohmann::json::parse(st.out, nullptr, false);
   EXPECT_EQ(j["state"], "running") << st.out;
   EXPECT_EQ(j["cpus"], 2) << st.out;
-  EXPECT_EQ(j["mem_mib"], 256) << st.out;
+  EXPECT_EQ(j["mem_bytes"], 256ull << 20) << st.out;
   EXPECT_EQ(j["vcpus"].size(), 2u) << st.out;
   EXPECT_EQ(j["cpu"]["model"], "host") << st.out;
   dst->kill(SIGTERM);
