@@ -59,5 +59,39 @@ TEST(BadInput, UnknownFlag) { expect_usage_error({"run", "--kernel", testguest_e
 
 TEST(BadInput, MissingKernelFlag) { expect_usage_error({"run"}, "--kernel"); }
 
+TEST(BadInput, TooLittleMemory) { expect_usage_error({"run", "--kernel", testguest_elf(), "--mem", "0"}, "16 MiB"); }
+
+TEST(BadInput, MemoryNotInWholeHugePages) {
+  expect_usage_error({"run", "--kernel", testguest_elf(), "--mem", "17M"}, "multiple of 2 MiB");
+}
+
+TEST(BadInput, EmptyDisk) {
+  TempDir dir;
+  const std::string empty = dir.file("empty.img");
+  FILE* f = fopen(empty.c_str(), "w");
+  ASSERT_TRUE(f);
+  fclose(f);
+  expect_usage_error({"run", "--kernel", testguest_elf(), "--disk", empty}, "empty");
+}
+
+TEST(BadInput, AMissingDiskNamesNoOptionThatDoesNotExist) {
+  VmProcess vm({"run", "--kernel", testguest_elf(), "--disk", "/nonexistent/disk.img"});
+  ASSERT_TRUE(vm.wait_exit(30s));
+  EXPECT_EQ(vm.stderr_text().find("read-only option"), std::string::npos) << vm.stderr_text();
+}
+
+TEST(BadInput, ConsoleInAMissingDirectory) {
+  expect_usage_error({"run", "--kernel", testguest_elf(), "--console", "/nonexistent/console.log"}, "--console");
+}
+
+TEST(BadInput, ApiSocketInAMissingDirectory) {
+  expect_usage_error({"run", "--kernel", testguest_elf(), "--api", "/nonexistent/api.sock"}, "/nonexistent/api.sock");
+}
+
+TEST(BadInput, DecimalMemoryIsASize) {
+  VmProcess vm({"run", "--kernel", testguest_elf(), "--mem", "0.25G"});
+  ASSERT_TRUE(vm.wait_line("minihv-testguest: boot cpus=1 mem_mib=25[56] ", 20s)) << vm.stderr_text();
+}
+
 }  // namespace
 }  // namespace minihv::test

@@ -44,5 +44,29 @@ TEST(Operator, ASecondVmRefusedOnASocketInUseLeavesTheFirstOneReachable) {
   EXPECT_EQ(first.wait_exit(20s).value_or(-1), 0);
 }
 
+TEST(Operator, AnUnknownCommandIsNamedWithWhatThereIs) {
+  const Outcome top = minihv({"bogus"});
+  expect_usage_error(top, "'minihv bogus' is not a command");
+  EXPECT_NE(top.err.find("cluster"), std::string::npos) << top.err;
+  expect_usage_error(minihv({"cluster", "frob"}), "'minihv cluster frob' is not a command");
+  expect_usage_error(minihv({"volume", "disk"}), "'minihv volume disk' needs a command: create");
+}
+
+TEST(Operator, VersionIsPrinted) {
+  const Outcome o = minihv({"--version"});
+  EXPECT_EQ(o.rc, 0) << o.err;
+  EXPECT_EQ(o.out.rfind("minihv ", 0), 0u) << o.out;
+}
+
+TEST(Operator, OptionsOfACommandMayFollowItsSubcommand) {
+  // -v after `run`: accepted, and the guest runs to its own power-off (exit 0).
+  VmProcess vm({"run", "--kernel", testguest_elf(), "--mem", "64M", "--cmdline", "secs=1", "-v"});
+  EXPECT_EQ(vm.wait_exit(30s).value_or(-1), 0) << vm.stderr_text();
+  // --node after `status`: the address is the one given, not $MINIHV_NODE's default.
+  const Outcome st = minihv({"cluster", "status", "--node", "127.0.0.1:1"});
+  EXPECT_EQ(st.rc, 1) << st.err;
+  EXPECT_NE(st.err.find("127.0.0.1:1"), std::string::npos) << st.err;
+}
+
 }  // namespace
 }  // namespace minihv::test
