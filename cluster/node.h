@@ -125,6 +125,7 @@ private:
   Status refresh_config();
   // What `run` would check, on every live node: memory, CPU model, kernel and initrd.
   Status check_vm_everywhere(const VmSpec& vm);
+  Status check_vm_on_peer(const VmSpec& vm, const std::string& name, const std::string& addr);
   nlohmann::json move(const nlohmann::json& req, const ApiServer::Progress& progress);
   nlohmann::json move_local(const std::string& vm, const std::string& to, const nlohmann::json& req,
                             const ApiServer::Progress& progress);

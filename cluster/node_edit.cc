@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "cluster/node_local.h"
 #include "cluster/probe.h"
@@ -23,6 +24,10 @@ namespace {
 constexpr uint64_t kMinVmMemBytes = 16ull << 20;
 constexpr unsigned kMaxVmCpus = 64;
 constexpr auto kCheckTimeout = std::chrono::seconds(10);
+// A node that has just taken its lease answers "still joining" until it serves; a check that
+// meets that (or any failure that is not a verdict on the VM) asks again for this long.
+constexpr auto kCheckSettle = std::chrono::seconds(5);
+constexpr auto kCheckRetryPause = std::chrono::milliseconds(100);
 
 nlohmann::json invalid(const std::string& msg) { return error_reply(Status::invalid(msg)); }
 
@@ -92,11 +97,19 @@ Status Node::check_vm_everywhere(const VmSpec& vm) {
       if (n != o_.name) peers.push_back({n, config_.node(n)->listen});
   }
   MINIHV_TRY(check_vm_here(vm, o_.name));
-  for (const auto& [name, addr] : peers) {
-    auto r = node_call(addr, {{"cmd", "check_vm"}, {"spec", to_json(vm)}}, kCheckTimeout);
-    if (!r) return r.status().is_invalid_input() ? r.status() : r.status().context("checking VM " + vm.name + " on node " + name);
-  }
+  for (const auto& [name, addr] : peers) MINIHV_TRY(check_vm_on_peer(vm, name, addr));
   return Status::ok();
+}
+
+Status Node::check_vm_on_peer(const VmSpec& vm, const std::string& name, const std::string& addr) {
+  const auto deadline = std::chrono::steady_clock::now() + kCheckSettle;
+  for (;;) {
+    auto r = node_call(addr, {{"cmd", "check_vm"}, {"spec", to_json(vm)}}, kCheckTimeout);
+    if (r || r.status().is_invalid_input()) return r.status();
+    if (std::chrono::steady_clock::now() >= deadline)
+      return r.status().context("checking VM " + vm.name + " on node " + name);
+    std::this_thread::sleep_for(kCheckRetryPause);
+  }
 }
 
 nlohmann::json Node::add_vm(const nlohmann::json& req) {

@@ -58,10 +58,10 @@ using Words = std::vector<std::string>;
 TEST_F(Completion, TopLevelCommand) { EXPECT_EQ(complete("minihv cl"), Words{"cluster"}); }
 
 TEST_F(Completion, SubcommandsAtDepth) {
-  EXPECT_EQ(complete("minihv cluster vm "), (Words{"add", "rm", "start", "stop"}));
+  EXPECT_EQ(complete("minihv cluster vm "), (Words{"add", "rm", "set", "start", "stop"}));
   // An option's value before the command does not confuse the walk.
   EXPECT_EQ(complete("minihv cluster --node 127.0.0.1:7700 vm st"), (Words{"start", "stop"}));
-  EXPECT_EQ(complete("minihv cluster --node status vm "), (Words{"add", "rm", "start", "stop"}))
+  EXPECT_EQ(complete("minihv cluster --node status vm "), (Words{"add", "rm", "set", "start", "stop"}))
       << "a value that reads like a command is still the option's";
 }
 

@@ -151,7 +151,7 @@ TEST_F(NodeMetrics, AVmItsLiveMoveAndAFailoverAreCounted) {
       << scrape(ports_[1]);
   EXPECT_EQ(value_of(scrape(ports_[1]), "minihv_migrations_started_total"), 0) << "counted on the source only";
   // n1 dies with the VM: n0 restarts it, and that is a failover of n0's.
-  auto drill = lab_.cli(0, {"drill", "--kill", "n1", "--timeout", "30"});
+  auto drill = lab_.cli(0, {"drill", "--kill", "n1", "--yes", "--timeout", "30"});
   ASSERT_EQ(drill.status, 0) << drill.out << drill.err;
   EXPECT_EQ(value_of(scrape(ports_[0]), "minihv_failovers_total"), 1) << scrape(ports_[0]);
   EXPECT_EQ(value_of(scrape(ports_[0]), "minihv_vm_up{vm=\"web\"}"), 1);
