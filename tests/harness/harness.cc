@@ -267,4 +267,10 @@ void make_image(const std::string& path, uint64_t bytes) {
   close(fd);
 }
 
+MinihvRun run_minihv(std::vector<std::string> args, std::vector<std::string> env, std::chrono::milliseconds limit) {
+  VmProcess p(std::move(args), std::move(env));
+  auto rc = p.wait_exit(limit);
+  return {rc.value_or(-1), p.stdout_text(), p.stderr_text()};  // ~VmProcess kills one still running
+}
+
 }  // namespace minihv::test

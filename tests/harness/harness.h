@@ -92,6 +92,15 @@ private:
 std::set<std::string> guest_cpuid_flags(const std::string& workload, const std::string& model);
 
 // A TCP port nobody listens on right now (the kernel's pick; a tiny race we accept in tests).
+// `minihv ARGS...` run to its end, for commands that end on their own: exit status (-1 when it did
+// not end within `limit`; it is killed then), stdout and stderr.
+struct MinihvRun {
+  int rc = -1;
+  std::string out, err;
+};
+MinihvRun run_minihv(std::vector<std::string> args, std::vector<std::string> env = {},
+                     std::chrono::milliseconds limit = std::chrono::seconds(60));
+
 int free_port();
 
 // `minihv migrate --api API --to TO --json EXTRA...`, to completion (at most 180 s).

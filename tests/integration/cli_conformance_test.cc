@@ -25,16 +25,9 @@ constexpr const char* kErrorPrefix = "minihv: error: ";
 constexpr const char* kMissing = "/nonexistent/minihv-conformance";
 constexpr const char* kRefusingNode = "127.0.0.1:1";  // nothing listens on port 1
 
-struct Outcome {
-  int rc = -1;
-  std::string out, err;
-};
-
-Outcome minihv(std::vector<std::string> args) {
-  VmProcess p(std::move(args), {std::string("MINIHV_NODE=") + kRefusingNode});
-  auto rc = p.wait_exit(kCommandLimit);
-  if (!rc) p.kill(SIGKILL);
-  return {rc.value_or(-1), p.stdout_text(), p.stderr_text()};
+// `minihv args...` with `minihv cluster` pointed at a node that refuses.
+MinihvRun minihv(std::vector<std::string> args) {
+  return run_minihv(std::move(args), {std::string("MINIHV_NODE=") + kRefusingNode}, kCommandLimit);
 }
 
 // One line of `help --list`: "cluster vm add <name> --kernel".
@@ -48,7 +41,7 @@ struct Leaf {
 };
 
 std::vector<Leaf> leaves() {
-  const Outcome o = minihv({"help", "--list"});
+  const MinihvRun o = minihv({"help", "--list"});
   EXPECT_EQ(o.rc, 0) << o.err;
   std::vector<Leaf> out;
   std::istringstream lines(o.out);
@@ -87,7 +80,7 @@ std::vector<std::string> with_required(const Leaf& l) {
   return args;
 }
 
-void expect_convention(const Outcome& o, const std::string& what) {
+void expect_convention(const MinihvRun& o, const std::string& what) {
   EXPECT_EQ(o.rc, 2) << what << "\n" << o.err;
   EXPECT_EQ(o.err.rfind(kErrorPrefix, 0), 0u) << what << ": stderr must start with '" << kErrorPrefix << "':\n"
                                                 << o.err;
@@ -105,7 +98,7 @@ TEST(CliConformance, EveryCommandHasHelp) {
   for (const auto& l : leaves()) {
     auto args = l.path;
     args.push_back("--help");
-    const Outcome o = minihv(args);
+    const MinihvRun o = minihv(args);
     EXPECT_EQ(o.rc, 0) << l.name() << "\n" << o.err;
     EXPECT_NE(o.out.find("Usage:"), std::string::npos) << l.name() << ":\n" << o.out;
   }
@@ -115,7 +108,7 @@ TEST(CliConformance, EveryCommandRefusesAnUnknownOption) {
   for (const auto& l : leaves()) {
     auto args = with_required(l);
     args.push_back("--no-such-option");
-    const Outcome o = minihv(args);
+    const MinihvRun o = minihv(args);
     expect_convention(o, l.name() + " --no-such-option");
     EXPECT_NE(o.err.find("--no-such-option"), std::string::npos) << l.name() << ":\n" << o.err;
   }
@@ -137,7 +130,7 @@ TEST(CliConformance, EveryMissingRequiredArgumentIsNamed) {
           args.push_back(opt);
           args.push_back(failing_value(opt));
         }
-      const Outcome o = minihv(args);
+      const MinihvRun o = minihv(args);
       expect_convention(o, l.name() + " without " + required[skip]);
       // "<name>" is named as "name" by the parser.
       std::string named = required[skip];
@@ -158,7 +151,7 @@ TEST(CliConformance, EveryJsonFailurePrintsOneErrorObject) {
     auto args = with_required(l);
     if (l.options.empty() && l.positionals.empty() && l.path[0] != "cluster") continue;  // nothing to fail on
     args.push_back("--json");
-    const Outcome o = minihv(args);
+    const MinihvRun o = minihv(args);
     const auto j = nlohmann::json::parse(o.out, nullptr, false);
     EXPECT_FALSE(j.is_discarded()) << l.name() << " --json: stdout is not one JSON value:\n" << o.out << o.err;
     if (o.rc == 0 || j.is_discarded()) continue;
@@ -177,7 +170,7 @@ TEST(CliConformance, EveryJsonFailurePrintsOneErrorObject) {
 // Every top-level field of what `command` prints (an object, or an array of objects) is named in
 // docs/cli.md's "JSON output" section as `field`.
 void expect_fields_documented(const std::vector<std::string>& command, const std::string& docs) {
-  const Outcome o = minihv(command);
+  const MinihvRun o = minihv(command);
   std::string name;
   for (const auto& w : command) name += w + " ";
   const auto j = nlohmann::json::parse(o.out, nullptr, false);
@@ -201,7 +194,7 @@ TEST(CliConformance, EveryJsonFieldIsDocumented) {
   ASSERT_EQ(minihv({"volume", "disk", "create", vol, "d1", "--size", "4M"}).rc, 0);
   expect_fields_documented({"volume", "inspect", vol, "--json"}, docs);
   expect_fields_documented({"volume", "disk", "list", vol, "--json"}, docs);
-  const Outcome host = minihv({"cpuid", "host", "--json"});
+  const MinihvRun host = minihv({"cpuid", "host", "--json"});
   ASSERT_EQ(host.rc, 0) << host.err;
   std::ofstream(profile) << host.out;
   expect_fields_documented({"cpuid", "host", "--json"}, docs);

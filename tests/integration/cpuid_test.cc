@@ -21,18 +21,9 @@ using namespace std::chrono_literals;
 namespace cp = minihv::cpuid;
 
 // Runs `minihv args...` to completion; returns (exit status, stdout, stderr).
-struct Ran {
-  int rc = -1;
-  std::string out, err;
-};
-Ran run_minihv(std::vector<std::string> args) {
-  VmProcess p(std::move(args));
-  auto rc = p.wait_exit(60s);
-  return {rc.value_or(-1), p.stdout_text(), p.stderr_text()};
-}
 
 nlohmann::json run_json(std::vector<std::string> args) {
-  Ran r = run_minihv(std::move(args));
+  MinihvRun r = run_minihv(std::move(args));
   EXPECT_EQ(r.rc, 0) << r.err;
   try {
     return nlohmann::json::parse(r.out);
@@ -155,13 +146,13 @@ TEST(Cpuid, AdvisoryWarningAndStatus) {
     auto native = cp::enabled_features(cp::native_profile());
     EXPECT_EQ(cpu["features"].get<std::vector<std::string>>(), native);
   }
-  Ran show = run_minihv({"cpuid", "show", "--model", "x86-64-v2"});
+  MinihvRun show = run_minihv({"cpuid", "show", "--model", "x86-64-v2"});
   EXPECT_EQ(show.rc, 0);
   EXPECT_EQ(show.err.find("is advisory on this host") != std::string::npos, advisory_host()) << show.err;
 }
 
 TEST(Cpuid, BadModelIsUsageErrorWithClosestNames) {
-  Ran r = run_minihv({"run", "--kernel", testguest_elf(), "--cmdline", "cpuid", "--cpu-model", "x86-64-v5"});
+  MinihvRun r = run_minihv({"run", "--kernel", testguest_elf(), "--cmdline", "cpuid", "--cpu-model", "x86-64-v5"});
   EXPECT_EQ(r.rc, 2) << r.err;
   EXPECT_NE(r.err.find("did you mean: x86-64-v"), std::string::npos) << r.err;
   r = run_minihv({"cpuid", "show", "--model", "compt"});
@@ -175,7 +166,7 @@ TEST(Cpuid, BadModelIsUsageErrorWithClosestNames) {
 }
 
 TEST(Cpuid, CompareAndBaselineOnRealProfiles) {
-  Ran r = run_minihv({"cpuid", "compare", "--guest", data("amd-zen4-epyc-9124"), "--host", data("amd-zen3-epyc-7713")});
+  MinihvRun r = run_minihv({"cpuid", "compare", "--guest", data("amd-zen4-epyc-9124"), "--host", data("amd-zen3-epyc-7713")});
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("avx512f"), std::string::npos) << r.out;
   r = run_minihv({"cpuid", "compare", "--guest", data("intel-haswell-i7-4710mq"), "--host", data("amd-zen4-epyc-9124")});

@@ -23,16 +23,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Ran {
-  int rc = -1;
-  std::string out, err;
-};
-
-Ran run_minihv(std::vector<std::string> args, std::vector<std::string> env = {}) {
-  VmProcess p(std::move(args), std::move(env));
-  auto rc = p.wait_exit(60s);
-  return {rc.value_or(-1), p.stdout_text(), p.stderr_text()};
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream f(path);
@@ -46,9 +36,9 @@ bool contains(const std::string& text, const std::string& what) { return text.fi
 class OperatorVolume : public ::testing::Test {
 protected:
   void SetUp() override {
-    Ran f = run_minihv({"volume", "format", vol_, "--size", "256M", "--cluster", "lab"});
+    MinihvRun f = run_minihv({"volume", "format", vol_, "--size", "256M", "--cluster", "lab"});
     ASSERT_EQ(f.rc, 0) << f.err;
-    Ran c = run_minihv({"volume", "disk", "create", vol_, "a", "--size", "16M"});
+    MinihvRun c = run_minihv({"volume", "disk", "create", vol_, "a", "--size", "16M"});
     ASSERT_EQ(c.rc, 0) << c.err;
   }
   // A VM writing to disk `a` (its lease renewed every 200 ms), up and running.
@@ -59,11 +49,11 @@ protected:
     return vm;
   }
   nlohmann::json inspect() {
-    Ran r = run_minihv({"volume", "inspect", vol_, "--json"});
+    MinihvRun r = run_minihv({"volume", "inspect", vol_, "--json"});
     EXPECT_EQ(r.rc, 0) << r.err;
     return nlohmann::json::parse(r.out, nullptr, false);
   }
-  Ran force_format(std::vector<std::string> extra = {"--yes"}) {
+  MinihvRun force_format(std::vector<std::string> extra = {"--yes"}) {
     std::vector<std::string> a{"volume", "format", vol_, "--cluster", "other", "--force"};
     a.insert(a.end(), extra.begin(), extra.end());
     return run_minihv(a);
@@ -75,7 +65,7 @@ protected:
 // The data loss of issue 13: a forced format while a VM held a disk lease wiped the disk table.
 TEST_F(OperatorVolume, ForceFormatIsRefusedWhileAVmHoldsADiskLease) {
   auto vm = vm_on_disk_a();
-  Ran r = force_format();
+  MinihvRun r = force_format();
   EXPECT_EQ(r.rc, 1) << r.out << r.err;
   EXPECT_TRUE(contains(r.err, "minihv: error: ")) << r.err;
   EXPECT_TRUE(contains(r.err, "disk a held by")) << r.err;
@@ -88,7 +78,7 @@ TEST_F(OperatorVolume, ForceFormatIsRefusedWhileAVmHoldsADiskLease) {
       << "the VM must go on\n" << vm->stderr_text();
   vm->kill(SIGTERM);
   EXPECT_EQ(vm->wait_exit(20s), 0) << vm->stderr_text();
-  Ran after = force_format();
+  MinihvRun after = force_format();
   EXPECT_EQ(after.rc, 0) << "released leases do not block: " << after.err;
   EXPECT_EQ(inspect()["cluster"], "other");
 }
@@ -100,13 +90,13 @@ TEST_F(OperatorVolume, StaleLeaseDoesNotBlockForceFormat) {
   vm->kill(SIGKILL);
   vm->wait_exit(10s);
   EXPECT_EQ(inspect()["disks"][0]["lease"]["state"], "held") << "the killed VM leaves its lease held";
-  Ran r = force_format();
+  MinihvRun r = force_format();
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(inspect()["cluster"], "other");
 }
 
 TEST_F(OperatorVolume, ForceFormatOfAVolumeWantsYesWithoutATerminal) {
-  Ran r = force_format({});
+  MinihvRun r = force_format({});
   EXPECT_EQ(r.rc, 2) << r.err;
   EXPECT_TRUE(contains(r.err, "minihv: error: ")) << r.err;
   EXPECT_TRUE(contains(r.err, "--yes")) << r.err;
@@ -115,7 +105,7 @@ TEST_F(OperatorVolume, ForceFormatOfAVolumeWantsYesWithoutATerminal) {
   const std::string junk = dir_.file("junk.img");
   make_image(junk, 64ull << 20);
   std::ofstream(junk, std::ios::in | std::ios::out) << "not a volume";
-  Ran j = run_minihv({"volume", "format", junk, "--cluster", "lab", "--force"});
+  MinihvRun j = run_minihv({"volume", "format", junk, "--cluster", "lab", "--force"});
   EXPECT_EQ(j.rc, 0) << j.err;
 }
 
@@ -138,28 +128,28 @@ TEST_F(OperatorVolume, ForceFormatAsksOnATerminal) {
 
 TEST_F(OperatorVolume, FailedFormatLeavesNoFileAndTouchesNoOtherFile) {
   const std::string fresh = dir_.file("fresh.vol");
-  Ran small = run_minihv({"volume", "format", fresh, "--size", "1M", "--cluster", "lab"});
+  MinihvRun small = run_minihv({"volume", "format", fresh, "--size", "1M", "--cluster", "lab"});
   EXPECT_EQ(small.rc, 2) << small.err;
   EXPECT_TRUE(contains(small.err, "too small")) << small.err;
   EXPECT_FALSE(std::filesystem::exists(fresh)) << "a failed format must leave no file it created";
-  Ran retry = run_minihv({"volume", "format", fresh, "--size", "64M", "--cluster", "lab"});
+  MinihvRun retry = run_minihv({"volume", "format", fresh, "--size", "64M", "--cluster", "lab"});
   EXPECT_EQ(retry.rc, 0) << retry.err;
   // A file that was there keeps its bytes and its size.
   const std::string mine = dir_.file("mine.txt");
   std::ofstream(mine) << "precious";
-  Ran forced = run_minihv({"volume", "format", mine, "--size", "1M", "--cluster", "lab", "--force"});
+  MinihvRun forced = run_minihv({"volume", "format", mine, "--size", "1M", "--cluster", "lab", "--force"});
   EXPECT_EQ(forced.rc, 2) << forced.err;
   EXPECT_EQ(read_file(mine), "precious");
   // A live volume refused with --size: not resized either.
   auto vm = vm_on_disk_a();
-  Ran grow = force_format({"--yes", "--size", "512M"});
+  MinihvRun grow = force_format({"--yes", "--size", "512M"});
   EXPECT_EQ(grow.rc, 1) << grow.err;
   EXPECT_EQ(std::filesystem::file_size(vol_), 256ull << 20);
 }
 
 TEST_F(OperatorVolume, DiskRmOfAHeldDiskIsRefusedNamingTheHolder) {
   auto vm = vm_on_disk_a();
-  Ran r = run_minihv({"volume", "disk", "rm", vol_, "a"});
+  MinihvRun r = run_minihv({"volume", "disk", "rm", vol_, "a"});
   EXPECT_EQ(r.rc, 2) << r.err;
   EXPECT_TRUE(contains(r.err, "minihv: error: ")) << r.err;
   EXPECT_TRUE(contains(r.err, "pid " + std::to_string(vm->pid()))) << r.err;
@@ -170,15 +160,15 @@ TEST_F(OperatorVolume, DiskRmOfAHeldDiskIsRefusedNamingTheHolder) {
 
 TEST(OperatorCpuid, CompareReadsShowJson) {
   TempDir dir;
-  Ran show = run_minihv({"cpuid", "show", "--model", "x86-64-v2", "--json"});
+  MinihvRun show = run_minihv({"cpuid", "show", "--model", "x86-64-v2", "--json"});
   ASSERT_EQ(show.rc, 0) << show.err;
   std::ofstream(dir.file("guest.json")) << show.out;
-  Ran cmp = run_minihv({"cpuid", "compare", "--guest", dir.file("guest.json"), "--json"});
+  MinihvRun cmp = run_minihv({"cpuid", "compare", "--guest", dir.file("guest.json"), "--json"});
   EXPECT_EQ(cmp.rc, 0) << cmp.out << cmp.err;
   auto j = nlohmann::json::parse(cmp.out, nullptr, false);
   EXPECT_EQ(j.value("compatible", false), true) << cmp.out;
   // Its own table as the host: the guest profile is the model's, so it fits there too.
-  Ran self = run_minihv({"cpuid", "compare", "--guest", dir.file("guest.json"), "--host", dir.file("guest.json")});
+  MinihvRun self = run_minihv({"cpuid", "compare", "--guest", dir.file("guest.json"), "--host", dir.file("guest.json")});
   EXPECT_EQ(self.rc, 0) << self.out << self.err;
 }
 
@@ -197,7 +187,7 @@ TEST(OperatorAdvisory, WarnedOncePerDayOrWithVerboseAndAlwaysInStatus) {
     a.insert(a.end(), extra.begin(), extra.end());
     VmProcess vm(a, env);
     EXPECT_TRUE(vm.wait_line("^HB cpu=0 seq=1 ", 30s)) << vm.stderr_text();
-    Ran st = run_minihv({"vm", "status", "--api", d.file("api.sock"), "--json"});
+    MinihvRun st = run_minihv({"vm", "status", "--api", d.file("api.sock"), "--json"});
     auto j = nlohmann::json::parse(st.out, nullptr, false);
     EXPECT_EQ(j["cpu"].value("advisory", false), true) << st.out;
     EXPECT_TRUE(contains(j["cpu"].value("reason", ""), "PVM")) << st.out;
@@ -214,11 +204,11 @@ TEST(OperatorAdvisory, WarnedOncePerDayOrWithVerboseAndAlwaysInStatus) {
 
 TEST(OperatorMigrate, UnreachableSocketIsAnErrorAndAJsonObject) {
   TempDir d;
-  Ran text = run_minihv({"migrate", "--api", d.file("none.sock"), "--to", "127.0.0.1:1"});
+  MinihvRun text = run_minihv({"migrate", "--api", d.file("none.sock"), "--to", "127.0.0.1:1"});
   EXPECT_EQ(text.rc, 1);
   EXPECT_TRUE(contains(text.err, "minihv: error: migration failed: ")) << text.err;
   EXPECT_EQ(text.out, "");
-  Ran json = run_minihv({"migrate", "--api", d.file("none.sock"), "--to", "127.0.0.1:1", "--json"});
+  MinihvRun json = run_minihv({"migrate", "--api", d.file("none.sock"), "--to", "127.0.0.1:1", "--json"});
   EXPECT_EQ(json.rc, 1);
   auto j = nlohmann::json::parse(json.out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << json.out;
@@ -232,11 +222,11 @@ TEST(OperatorMigrate, AMigrationThatNeverStartedSaysWhyOnStderrOnly) {
   VmProcess vm({"run", "--kernel", testguest_elf(), "--cmdline", "idle", "--mem", "64M", "--api", api});
   ASSERT_TRUE(vm.wait_line("^HB cpu=0 seq=1 ", 30s)) << vm.stderr_text();
   const std::string nobody = "127.0.0.1:" + std::to_string(free_port());
-  Ran text = run_minihv({"migrate", "--api", api, "--to", nobody});
+  MinihvRun text = run_minihv({"migrate", "--api", api, "--to", nobody});
   EXPECT_EQ(text.rc, 1);
   EXPECT_EQ(text.out, "") << "nothing was sent: no summary";
   EXPECT_TRUE(contains(text.err, "minihv: error: migration failed: ")) << text.err;
-  Ran json = run_minihv({"migrate", "--api", api, "--to", nobody, "--json"});
+  MinihvRun json = run_minihv({"migrate", "--api", api, "--to", nobody, "--json"});
   EXPECT_EQ(json.rc, 1);
   auto j = nlohmann::json::parse(json.out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << json.out;
@@ -281,7 +271,7 @@ TEST(OperatorIncoming, TakesMemoryAndVcpusFromTheSource) {
   EXPECT_EQ(src->wait_exit(20s), 0) << src->stderr_text();
   ASSERT_TRUE(dst->wait_line("^HB cpu=1 ", 20s)) << dst->stdout_text() << dst->stderr_text();
   ASSERT_TRUE(dst->wait_line("^HB cpu=0 ", 20s)) << dst->stdout_text() << dst->stderr_text();
-  Ran st = run_minihv({"vm", "status", "--api", dst_api, "--json"});
+  MinihvRun st = run_minihv({"vm", "status", "--api", dst_api, "--json"});
   ASSERT_EQ(st.rc, 0) << st.err;
   auto j = nlohmann::json::parse(st.out, nullptr, false);
   EXPECT_EQ(j["state"], "running") << st.out;

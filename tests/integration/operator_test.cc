@@ -12,20 +12,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Outcome {
-  int rc = -1;
-  std::string out, err;
-};
-
-// Runs `minihv args...` to completion (no VM stays behind: these commands end on their own).
-Outcome minihv(std::vector<std::string> args) {
-  VmProcess p(std::move(args));
-  auto rc = p.wait_exit(60s);
-  if (!rc) p.kill(SIGKILL);
-  return {rc.value_or(-1), p.stdout_text(), p.stderr_text()};
-}
-
-void expect_usage_error(const Outcome& o, const std::string& must_say) {
+void expect_usage_error(const MinihvRun& o, const std::string& must_say) {
   EXPECT_EQ(o.rc, 2) << o.err;
   EXPECT_EQ(o.err.rfind("minihv: error: ", 0), 0u) << o.err;
   EXPECT_NE(o.err.find(must_say), std::string::npos) << "stderr should mention '" << must_say << "':\n" << o.err;
@@ -36,7 +23,7 @@ TEST(Operator, ASecondVmRefusedOnASocketInUseLeavesTheFirstOneReachable) {
   const std::string sock = dir.file("a.sock");
   VmProcess first({"run", "--kernel", testguest_elf(), "--mem", "64M", "--api", sock});
   ASSERT_TRUE(first.wait_line("^HB cpu=0 seq=1 ", 20s)) << first.stderr_text();
-  expect_usage_error(minihv({"run", "--kernel", testguest_elf(), "--mem", "64M", "--api", sock}), "in use");
+  expect_usage_error(run_minihv({"run", "--kernel", testguest_elf(), "--mem", "64M", "--api", sock}), "in use");
   auto st = api_call(sock, {{"cmd", "status"}});
   ASSERT_TRUE(st) << "the first VM's socket is gone: " << st.message();
   EXPECT_EQ(st->value("state", ""), "running");
@@ -45,15 +32,15 @@ TEST(Operator, ASecondVmRefusedOnASocketInUseLeavesTheFirstOneReachable) {
 }
 
 TEST(Operator, AnUnknownCommandIsNamedWithWhatThereIs) {
-  const Outcome top = minihv({"bogus"});
+  const MinihvRun top = run_minihv({"bogus"});
   expect_usage_error(top, "'minihv bogus' is not a command");
   EXPECT_NE(top.err.find("cluster"), std::string::npos) << top.err;
-  expect_usage_error(minihv({"cluster", "frob"}), "'minihv cluster frob' is not a command");
-  expect_usage_error(minihv({"volume", "disk"}), "'minihv volume disk' needs a command: create");
+  expect_usage_error(run_minihv({"cluster", "frob"}), "'minihv cluster frob' is not a command");
+  expect_usage_error(run_minihv({"volume", "disk"}), "'minihv volume disk' needs a command: create");
 }
 
 TEST(Operator, VersionIsPrinted) {
-  const Outcome o = minihv({"--version"});
+  const MinihvRun o = run_minihv({"--version"});
   EXPECT_EQ(o.rc, 0) << o.err;
   EXPECT_EQ(o.out.rfind("minihv ", 0), 0u) << o.out;
 }
@@ -63,7 +50,7 @@ TEST(Operator, OptionsOfACommandMayFollowItsSubcommand) {
   VmProcess vm({"run", "--kernel", testguest_elf(), "--mem", "64M", "--cmdline", "secs=1", "-v"});
   EXPECT_EQ(vm.wait_exit(30s).value_or(-1), 0) << vm.stderr_text();
   // --node after `status`: the address is the one given, not $MINIHV_NODE's default.
-  const Outcome st = minihv({"cluster", "status", "--node", "127.0.0.1:1"});
+  const MinihvRun st = run_minihv({"cluster", "status", "--node", "127.0.0.1:1"});
   EXPECT_EQ(st.rc, 1) << st.err;
   EXPECT_NE(st.err.find("127.0.0.1:1"), std::string::npos) << st.err;
 }

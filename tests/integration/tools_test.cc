@@ -20,22 +20,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
+constexpr auto kCommandLimit = 30s;  // every command here ends at once
+
 std::vector<std::string> guest(const std::string& cmdline, std::vector<std::string> extra = {}) {
   std::vector<std::string> a{"run", "--kernel", testguest_elf(), "--cmdline", cmdline, "--mem", "256M"};
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
 }
 
-// `minihv ARGS...` to its end: exit status, stdout, stderr.
-struct Ran {
-  int exit = -1;
-  std::string out, err;
-};
-Ran run_minihv(std::vector<std::string> args, std::vector<std::string> env = {}) {
-  VmProcess p(std::move(args), std::move(env));
-  auto rc = p.wait_exit(30s);
-  return {rc ? *rc : -1, p.stdout_text(), p.stderr_text()};
-}
 
 size_t count_lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
@@ -62,8 +54,8 @@ protected:
   std::string env_ = std::string(registry::kRunDirEnv) + "=" + run_dir_;
 
   nlohmann::json ps_json() {
-    Ran ps = run_minihv({"ps", "--json"}, {env_});
-    EXPECT_EQ(ps.exit, 0) << ps.err;
+    MinihvRun ps = run_minihv({"ps", "--json"}, {env_}, kCommandLimit);
+    EXPECT_EQ(ps.rc, 0) << ps.err;
     auto j = nlohmann::json::parse(ps.out, nullptr, false);
     EXPECT_TRUE(j.is_array()) << ps.out;
     return j.is_array() ? j : nlohmann::json::array();
@@ -109,8 +101,8 @@ TEST_F(Tools, PsListsRunningVmsAndDropsOneKilledWithSigkill) {
   EXPECT_TRUE((*eb)["api"].is_null());
   EXPECT_NE(access(reused.c_str(), F_OK), 0) << "the reused pid's record should be gone";
 
-  Ran table = run_minihv({"ps"}, {env_});
-  EXPECT_EQ(table.exit, 0) << table.err;
+  MinihvRun table = run_minihv({"ps"}, {env_}, kCommandLimit);
+  EXPECT_EQ(table.rc, 0) << table.err;
   EXPECT_EQ(table.out.rfind("NAME", 0), 0u) << table.out;
   EXPECT_NE(table.out.find("alpha"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("256 MiB"), std::string::npos) << table.out;
@@ -137,32 +129,32 @@ TEST_F(Tools, VmStatusIsShortAndCpuidAddsTheTables) {
   VmProcess vm(guest("idle", {"--api", api}));
   ASSERT_TRUE(vm.wait_line("^HB cpu=0 seq=1 ", 30s)) << vm.stderr_text();
 
-  Ran brief = run_minihv({"vm", "status", "--api", api});
-  EXPECT_EQ(brief.exit, 0) << brief.err;
+  MinihvRun brief = run_minihv({"vm", "status", "--api", api}, {}, kCommandLimit);
+  EXPECT_EQ(brief.rc, 0) << brief.err;
   EXPECT_EQ(brief.out.rfind("state", 0), 0u) << "the state comes first:\n" << brief.out;
   EXPECT_NE(brief.out.find("running"), std::string::npos) << brief.out;
   EXPECT_NE(brief.out.find("256 MiB"), std::string::npos) << brief.out;
   EXPECT_LT(count_lines(brief.out), 20u) << brief.out;
 
-  Ran tables = run_minihv({"vm", "status", "--api", api, "--cpuid"});
-  EXPECT_EQ(tables.exit, 0) << tables.err;
+  MinihvRun tables = run_minihv({"vm", "status", "--api", api, "--cpuid"}, {}, kCommandLimit);
+  EXPECT_EQ(tables.rc, 0) << tables.err;
   EXPECT_GT(count_lines(tables.out), 100u) << tables.out;
   EXPECT_NE(tables.out.find("CPUID of the model"), std::string::npos);
 
-  Ran json = run_minihv({"vm", "status", "--api", api, "--json"});
+  MinihvRun json = run_minihv({"vm", "status", "--api", api, "--json"}, {}, kCommandLimit);
   auto j = nlohmann::json::parse(json.out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << json.out;
   EXPECT_EQ(j["state"], "running");
   EXPECT_TRUE(j["cpu"].contains("model"));
   EXPECT_FALSE(j["cpu"].contains("profile"));
   EXPECT_FALSE(j["cpu"].contains("applied"));
-  Ran full = run_minihv({"vm", "status", "--api", api, "--json", "--cpuid"});
+  MinihvRun full = run_minihv({"vm", "status", "--api", api, "--json", "--cpuid"}, {}, kCommandLimit);
   j = nlohmann::json::parse(full.out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << full.out;
   EXPECT_GT(j["cpu"]["profile"]["leaves"].size(), 10u);
 
-  Ran gone = run_minihv({"vm", "status", "--api", dir_.file("nobody.sock"), "--json"});
-  EXPECT_EQ(gone.exit, 1);
+  MinihvRun gone = run_minihv({"vm", "status", "--api", dir_.file("nobody.sock"), "--json"}, {}, kCommandLimit);
+  EXPECT_EQ(gone.rc, 1);
   EXPECT_EQ(gone.err.rfind("minihv: error: ", 0), 0u) << gone.err;
   j = nlohmann::json::parse(gone.out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << gone.out;
@@ -249,19 +241,19 @@ TEST_F(Tools, AnIncomingVmAnswersStatusWhileItWaitsAndStops) {
   EXPECT_EQ((*st)["state"], "incoming") << st->dump(2);
   EXPECT_EQ((*st)["incoming"]["phase"], "listening");
   EXPECT_EQ((*st)["incoming"]["address"], where);
-  Ran brief = run_minihv({"vm", "status", "--api", api});
-  EXPECT_EQ(brief.exit, 0) << brief.err;
+  MinihvRun brief = run_minihv({"vm", "status", "--api", api}, {}, kCommandLimit);
+  EXPECT_EQ(brief.rc, 0) << brief.err;
   EXPECT_NE(brief.out.find("listening on " + where), std::string::npos) << brief.out;
   auto list = ps_json();
   ASSERT_EQ(list.size(), 1u) << list.dump(2);
   EXPECT_EQ(list[0]["state"], "incoming");
 
-  Ran pause = run_minihv({"vm", "pause", "--api", api});
-  EXPECT_EQ(pause.exit, 1) << "nothing to pause yet";
+  MinihvRun pause = run_minihv({"vm", "pause", "--api", api}, {}, kCommandLimit);
+  EXPECT_EQ(pause.rc, 1) << "nothing to pause yet";
   EXPECT_NE(pause.err.find("waits for a migration"), std::string::npos) << pause.err;
 
-  Ran stop = run_minihv({"vm", "stop", "--api", api});
-  EXPECT_EQ(stop.exit, 0) << stop.err;
+  MinihvRun stop = run_minihv({"vm", "stop", "--api", api}, {}, kCommandLimit);
+  EXPECT_EQ(stop.rc, 0) << stop.err;
   EXPECT_EQ(vm.wait_exit(10s), 0) << vm.stderr_text();
   EXPECT_TRUE(vm.wait_stderr("stopped while waiting for a migrating VM", 1s)) << vm.stderr_text();
   EXPECT_EQ(ps_json().size(), 0u);
