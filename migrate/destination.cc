@@ -131,10 +131,16 @@ private:
     if (why.empty()) why = size_from(source);
     if (why.empty()) why = check_vm_fits(source, describe_vm(vm_));  // now the exact layout too
     if (why.empty()) why = check_cpu(h->cpu_profile_json);
+    if (why.empty()) {
+      // Memory first, then the answer: the source sends pages once it has it, and the other
+      // streams' threads write them into this memory (ReceiveOrder refuses any page before).
+      prepare_memory();
+      std::lock_guard lock(order_mu_);
+      order_.hello_answered();
+    }
     MINIHV_TRY(s_.send(kControlStream, make_hello_reply({why.empty(), why})));
     MINIHV_TRY(s_.flush());
     if (!why.empty()) return Status::error("refused the incoming VM: " + why);
-    prepare_memory();
     progress_({{"event", "accepted"}, {"peer", s_.peer()}});
     return Next::kContinue;
   }
@@ -203,7 +209,8 @@ private:
   Session& s_;
   const ProgressFn& progress_;
   // Each 64-page word is one stream's: written by that stream's thread only. Set when HELLO is
-  // accepted (the VM's memory may only exist from then on); no page frame is accepted before.
+  // accepted (the VM's memory may only exist from then on), before ReceiveOrder takes any page
+  // frame: order_mu_ orders this write before every other stream's first read.
   std::optional<ZeroPages> zero_;
   std::mutex order_mu_;
   ReceiveOrder order_;  // one order for every stream: guarded by order_mu_

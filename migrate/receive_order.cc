@@ -42,6 +42,7 @@ Status ReceiveOrder::accept(const FrameView& f) {
   if (control_only(t) && stream != kControlStream)
     return violation(t, "on stream " + std::to_string(stream) + " (only the control stream 0 carries it)");
   if (phase_ == Phase::kAwaitHello && t != FrameType::kHello) return violation(t, "before HELLO");
+  if (phase_ == Phase::kAnsweringHello && t != FrameType::kHello) return violation(t, "before HELLO_REPLY");
   switch (t) {
     case FrameType::kHello: return accept_hello();
     case FrameType::kPages:
@@ -56,8 +57,12 @@ Status ReceiveOrder::accept(const FrameView& f) {
 
 Status ReceiveOrder::accept_hello() {
   if (phase_ != Phase::kAwaitHello) return violation(FrameType::kHello, "a second time");
-  phase_ = Phase::kRounds;
+  phase_ = Phase::kAnsweringHello;
   return Status::ok();
+}
+
+void ReceiveOrder::hello_answered() {
+  if (phase_ == Phase::kAnsweringHello) phase_ = Phase::kRounds;
 }
 
 Status ReceiveOrder::accept_pages(FrameType t, uint16_t stream) const {

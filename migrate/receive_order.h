@@ -9,7 +9,8 @@
 //
 // The one legal sequence (stream 0 is the control stream):
 //
-//   HELLO                      stream 0
+//   HELLO                      stream 0; then nothing (but ABORT) until the destination has made
+//                              the VM's memory ready and sent HELLO_REPLY (hello_answered())
 //   PAGES | DIRTY_ROUND_END    any stream, any mix; on each stream the rounds go up and nothing
 //                              follows that stream's round end flagged LAST
 //   DIRTY_ROUND_END + LAST     stream 0; the transport's barrier delivers it after every other stream's
@@ -35,7 +36,8 @@ public:
   // In protocol order: each phase accepts only what may follow the frames accepted before.
   enum class Phase {
     kAwaitHello,      // nothing accepted yet
-    kRounds,          // HELLO accepted: pages and round ends
+    kAnsweringHello,  // HELLO accepted; the destination prepares guest memory and answers
+    kRounds,          // HELLO answered (accepted): pages and round ends
     kAwaitState,      // the final round ended on stream 0: STATE chunks
     kStateDone,       // the STATE chunk flagged LAST accepted: VERIFY or COMMIT
     kVerified,        // VERIFY accepted: COMMIT
@@ -49,6 +51,9 @@ public:
   // Ok when `f` may come now (the phase moves on); otherwise "protocol error: <FRAME> <when>".
   // A DIRTY_ROUND_END whose payload does not decode fails with the decoder's message.
   Status accept(const FrameView& f);
+  // The destination accepted the HELLO and may receive pages now (its guest memory is ready); it
+  // calls this before it sends HELLO_REPLY, so no page can be accepted into memory not yet there.
+  void hello_answered();
   Phase phase() const { return phase_; }
 
 private:

@@ -213,6 +213,7 @@ private:
     Hello h{describe_vm(vm_).dump(), status.contains("cpu") ? status["cpu"].value("profile", nlohmann::json()).dump() : "null"};
     MINIHV_TRY(session_->send(kControlStream, make_hello(h)));
     MINIHV_TRY(session_->flush());
+    MINIHV_TRY(send_out_of_order("before-hello-reply"));
     std::optional<HelloReply> reply;
     MINIHV_TRY(wait_for(FrameType::kHelloReply, [&](const FrameView& v) -> Status {
       auto r = parse_hello_reply(v);
@@ -542,6 +543,13 @@ private:
     if (!out_of_order_) return Status::ok();
     const std::string& c = *out_of_order_;
     std::optional<Frame> f;
+    uint16_t stream = kControlStream;
+    if (point == "before-hello-reply" && c == "pages-before-hello-reply") {
+      PageBatchEncoder enc({}, nullptr);
+      (void)enc.add_known_zero(0);
+      f = enc.take_frame();
+      stream = static_cast<uint16_t>(session_->streams() - 1);  // another stream's thread takes it
+    }
     if (point == "after-hello" && c == "second-hello") f = make_hello({"{}", "null"});
     if (point == "after-hello" && c == "commit-before-state") f = make_commit();
     if (point == "after-hello" && c == "state-during-rounds") f = make_state_frames(std::vector<uint8_t>(16)).front();
@@ -553,7 +561,7 @@ private:
     }
     if (!f) return Status::ok();
     LOG_WARN("test hook: sending %s out of order (%s)", c.c_str(), std::string(point).c_str());
-    MINIHV_TRY(session_->send(kControlStream, std::move(*f)));
+    MINIHV_TRY(session_->send(stream, std::move(*f)));
     return session_->flush();
   }
 

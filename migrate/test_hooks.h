@@ -18,7 +18,7 @@
 // for N ms after the switchover, as if the network were cut and then healed.
 //
 // MINIHV_MIGRATE_TEST_OUT_OF_ORDER=CASE: the source sends one frame the destination must refuse —
-// second-hello, commit-before-state, state-during-rounds (after HELLO), round-repeated (after the
+// pages-before-hello-reply (on the last stream, before HELLO_REPLY came), second-hello, commit-before-state, state-during-rounds (after HELLO), round-repeated (after the
 // full pass), pages-after-final-round (after the final round end) — and otherwise goes on. The
 // destination must end with a protocol error and the source must keep the VM running.
 //

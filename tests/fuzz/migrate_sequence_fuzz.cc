@@ -2,7 +2,7 @@
 // through ReceiveOrder and, when it accepts them, the same decoders DestinationRun uses (page
 // batches into fake RAM with ZeroPages, STATE reassembly, VERIFY against RAM). Never a crash, and:
 //  - a refused frame is a "protocol error: ..." (or an unreadable DIRTY_ROUND_END) and leaves the phase;
-//  - no PAGES is accepted after the final round end on the control stream;
+//  - no PAGES is accepted before the HELLO is answered, nor after the final round end on stream 0;
 //  - COMMIT is accepted only after HELLO, the final round end on stream 0 and a complete STATE blob;
 //  - after COMMIT nothing but ABORT is accepted.
 //
@@ -149,9 +149,12 @@ private:
   // What DestinationRun does with an accepted frame; false when that ends the migration.
   bool consume(const FrameView& v) {
     switch (v.type()) {
-      case FrameType::kHello:
-        hello_ = true;
-        return parse_hello(v).is_ok();
+      case FrameType::kHello: {  // answered as DestinationRun answers it: memory ready, then pages
+        const bool ok = parse_hello(v).is_ok();
+        if (ok) order_.hello_answered();
+        hello_ = ok;
+        return ok;
+      }
       case FrameType::kPages:
         CHECK(hello_ && !final_round_);
         return decode_page_batch(v.payload, ram_, &zero_, {v.header.stream, kStreams}).is_ok();

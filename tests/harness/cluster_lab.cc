@@ -1,8 +1,10 @@
 #include "tests/harness/cluster_lab.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <regex>
 #include <stdexcept>
@@ -21,6 +23,15 @@ ClusterLab::ClusterLab(unsigned nodes, const NetLab* lab, uint64_t volume_bytes)
 ClusterLab::~ClusterLab() {
   for (auto& n : nodes_)
     if (n) n->kill(SIGKILL);
+  // A failed test shows each node daemon's own account (its log is otherwise lost with the process).
+  const bool failed = ::testing::Test::HasFailure();
+  for (unsigned i = 0; i < nodes_.size(); ++i) {
+    if (!nodes_[i]) continue;
+    const std::string text = nodes_[i]->stderr_text();
+    if (failed) std::fprintf(stderr, "---- node %s stderr (last 4 KiB) ----\n%s\n", name(i).c_str(),
+                             text.substr(text.size() > 4096 ? text.size() - 4096 : 0).c_str());
+    std::ofstream(dir_.file(name(i) + ".stderr")) << text;
+  }
 }
 
 std::string ClusterLab::address(unsigned i) const {

@@ -28,6 +28,8 @@ TempDir::TempDir() {
   path_ = tmpl;
 }
 TempDir::~TempDir() {
+  // MINIHV_TEST_KEEP=1 keeps every test's directory (logs, consoles, volumes) for a post-mortem.
+  if (const char* keep = std::getenv("MINIHV_TEST_KEEP"); keep && *keep == '1') return;
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }

@@ -279,7 +279,8 @@ TEST_P(MigrationOutOfOrder, IsAProtocolErrorAndTheSourceGoesOn) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, MigrationOutOfOrder,
-    ::testing::Values(OutOfOrder{"second-hello", "HELLO a second time"},
+    ::testing::Values(OutOfOrder{"pages-before-hello-reply", "PAGES before HELLO"},  // (or HELLO_REPLY: either stream may win)
+                      OutOfOrder{"second-hello", "HELLO a second time"},
                       OutOfOrder{"commit-before-state", "COMMIT before the complete machine state"},
                       OutOfOrder{"state-during-rounds", "STATE before the final round"},
                       OutOfOrder{"round-repeated", "DIRTY_ROUND_END round 0 after round 0 on stream 0"},

@@ -63,7 +63,10 @@ protected:
     }
   }
 
-  void to_rounds() { ok(make_hello({"{}", "null"})); }
+  void to_rounds() {
+    ok(make_hello({"{}", "null"}));
+    order_.hello_answered();
+  }
   void to_final_round() {
     to_rounds();
     round(0);
@@ -104,6 +107,22 @@ TEST_F(MigrateOrder, LegalSequenceWithoutVerifyOrPages) {
   ok(state_chunk(true));
   ok(make_commit());
   EXPECT_EQ(order_.phase(), Phase::kCommitted);
+}
+
+// Between HELLO and the destination's answer its guest memory may not exist yet (an incoming VM
+// sized from HELLO): a page then, on any stream, is refused, not written.
+TEST_F(MigrateOrder, NothingButAbortBeforeTheHelloIsAnswered) {
+  ok(make_hello({"{}", "null"}));
+  EXPECT_EQ(order_.phase(), Phase::kAnsweringHello);
+  refused(pages(), "protocol error: PAGES before HELLO_REPLY", 1);
+  refused(pages(), "protocol error: PAGES before HELLO_REPLY");
+  refused(round_end(0), "protocol error: DIRTY_ROUND_END before HELLO_REPLY", 2);
+  refused(make_hello({"{}", "null"}), "protocol error: HELLO a second time");
+  order_.hello_answered();
+  EXPECT_EQ(order_.phase(), Phase::kRounds);
+  ok(pages(), 1);
+  ok(make_abort({"bye"}), 2);
+  EXPECT_EQ(order_.phase(), Phase::kAborted);
 }
 
 TEST_F(MigrateOrder, RoundsMaySkipNumbersAndStreamsInterleave) {
