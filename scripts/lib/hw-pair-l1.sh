@@ -212,7 +212,7 @@ last_seq "$run/s2.console" >"$run/s2.after"
 wait_until 20 seq_reached "$run/s2.console" $(($(cat "$run/s2.after") + 2)) ||
   note "no two new heartbeats on A within 20 s of the refusal"
 last_seq "$run/s2.console" >"$run/s2.later"
-"$minihv" vm status --api "$run/s2.sock" >"$run/s2.status" 2>&1 || true
+"$minihv" vm status --json --api "$run/s2.sock" >"$run/s2.status" 2>&1 || true
 datas s2.after s2.later s2.status
 ask wait-exit 2 20 >"$run/d2.state"
 ask stderr 2 >"$run/d2.err"

@@ -6,8 +6,10 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "tests/harness/harness.h"
 
@@ -17,13 +19,16 @@ namespace {
 using namespace std::chrono_literals;
 
 // The numbers of the "tick N" lines printed so far.
-std::vector<long> ticks(const VmProcess& vm) {
+// The loop's counts in console text, line by line ("tick N", CR LF). Only whole lines: a line the
+// pause cut goes on in the destination's output, so the two consoles are read joined.
+std::vector<long> ticks(const std::string& console) {
   std::vector<long> out;
-  static const std::regex tick("^tick ([0-9]+)");
-  for (const std::string& l : vm.lines_matching("^tick [0-9]+")) {
-    std::smatch m;
-    if (std::regex_search(l, m, tick)) out.push_back(std::stol(m[1]));
-  }
+  static const std::regex tick("tick ([0-9]+)\r?");
+  std::istringstream lines(console.substr(0, console.rfind('\n') + 1));
+  std::string l;
+  std::smatch m;
+  while (std::getline(lines, l))
+    if (std::regex_match(l, m, tick)) out.push_back(std::stol(m[1]));
   return out;
 }
 
@@ -57,24 +62,34 @@ TEST(HwLinux, AGuestWithADiskMigratesAndCarriesOn) {
   auto r = migrate(dir.file("src.sock"), "127.0.0.1:" + std::to_string(port), {"--verify"});
   ASSERT_EQ(r.exit, 0) << r.stderr_text << r.json.dump(2);
   EXPECT_EQ(src.wait_exit(30s), 0) << src.stderr_text();
-  const std::vector<long> before = ticks(src);
+  const std::vector<long> before = ticks(src.stdout_text());
   ASSERT_FALSE(before.empty());
 
-  // The loop goes on at the destination from where it was (no restart: no "tick 1" again).
+  // The loop goes on at the destination from where it was: the consoles joined count on without a
+  // gap, a repeat or a restart ("tick 1" again).
   ASSERT_TRUE(dst.wait_line("^tick " + std::to_string(before.back() + 20) + "\\r?$", 60s)) << dst.stdout_text();
-  const std::vector<long> after = ticks(dst);
-  ASSERT_FALSE(after.empty());
-  EXPECT_LE(after.front(), before.back() + 1) << "ticks were lost in the move";
-  EXPECT_GT(after.front(), before.back() - 2) << "the loop restarted or went back";
-  for (size_t i = 1; i < after.size(); ++i) EXPECT_EQ(after[i], after[i - 1] + 1) << "at destination tick " << after[i];
+  const std::vector<long> all = ticks(src.stdout_text() + dst.stdout_text());
+  ASSERT_GT(all.size(), before.size());
+  for (size_t i = 1; i < all.size(); ++i)
+    EXPECT_EQ(all[i], all[i - 1] + 1) << "tick " << all[i] << " after tick " << all[i - 1]
+                                      << (i < before.size() ? " (at the source)" : " (across the move or after it)");
 
   // The disk: drop the page cache, then read the device itself.
   ASSERT_TRUE(dst.type("kill %1; sync; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=17 count=1 2>/dev/null; echo\n"));
   EXPECT_TRUE(dst.wait_line("^hw-disk-marker-7", 30s)) << dst.stdout_text();
-  const std::string console = src.stdout_text() + dst.stdout_text();
-  for (const char* complaint : {"Marking clocksource", "clocksource watchdog", "is unstable", "self-detected stall",
-                                "rcu: INFO", "soft lockup"})
-    EXPECT_EQ(console.find(complaint), std::string::npos) << "the kernel complained (" << complaint << "):\n" << console;
+  // The kernel has nothing to complain about: no stall or lockup from the move on (it began after
+  // "tick 20"), and on the destination no clock it distrusts (a TSC or kvm-clock that jumped in the
+  // move would show there). The source's own clocksource watchdog is left out: on a loaded host,
+  // QEMU TCG's pace alone makes it distrust the TSC now and then, before any page moved (seen at
+  // 23 s into the boot and right after "tick 20", with the host's load average at 5.6).
+  const std::string src_text = src.stdout_text();
+  const std::string since_move = src_text.substr(std::min(src_text.find("tick 20"), src_text.size()));
+  const std::string after = dst.stdout_text();
+  for (const char* complaint : {"self-detected stall", "rcu: INFO", "soft lockup"})
+    EXPECT_EQ((since_move + after).find(complaint), std::string::npos)
+        << "the kernel complained (" << complaint << "):\n" << since_move << after;
+  for (const char* complaint : {"Marking clocksource", "clocksource watchdog", "is unstable"})
+    EXPECT_EQ(after.find(complaint), std::string::npos) << "the kernel complained (" << complaint << "):\n" << after;
   ASSERT_TRUE(dst.type("poweroff -f\n"));
   EXPECT_EQ(dst.wait_exit(60s), 0) << dst.stderr_text();
 }

@@ -501,7 +501,8 @@ TEST_F(Migration, BackAndForthTwentyTimes) {
     const int port = free_port();
     auto next = incoming(g, next_api, port);
     auto r = migrate(api, "127.0.0.1:" + std::to_string(port), {"--verify"});
-    ASSERT_EQ(r.exit, 0) << "hop " << hop << ": " << r.stderr_text << r.json.dump(2) << next->stderr_text();
+    ASSERT_EQ(r.exit, 0) << "hop " << hop << ": " << r.stderr_text << r.json.dump(2) << "\nsource:\n"
+                         << vm->stderr_text() << "\ndestination:\n" << next->stderr_text();
     ASSERT_EQ(vm->wait_exit(20s), 0) << "hop " << hop;
     ASSERT_TRUE(next->wait_line("^HB cpu=0 ", 20s)) << "hop " << hop << next->stderr_text();
     expect_continued(*vm, *next, 1);
@@ -577,7 +578,8 @@ TEST_F(Migration, AConsoleWrittenNonStopMovesWithoutARepeatedOrLostCharacter) {
     const int port = free_port();
     auto next = incoming(g, next_api, port);
     auto r = migrate(api, "127.0.0.1:" + std::to_string(port), {});
-    ASSERT_EQ(r.exit, 0) << "hop " << hop << ": " << r.stderr_text << r.json.dump(2) << next->stderr_text();
+    ASSERT_EQ(r.exit, 0) << "hop " << hop << ": " << r.stderr_text << r.json.dump(2) << "\nsource:\n"
+                         << vm->stderr_text() << "\ndestination:\n" << next->stderr_text();
     ASSERT_EQ(vm->wait_exit(20s), 0) << "hop " << hop;
     ASSERT_TRUE(next->wait_line("^TICK ", 20s)) << "hop " << hop << next->stderr_text();
     console += vm->stdout_text();  // a line cut by the pause goes on in the next process's output
