@@ -6,7 +6,6 @@
 
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -77,19 +76,13 @@ TEST(HwLinux, AGuestWithADiskMigratesAndCarriesOn) {
   // The disk: drop the page cache, then read the device itself.
   ASSERT_TRUE(dst.type("kill %1; sync; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=17 count=1 2>/dev/null; echo\n"));
   EXPECT_TRUE(dst.wait_line("^hw-disk-marker-7", 30s)) << dst.stdout_text();
-  // The kernel has nothing to complain about: no stall or lockup from the move on (it began after
-  // "tick 20"), and on the destination no clock it distrusts (a TSC or kvm-clock that jumped in the
-  // move would show there). The source's own clocksource watchdog is left out: on a loaded host,
-  // QEMU TCG's pace alone makes it distrust the TSC now and then, before any page moved (seen at
-  // 23 s into the boot and right after "tick 20", with the host's load average at 5.6).
-  const std::string src_text = src.stdout_text();
-  const std::string since_move = src_text.substr(std::min(src_text.find("tick 20"), src_text.size()));
-  const std::string after = dst.stdout_text();
-  for (const char* complaint : {"self-detected stall", "rcu: INFO", "soft lockup"})
-    EXPECT_EQ((since_move + after).find(complaint), std::string::npos)
-        << "the kernel complained (" << complaint << "):\n" << since_move << after;
-  for (const char* complaint : {"Marking clocksource", "clocksource watchdog", "is unstable"})
-    EXPECT_EQ(after.find(complaint), std::string::npos) << "the kernel complained (" << complaint << "):\n" << after;
+  // The kernel has nothing to complain about, at the source or the destination (issue 12: under
+  // QEMU TCG the source's clocksource watchdog has complained before any page moved; until that is
+  // understood this test is out of CI's filter, not weaker).
+  const std::string console = src.stdout_text() + dst.stdout_text();
+  for (const char* complaint : {"Marking clocksource", "clocksource watchdog", "is unstable", "self-detected stall",
+                                "rcu: INFO", "soft lockup"})
+    EXPECT_EQ(console.find(complaint), std::string::npos) << "the kernel complained (" << complaint << "):\n" << console;
   ASSERT_TRUE(dst.type("poweroff -f\n"));
   EXPECT_EQ(dst.wait_exit(60s), 0) << dst.stderr_text();
 }
