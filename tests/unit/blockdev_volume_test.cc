@@ -96,36 +96,6 @@ TEST(BlockdevVolume, NewDiskIsZeroed) {
   EXPECT_EQ(m.dev->raw(b->offset)[0], 0) << "a new disk must not show a removed disk's data";
 }
 
-TEST(BlockdevVolume, DiskInUseCannotBeRemoved) {
-  MemVolume m;
-  auto d = m.vol->create_disk("web", 1 << 20, "t");
-  ASSERT_TRUE(d);
-  auto lease = m.vol->acquire(m.vol->disk_slot(*d), "vm-web");
-  ASSERT_TRUE(lease);
-  // The holder renews while `disk rm` watches: a thread is simplest with the real clock, so here
-  // we renew from the sleep hook instead — the manual clock only moves when someone sleeps.
-  struct RenewingClock : Clock {
-    ManualClock& base;
-    Lease* l = nullptr;
-    explicit RenewingClock(ManualClock& b) : base(b) {}
-    Nanos now() const override { return base.now(); }
-    int64_t wall_unix_ms() const override { return base.wall_unix_ms(); }
-    void sleep_for(Nanos d) override {
-      base.advance(d);
-      if (l) (void)l->renew();
-    }
-  } clock(m.clock);
-  clock.l = lease->get();
-  auto vol2 = Volume::open_device(m.dev, clock);
-  ASSERT_TRUE(vol2);
-  Status s = (*vol2)->remove_disk("web", "admin-cli");
-  ASSERT_FALSE(s);
-  EXPECT_TRUE(s.is_invalid_input());
-  EXPECT_NE(s.message().find("vm-web"), std::string::npos) << s.message();
-  EXPECT_TRUE(m.vol->find_disk("web"));
-  clock.l = nullptr;
-}
-
 // The holder renews on every sleep of the watcher (the manual clock moves only then).
 struct RenewOnSleepClock : Clock {
   ManualClock& base;
@@ -138,6 +108,25 @@ struct RenewOnSleepClock : Clock {
     if (l) (void)l->renew();
   }
 };
+
+TEST(BlockdevVolume, DiskInUseCannotBeRemoved) {
+  MemVolume m;
+  auto d = m.vol->create_disk("web", 1 << 20, "t");
+  ASSERT_TRUE(d);
+  auto lease = m.vol->acquire(m.vol->disk_slot(*d), "vm-web");
+  ASSERT_TRUE(lease);
+  // The holder renews while `disk rm` watches (from the watcher's sleeps: see RenewOnSleepClock).
+  RenewOnSleepClock clock(m.clock);
+  clock.l = lease->get();
+  auto vol2 = Volume::open_device(m.dev, clock);
+  ASSERT_TRUE(vol2);
+  Status s = (*vol2)->remove_disk("web", "admin-cli");
+  ASSERT_FALSE(s);
+  EXPECT_TRUE(s.is_invalid_input());
+  EXPECT_NE(s.message().find("vm-web"), std::string::npos) << s.message();
+  EXPECT_TRUE(m.vol->find_disk("web"));
+  clock.l = nullptr;
+}
 
 // Issue 13: format --force wiped a volume whose disk lease a VM had renewed 2 ms earlier.
 TEST(BlockdevVolume, ForcedFormatIsRefusedWhileALeaseIsRenewed) {
