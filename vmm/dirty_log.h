@@ -5,9 +5,8 @@
 // then OR GuestMemory's device bitmap). Falls back to plain KVM_GET_DIRTY_LOG (which clears as it
 // reads) without MANUAL_PROTECT2. Or KVM's dirty ring (KVM_CAP_DIRTY_LOG_RING): each vCPU pushes
 // the pages it writes to a ring mapped here; a harvest collects every ring and resets them. The
-// ring only when asked (DirtyLogMode::kRing) and only on hardware KVM: PVM loses entries or
-// livelocks when guest ring-0 code writes with the ring full, and on SVM a Linux guest moved with
-// the ring marked its TSC unstable (docs/vm-state.md). kAuto is the bitmap, exact everywhere.
+// ring only on hardware KVM (PVM loses entries or livelocks when guest ring-0 code writes with the
+// ring full): kAuto takes it there when KVM offers it, the bitmap elsewhere (docs/vm-state.md).
 // Must not know: migration, what the caller does with the bits.
 #pragma once
 
@@ -65,6 +64,10 @@ public:
   static size_t bitmap_words(const GuestMemory& mem, size_t region);
 
 private:
+  static size_t ring_offered(int vm_fd);  // the largest ring this KVM makes, in bytes (0: none)
+  Status enable_ring(int vm_fd);
+  Status enable_bitmap(int vm_fd);  // MANUAL_PROTECT2 (with INITIALLY_SET) where offered, else plain GET
+
   struct Ring {
     kvm_dirty_gfn* entries;
     uint32_t fetch = 0;  // next entry to read; KVM's producer index is not visible

@@ -9,6 +9,13 @@
 # and gets: busybox_bin, pkg/vmlinuz/kver/moddir (the L1 kernel), modules (paths in modules.dep, each
 # after what it needs), ir (the initramfs tree being built), and the functions below.
 
+# L1's kernel command line. tsc=reliable: TCG's TSC is the host's (constant, and the same on every
+# vCPU), as a hardware host's is, but -cpu max under TCG does not say so (no invariant-TSC bit), so
+# L1's kernel would call it unsynchronized, run on HPET, and its KVM could give guests no stable
+# kvmclock; a Linux guest then sees kvm-clock and its TSC drift apart (its clocksource watchdog
+# complains within seconds). On the hardware this lane stands for, KVM keeps them in step.
+hw_l1_cmdline="console=ttyS0 panic=-1 quiet mitigations=off tsc=reliable"
+
 # hw_l1_require_tools TOOL...: each must be on PATH (scripts/bootstrap installs them all).
 hw_l1_require_tools() {
   local tool
