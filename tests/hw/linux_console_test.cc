@@ -5,6 +5,9 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
+#include <cstdio>
+
 #include "tests/harness/harness.h"
 
 namespace minihv::test {
@@ -16,10 +19,14 @@ TEST(HwLinux, TheShellAnswersACommandTypedOnTheConsole) {
   const std::string kit = source_dir() + "/guest-kit";
   struct stat st{};
   ASSERT_EQ(stat((kit + "/vmlinuz").c_str(), &st), 0) << kit << "/vmlinuz is missing: run scripts/guest-kit";
+  const auto started = std::chrono::steady_clock::now();
   VmProcess vm(VmProcess::WithTerminal{},
                {"run", "--kernel", kit + "/vmlinuz", "--initrd", kit + "/initrd.cpio.gz", "--mem", "256M", "--cpus",
                 "1", "--cmdline", "console=ttyS0 panic=-1"});
   ASSERT_TRUE(vm.wait_line("GUEST-READY", 120s)) << vm.stdout_text() << "\nstderr:\n" << vm.stderr_text();
+  // A number for the closing notes (issue 12's target: 30 s in the lane), never an assertion.
+  std::printf("[ measured ] Debian's kernel to GUEST-READY in %.1f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   // The kit's init loads its modules, then starts the shell; the console is open from the start, so
   // what is typed now waits in the terminal for the shell.
   ASSERT_TRUE(vm.wait_line("init: modules loaded", 60s)) << vm.stdout_text();
