@@ -122,6 +122,13 @@ Status Lease::release() {
   return Status::ok();
 }
 
+void Lease::abandon() {
+  std::lock_guard lock(mu_);
+  validity_->revoke();
+  if (!lost_) lost_why_ = "abandoned";
+  lost_ = true;
+}
+
 Status Lease::hand_over(const std::string& owner, uint64_t nonce) {
   std::lock_guard lock(mu_);
   if (lost_) return Status::error("lease on " + slot_.resource + " lost: " + lost_why_);

@@ -65,6 +65,9 @@ public:
   // process chose (generation+1). That process adopts it (adopt_lease); no contender can come in
   // between, since the record never stops being held by someone alive.
   Status hand_over(const std::string& owner, uint64_t nonce);
+  // Stops writes at once and never touches the record again (a fenced holder: the others take
+  // over once it stands still for `dead`; a late write of ours must not land after they do).
+  void abandon();
 
   bool valid() const { return validity_->may_write(); }
   bool lost() const { return lost_.load(); }

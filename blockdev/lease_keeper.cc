@@ -36,6 +36,11 @@ Status LeaseKeeper::hand_over(const std::string& owner, uint64_t nonce) {
   return lease_->hand_over(owner, nonce);
 }
 
+void LeaseKeeper::abandon() {
+  stop_threads();
+  lease_->abandon();
+}
+
 bool LeaseKeeper::wait_stop(Nanos d) {
   std::unique_lock lock(mu_);
   return cv_.wait_for(lock, d, [this] { return stop_; });

@@ -31,6 +31,8 @@ public:
   Status release();
   // Stops renewing and hands the lease over (Lease::hand_over); no on_lost afterwards.
   Status hand_over(const std::string& owner, uint64_t nonce);
+  // Stops renewing and abandons the lease (Lease::abandon): nothing is written; no on_lost.
+  void abandon();
   std::shared_ptr<const LeaseValidity> validity() const { return lease_->validity(); }
   const Lease& lease() const { return *lease_; }
   uint64_t renewals() const { return renewals_.load(); }

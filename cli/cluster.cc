@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -66,16 +67,21 @@ int run_node(NodeCliOptions& o) {
   }
   // SIGTERM drains (the VMs move live to other nodes, then it stops); SIGINT and SIGHUP stop it
   // and its VMs, which the cluster restarts elsewhere. SIGKILL is the failover case.
-  std::thread([&set, raw = node->get()] {
+  // The watcher is woken (SIGHUP to it alone) and joined once the node has stopped.
+  std::atomic<bool> stopped{false};
+  std::thread watcher([&set, &stopped, raw = node->get()] {
     int sig = 0;
-    if (sigwait(&set, &sig) == 0) raw->stop(sig == SIGTERM ? cluster::StopMode::kDrain : cluster::StopMode::kStop);
-  }).detach();
+    if (sigwait(&set, &sig) == 0 && !stopped)
+      raw->stop(sig == SIGTERM ? cluster::StopMode::kDrain : cluster::StopMode::kStop);
+  });
   const int status = (*node)->run();
-  // The node has stopped its VMs (or, fenced, killed them) and released what it could: leave now,
-  // without tearing down threads that may still hold requests in flight.
-  std::fflush(stdout);
-  std::fflush(stderr);
-  ::_exit(status);
+  stopped = true;
+  ::pthread_kill(watcher.native_handle(), SIGHUP);
+  watcher.join();
+  // The node has stopped its VMs (or, fenced, killed them and abandoned its leases): ~Node joins
+  // its threads, in order (Node::~Node).
+  node->reset();
+  return status;
 }
 
 // ---- minihv cluster ----

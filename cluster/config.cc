@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "cluster/timings.h"
 #include "common/units.h"
 
 namespace minihv::cluster {
@@ -133,12 +134,12 @@ Status update_config(blockdev::Volume& vol, const std::string& owner,
                      const std::function<Status(ClusterConfig&)>& edit) {
   blockdev::AcquireOptions o;
   o.wait_for_live_holder = true;
-  o.max_wait = std::chrono::seconds(20);
+  o.max_wait = timings::kAdminLeaseWait;
   // Several writers at once (nodes joining together): the losers of a race try again.
   const auto deadline = std::chrono::steady_clock::now() + o.max_wait;
   auto admin = vol.acquire(vol.admin_slot(), owner, o);
   while (!admin && admin.status().is_invalid_input() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20 + std::rand() % 100));
+    std::this_thread::sleep_for(timings::kAdminRetryBase + std::chrono::milliseconds(std::rand() % timings::kAdminRetryJitterMs));
     admin = vol.acquire(vol.admin_slot(), owner, o);
   }
   if (!admin) return admin.status().context("taking the volume's admin lease");

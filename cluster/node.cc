@@ -13,6 +13,7 @@
 #include "cluster/node_local.h"
 #include "cluster/placement.h"
 #include "cluster/rpc.h"
+#include "cluster/timings.h"
 #include "common/log.h"
 #include "cpuid/host.h"
 #include "cpuid/profile_json.h"
@@ -23,8 +24,8 @@ namespace minihv::cluster {
 
 namespace {
 
-constexpr auto kTick = std::chrono::milliseconds(100);
-constexpr auto kFencePump = std::chrono::milliseconds(10);
+using timings::kFencePump;
+using timings::kTick;
 
 // What this host offers a guest, as stored in the configuration for the cluster's baseline.
 nlohmann::json host_profile_json() {
@@ -205,12 +206,15 @@ Node::~Node() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    for (auto& [name, l] : locals_) l->cancel = true;  // starters and receivers give up
     locals.swap(locals_);
     cv_.notify_all();
   }
   server_.reset();
   migration_servers_.clear();
-  locals.clear();  // kills what still runs and joins the VMs' threads
+  locals.clear();  // kills what still runs and joins the VMs' threads (unless a worker holds it)
+  kill_all_children();  // those a worker holds: it ends soon after
+  workers_.join_all();
   if (pump_.joinable()) pump_.join();
   {
     std::lock_guard lock(spawn_mu_);
@@ -239,6 +243,7 @@ int Node::run() {
   }
   if (fenced_) {
     kill_all_children();
+    abandon_leases();
     std::fprintf(stderr, "minihv: node %s fenced: its lease on the volume expired; every VM was killed\n",
                  o_.name.c_str());
     return 1;
@@ -403,7 +408,7 @@ void Node::start_orphans() {
     {
       std::lock_guard lock(mu_);
       if (locals_.count(orphans[i]->name)) continue;
-      l = new_local(*orphans[i], "starting");
+      l = new_local(*orphans[i], VmPhase::kStarting);
     }
     start_vm(l, priors[i], failover ? "failover" : "start");
   }
@@ -438,6 +443,17 @@ void Node::on_node_lease_lost(const std::string& why) {
   fenced_ = true;
   std::lock_guard lock(mu_);
   cv_.notify_all();
+}
+
+// Fenced: this node's writes may land late, after another node has taken its VMs over; so it never
+// writes a lease again (not even a release). The others take over once the records stand still.
+void Node::abandon_leases() {
+  {
+    std::lock_guard lock(mu_);  // (a VM lease's on_lost only signals its child: no deadlock)
+    for (auto& [name, l] : locals_)
+      for (auto& k : l->leases) k->abandon();
+  }
+  node_lease_->abandon();  // joins its threads, whose on_lost takes mu_
 }
 
 void Node::kill_all_children() {
@@ -513,7 +529,7 @@ std::string Node::metrics_text() {
   {
     std::lock_guard lock(mu_);
     for (const auto& [name, l] : locals_)
-      view.vms.push_back({name, l->state, l->state == "running" && l->pid->load() > 0});
+      view.vms.push_back({name, std::string(to_string(l->phase)), l->phase == VmPhase::kRunning && l->pid->load() > 0});
   }
   return metrics::render_exposition(node_families(counters_, view));
 }

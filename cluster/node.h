@@ -32,6 +32,8 @@
 #include "cluster/metrics_server.h"
 #include "cluster/node_metrics.h"
 #include "cluster/observer.h"
+#include "cluster/thread_group.h"
+#include "cluster/vm_phase.h"
 #include "vmm/api.h"
 
 namespace minihv::cluster {
@@ -91,11 +93,19 @@ private:
   void update_fence(Local& l);  // with mu_ held
   void on_node_lease_lost(const std::string& why);
   void kill_all_children();
+  void abandon_leases();  // fenced: nothing is written to a lease any more
   nlohmann::json status_json();
   std::string metrics_text();  // a scrape, on the metrics server's thread
 
   // --- VMs as child processes (node_vm.cc) ---
-  std::shared_ptr<Local> new_local(const VmSpec& spec, const std::string& state);
+  std::shared_ptr<Local> new_local(const VmSpec& spec, VmPhase phase);
+  // With mu_ held: what the node knows of `l`, and decide() on it with the phase change made.
+  VmFacts facts_of(const Local& l);
+  Decision decide_for(Local& l, const VmEvent& e);
+  // A child that ended (handle_exits): restart it, or let it go as `d` says.
+  void settle_end(const std::shared_ptr<Local>& l, const Decision& d);
+  bool restart(Local& l, int status);
+  void turn_off(const std::string& vm);  // the configuration says it stays off
   void start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptions> prior, const std::string& why);
   Result<std::vector<blockdev::LeaseSlot>> vm_lease_slots(Local& l);  // VM lease, then the disk's
   // Takes the VM's leases that `held` does not already have (by index of vm_lease_slots).
@@ -103,6 +113,12 @@ private:
       Local& l, std::vector<blockdev::AcquireOptions> opts, std::vector<std::unique_ptr<blockdev::Lease>> held = {});
   void keep_leases(Local& l, std::vector<std::unique_ptr<blockdev::Lease>> leases);
   Status spawn(Local& l, const std::string& incoming);
+  struct ChildIo;  // (node_vm.cc)
+  pid_t fork_child(std::vector<char*> argv, int out, int err, int fence_fd);
+  void start_readers(Local& l, ChildIo io);
+  void on_console(Local& l, const std::vector<std::string>& lines);  // heartbeats, errs, disk resume
+  void on_log(Local& l, const std::vector<std::string>& lines);      // listening, arrived, error
+  void reap(Local& l);
   Result<std::string> cpu_model_for(const VmSpec& spec);
   void release_vm(Local& l);
   void stop_child(Local& l);
@@ -129,6 +145,7 @@ private:
   nlohmann::json move(const nlohmann::json& req, const ApiServer::Progress& progress);
   nlohmann::json move_local(const std::string& vm, const std::string& to, const nlohmann::json& req,
                             const ApiServer::Progress& progress);
+  class OutgoingMove;  // (node_move.h)
   nlohmann::json prepare_incoming(const nlohmann::json& req);
   nlohmann::json cancel_incoming(const nlohmann::json& req);
   nlohmann::json handoff(const nlohmann::json& req);
@@ -180,6 +197,9 @@ private:
   std::deque<std::packaged_task<pid_t()>> spawn_q_;
   bool spawn_quit_ = false;
   std::thread spawner_;
+  // A VM's starter (start_vm, receive_vm) and stopper (handle_exits): they hold the VM's Local and
+  // use the node; joined by ~Node once every VM is cancelled, before the spawner ends.
+  ThreadGroup workers_;
 };
 
 }  // namespace minihv::cluster

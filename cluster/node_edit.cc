@@ -12,6 +12,7 @@
 #include "cluster/node_local.h"
 #include "cluster/probe.h"
 #include "cluster/rpc.h"
+#include "cluster/timings.h"
 #include "common/fd.h"
 #include "common/units.h"
 #include "cpuid/guest_cpuid.h"
@@ -23,11 +24,11 @@ namespace {
 
 constexpr uint64_t kMinVmMemBytes = 16ull << 20;
 constexpr unsigned kMaxVmCpus = 64;
-constexpr auto kCheckTimeout = std::chrono::seconds(10);
+using timings::kCheckTimeout;
 // A node that has just taken its lease answers "still joining" until it serves; a check that
 // meets that (or any failure that is not a verdict on the VM) asks again for this long.
-constexpr auto kCheckSettle = std::chrono::seconds(5);
-constexpr auto kCheckRetryPause = std::chrono::milliseconds(100);
+using timings::kCheckSettle;
+using timings::kCheckRetryPause;
 
 nlohmann::json invalid(const std::string& msg) { return error_reply(Status::invalid(msg)); }
 

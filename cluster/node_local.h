@@ -15,6 +15,7 @@
 #include "blockdev/lease_keeper.h"
 #include "cluster/config.h"
 #include "cluster/node.h"
+#include "cluster/vm_phase.h"
 
 namespace minihv::cluster {
 
@@ -26,9 +27,8 @@ inline void signal_child(const std::atomic<pid_t>& pid, int sig) {
 
 struct Node::Local {
   VmSpec spec;
-  // starting (taking leases) → running; incoming (child waits for a migration, leases follow)
-  // → running; running → migrating → (handed off, forgotten) | running; running → stopping.
-  std::string state;
+  // Its phase and how it changes: cluster/vm_phase.h.
+  VmPhase phase = VmPhase::kStarting;
   std::unique_ptr<blockdev::Volume> vol;  // this VM's lease I/O, on its own queue
   std::vector<std::unique_ptr<blockdev::LeaseKeeper>> leases;  // VM lease, then the disk's
   std::shared_ptr<blockdev::Fence> fence;
@@ -56,7 +56,7 @@ struct Node::Local {
   std::string error;
 
   std::atomic<bool> cancel{false};
-  std::thread starter, out_reader, err_reader;
+  std::thread out_reader, err_reader;  // (its starter and stopper threads: Node::workers_)
 
   nlohmann::json to_json() const;
   ~Local();

@@ -6,26 +6,22 @@
 #include <chrono>
 
 #include "blockdev/lease_priority.h"
-#include "cluster/node_local.h"
+#include "cluster/node_move.h"
+#include "cluster/timings.h"
 #include "cluster/placement.h"
 #include "cluster/probe.h"
 #include "cluster/validate.h"
 #include "cluster/rpc.h"
 #include "common/log.h"
 #include "common/units.h"
+#include "migrate/migration.h"
 #include "migrate/transport.h"
 
 namespace minihv::cluster {
 
 namespace {
 
-constexpr auto kMoveTimeout = std::chrono::minutes(15);
-// The target of a move takes the VM's leases (adopting a hand-over, or claiming them once their
-// records stand still for `dead`); it refuses only a holder that keeps renewing this long.
-constexpr auto kIncomingLeaseWait = std::chrono::seconds(30);
-// The source waits this long for the target to report the VM running, counted from the last
-// time the target said it is still taking the leases (a wait that restarts is never cut short).
-constexpr auto kHandOffWait = std::chrono::seconds(20);
+using namespace timings;
 
 nlohmann::json invalid(const std::string& msg) { return error_reply(Status::invalid(msg)); }
 
@@ -92,16 +88,14 @@ nlohmann::json Node::move(const nlohmann::json& req, const ApiServer::Progress& 
   return r ? *r : error_reply(r.status());
 }
 
-// This node runs `vm`: live-migrate it to `to` and hand its leases over.
+// This node runs `vm`: live-migrate it to `to` and hand its leases over (node_move.cc).
 nlohmann::json Node::move_local(const std::string& vm, const std::string& to, const nlohmann::json& req,
                                 const ApiServer::Progress& progress) {
-  std::shared_ptr<Local> l;
-  std::string target_addr;
-  unsigned streams = 2;
+  std::unique_ptr<OutgoingMove> m;
   {
     std::lock_guard lock(mu_);
     auto it = locals_.find(vm);
-    if (it == locals_.end() || it->second->state != "running")
+    if (it == locals_.end() || it->second->phase != VmPhase::kRunning)
       return invalid("VM " + vm + " is not running on node " + o_.name);
     const NodeSpec* t = config_.node(to);
     if (!t) return invalid("no node named '" + to + "'");
@@ -112,91 +106,10 @@ nlohmann::json Node::move_local(const std::string& vm, const std::string& to, co
     if (migrations_ >= config_.max_migrations_per_node)
       return invalid("node " + o_.name + " already runs " + std::to_string(migrations_) +
                      " live migration(s), its limit (max_migrations_per_node); try again when it ends");
-    migrations_++;
-    counters_.migrations_started++;
-    l = it->second;
-    l->state = "migrating";
-    target_addr = t->listen;
-    streams = config_.migration_streams;
+    m = std::make_unique<OutgoingMove>(*this, it->second, to, t->listen, config_.migration_streams);
   }
-  // Whatever happens below, the slot is given back, the outcome counted, and a VM that did not
-  // leave runs on here.
-  bool left = false, moved = false;
-  struct Guard {
-    Node* n;
-    std::shared_ptr<Local> l;
-    const bool& left;
-    const bool& moved;
-    ~Guard() {
-      ++(moved ? n->counters_.migrations_succeeded : n->counters_.migrations_failed);
-      std::lock_guard lock(n->mu_);
-      n->migrations_--;
-      if (!left && l->state == "migrating") l->state = "running";
-    }
-  } guard{this, l, left, moved};
   try {
-    const int64_t t0 = unix_ms();
-    auto prepared = node_call(target_addr, {{"cmd", "prepare_incoming"}, {"vm", vm}, {"from", o_.name}},
-                              std::chrono::seconds(30));
-    if (!prepared) return error_reply(prepared.status().context("node " + to + " cannot take VM " + vm));
-    const std::string address = prepared->value("address", "");
-    progress({{"event", "prepared"}, {"vm", vm}, {"to", to}, {"address", address}});
-    nlohmann::json mreq = {{"cmd", "migrate"},
-                           {"to", address},
-                           {"streams", req.value("streams", streams)},
-                           {"downtime_ms", req.value("downtime_ms", 300)},
-                           {"max_time_s", req.value("max_time_s", 120.0)},
-                           {"verify", req.value("verify", false)}};
-    auto result = api_call(l->api, mreq, 600'000, [&](const nlohmann::json& p) { progress(p); });
-    if (!result || !result->value("ok", false)) {
-      (void)node_call(target_addr, {{"cmd", "cancel_incoming"}, {"vm", vm}}, std::chrono::seconds(10));
-      // A VM of ours runs only while this node's leases are current, so its source settles a lost
-      // ACK by resuming ("lease"). It reports "in doubt" only when its fence had lapsed: then
-      // this node is losing the leases, the VM's watchdog ends it, and resuming it here could
-      // race a node that takes them — so nothing is resumed here.
-      const std::string why = result ? result->value("error", "failed") : result.message();
-      return error_reply(Status::error("moving VM " + vm + " to " + to + ": " + why + "; it still runs on " + o_.name));
-    }
-    left = true;
-    counters_.migration_downtime.observe(result->value("downtime_ms", 0.0) / 1000.0);
-    // The VM runs on `to` now, paused there until it holds the leases. Once our process is gone
-    // (reaped: nothing of it can still reach the disk), hand them over.
-    {
-      std::unique_lock lock(mu_);
-      if (!cv_.wait_for(lock, std::chrono::seconds(10), [&] { return l->pid->load() <= 0; })) {
-        signal_child(*l->pid, SIGKILL);
-        cv_.wait(lock, [&] { return l->pid->load() <= 0; });
-      }
-    }
-    const int64_t released = unix_ms();
-    hand_over_leases(*l, to, target_addr);
-    forget(vm);
-    // Wait until the target reports it running with the leases.
-    int64_t resumed = 0;
-    const auto backstop = std::chrono::steady_clock::now() + kIncomingLeaseWait + kHandOffWait;
-    auto deadline = std::chrono::steady_clock::now() + kHandOffWait;
-    while (std::chrono::steady_clock::now() < std::min(deadline, backstop) && !resumed) {
-      if (auto s = node_call(target_addr, {{"cmd", "status"}}, std::chrono::seconds(3)))
-        for (const auto& lv : (*s)["local"]) {
-          if (lv.value("name", "") != vm) continue;
-          const std::string state = lv.value("state", "");
-          if (state == "running") resumed = lv.value("leased_unix_ms", int64_t{1});
-          if (state == "incoming") deadline = std::chrono::steady_clock::now() + kHandOffWait;
-        }
-      if (!resumed) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    nlohmann::json r = {{"ok", resumed != 0},
-                        {"vm", vm},
-                        {"from", o_.name},
-                        {"to", to},
-                        {"migration", *result},
-                        {"total_ms", unix_ms() - t0},
-                        {"handoff_ms", resumed ? resumed - released : -1}};
-    if (!resumed) r["error"] = "node " + to + " did not take VM " + vm + "'s leases";
-    moved = resumed != 0;
-    std::lock_guard lock(mu_);
-    if (resumed) vm_holder_[vm] = to;  // what the next observation will show; status says it now
-    return r;
+    return m->run(req, progress);
   } catch (const std::exception& e) {
     return invalid(std::string("malformed move request or reply: ") + e.what());
   }
@@ -211,7 +124,7 @@ void Node::hand_over_leases(Local& l, const std::string& to, const std::string& 
     if (l.fence) l.fence->revoke();
     leases = std::move(l.leases);
   }
-  auto begin = node_call(target_addr, {{"cmd", "handoff_begin"}, {"vm", l.spec.name}}, std::chrono::seconds(5));
+  auto begin = node_call(target_addr, {{"cmd", "handoff_begin"}, {"vm", l.spec.name}}, kHandOffCallTimeout);
   std::vector<uint64_t> nonces;
   if (begin && (*begin)["nonces"].is_array())
     for (const auto& n : (*begin)["nonces"])
@@ -225,7 +138,7 @@ void Node::hand_over_leases(Local& l, const std::string& to, const std::string& 
       if (Status r = leases[i]->release(); !r) LOG_WARN("vm %s: %s", l.spec.name.c_str(), r.message().c_str());
     }
   }
-  (void)node_call(target_addr, {{"cmd", "handoff_done"}, {"vm", l.spec.name}}, std::chrono::seconds(5));
+  (void)node_call(target_addr, {{"cmd", "handoff_done"}, {"vm", l.spec.name}}, kHandOffCallTimeout);
 }
 
 nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
@@ -237,7 +150,7 @@ nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
     if (!spec) return invalid("no VM named '" + vm + "'");
     if (locals_.count(vm)) return invalid("node " + o_.name + " already has VM " + vm);
     if (stopping_ || fenced_) return invalid("node " + o_.name + " is stopping");
-    l = new_local(*spec, "incoming");
+    l = new_local(*spec, VmPhase::kIncoming);
   }
   const std::string ip = o_.migration_networks.empty() ? host_of(o_.listen) : o_.migration_networks.front();
   if (Status s = spawn(*l, ip + ":0"); !s) {
@@ -246,7 +159,7 @@ nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
   }
   {
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::seconds(15), [&] { return !l->incoming_address.empty() || l->exit_status; });
+    cv_.wait_for(lock, kIncomingListenWait, [&] { return !l->incoming_address.empty() || l->exit_status; });
     if (l->incoming_address.empty()) {
       const std::string why = l->error.empty() ? "it did not start listening" : l->error;
       lock.unlock();
@@ -254,7 +167,7 @@ nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
       return error_reply(Status::error("node " + o_.name + ": the incoming VM process failed: " + why));
     }
   }
-  l->starter = std::thread([this, l] { receive_vm(l); });
+  workers_.spawn([this, l] { receive_vm(l); });
   std::lock_guard lock(mu_);
   return {{"ok", true}, {"address", l->incoming_address}};
 }
@@ -269,7 +182,7 @@ void Node::receive_vm(std::shared_ptr<Local> l) {
   {
     std::unique_lock lock(mu_);
     // A source that never comes (it died before connecting) is given up after a long move's time.
-    cv_.wait_for(lock, std::chrono::minutes(15),
+    cv_.wait_for(lock, kIncomingSourceWait,
                  [&] { return l->migrated_in || l->handoff_done || l->exit_status || l->cancel || fenced_; });
     if (!l->migrated_in && !l->handoff_done) {
       lock.unlock();
@@ -278,7 +191,7 @@ void Node::receive_vm(std::shared_ptr<Local> l) {
       return;
     }
     // The source hands over right after its process has gone: give it a moment.
-    cv_.wait_for(lock, std::chrono::seconds(5), [&] { return l->handoff_done || l->cancel; });
+    cv_.wait_for(lock, kHandOffSettle, [&] { return l->handoff_done || l->cancel; });
   }
   auto slots = vm_lease_slots(*l);
   std::vector<std::unique_ptr<blockdev::Lease>> held;
@@ -316,14 +229,14 @@ void Node::receive_vm(std::shared_ptr<Local> l) {
   }
   keep_leases(*l, std::move(*leases));
   std::lock_guard lock(mu_);
-  l->state = "running";
+  (void)decide_for(*l, {VmEvent::Kind::kArrived});
   cv_.notify_all();
 }
 
 nlohmann::json Node::handoff(const nlohmann::json& req) {
   std::lock_guard lock(mu_);
   auto it = locals_.find(req.value("vm", ""));
-  if (it == locals_.end() || it->second->state != "incoming") return invalid("no incoming VM " + req.value("vm", "") + " here");
+  if (it == locals_.end() || it->second->phase != VmPhase::kIncoming) return invalid("no incoming VM " + req.value("vm", "") + " here");
   Local& l = *it->second;
   if (req.value("cmd", "") == "handoff_begin") {
     l.handoff_nonces.clear();
@@ -342,7 +255,7 @@ nlohmann::json Node::handoff(const nlohmann::json& req) {
 nlohmann::json Node::cancel_incoming(const nlohmann::json& req) {
   std::lock_guard lock(mu_);
   auto it = locals_.find(req.value("vm", ""));
-  if (it == locals_.end() || it->second->state != "incoming") return {{"ok", true}};
+  if (it == locals_.end() || it->second->phase != VmPhase::kIncoming) return {{"ok", true}};
   it->second->cancel = true;
   signal_child(*it->second->pid, SIGKILL);
   cv_.notify_all();
@@ -383,7 +296,7 @@ nlohmann::json Node::drain(const nlohmann::json& req, const ApiServer::Progress&
         for (auto& c : candidates)
           if (c.name == holder) c.vms++;
       for (auto& [name, l] : locals_) {
-        if (l->state != "running") continue;
+        if (l->phase != VmPhase::kRunning) continue;
         bool tried = false;
         for (const auto& f : failed) tried |= f.value("vm", "") == name;
         if (tried) continue;
@@ -418,7 +331,7 @@ nlohmann::json Node::cluster_status(const nlohmann::json&) {
       continue;
     }
     if (n["state"] != "up") continue;
-    auto s = node_call(n["listen"], {{"cmd", "status"}}, std::chrono::seconds(3));
+    auto s = node_call(n["listen"], {{"cmd", "status"}}, kPeerStatusTimeout);
     per_node[name] = s ? *s : nlohmann::json{{"ok", false}, {"error", s.message()}};
   }
   mine["node_status"] = per_node;
@@ -442,7 +355,7 @@ nlohmann::json Node::probe_reply(const nlohmann::json& req) {
   nlohmann::json reach = nlohmann::json::array();
   for (const auto& peer : req.value("peers", nlohmann::json::array())) {
     const std::string network = peer.value("network", "");
-    auto rtt = ping(network, std::chrono::seconds(2));
+    auto rtt = ping(network, kPingTimeout);
     reach.push_back({{"from", o_.name}, {"to", peer.value("node", "")}, {"network", network}, {"ok", bool(rtt)},
                      {"rtt_ms", rtt ? *rtt : 0.0}, {"error", rtt ? "" : rtt.message()}});
   }
@@ -482,7 +395,7 @@ nlohmann::json Node::validate(const nlohmann::json& req) {
       for (const auto& [node, network] : networks)
         if (node != r.name) peers.push_back({{"node", node}, {"network", network}});
       r.asked_unix_ms = unix_ms();
-      auto reply = node_call(r.address, {{"cmd", "probe"}, {"peers", peers}}, std::chrono::seconds(20));
+      auto reply = node_call(r.address, {{"cmd", "probe"}, {"peers", peers}}, kProbeTimeout);
       r.answered_unix_ms = unix_ms();
       if (!reply) {
         r.error = reply.message();

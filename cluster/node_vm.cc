@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <charconv>
-#include <regex>
 #include <string_view>
 
 #include "blockdev/lease_priority.h"
+#include "cluster/child_output.h"
 #include "cluster/node_local.h"
+#include "cluster/timings.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "cpuid/baseline.h"
@@ -24,48 +24,14 @@ namespace minihv::cluster {
 
 namespace {
 
-constexpr unsigned kMaxRestarts = 3;          // a VM that keeps failing on its node is given up
-constexpr auto kStopGrace = std::chrono::seconds(10);
-// A guest without heartbeats counts as up after running this long with its control socket answering.
-constexpr auto kNoHeartbeatGrace = std::chrono::seconds(3);
-constexpr int kUpProbeTimeoutMs = 500;
+using timings::kNoHeartbeatGrace;
+using timings::kStopGrace;
 
 std::vector<char*> argv_of(std::vector<std::string>& args) {
   std::vector<char*> v;
   for (auto& a : args) v.push_back(a.data());
   v.push_back(nullptr);
   return v;
-}
-
-// A decimal number in `s` after `key` ("errs="), or -1; never throws whatever the guest prints.
-long field(std::string_view s, std::string_view key) {
-  const size_t at = s.find(key);
-  if (at == std::string_view::npos) return -1;
-  long v = -1;
-  const char* b = s.data() + at + key.size();
-  auto [p, ec] = std::from_chars(b, s.data() + s.size(), v);
-  return ec == std::errc() && p != b ? v : -1;
-}
-
-// What one console line says about the guest (lines are capped at kMaxConsoleLine).
-struct ConsoleFact {
-  enum Kind { kNone, kHeartbeat, kCorrupt, kResume } kind = kNone;
-  long errs = -1, rec = -1, resume = -1;
-};
-
-ConsoleFact parse_console_line(std::string_view line) {
-  ConsoleFact f;
-  if (line.rfind("HB cpu=", 0) == 0) {
-    f.kind = ConsoleFact::kHeartbeat;
-    f.errs = field(line, " errs=");
-    f.rec = field(line, " rec=");
-  } else if (line.rfind("CORRUPT", 0) == 0) {
-    f.kind = ConsoleFact::kCorrupt;
-  } else if (line.rfind("DISK resume last=", 0) == 0) {
-    f.kind = ConsoleFact::kResume;
-    f.resume = field(line, "last=");
-  }
-  return f;
 }
 
 void apply(Node::Local& l, const ConsoleFact& f, const std::string_view line) {
@@ -89,13 +55,40 @@ void apply(Node::Local& l, const ConsoleFact& f, const std::string_view line) {
   }
 }
 
-constexpr size_t kMaxConsoleLine = 512;  // longer lines are cut (they are never a heartbeat)
+// `minihv run ...` for this VM: a fresh boot, or (`incoming` = IP:PORT) a migration's destination.
+std::vector<std::string> child_args(const NodeOptions& o, const Node::Local& l, const std::string& cpu_model,
+                                    const std::string& incoming) {
+  std::vector<std::string> args = {o.self_exe, "run", "--mem", std::to_string(l.spec.mem_bytes >> 20) + "M",
+                                   "--cpus", std::to_string(l.spec.cpus), "--cpu-model", cpu_model,
+                                   "--api", l.api, "--fence-fd", "3"};
+  if (incoming.empty()) {
+    args.insert(args.end(), {"--kernel", l.spec.kernel, "--cmdline", l.spec.cmdline});
+    if (!l.spec.initrd.empty()) args.insert(args.end(), {"--initrd", l.spec.initrd});
+  } else {
+    args.insert(args.end(), {"--incoming", incoming});
+  }
+  if (!l.spec.disk.empty()) args.insert(args.end(), {"--disk", o.volume + ":" + l.spec.disk});
+  return args;
+}
+
+// Copies what the child writes on `in` to `sink` until it closes, and hands each read's lines on.
+void copy_lines(UniqueFd in, const UniqueFd& sink, LineSplitter split,
+                const std::function<void(const std::vector<std::string>&)>& on_lines) {
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(in.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n <= 0) continue;
+    (void)!::write(sink.get(), buf, static_cast<size_t>(n));
+    const auto lines = split.feed({buf, static_cast<size_t>(n)});
+    if (!lines.empty()) on_lines(lines);
+  }
+}
 
 }  // namespace
 
 nlohmann::json Node::Local::to_json() const {
   nlohmann::json j = {{"name", spec.name},
-                      {"state", state},
+                      {"state", std::string(to_string(phase))},
                       {"pid", pid->load()},
                       {"api", api},
                       {"console", console},
@@ -122,17 +115,14 @@ nlohmann::json Node::Local::to_json() const {
 Node::Local::~Local() {
   cancel = true;
   signal_child(*pid, SIGKILL);
-  for (auto* t : {&starter, &out_reader, &err_reader}) {
-    if (!t->joinable()) continue;
-    if (t->get_id() == std::this_thread::get_id()) t->detach();  // the starter dropping the last reference
-    else t->join();
-  }
+  for (auto* t : {&out_reader, &err_reader})
+    if (t->joinable()) t->join();
 }
 
-std::shared_ptr<Node::Local> Node::new_local(const VmSpec& spec, const std::string& state) {
+std::shared_ptr<Node::Local> Node::new_local(const VmSpec& spec, VmPhase phase) {
   auto l = std::make_shared<Local>();
   l->spec = spec;
-  l->state = state;
+  l->phase = phase;
   l->api = o_.state_dir + "/" + spec.name + ".sock";
   l->console = o_.state_dir + "/" + spec.name + ".console";
   l->log = o_.state_dir + "/" + spec.name + ".log";
@@ -143,7 +133,7 @@ std::shared_ptr<Node::Local> Node::new_local(const VmSpec& spec, const std::stri
 // On its own thread: take the VM's leases (at once when the observer has watched them dead or
 // free for long enough), open the fence, start the child.
 void Node::start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptions> prior, const std::string& why) {
-  l->starter = std::thread([this, l, prior = std::move(prior), why]() mutable {
+  workers_.spawn([this, l, prior = std::move(prior), why]() mutable {
     blockdev::use_lease_priority();  // a claim must land within the write window of its read
     const int64_t t0 = unix_ms();
     auto leases = acquire_vm_leases(*l, std::move(prior));
@@ -158,18 +148,20 @@ void Node::start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptio
     Status s = spawn(*l, "");
     if (!s) {  // it cannot run here (e.g. no common CPU baseline): say why, and let go of it
       LOG_ERROR("vm %s: cannot start: %s", l->spec.name.c_str(), s.message().c_str());
+      Decision d;
       {
         std::lock_guard lock(mu_);
         vm_errors_[l->spec.name] = "cannot start on node " + o_.name + ": " + s.message();
+        d = decide_for(*l, {VmEvent::Kind::kStartFailed});
       }
-      record_failure(l->spec.name, "cannot start: " + s.message(), l->spec.generation);
+      if (d.record_failure) record_failure(l->spec.name, "cannot start: " + s.message(), l->spec.generation);
       release_vm(*l);
       forget(l->spec.name);
       return;
     }
     if (why == "failover") counters_.failovers++;
     std::lock_guard lock(mu_);
-    l->state = "running";
+    (void)decide_for(*l, {VmEvent::Kind::kStarted});
   });
 }
 
@@ -214,7 +206,7 @@ Result<std::vector<std::unique_ptr<blockdev::Lease>>> Node::acquire_vm_leases(
                                                          vol.super().timings, node_owner(o_.name), opts[i]);
   for (;;) {
     bool all_done = true;
-    blockdev::Nanos next = vol.clock().now() + std::chrono::milliseconds(50);
+    blockdev::Nanos next = vol.clock().now() + blockdev::Nanos(timings::kAcquireStep);
     for (size_t i = 0; i < acq.size(); ++i) {
       if (!acq[i] || acq[i]->done()) continue;
       all_done = false;
@@ -224,7 +216,7 @@ Result<std::vector<std::unique_ptr<blockdev::Lease>>> Node::acquire_vm_leases(
     if (all_done) break;
     if (l.cancel || fenced_) return Status::error("cancelled");
     const blockdev::Nanos wait = next - vol.clock().now();
-    if (wait.count() > 0) vol.clock().sleep_for(std::min<blockdev::Nanos>(wait, std::chrono::milliseconds(20)));
+    if (wait.count() > 0) vol.clock().sleep_for(std::min<blockdev::Nanos>(wait, timings::kAcquireNap));
   }
   for (size_t i = 0; i < acq.size(); ++i) {
     if (!acq[i]) continue;
@@ -240,11 +232,13 @@ void Node::keep_leases(Local& l, std::vector<std::unique_ptr<blockdev::Lease>> l
   std::vector<std::unique_ptr<blockdev::LeaseKeeper>> keepers;
   for (auto& lease : leases)
     keepers.push_back(std::make_unique<blockdev::LeaseKeeper>(std::move(lease), [pid, name](const std::string& why) {
-      // The fence has closed already; the VM must not outlive its lease either.
+      if (decide({}, {VmEvent::Kind::kLeaseLost}).action != Decision::Action::kKill) return;
       LOG_ERROR("vm %s: lease lost (%s): killing it", name.c_str(), why.c_str());
       signal_child(*pid, SIGKILL);
     }));
   std::lock_guard lock(mu_);
+  if (fenced_)  // taken as the node was fenced: never written again (abandon_leases)
+    for (auto& k : keepers) k->abandon();
   l.leases = std::move(keepers);
   l.leased_unix_ms = unix_ms();
   update_fence(l);
@@ -271,6 +265,28 @@ Result<std::string> Node::cpu_model_for(const VmSpec& spec) {
   return path;
 }
 
+// The parent's ends of a child's stdout and stderr, the write ends it gets, and the files they go to.
+struct Node::ChildIo {
+  UniqueFd out_r, out_w, err_r, err_w, console, log;
+
+  static Result<ChildIo> open(const Local& l, const std::string& banner) {
+    ChildIo io;
+    int out[2], err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) return Status::from_errno("pipe");
+    io.out_r.reset(out[0]);
+    io.out_w.reset(out[1]);
+    if (::pipe2(err, O_CLOEXEC) != 0) return Status::from_errno("pipe");
+    io.err_r.reset(err[0]);
+    io.err_w.reset(err[1]);
+    io.console.reset(::open(l.console.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    io.log.reset(::open(l.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    if (!io.console.valid() || !io.log.valid()) return Status::from_errno("opening " + l.console + " / " + l.log);
+    (void)!::write(io.console.get(), banner.data(), banner.size());
+    (void)!::write(io.log.get(), banner.data(), banner.size());
+    return io;
+  }
+};
+
 Status Node::spawn(Local& l, const std::string& incoming) {
   auto model = cpu_model_for(l.spec);
   if (!model) return model.status();
@@ -281,54 +297,14 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     l.fence = *f;
     update_fence(l);
   }
-  std::vector<std::string> args = {o_.self_exe, "run", "--mem", std::to_string(l.spec.mem_bytes >> 20) + "M",
-                                   "--cpus", std::to_string(l.spec.cpus), "--cpu-model", *model,
-                                   "--api", l.api, "--fence-fd", "3"};
-  if (incoming.empty()) {
-    args.insert(args.end(), {"--kernel", l.spec.kernel, "--cmdline", l.spec.cmdline});
-    if (!l.spec.initrd.empty()) args.insert(args.end(), {"--initrd", l.spec.initrd});
-  } else {
-    args.insert(args.end(), {"--incoming", incoming});
-  }
-  if (!l.spec.disk.empty()) args.insert(args.end(), {"--disk", o_.volume + ":" + l.spec.disk});
-  int out[2], err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return Status::from_errno("pipe");
-  UniqueFd console(::open(l.console.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  UniqueFd log(::open(l.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  if (!console.valid() || !log.valid()) return Status::from_errno("opening " + l.console + " / " + l.log);
-  const std::string banner = "# minihv node " + o_.name + ": instance started at unix ms " +
-                             std::to_string(unix_ms()) + (incoming.empty() ? "" : " (incoming migration)") + "\n";
-  (void)!::write(console.get(), banner.data(), banner.size());
-  (void)!::write(log.get(), banner.data(), banner.size());
-  const pid_t parent = ::getpid();
-  auto argv = argv_of(args);
-  const int fence_fd = l.fence->fd();
-  const pid_t pid = fork_on_spawner([&] {
-    // The child: dies with its node (a VM must never outlive the process renewing its leases),
-    // console and log on pipes, the fence as fd 3, default signal mask.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::setsid();  // a terminal's Ctrl-C or hang-up is for the node, not its VMs
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    if (fence_fd == 3) ::fcntl(3, F_SETFD, 0);  // dup2 onto itself would keep close-on-exec
-    else ::dup2(fence_fd, 3);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    blockdev::use_normal_priority();  // raw syscalls only: async-signal-safe
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  });
-  if (pid < 0) {
-    ::close(out[0]);
-    ::close(out[1]);
-    ::close(err[0]);
-    ::close(err[1]);
-    return Status::from_errno("fork");
-  }
-  ::close(out[1]);
-  ::close(err[1]);
+  std::vector<std::string> args = child_args(o_, l, *model, incoming);
+  auto io = ChildIo::open(l, "# minihv node " + o_.name + ": instance started at unix ms " + std::to_string(unix_ms()) +
+                                 (incoming.empty() ? "" : " (incoming migration)") + "\n");
+  if (!io) return io.status();
+  const pid_t pid = fork_child(argv_of(args), io->out_w.get(), io->err_w.get(), l.fence->fd());
+  if (pid < 0) return Status::from_errno("fork");
+  io->out_w.reset();  // the child's now: the readers see its end
+  io->err_w.reset();
   {
     std::lock_guard lock(pids_mu_);
     pids_.push_back(pid);
@@ -345,83 +321,90 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     l.errs = l.corrupt = 0;
     l.disk_resume = -1;
   }
+  start_readers(l, std::move(*io));
+  LOG_INFO("vm %s: pid %d", l.spec.name.c_str(), pid);
+  return Status::ok();
+}
+
+// The child: dies with its node (a VM must never outlive the process renewing its leases), console
+// and log on pipes, the fence as fd 3 and no other fd of the node, default signal mask.
+pid_t Node::fork_child(std::vector<char*> argv, int out, int err, int fence_fd) {
+  const pid_t parent = ::getpid();
+  return fork_on_spawner([&] {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::setsid();  // a terminal's Ctrl-C or hang-up is for the node, not its VMs
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    if (fence_fd == 3) ::fcntl(3, F_SETFD, 0);  // dup2 onto itself would keep close-on-exec
+    else ::dup2(fence_fd, 3);
+    ::close_range(4, ~0U, 0);  // every fd not named above (they are close-on-exec too)
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    blockdev::use_normal_priority();  // raw syscalls only: async-signal-safe
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  });
+}
+
+// One reader per stream, each through one LineSplitter; the console's reader reaps the child.
+void Node::start_readers(Local& l, ChildIo io) {
   Local* lp = &l;
   if (l.out_reader.joinable()) l.out_reader.join();
   if (l.err_reader.joinable()) l.err_reader.join();
-  l.out_reader = std::thread([this, lp, fd = out[0], console = std::move(console)]() mutable {
+  l.out_reader = std::thread([this, lp, in = std::move(io.out_r), console = std::move(io.console)]() mutable {
     blockdev::use_normal_priority();  // (created by a starter thread, which is real-time)
-    UniqueFd in(fd);
-    std::string partial;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(in.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-      if (n <= 0) continue;
-      (void)!::write(console.get(), buf, static_cast<size_t>(n));
-      partial.append(buf, static_cast<size_t>(n));
-      size_t nl;
-      std::vector<std::pair<ConsoleFact, std::string>> facts;
-      while ((nl = partial.find('\n')) != std::string::npos) {
-        const std::string line = partial.substr(0, std::min(nl, kMaxConsoleLine));
-        partial.erase(0, nl + 1);
-        if (auto f = parse_console_line(line); f.kind != ConsoleFact::kNone) facts.emplace_back(f, line);
-      }
-      if (partial.size() > kMaxConsoleLine) partial.clear();  // a guest that never ends its line
-      if (!facts.empty()) {
-        std::lock_guard lock(mu_);
-        for (const auto& [f, line] : facts) apply(*lp, f, line);
-      }
-    }
-    int status = 0;
-    const pid_t p = lp->pid->load();
-    siginfo_t info{};
-    while (::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
-    }
-    lp->pid->store(-1);  // before the pid is freed: nobody signals a reused pid
-    while (::waitpid(p, &status, 0) < 0 && errno == EINTR) {
-    }
-    {
-      std::lock_guard lock(pids_mu_);
-      std::erase(pids_, p);
-    }
-    std::lock_guard lock(mu_);
-    lp->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    lp->pid->store(-1);
-    cv_.notify_all();
+    copy_lines(std::move(in), console, LineSplitter(kMaxConsoleLine),
+               [&](const std::vector<std::string>& lines) { on_console(*lp, lines); });
+    reap(*lp);
   });
-  l.err_reader = std::thread([this, lp, fd = err[0], log = std::move(log)]() mutable {
+  l.err_reader = std::thread([this, lp, in = std::move(io.err_r), log = std::move(io.log)]() mutable {
     blockdev::use_normal_priority();
-    UniqueFd in(fd);
-    std::string partial;
-    char buf[4096];
-    ssize_t n;
-    static const std::regex listening(R"(waiting for a migrating VM on (\S+))");
-    while ((n = ::read(in.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-      if (n <= 0) continue;
-      (void)!::write(log.get(), buf, static_cast<size_t>(n));
-      partial.append(buf, static_cast<size_t>(n));
-      size_t nl;
-      while ((nl = partial.find('\n')) != std::string::npos) {
-        const std::string line = partial.substr(0, nl);
-        partial.erase(0, nl + 1);
-        std::smatch m;
-        if (std::regex_search(line, m, listening)) {
-          std::lock_guard lock(mu_);
-          lp->incoming_address = m[1];
-          cv_.notify_all();
-        } else if (line.rfind("minihv: error: ", 0) == 0) {
-          std::lock_guard lock(mu_);
-          lp->error = line.substr(15, 400);
-        } else if (line.find("incoming migration complete") != std::string::npos) {
-          std::lock_guard lock(mu_);
-          lp->migrated_in = true;
-          cv_.notify_all();
-        }
-      }
-      if (partial.size() > 4096) partial.clear();
-    }
+    copy_lines(std::move(in), log, LineSplitter(kMaxLogLine),
+               [&](const std::vector<std::string>& lines) { on_log(*lp, lines); });
   });
-  LOG_INFO("vm %s: pid %d", l.spec.name.c_str(), pid);
-  return Status::ok();
+}
+
+void Node::on_console(Local& l, const std::vector<std::string>& lines) {
+  std::vector<std::pair<ConsoleFact, const std::string*>> facts;
+  for (const auto& line : lines)
+    if (auto f = parse_console_line(line); f.kind != ConsoleFact::kNone) facts.emplace_back(f, &line);
+  if (facts.empty()) return;
+  std::lock_guard lock(mu_);
+  for (const auto& [f, line] : facts) apply(l, f, *line);
+}
+
+void Node::on_log(Local& l, const std::vector<std::string>& lines) {
+  for (const auto& line : lines) {
+    LogFact f = parse_log_line(line);
+    if (f.kind == LogFact::kNone) continue;
+    std::lock_guard lock(mu_);
+    if (f.kind == LogFact::kListening) l.incoming_address = std::move(f.text);
+    else if (f.kind == LogFact::kError) l.error = std::move(f.text);
+    else l.migrated_in = true;
+    cv_.notify_all();
+  }
+}
+
+// The child closed its stdout (it ended): reap it, and say how it ended.
+void Node::reap(Local& l) {
+  int status = 0;
+  const pid_t p = l.pid->load();
+  siginfo_t info{};
+  while (::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
+  }
+  l.pid->store(-1);  // before the pid is freed: nobody signals a reused pid
+  while (::waitpid(p, &status, 0) < 0 && errno == EINTR) {
+  }
+  {
+    std::lock_guard lock(pids_mu_);
+    std::erase(pids_, p);
+  }
+  std::lock_guard lock(mu_);
+  l.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  l.pid->store(-1);
+  cv_.notify_all();
 }
 
 pid_t Node::fork_on_spawner(const std::function<void()>& in_child) {
@@ -456,7 +439,7 @@ void Node::spawner_loop() {
 
 // Asks the child to stop (the guest is stopped, its disk drained and flushed), then kills it.
 void Node::stop_child(Local& l) {
-  if (l.pid->load() > 0) (void)api_call(l.api, {{"cmd", "stop"}}, 3000);
+  if (l.pid->load() > 0) (void)api_call(l.api, {{"cmd", "stop"}}, timings::as_ms(timings::kStopAsk));
   std::unique_lock lock(mu_);
   if (!cv_.wait_for(lock, kStopGrace, [&] { return l.pid->load() <= 0; })) {
     LOG_WARN("vm %s did not stop within %lld s: killing it", l.spec.name.c_str(),
@@ -492,80 +475,86 @@ void Node::forget(const std::string& name) {
   // Dropped outside the lock: the last reference's destructor joins the VM's threads.
 }
 
-// Children that ended: a guest that powered off is stopped for good; a reboot or a crash restarts
-// it here (up to kMaxRestarts); a desired stop releases its leases.
+VmFacts Node::facts_of(const Local& l) {
+  const VmSpec* spec = config_.vm(l.spec.name);
+  const bool leases_lost = std::any_of(l.leases.begin(), l.leases.end(), [](const auto& k) {
+    return k->lease().lost() || !k->validity()->may_write();
+  });
+  return {l.phase, spec && spec->running, l.pid->load() > 0, leases_lost, l.restarts};
+}
+
+Decision Node::decide_for(Local& l, const VmEvent& e) {
+  const Decision d = decide(facts_of(l), e);
+  if (d.next_phase) l.phase = *d.next_phase;
+  return d;
+}
+
+// Every tick: a VM the configuration no longer wants is asked to stop; a child that ended is
+// restarted or let go of, as decide() says (cluster/vm_phase.h).
 void Node::handle_exits() {
-  std::vector<std::shared_ptr<Local>> ended;
-  std::vector<std::shared_ptr<Local>> unwanted;
+  std::vector<std::pair<std::shared_ptr<Local>, Decision>> todo;
   {
     std::lock_guard lock(mu_);
     for (auto& [name, l] : locals_) {
-      const VmSpec* spec = config_.vm(name);
-      if (l->state == "running" && l->pid->load() > 0 && (!spec || !spec->running)) {
-        l->state = "stopping";
-        unwanted.push_back(l);
-      } else if (l->exit_status && (l->state == "running" || l->state == "stopping")) {
-        ended.push_back(l);
-      }
+      const VmEvent e = l->exit_status ? VmEvent::ended(*l->exit_status) : VmEvent{VmEvent::Kind::kTick};
+      const Decision d = decide_for(*l, e);
+      if (d.action != Decision::Action::kNothing) todo.emplace_back(l, d);
     }
   }
-  for (auto& l : unwanted) std::thread([this, l] { stop_child(*l); }).detach();
-  for (auto& l : ended) {
-    const int status = *l->exit_status;
-    bool restart = false, powered_off = false, given_up = false;
-    std::optional<std::pair<std::string, int64_t>> failure;  // reason, generation
-    {
-      std::lock_guard lock(mu_);
-      const VmSpec* spec = config_.vm(l->spec.name);
-      const bool leases_lost = std::any_of(l->leases.begin(), l->leases.end(), [](const auto& k) {
-        return k->lease().lost() || !k->validity()->may_write();
-      });
-      if (leases_lost) {
-        // Not ours to run any more: let go, and the cluster places it again once its leases
-        // have been quiet for the dead timeout (maybe here, maybe elsewhere).
-        LOG_WARN("vm %s: its leases were lost; giving it back to the cluster", l->spec.name.c_str());
-      } else if (l->state == "running" && spec && spec->running) {
-        if (status != 0)
-          failure.emplace("ended with status " + std::to_string(status) + (l->error.empty() ? "" : ": " + l->error) +
-                              " (log " + l->log + ")",
-                          l->spec.generation);
-        if (status == 0) {
-          powered_off = true;
-        } else if (l->restarts < kMaxRestarts) {
-          restart = true;
-          l->restarts++;
-        } else {
-          given_up = true;
-          vm_errors_[l->spec.name] = "ended with status " + std::to_string(status) + " " +
-                                     std::to_string(l->restarts + 1) + " times on node " + o_.name +
-                                     (l->error.empty() ? "" : ": " + l->error) + "; given up (see " + l->log + ")";
-        }
-      }
-    }
-    if (failure) record_failure(l->spec.name, failure->first, failure->second);
-    if (restart) {
-      LOG_WARN("vm %s ended with status %d: restarting it here", l->spec.name.c_str(), status);
-      Status s = spawn(*l, "");
-      if (s) continue;
-      std::lock_guard lock(mu_);
-      vm_errors_[l->spec.name] = "restart on node " + o_.name + " failed: " + s.message();
-    }
-    if (powered_off || given_up) {
-      const std::string name = l->spec.name;
-      const bool wanted = [&] {
-        std::lock_guard lock(mu_);
-        const VmSpec* spec = config_.vm(name);
-        return spec && spec->running;
-      }();
-      if (wanted)  // the guest powered off, or keeps failing: it stays off until started again
-        (void)update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
-          if (VmSpec* v = c.vm(name)) v->running = false;
-          return Status::ok();
-        });
-    }
-    release_vm(*l);
-    forget(l->spec.name);
+  for (auto& [l, d] : todo) {
+    if (d.action == Decision::Action::kStop) workers_.spawn([this, l = l] { stop_child(*l); });
+    else settle_end(l, d);
   }
+}
+
+void Node::settle_end(const std::shared_ptr<Local>& l, const Decision& d) {
+  using Action = Decision::Action;
+  const std::string& name = l->spec.name;
+  int status = 0;
+  std::string error;
+  {
+    std::lock_guard lock(mu_);
+    status = l->exit_status.value_or(0);
+    error = l->error.empty() ? "" : ": " + l->error;
+    if (d.action == Action::kGiveUp)
+      vm_errors_[name] = "ended with status " + std::to_string(status) + " " + std::to_string(l->restarts + 1) +
+                         " times on node " + o_.name + error + "; given up (see " + l->log + ")";
+  }
+  if (d.action == Action::kHandBack)  // the cluster places it again once its leases have been quiet
+    LOG_WARN("vm %s: its leases were lost; giving it back to the cluster", name.c_str());
+  if (d.record_failure)
+    record_failure(name, "ended with status " + std::to_string(status) + error + " (log " + l->log + ")",
+                   l->spec.generation);
+  if (d.action == Action::kRestart && restart(*l, status)) return;
+  if (d.turns_off()) turn_off(name);
+  release_vm(*l);
+  forget(name);
+}
+
+bool Node::restart(Local& l, int status) {
+  LOG_WARN("vm %s ended with status %d: restarting it here", l.spec.name.c_str(), status);
+  {
+    std::lock_guard lock(mu_);
+    l.restarts++;
+  }
+  Status s = spawn(l, "");
+  if (s) return true;
+  std::lock_guard lock(mu_);
+  vm_errors_[l.spec.name] = "restart on node " + o_.name + " failed: " + s.message();
+  return false;
+}
+
+// The guest powered off, or keeps failing: it stays off until started again.
+void Node::turn_off(const std::string& vm) {
+  {
+    std::lock_guard lock(mu_);
+    const VmSpec* spec = config_.vm(vm);
+    if (!spec || !spec->running) return;
+  }
+  (void)update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
+    if (VmSpec* v = c.vm(vm)) v->running = false;
+    return Status::ok();
+  });
 }
 
 }  // namespace minihv::cluster
@@ -589,13 +578,13 @@ void Node::check_up() {
     std::lock_guard lock(mu_);
     const int64_t now = unix_ms();
     for (auto& [name, l] : locals_)
-      if (l->state == "running" && l->pid->load() > 0 && l->up_unix_ms == 0 &&
+      if (l->phase == VmPhase::kRunning && l->pid->load() > 0 && l->up_unix_ms == 0 &&
           now - l->started_unix_ms >= std::chrono::duration_cast<std::chrono::milliseconds>(kNoHeartbeatGrace).count())
         quiet.push_back(l);
   }
   for (auto& l : quiet) {
     const pid_t pid = l->pid->load();
-    auto st = api_call(l->api, {{"cmd", "status"}}, kUpProbeTimeoutMs);
+    auto st = api_call(l->api, {{"cmd", "status"}}, timings::as_ms(timings::kUpProbeTimeout));
     if (!st || st->value("state", "") != "running") continue;
     std::lock_guard lock(mu_);
     if (l->pid->load() == pid && l->up_unix_ms == 0) {

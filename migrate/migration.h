@@ -29,12 +29,16 @@
 
 namespace minihv::migrate {
 
+// The defaults of a live migration (`minihv migrate`, `cluster vm move`), defined once.
+inline constexpr uint64_t kDefaultDowntimeMs = 300;  // switch over when the rest fits in this
+inline constexpr double kDefaultMaxSeconds = 120;    // give up (VM stays) after this long
+
 struct SourceOptions {
   std::vector<Endpoint> targets;   // tried in order (the migration networks)
   uint16_t streams = 1;
   Compression compression = Compression::kAuto;
-  uint64_t downtime_ms = 300;      // switch over when the rest fits in this
-  double max_seconds = 120;        // give up (VM stays) after this long
+  uint64_t downtime_ms = kDefaultDowntimeMs;
+  double max_seconds = kDefaultMaxSeconds;
   bool verify = false;             // whole-memory xxh3 digests compared on both sides
   bool zero_copy = true;           // raw pages sent from guest memory (EncoderOptions::zero_copy)
 };
