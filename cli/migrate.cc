@@ -21,8 +21,8 @@ struct MigrateOptions {
   std::string api, to, compress = "auto";
   std::string resolve;  // ask | resume | end: settle a switchover left in doubt
   unsigned streams = 1;
-  uint64_t downtime_ms = 300;
-  double max_time = 120;
+  uint64_t downtime_ms = migrate::SourceOptions{}.downtime_ms;  // the defaults are migrate/'s
+  double max_time = migrate::SourceOptions{}.max_seconds;
   bool verify = false, json = false, no_zero_copy = false;
 };
 
@@ -144,8 +144,8 @@ nlohmann::json MigrationControl::migrate(Vm& vm, const nlohmann::json& req, cons
   if (streams < 1 || streams > migrate::kMaxStreams)
     return {{"ok", false}, {"error", "streams must be 1.." + std::to_string(migrate::kMaxStreams)}};
   o.streams = static_cast<uint16_t>(streams);
-  o.downtime_ms = req.value("downtime_ms", uint64_t{300});
-  o.max_seconds = req.value("max_time_s", 120.0);
+  o.downtime_ms = req.value("downtime_ms", o.downtime_ms);
+  o.max_seconds = req.value("max_time_s", o.max_seconds);
   o.verify = req.value("verify", false);
   o.zero_copy = req.value("zero_copy", true);
   if (vm.state() != VmState::kRunning) return {{"ok", false}, {"error", std::string("the VM is ") + to_string(vm.state())}};
