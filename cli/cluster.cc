@@ -40,6 +40,8 @@ constexpr auto kDieTimeout = std::chrono::seconds(2);
 // Waiting for a state (a VM up, stopped, failed over): one status request every kStatusPoll.
 constexpr auto kStatusPollTimeout = std::chrono::seconds(5);
 constexpr auto kStatusPoll = std::chrono::milliseconds(50);
+// --timeout's default: how long vm start/stop and a drill wait for the state they want.
+constexpr auto kDefaultWait = std::chrono::seconds(60);
 
 // ---- minihv node ----
 
@@ -98,7 +100,7 @@ struct ClusterCli {
   bool json = false;
   std::string vm, to, target, html, nodes;
   bool verify = false, no_wait = false, no_ha = false, start = false, yes = false;
-  double timeout_s = 60;
+  double timeout_s = std::chrono::duration<double>(kDefaultWait).count();
   cluster::VmSpec spec;
   std::string mem = "256M", preferred;
   // vm set: only what was given changes.
