@@ -17,6 +17,7 @@
 
 #include "cli/commands.h"
 #include "cli/report.h"
+#include "cluster/drill.h"
 #include "cluster/node.h"
 #include "cluster/rpc.h"
 #include "cluster/validate.h"
@@ -28,6 +29,20 @@ namespace {
 
 using cluster::node_call;
 using Json = nlohmann::json;
+
+// How long the cluster CLI waits for a node's reply: most requests are answered at once, a move
+// or a validate take as long as their work, a drain as long as all its moves.
+constexpr auto kRequestTimeout = std::chrono::seconds(30);
+constexpr auto kMoveTimeout = std::chrono::minutes(15);
+constexpr auto kDrainTimeout = std::chrono::minutes(60);
+constexpr auto kValidateTimeout = std::chrono::seconds(60);
+// A node told to die answers nothing: a short wait, then the drill watches from another node.
+constexpr auto kDieTimeout = std::chrono::seconds(2);
+// Waiting for a state (a VM up, stopped, failed over): one status request every kStatusPoll.
+constexpr auto kStatusPollTimeout = std::chrono::seconds(5);
+constexpr auto kStatusPoll = std::chrono::milliseconds(50);
+// --timeout's default: how long vm start/stop and a drill wait for the state they want.
+constexpr auto kDefaultWait = std::chrono::seconds(60);
 
 // ---- minihv node ----
 
@@ -91,7 +106,7 @@ struct ClusterCli {
   bool json = false;
   std::string vm, to, target, html, nodes;
   bool verify = false, no_wait = false, no_ha = false, start = false, yes = false;
-  double timeout_s = 60;
+  double timeout_s = std::chrono::duration<double>(kDefaultWait).count();
   cluster::VmSpec spec;
   std::string mem = "256M", preferred;
   // vm set: only what was given changes.
@@ -106,7 +121,7 @@ std::string node_address(const ClusterCli& c) {
   return "127.0.0.1:7700";
 }
 
-Result<Json> call(const ClusterCli& c, const Json& req, std::chrono::milliseconds timeout = std::chrono::seconds(30),
+Result<Json> call(const ClusterCli& c, const Json& req, std::chrono::milliseconds timeout = kRequestTimeout,
                   const std::function<void(const Json&)>& progress = {}) {
   return node_call(node_address(c), req, timeout, progress);
 }
@@ -114,14 +129,6 @@ Result<Json> call(const ClusterCli& c, const Json& req, std::chrono::millisecond
 std::string age(int64_t unix_ms_then, int64_t now) {
   if (unix_ms_then <= 0) return "-";
   return std::to_string((now - unix_ms_then) / 1000) + " s";
-}
-
-// A VM's process details from the node that runs it.
-Json local_entry(const Json& st, const std::string& node, const std::string& vm) {
-  if (!st.contains("node_status") || !st["node_status"].contains(node)) return Json::object();
-  for (const auto& l : st["node_status"][node].value("local", Json::array()))
-    if (l.value("name", "") == vm) return l;
-  return Json::object();
 }
 
 int cmd_status(const ClusterCli& c) {
@@ -147,7 +154,7 @@ int cmd_status(const ClusterCli& c) {
               "CPU/MEM/DISK");
   for (const auto& v : (*st)["vms"]) {
     const std::string node = v.value("node", "");
-    const Json l = local_entry(*st, node, v.value("name", ""));
+    const Json l = cluster::vm_process(*st, node, v.value("name", ""));
     std::printf("%-12s %-8s %-12s %-9s %-8s %-8llu %-6ld %u/%s/%s\n", v.value("name", "").c_str(),
                 v.value("running", false) ? "running" : "stopped", node.empty() ? "-" : node.c_str(),
                 l.value("state", node.empty() ? "off" : "?").c_str(), age(l.value("started_unix_ms", int64_t{0}), now).c_str(),
@@ -168,12 +175,12 @@ int cmd_status(const ClusterCli& c) {
 Result<Json> wait_status(const ClusterCli& c, double timeout_s, const std::function<bool(const Json&)>& pred) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   for (;;) {
-    auto st = call(c, {{"cmd", "cluster_status"}}, std::chrono::seconds(5));
+    auto st = call(c, {{"cmd", "cluster_status"}}, kStatusPollTimeout);
     if (st && pred(*st)) return st;
     if (std::chrono::steady_clock::now() >= deadline)
       return st ? Result<Json>(Status::error("timed out after " + std::to_string(static_cast<int>(timeout_s)) + " s"))
                 : st;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(kStatusPoll);
   }
 }
 
@@ -230,13 +237,13 @@ int wait_up(const ClusterCli& c, int64_t generation) {
   auto st = wait_status(c, c.timeout_s, [&](const Json& s) {
     const Json v = find_vm(s, c.vm);
     if (v.contains("error") || !failure_of(v).empty()) return true;
-    const Json l = local_entry(s, v.value("node", ""), c.vm);
+    const Json l = cluster::vm_process(s, v.value("node", ""), c.vm);
     return l.value("state", "") == "running" && l.value("up_unix_ms", int64_t{0}) > 0 &&
            l.value("generation", int64_t{0}) >= generation;
   });
   if (!st) return fail(st.status().context(std::string("waiting for ") + c.vm + " to run"));
   const Json v = find_vm(*st, c.vm);
-  const Json l = local_entry(*st, v.value("node", ""), c.vm);
+  const Json l = cluster::vm_process(*st, v.value("node", ""), c.vm);
   const Json f = failure_of(v);
   const int64_t up = l.value("up_unix_ms", int64_t{0});
   if (!f.empty() && (up == 0 || f.value("unix_ms", int64_t{0}) <= up))
@@ -284,7 +291,7 @@ void print_move(const Json& r) {
 }
 
 int cmd_move(const ClusterCli& c) {
-  auto r = call(c, {{"cmd", "move"}, {"vm", c.vm}, {"to", c.to}, {"verify", c.verify}}, std::chrono::minutes(15),
+  auto r = call(c, {{"cmd", "move"}, {"vm", c.vm}, {"to", c.to}, {"verify", c.verify}}, kMoveTimeout,
                 print_move_progress);
   if (isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
   if (!r) return fail(r.status(), c.json);
@@ -295,7 +302,7 @@ int cmd_move(const ClusterCli& c) {
 
 int cmd_drain(const ClusterCli& c) {
   auto r = node_call(node_address(c), {{"cmd", "drain"}, {"node", c.target}, {"verify", c.verify}},
-                     std::chrono::minutes(60), print_move_progress);
+                     kDrainTimeout, print_move_progress);
   if (!r) return fail(r.status(), c.json);
   if (c.json) {
     std::printf("%s\n", r->dump().c_str());
@@ -316,7 +323,7 @@ int cmd_validate(const ClusterCli& c) {
     for (std::string a; std::getline(ss, a, ',');)
       if (!a.empty()) req["nodes"].push_back(a);
   }
-  auto r = call(c, req, std::chrono::seconds(60));
+  auto r = call(c, req, kValidateTimeout);
   if (!r) return fail(r.status(), c.json);
   const Json& report = (*r)["report"];
   if (!c.html.empty()) {
@@ -330,11 +337,6 @@ int cmd_validate(const ClusterCli& c) {
 }
 
 // ---- drill ----
-
-struct DrillVm {
-  std::string name, disk;
-  long last_rec = -1;  // the last record the old instance had acknowledged
-};
 
 // A drill kills a node for real: on a terminal it asks first; a script says --yes.
 Status confirm_drill(const ClusterCli& c, size_t vms) {
@@ -350,90 +352,55 @@ Status confirm_drill(const ClusterCli& c, size_t vms) {
   return Status::error("drill cancelled: node " + c.target + " was not killed");
 }
 
+void print_drill_vm(const Json& v) {
+  std::printf("  %s: on %s: leases %lld ms, process %lld ms, first heartbeat %lld ms; errs=%ld corrupt=%ld",
+              v.value("vm", "").c_str(), v.value("node", "-").c_str(), static_cast<long long>(v.value("leased_ms", int64_t{-1})),
+              static_cast<long long>(v.value("started_ms", int64_t{-1})),
+              static_cast<long long>(v.value("first_heartbeat_ms", int64_t{-1})), v.value("errs", -1L),
+              v.value("corrupt", -1L));
+  if (v.value("last_acknowledged", -1L) >= 0 || v.value("disk_resume", -1L) >= 0)
+    std::printf("; disk resumed at record %ld (last acknowledged %ld)", v.value("disk_resume", -1L),
+                v.value("last_acknowledged", -1L));
+  std::printf(": %s\n", v.value("ok", false) ? "OK" : "FAILED");
+}
+
+void print_drill(const ClusterCli& c, const Json& report) {
+  if (c.json) {
+    std::printf("%s\n", report.dump().c_str());
+    return;
+  }
+  std::printf("drill: killed node %s (%zu VM(s)); declared dead after %lld ms\n", c.target.c_str(),
+              report["vms"].size(), static_cast<long long>(report.value("detected_ms", int64_t{-1})));
+  for (const auto& v : report["vms"]) print_drill_vm(v);
+  if (report.contains("error")) std::printf("  error: %s\n", report.value("error", "").c_str());
+  std::printf("verdict: %s\n", report.value("ok", false) ? "PASS" : "FAIL");
+}
+
+// What to kill, what must come back and pass or fail are cluster/drill.h's; here: ask, kill, wait, print.
 int cmd_drill(const ClusterCli& c) {
   auto st = call(c, {{"cmd", "cluster_status"}});
   if (!st) return fail(st.status(), c.json);
-  std::string victim_addr, observer_addr;
-  for (const auto& n : (*st)["nodes"]) {
-    if (n.value("name", "") == c.target) {
-      if (n.value("state", "") != "up") return fail(Status::invalid("node " + c.target + " is not up"), c.json);
-      victim_addr = n.value("listen", "");
-    } else if (n.value("state", "") == "up" && observer_addr.empty()) {
-      observer_addr = n.value("listen", "");
-    }
-  }
-  if (victim_addr.empty()) return fail(Status::invalid("no node named '" + c.target + "'"), c.json);
-  if (observer_addr.empty()) return fail(Status::invalid("no other node is up to take over"), c.json);
-  std::vector<DrillVm> vms;
-  for (const auto& v : (*st)["vms"])
-    if (v.value("node", "") == c.target)
-      vms.push_back({v.value("name", ""), v.value("disk", ""),
-                     local_entry(*st, c.target, v.value("name", "")).value("last_rec", -1L)});
-  if (Status ok = confirm_drill(c, vms.size()); !ok) return fail(ok, c.json);
+  auto plan = cluster::plan_drill(*st, c.target);
+  if (!plan) return fail(plan.status(), c.json);
+  if (Status ok = confirm_drill(c, plan->vms.size()); !ok) return fail(ok, c.json);
   ClusterCli watcher = c;
-  watcher.node = observer_addr;
+  watcher.node = plan->observer_address;
   const int64_t t0 = cluster::unix_ms();
-  (void)node_call(victim_addr, {{"cmd", "die"}}, std::chrono::seconds(2));  // no reply: it is gone
-  // Done when every VM of the victim has run its first heartbeat elsewhere (and a disk VM has
-  // reported where its disk resumed).
-  auto after = wait_status(watcher, c.timeout_s, [&](const Json& s) {
-    for (const auto& d : vms) {
-      const std::string node = find_vm(s, d.name).value("node", "");
-      if (node.empty() || node == c.target) return false;
-      const Json l = local_entry(s, node, d.name);
-      if (l.value("first_hb_unix_ms", int64_t{0}) <= t0) return false;
-      if (!d.disk.empty() && l.value("disk_resume", -1L) < 0) return false;
-    }
-    return true;
-  });
-  Json report = {{"node", c.target}, {"killed_unix_ms", t0}, {"vms", Json::array()}};
-  const Json& s = after ? *after : Json::object();
-  int64_t detected = -1;
-  for (const auto& n : s.value("nodes", Json::array()))
-    if (n.value("name", "") == c.target && n.contains("dead_since_unix_ms")) detected = n.value("dead_since_unix_ms", int64_t{0}) - t0;
-  report["detected_ms"] = detected;
-  bool ok = bool(after);
-  for (const auto& d : vms) {
-    const std::string node = find_vm(s, d.name).value("node", "");
-    const Json l = local_entry(s, node, d.name);
-    auto rel = [&](const char* k) { return l.value(k, int64_t{0}) > 0 ? l.value(k, int64_t{0}) - t0 : -1; };
-    const long resume = l.value("disk_resume", -1L);
-    const bool disk_ok = d.disk.empty() || resume >= d.last_rec;
-    const bool vm_ok = !node.empty() && l.value("errs", 1L) == 0 && l.value("corrupt", 1L) == 0 && disk_ok;
-    ok = ok && vm_ok;
-    report["vms"].push_back({{"vm", d.name}, {"node", node}, {"leased_ms", rel("leased_unix_ms")},
-                             {"started_ms", rel("started_unix_ms")}, {"first_heartbeat_ms", rel("first_hb_unix_ms")},
-                             {"errs", l.value("errs", -1L)}, {"corrupt", l.value("corrupt", -1L)},
-                             {"disk_resume", resume}, {"last_acknowledged", d.last_rec}, {"ok", vm_ok}});
-  }
-  report["ok"] = ok;
-  if (!after) report["error"] = after.message();
-  if (c.json) {
-    std::printf("%s\n", report.dump().c_str());
-  } else {
-    std::printf("drill: killed node %s (%zu VM(s)); declared dead after %lld ms\n", c.target.c_str(), vms.size(),
-                static_cast<long long>(detected));
-    for (const auto& v : report["vms"]) {
-      std::printf("  %s: on %s: leases %lld ms, process %lld ms, first heartbeat %lld ms; errs=%ld corrupt=%ld",
-                  v.value("vm", "").c_str(), v.value("node", "-").c_str(), static_cast<long long>(v.value("leased_ms", int64_t{-1})),
-                  static_cast<long long>(v.value("started_ms", int64_t{-1})),
-                  static_cast<long long>(v.value("first_heartbeat_ms", int64_t{-1})), v.value("errs", -1L),
-                  v.value("corrupt", -1L));
-      if (v.value("last_acknowledged", -1L) >= 0 || v.value("disk_resume", -1L) >= 0)
-        std::printf("; disk resumed at record %ld (last acknowledged %ld)", v.value("disk_resume", -1L),
-                    v.value("last_acknowledged", -1L));
-      std::printf(": %s\n", v.value("ok", false) ? "OK" : "FAILED");
-    }
-    if (!after) std::printf("  error: %s\n", after.message().c_str());
-    std::printf("verdict: %s\n", ok ? "PASS" : "FAIL");
-  }
-  return ok ? kExitOk : kExitFailure;
+  (void)node_call(plan->victim_address, {{"cmd", "die"}}, kDieTimeout);  // no reply: it is gone
+  auto after = wait_status(watcher, c.timeout_s, [&](const Json& s) { return cluster::drill_settled(s, *plan, t0); });
+  const Json report = cluster::drill_verdict(after ? *after : Json::object(), *plan, t0,
+                                             after ? Status::ok() : after.status());
+  print_drill(c, report);
+  return report.value("ok", false) ? kExitOk : kExitFailure;
 }
 
 }  // namespace
 
-std::vector<Command> add_cluster_commands(CLI::App& app) {
-  std::vector<Command> out;
+namespace {
+
+using ClusterCliPtr = std::shared_ptr<ClusterCli>;
+
+Command add_node_command(CLI::App& app) {
   auto no = std::make_shared<NodeCliOptions>();
   CLI::App* node = app.add_subcommand("node", "Run this host's cluster daemon (node lease, VMs, failover; SIGTERM drains it live, then it stops)");
   node->add_option("--name", no->node.name, "This node's name in the cluster")->required();
@@ -442,20 +409,18 @@ std::vector<Command> add_cluster_commands(CLI::App& app) {
   node->add_option("--migration-networks", no->networks, "This node's addresses for live migration, preferred first (A,B,...)");
   node->add_option("--state-dir", no->node.state_dir, "VM consoles, logs and sockets (default /run/minihv/NAME)");
   node->add_option("--metrics", no->node.metrics, "HOST:PORT to serve Prometheus metrics on (GET /metrics, plain HTTP)");
-  out.push_back({node, [no] { return run_node(*no); }});
+  return {node, [no] { return run_node(*no); }};
+}
 
-  auto c = std::make_shared<ClusterCli>();
-  CLI::App* cl = app.add_subcommand("cluster", "Manage the cluster through any of its nodes");
-  cl->add_option("--node", c->node, "HOST:PORT of any node (default $MINIHV_NODE, else 127.0.0.1:7700)");
-  cl->require_subcommand(1);
-  auto json_flag = [&](CLI::App* a) { a->add_flag("--json", c->json, "Print JSON"); };
+void add_json_flag(CLI::App* a, ClusterCli& c) { a->add_flag("--json", c.json, "Print JSON"); }
 
+Command add_status_command(CLI::App* cl, const ClusterCliPtr& c) {
   CLI::App* status = cl->add_subcommand("status", "Nodes and VMs, where each runs, heartbeats");
-  json_flag(status);
-  out.push_back({status, [c] { return cmd_status(*c); }});
+  add_json_flag(status, *c);
+  return {status, [c] { return cmd_status(*c); }};
+}
 
-  CLI::App* vm = cl->add_subcommand("vm", "Add, change, remove, start or stop a VM");
-  vm->require_subcommand(1);
+Command add_vm_add_command(CLI::App* vm, const ClusterCliPtr& c) {
   CLI::App* add = vm->add_subcommand("add", "Add a VM to the cluster");
   add->add_option("name", c->vm, "VM name")->required();
   add->add_option("--kernel", c->spec.kernel, "Kernel (the same path on every node)")->required();
@@ -471,14 +436,24 @@ std::vector<Command> add_cluster_commands(CLI::App& app) {
   add->add_flag("--start", c->start, "Start it now");
   add->add_flag("--no-wait", c->no_wait, "With --start: do not wait until it runs");
   add->add_option("--timeout", c->timeout_s, "Seconds to wait for it to run")->capture_default_str();
-  out.push_back({add, [c] { return cmd_vm_edit(*c, "vm_add"); }});
+  return {add, [c] { return cmd_vm_edit(*c, "vm_add"); }};
+}
+
+Command add_vm_set_command(CLI::App* vm, const ClusterCliPtr& c) {
   CLI::App* set = vm->add_subcommand("set", "Change a stopped VM's memory, vCPUs, CPU model or preferred owners");
   set->add_option("name", c->vm, "VM name")->required();
   set->add_option("--mem", c->set_mem, "Guest RAM");
   set->add_option("--cpus", c->set_cpus, "vCPUs");
   set->add_option("--cpu-model", c->set_cpu_model, "baseline, host, compat, x86-64-v1..v4 or a profile");
   c->set_preferred = set->add_option("--preferred", c->preferred, "Preferred owner nodes, in order (A,B,...; \"\" for none)");
-  out.push_back({set, [c] { return cmd_vm_edit(*c, "vm_set"); }});
+  return {set, [c] { return cmd_vm_edit(*c, "vm_set"); }};
+}
+
+void add_vm_commands(CLI::App* cl, const ClusterCliPtr& c, std::vector<Command>& out) {
+  CLI::App* vm = cl->add_subcommand("vm", "Add, change, remove, start or stop a VM");
+  vm->require_subcommand(1);
+  out.push_back(add_vm_add_command(vm, c));
+  out.push_back(add_vm_set_command(vm, c));
   for (auto [verb, cmd, what] : {std::tuple{"rm", "vm_rm", "Remove a VM that runs nowhere"},
                                  std::tuple{"start", "vm_start", "Start a VM (and wait for its first heartbeat or failure)"},
                                  std::tuple{"stop", "vm_stop", "Stop a VM (and wait until it has stopped)"}}) {
@@ -488,52 +463,81 @@ std::vector<Command> add_cluster_commands(CLI::App& app) {
     a->add_option("--timeout", c->timeout_s, "Seconds to wait")->capture_default_str();
     out.push_back({a, [c, cmd = std::string(cmd)] { return cmd_vm_edit(*c, cmd); }});
   }
+}
 
+// A request about one node (c.target) that answers "done": node rm, resume.
+int cmd_node_request(const ClusterCli& c, const char* cmd, const char* done) {
+  auto r = call(c, {{"cmd", cmd}, {"node", c.target}});
+  if (!r) return fail(r.status());
+  std::printf("node %s %s\n", c.target.c_str(), done);
+  return kExitOk;
+}
+
+Command add_node_rm_command(CLI::App* cl, const ClusterCliPtr& c) {
   CLI::App* nodes = cl->add_subcommand("node", "Remove a node that is gone");
   nodes->require_subcommand(1);
   CLI::App* node_rm = nodes->add_subcommand("rm", "Remove a node whose node lease is dead and that holds no VM's lease");
   node_rm->add_option("name", c->target, "Node name")->required();
-  out.push_back({node_rm, [c] {
-                   auto r = call(*c, {{"cmd", "node_rm"}, {"node", c->target}});
-                   if (!r) return fail(r.status());
-                   std::printf("node %s removed\n", c->target.c_str());
-                   return kExitOk;
-                 }});
+  return {node_rm, [c] { return cmd_node_request(*c, "node_rm", "removed"); }};
+}
 
+Command add_move_command(CLI::App* cl, const ClusterCliPtr& c) {
   CLI::App* move = cl->add_subcommand("move", "Live-migrate a VM to another node (its leases follow)");
   move->add_option("vm", c->vm, "VM name")->required();
   move->add_option("--to", c->to, "Destination node")->required();
   move->add_flag("--verify", c->verify, "Verify guest memory after the switchover (longer downtime)");
-  json_flag(move);
-  out.push_back({move, [c] { return cmd_move(*c); }});
+  add_json_flag(move, *c);
+  return {move, [c] { return cmd_move(*c); }};
+}
 
+Command add_drain_command(CLI::App* cl, const ClusterCliPtr& c) {
   CLI::App* drain = cl->add_subcommand("drain", "Live-migrate every VM off a node and pause it");
   drain->add_option("node", c->target, "Node to drain")->required();
   drain->add_flag("--verify", c->verify, "Verify guest memory of each move");
-  json_flag(drain);
-  out.push_back({drain, [c] { return cmd_drain(*c); }});
+  add_json_flag(drain, *c);
+  return {drain, [c] { return cmd_drain(*c); }};
+}
 
+Command add_resume_command(CLI::App* cl, const ClusterCliPtr& c) {
   CLI::App* resume = cl->add_subcommand("resume", "Let a drained (paused) node take VMs again");
   resume->add_option("node", c->target, "Node")->required();
-  out.push_back({resume, [c] {
-                   auto r = call(*c, {{"cmd", "node_resume"}, {"node", c->target}});
-                   if (!r) return fail(r.status());
-                   std::printf("node %s resumed\n", c->target.c_str());
-                   return kExitOk;
-                 }});
+  return {resume, [c] { return cmd_node_request(*c, "node_resume", "resumed"); }};
+}
 
+Command add_drill_command(CLI::App* cl, const ClusterCliPtr& c) {
   CLI::App* drill = cl->add_subcommand("drill", "Failover drill: kill a node and time its VMs' restart elsewhere");
   drill->add_option("--kill", c->target, "Node to kill (its daemon and every VM process, at once)")->required();
   drill->add_option("--timeout", c->timeout_s, "Seconds to wait for the VMs to run again")->capture_default_str();
   drill->add_flag("--yes,-y", c->yes, "Do not ask for confirmation (required when stdin is not a terminal)");
-  json_flag(drill);
-  out.push_back({drill, [c] { return cmd_drill(*c); }});
+  add_json_flag(drill, *c);
+  return {drill, [c] { return cmd_drill(*c); }};
+}
 
+Command add_validate_command(CLI::App* cl, const ClusterCliPtr& c) {
   CLI::App* validate = cl->add_subcommand("validate", "Check every node: KVM, CPUs, volume, networks, clocks, memory");
   validate->add_option("--nodes", c->nodes, "Probe these HOST:PORT addresses instead of the configured nodes");
   validate->add_option("--html", c->html, "Also write the report as one HTML page to FILE");
-  json_flag(validate);
-  out.push_back({validate, [c] { return cmd_validate(*c); }});
+  add_json_flag(validate, *c);
+  return {validate, [c] { return cmd_validate(*c); }};
+}
+
+}  // namespace
+
+std::vector<Command> add_cluster_commands(CLI::App& app) {
+  std::vector<Command> out;
+  out.push_back(add_node_command(app));
+  auto c = std::make_shared<ClusterCli>();
+  CLI::App* cl = app.add_subcommand("cluster", "Manage the cluster through any of its nodes");
+  cl->add_option("--node", c->node, "HOST:PORT of any node (default $MINIHV_NODE, else 127.0.0.1:7700)");
+  cl->require_subcommand(1);
+  out.push_back(add_status_command(cl, c));
+  add_vm_commands(cl, c, out);
+  out.push_back(add_node_rm_command(cl, c));
+  out.push_back(add_move_command(cl, c));
+  out.push_back(add_drain_command(cl, c));
+  out.push_back(add_resume_command(cl, c));
+  out.push_back(add_drill_command(cl, c));
+  out.push_back(add_validate_command(cl, c));
   return out;
 }
 

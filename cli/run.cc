@@ -20,6 +20,8 @@
 #include "common/units.h"
 #include "migrate/migration.h"
 #include "vmm/api.h"
+#include "vmm/control.h"
+#include "vmm/fence_watch.h"
 #include "vmm/registry.h"
 #include "vmm/vm.h"
 
@@ -41,34 +43,6 @@ struct RunOptions {
 };
 
 bool given(const CLI::Option* opt) { return opt && opt->count() > 0; }
-
-// A VM of a cluster node runs only while the node's leases on it are current: the moment the fence
-// says they are not (the node froze, died, or lost the volume), the VM ends, before any other node
-// may start it. Disk writes check the same fence before each submission.
-class FenceWatch {
-public:
-  void watch(std::shared_ptr<const blockdev::Fence> fence, Vm& vm) {
-    thread_ = std::thread([this, fence, &vm] {
-      auto& clock = blockdev::system_clock();
-      while (!quit_.load()) {
-        if (fence->opened() && !fence->may_write(clock)) {
-          vm.end(VmEnd::kError, "the node's lease on this VM expired (the node froze, died or lost the volume): "
-                                "VM stopped so that another node can run it");
-          return;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-    });
-  }
-  ~FenceWatch() {
-    quit_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-
-private:
-  std::atomic<bool> quit_{false};
-  std::thread thread_;
-};
 
 // SIGINT/SIGTERM/SIGHUP stop the VM cleanly: a thread waits for them so no handler runs in a vCPU.
 class StopSignals {
@@ -176,15 +150,7 @@ int receive(Vm& vm, const migrate::Endpoint& where, IncomingWait& wait,
 // source's node has let go of the VM's leases. The node bounds that wait (it takes the leases as
 // soon as their records stand still, gives up on a holder that keeps renewing for 30 s, and kills
 // us when it gives up); this limit is only a backstop beyond the node's.
-bool wait_for_fence(const blockdev::Fence& fence) {
-  constexpr auto kFenceOpenBackstop = std::chrono::seconds(60);
-  const auto deadline = std::chrono::steady_clock::now() + kFenceOpenBackstop;
-  while (!fence.may_write(blockdev::system_clock())) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
+constexpr auto kFenceOpenBackstop = std::chrono::seconds(60);
 
 // The advisory CPU-model warning is long and the same every time: once a day per host and user,
 // or on every run with -v. `vm status` always carries it (cpu.advisory, cpu.reason).
@@ -228,6 +194,26 @@ int check_options(RunOptions& o, std::optional<migrate::Endpoint>& incoming) {
   return kExitOk;
 }
 
+// Receives an incoming VM, waits for a cluster VM's fence, then runs the VM until it ends.
+int run_here(const RunOptions& o, Vm& vm, const std::optional<migrate::Endpoint>& incoming, IncomingWait* wait,
+             std::optional<registry::Registration>& registration) {
+  // An incoming VM's proof of COMMIT, kept for as long as the VM runs (migrate/in_doubt.h).
+  std::unique_ptr<migrate::CommitWitness> witness;
+  if (incoming) {
+    if (int rc = receive(vm, *incoming, *wait, witness); rc >= 0) return rc;
+    if (registration) (void)registration->set_running(vm.configured_mem_bytes(), vm.configured_cpus());
+  }
+  if (o.vm.fence && !wait_for_fence_open(*o.vm.fence, kFenceOpenBackstop)) {
+    std::fprintf(stderr, "minihv: error: the node never handed this VM its leases\n");
+    return kExitFailure;
+  }
+  // A cluster VM ends the moment its node's leases on it are not current (vmm/fence_watch.h).
+  std::optional<FenceWatch> fence_watch;
+  if (o.vm.fence) fence_watch.emplace(o.vm.fence, [&vm](VmEnd why, const std::string& message) { vm.end(why, message); });
+  warn_if_advisory(vm.guest_cpuid());
+  return vm.run();
+}
+
 int run(RunOptions& o) {
   std::optional<migrate::Endpoint> incoming;
   if (int rc = check_options(o, incoming); rc != kExitOk) return rc;
@@ -248,14 +234,11 @@ int run(RunOptions& o) {
   }
   MigrationControl migration;
   // The socket answers from here on: an incoming VM's wait too (status, stop, console).
+  ApiServer::StreamCommands streams = stream_commands(**vm);
+  VmControl control(ControlledVm::of(**vm), command_names(streams), migration_plugin(**vm, migration, wait.get()));
   std::unique_ptr<ApiServer> api;
   if (!o.api.empty()) {
-    auto s = ApiServer::start(
-        o.api,
-        [&](const nlohmann::json& req, const ApiServer::Progress& progress) {
-          return handle_request(**vm, migration, wait.get(), req, progress);
-        },
-        stream_commands(**vm));
+    auto s = ApiServer::start(o.api, control.handler(), std::move(streams));
     if (!s) {
       std::fprintf(stderr, "minihv: error: --api: %s\n", s.message().c_str());
       return s.status().is_invalid_input() ? kExitUsage : kExitFailure;
@@ -282,20 +265,7 @@ int run(RunOptions& o) {
   }
   signals.watch(stop);
   WatchScope watching(signals);
-  // An incoming VM's proof of COMMIT, kept for as long as the VM runs (migrate/in_doubt.h).
-  std::unique_ptr<migrate::CommitWitness> witness;
-  if (incoming) {
-    if (int rc = receive(**vm, *incoming, *wait, witness); rc >= 0) return rc;
-    if (registration) (void)registration->set_running((*vm)->configured_mem_bytes(), (*vm)->configured_cpus());
-  }
-  if (o.vm.fence && !wait_for_fence(*o.vm.fence)) {
-    std::fprintf(stderr, "minihv: error: the node never handed this VM its leases\n");
-    return kExitFailure;
-  }
-  FenceWatch fence_watch;
-  if (o.vm.fence) fence_watch.watch(o.vm.fence, **vm);
-  warn_if_advisory((*vm)->guest_cpuid());
-  return (*vm)->run();
+  return run_here(o, **vm, incoming, wait.get(), registration);
 }
 
 }  // namespace

@@ -3,17 +3,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <optional>
+
 #include "migrate/migration.h"
 
 namespace minihv::cli {
 
 namespace {
-
-nlohmann::json reply(Status s) {
-  return s ? nlohmann::json{{"ok", true}} : nlohmann::json{{"ok", false}, {"error", s.message()}};
-}
-
-nlohmann::json refused(const std::string& why) { return {{"ok", false}, {"error", why}}; }
 
 const char* phase_name(IncomingWait::Phase p) {
   switch (p) {
@@ -36,11 +32,11 @@ nlohmann::json handle_waiting(Vm& vm, IncomingWait& incoming, const std::string&
   }
   if (cmd == "stop") {
     if (!incoming.cancel())
-      return refused("a migrating VM is arriving: stop is refused until it runs here (or the migration fails)");
+      return control_refusal("a migrating VM is arriving: stop is refused until it runs here (or the migration fails)");
     vm.stop();
     return {{"ok", true}};
   }
-  return refused(cmd + " is refused: this VM waits for a migration (" + incoming.status().dump() +
+  return control_refusal(cmd + " is refused: this VM waits for a migration (" + incoming.status().dump() +
                  "); only status, stop and console are answered until it arrives");
 }
 
@@ -95,38 +91,41 @@ nlohmann::json IncomingWait::status() const {
   return j;
 }
 
-nlohmann::json handle_request(Vm& vm, MigrationControl& migration, IncomingWait* incoming,
-                              const nlohmann::json& req, const ApiServer::Progress& progress) {
-  const std::string cmd = req.value("cmd", "");
-  if (incoming && incoming->phase() != IncomingWait::Phase::kArrived) return handle_waiting(vm, *incoming, cmd);
-  if (cmd == "migrate") return migration.migrate(vm, req, progress);
-  if (cmd == "migrate-resolve") return migration.resolve(vm, req);
-  if (cmd == "status") {
-    nlohmann::json r = vm.status();
-    r["migration"] = migration.status();
-    r["ok"] = true;
-    return r;
-  }
-  if (cmd == "stats") {
-    nlohmann::json r = vm.stats();
-    r["ok"] = true;
-    return r;
-  }
+ControlPlugin migration_plugin(Vm& vm, MigrationControl& migration, IncomingWait* incoming) {
+  ControlPlugin plugin;
+  if (incoming)
+    plugin.intercept = [&vm, incoming](const std::string& cmd) -> std::optional<nlohmann::json> {
+      if (incoming->phase() == IncomingWait::Phase::kArrived) return std::nullopt;
+      return handle_waiting(vm, *incoming, cmd);
+    };
+  plugin.commands = {
+      {"migrate", [&vm, &migration](const nlohmann::json& req, const ApiServer::Progress& progress) {
+         return migration.migrate(vm, req, progress);
+       }},
+      {"migrate-resolve", [&vm, &migration](const nlohmann::json& req, const ApiServer::Progress&) {
+         return migration.resolve(vm, req);
+       }},
+  };
+  plugin.status_key = "migration";
+  plugin.status = [&migration] { return migration.status(); };
   // A migration owns the VM's run state: a resume in its switchover would run the guest here while
   // the destination takes it over.
-  if (cmd == "pause" || cmd == "resume") {
-    migrate::MigrationGuard guard(migration.busy());  // held across the call: no migration starts meanwhile
+  plugin.run_state = [&migration](const std::string& cmd, const ControlPlugin::RunStateChange& change) {
+    migrate::MigrationGuard guard(migration.busy());  // held across the change: no migration starts meanwhile
     if (!guard.owned())
-      return refused("the VM is migrating (or its migration is being settled): " + cmd + " is refused until that ends");
-    if (std::string why = migration.in_doubt_reason(); !why.empty()) return refused(cmd + " is refused: " + why);
-    return reply(cmd == "pause" ? vm.pause() : vm.resume());
-  }
-  if (cmd == "stop") {
-    vm.stop();
-    return {{"ok", true}};
-  }
-  return refused("unknown command '" + cmd +
-                 "' (commands: status, stats, pause, resume, stop, console, migrate, migrate-resolve)");
+      return control_refusal("the VM is migrating (or its migration is being settled): " + cmd +
+                             " is refused until that ends");
+    if (std::string why = migration.in_doubt_reason(); !why.empty())
+      return control_refusal(cmd + " is refused: " + why);
+    return change();
+  };
+  return plugin;
+}
+
+std::vector<std::string> command_names(const ApiServer::StreamCommands& streams) {
+  std::vector<std::string> names;
+  for (const auto& stream : streams) names.push_back(stream.first);
+  return names;
 }
 
 ApiServer::StreamCommands stream_commands(Vm& vm) {

@@ -1,9 +1,12 @@
-// cli/run_control.h — the VM side of `minihv run`'s control socket: what each request does, and
-// the wait of an `--incoming` VM, which the socket already answers (status, stop, console).
+// cli/run_control.h — what `minihv run` plugs into its VM's control socket (vmm/control.h owns the
+// dispatch and the built-in commands): the migration's commands, and the wait of an `--incoming`
+// VM, which the socket already answers (status, stop, console). vmm/ knows nothing of migration,
+// so the two meet here.
 #pragma once
 
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +14,7 @@
 #include "common/fd.h"
 #include "common/status.h"
 #include "vmm/api.h"
+#include "vmm/control.h"
 #include "vmm/vm.h"
 
 namespace minihv::cli {
@@ -44,11 +48,13 @@ private:
   UniqueFd cancel_fd_;  // eventfd: written once by cancel()
 };
 
-// One control-socket request. `incoming`: the VM's wait, or nullptr for a VM that booted here.
-nlohmann::json handle_request(Vm& vm, MigrationControl& migration, IncomingWait* incoming,
-                              const nlohmann::json& req, const ApiServer::Progress& progress);
+// The migration's part of the control socket (vmm/control.h): migrate, migrate-resolve, its say
+// over pause/resume, "migration" in status, and, for an --incoming VM (`incoming`; nullptr for a VM
+// that booted here), the answers while it has not arrived.
+ControlPlugin migration_plugin(Vm& vm, MigrationControl& migration, IncomingWait* incoming);
 
 // The stream commands: "console" attaches the connection to the guest's serial port both ways.
 ApiServer::StreamCommands stream_commands(Vm& vm);
+std::vector<std::string> command_names(const ApiServer::StreamCommands& streams);
 
 }  // namespace minihv::cli
