@@ -32,6 +32,7 @@
 #include "cluster/metrics_server.h"
 #include "cluster/node_metrics.h"
 #include "cluster/observer.h"
+#include "common/jsonl.h"
 #include "vmm/api.h"
 
 namespace minihv::cluster {
@@ -152,8 +153,8 @@ private:
   std::map<std::string, blockdev::LeaseSlot> disk_slots_;
   std::unique_ptr<LeaseObserver> observer_;
   std::unique_ptr<blockdev::LeaseKeeper> node_lease_;
-  std::unique_ptr<ApiServer> server_;
-  std::vector<std::unique_ptr<ApiServer>> migration_servers_;  // the same, on each migration network
+  std::unique_ptr<jsonl::Server> server_;
+  std::vector<std::unique_ptr<jsonl::Server>> migration_servers_;  // the same, on each migration network
   uint32_t host_id_ = 0;
   std::string uuid_;
 
