@@ -9,8 +9,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
-#include "migrate/net.h"
-#include "migrate/transport.h"
+#include "common/net.h"
 
 namespace minihv::cluster {
 
@@ -47,10 +46,10 @@ std::string serialize(const HttpReply& r) {
 }
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& host_port, TextFn text) {
-  auto ep = migrate::parse_endpoint(host_port);
+  auto ep = net::parse_endpoint(host_port);
   if (!ep) return Status::invalid(ep.message());
   std::unique_ptr<MetricsServer> s(new MetricsServer(std::move(text)));
-  auto fd = migrate::net::listen_on(*ep);
+  auto fd = net::listen_on(*ep);
   if (!fd) return fd.status().context("listening on " + host_port);
   s->listen_fd_ = std::move(*fd);
   s->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC));
@@ -66,7 +65,7 @@ MetricsServer::~MetricsServer() {
   thread_.join();
 }
 
-uint16_t MetricsServer::port() const { return migrate::net::local_port(listen_fd_.get()); }
+uint16_t MetricsServer::port() const { return net::local_port(listen_fd_.get()); }
 
 MetricsServer::Wait MetricsServer::wait_for(int fd, short events, std::chrono::steady_clock::time_point deadline) {
   for (;;) {

@@ -14,10 +14,10 @@
 #include "cluster/placement.h"
 #include "cluster/rpc.h"
 #include "cluster/timings.h"
+#include "cluster/test_hooks.h"
 #include "common/log.h"
 #include "cpuid/host.h"
 #include "cpuid/profile_json.h"
-#include "migrate/test_hooks.h"
 #include "migrate/transport.h"
 
 namespace minihv::cluster {
@@ -29,7 +29,7 @@ using timings::kTick;
 
 // What this host offers a guest, as stored in the configuration for the cluster's baseline.
 nlohmann::json host_profile_json() {
-  if (auto path = migrate::host_cpu_profile_from_env()) {  // a test pretending to be another CPU
+  if (auto path = host_cpu_profile_from_env()) {  // a test pretending to be another CPU
     if (auto p = cpuid::load_profile(*path)) return cpuid::to_json(*p, *path);
   }
   auto host = cpuid::read_host_cpu();
@@ -72,11 +72,11 @@ Status leave(blockdev::Volume& vol, const std::string& name, uint32_t host_id, c
 }
 
 // The node's writable handle on the volume (leases, configuration). A test may make its writes land
-// late (migrate/test_hooks.h) once it holds its lease, to kill the node with a renewal in flight;
+// late (cluster/test_hooks.h) once it holds its lease, to kill the node with a renewal in flight;
 // `late` is then the device to arm.
 Result<std::unique_ptr<blockdev::Volume>> open_writable_volume(const std::string& path, blockdev::FileDevice*& late) {
   late = nullptr;
-  if (!migrate::node_late_writes_ms_from_env()) return blockdev::Volume::open(path, true);
+  if (!node_late_writes_ms_from_env()) return blockdev::Volume::open(path, true);
   auto dev = blockdev::FileDevice::open(path, blockdev::FileDevice::Mode::kReadWrite);
   if (!dev) return dev.status();
   late = dev->get();
@@ -114,7 +114,7 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
   n->observer_ = std::make_unique<LeaseObserver>(*n->obs_vol_, n->vol_->super().timings.dead);
   MINIHV_TRY(n->join_cluster());
   if (late_writes) {
-    const auto ms = *migrate::node_late_writes_ms_from_env();
+    const auto ms = *node_late_writes_ms_from_env();
     LOG_WARN("test hook: every write to the volume lands %llu ms late", static_cast<unsigned long long>(ms));
     late_writes->make_writes_late(std::chrono::milliseconds(ms));
   }

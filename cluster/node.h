@@ -34,6 +34,7 @@
 #include "cluster/observer.h"
 #include "cluster/thread_group.h"
 #include "cluster/vm_phase.h"
+#include "common/jsonl.h"
 #include "vmm/api.h"
 
 namespace minihv::cluster {
@@ -169,8 +170,8 @@ private:
   std::map<std::string, blockdev::LeaseSlot> disk_slots_;
   std::unique_ptr<LeaseObserver> observer_;
   std::unique_ptr<blockdev::LeaseKeeper> node_lease_;
-  std::unique_ptr<ApiServer> server_;
-  std::vector<std::unique_ptr<ApiServer>> migration_servers_;  // the same, on each migration network
+  std::unique_ptr<jsonl::Server> server_;
+  std::vector<std::unique_ptr<jsonl::Server>> migration_servers_;  // the same, on each migration network
   uint32_t host_id_ = 0;
   std::string uuid_;
 

@@ -1,27 +1,28 @@
 #include "cluster/rpc.h"
 
-#include "migrate/net.h"
-#include "migrate/transport.h"
+#include <algorithm>
+
+#include "common/net.h"
 
 namespace minihv::cluster {
 
-Result<std::unique_ptr<ApiServer>> serve_tcp(const std::string& host_port, ApiServer::Handler handler) {
-  auto ep = migrate::parse_endpoint(host_port);
+Result<std::unique_ptr<jsonl::Server>> serve_tcp(const std::string& host_port, jsonl::Handler handler) {
+  auto ep = net::parse_endpoint(host_port);
   if (!ep) return ep.status();
-  auto fd = migrate::net::listen_on(*ep);
+  auto fd = net::listen_on(*ep);
   if (!fd) return fd.status().context("listening on " + host_port);
-  return ApiServer::adopt(std::move(fd).value(), host_port, std::move(handler));
+  return jsonl::Server::serve(std::move(fd).value(), host_port, kNodeRpcLimits, std::move(handler));
 }
 
 Result<nlohmann::json> node_call(const std::string& host_port, const nlohmann::json& request,
                                  std::chrono::milliseconds timeout,
                                  const std::function<void(const nlohmann::json&)>& on_progress) {
-  auto ep = migrate::parse_endpoint(host_port);
+  auto ep = net::parse_endpoint(host_port);
   if (!ep) return ep.status();
-  auto fd = migrate::net::connect_to(*ep, std::min(timeout, std::chrono::milliseconds(3000)));
+  auto fd = net::connect_to(*ep, std::min(timeout, kNodeConnectTimeout));
   if (!fd) return fd.status().context("node " + host_port);
-  auto reply = api_call_fd(std::move(fd).value(), "node " + host_port, request, static_cast<int>(timeout.count()),
-                           on_progress);
+  const auto options = jsonl::CallOptions::with_silence(timeout);
+  auto reply = jsonl::call(fd->get(), "node " + host_port, request, options, on_progress);
   if (!reply) return reply.status();
   if (!reply->is_object()) return Status::error("node " + host_port + " sent a reply that is not an object");
   if (!reply->value("ok", false)) {

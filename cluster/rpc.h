@@ -1,5 +1,8 @@
-// cluster/rpc.h — how nodes and the `minihv cluster` CLI talk: the VM control socket's protocol
-// (one JSON object per line each way, progress lines in between) over TCP.
+// cluster/rpc.h — how nodes and the `minihv cluster` CLI talk: JSON lines (common/jsonl.h, the VM
+// control socket's protocol: one object per line each way, progress lines in between) over TCP.
+//
+// Owns: the node's network policy — how many peers at once, how long a silent peer keeps its
+// connection, how long a connect may take — and turning {"ok": false} replies into a Status.
 #pragma once
 
 #include <chrono>
@@ -9,16 +12,24 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/jsonl.h"
 #include "common/status.h"
-#include "vmm/api.h"
 
 namespace minihv::cluster {
 
+// A node serves the CLI and every other node; a peer silent this long between requests (a node
+// that died without closing) gives its slot back.
+inline constexpr jsonl::Limits kNodeRpcLimits{.max_line_bytes = jsonl::kDefaultMaxRequestBytes,
+                                              .read_timeout = std::chrono::seconds(60),
+                                              .max_connections = 64};
+inline constexpr std::chrono::milliseconds kNodeConnectTimeout{3000};  // at most; a call's own timeout if shorter
+
 // Serves `handler` on HOST:PORT (every request on its own thread).
-Result<std::unique_ptr<ApiServer>> serve_tcp(const std::string& host_port, ApiServer::Handler handler);
+Result<std::unique_ptr<jsonl::Server>> serve_tcp(const std::string& host_port, jsonl::Handler handler);
 
 // One request to a node; intermediate progress lines go to `on_progress`. A reply {"ok": false,
 // "error": E} becomes an error status with E (invalid-input when the reply says "invalid": true).
+// `timeout` is the longest silence (a progress line restarts it).
 Result<nlohmann::json> node_call(const std::string& host_port, const nlohmann::json& request,
                                  std::chrono::milliseconds timeout = std::chrono::seconds(10),
                                  const std::function<void(const nlohmann::json&)>& on_progress = {});

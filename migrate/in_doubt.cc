@@ -5,7 +5,7 @@
 #include <sys/socket.h>
 
 #include "common/log.h"
-#include "migrate/net.h"
+#include "common/net.h"
 
 namespace minihv::migrate {
 

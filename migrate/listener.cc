@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "common/log.h"
-#include "migrate/net.h"
+#include "common/net.h"
 #include "migrate/session_impl.h"
 
 namespace minihv::migrate {

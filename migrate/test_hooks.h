@@ -25,9 +25,7 @@
 // MINIHV_TEST_HOST_CPU_PROFILE=FILE: the destination compares the incoming VM's CPU profile with
 // this JSON profile instead of this host's CPUID (a test pretends to be an older processor).
 //
-// MINIHV_TEST_NODE_LATE_WRITES_MS=N: a `minihv node` makes every write to the volume through its
-// writable handle (its lease renewals among them) N ms late, from a child process that outlives a
-// kill -9 of the node (blockdev/file_device.h), so the write lands after the node died.
+// Read only at the hook points in migrate/ (a node's own hooks are cluster/test_hooks.h).
 #pragma once
 
 #include <cstdint>
@@ -46,6 +44,5 @@ bool refuse_commit_from_env();
 std::optional<uint64_t> witness_silent_ms_from_env();
 std::optional<std::string> host_cpu_profile_from_env();
 std::optional<std::string> out_of_order_from_env();
-std::optional<uint64_t> node_late_writes_ms_from_env();
 
 }  // namespace minihv::migrate

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <utility>
 
-#include "migrate/net.h"
+#include "common/net.h"
 #include "migrate/session_impl.h"
 #include "migrate/test_hooks.h"
 

@@ -47,20 +47,16 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "common/net.h"
 #include "common/status.h"
 #include "migrate/frames.h"
 
 namespace minihv::migrate {
 
-struct Endpoint {
-  std::string host;   // name or address; "[::1]" brackets are stripped
-  uint16_t port = 0;
-  std::string text() const;  // "host:port"
-};
-// "host:port" or "[v6addr]:port"; port 0 is allowed for listen (tests pick a free port).
-Result<Endpoint> parse_endpoint(std::string_view host_port);
-// "a:1,b:2" (the --to flag), in order.
-Result<std::vector<Endpoint>> parse_endpoint_list(std::string_view comma_separated);
+// Endpoints are common/net.h's; a migration names them as its own.
+using net::Endpoint;
+using net::parse_endpoint;
+using net::parse_endpoint_list;
 
 struct TransportOptions {
   uint16_t streams = 1;                              // 1 ..= kMaxStreams (the sender's choice)

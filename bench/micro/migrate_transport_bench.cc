@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "migrate/codec.h"
-#include "migrate/net.h"
+#include "common/net.h"
 #include "migrate/transport.h"
 
 namespace minihv::migrate {

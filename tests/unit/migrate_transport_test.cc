@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "migrate/codec.h"
-#include "migrate/net.h"
+#include "common/net.h"
 #include "migrate/wire.h"
 #include "tests/unit/migrate_test_util.h"
 

@@ -1,4 +1,4 @@
-#include "migrate/net.h"
+#include "common/net.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -8,9 +8,10 @@
 #include <sys/socket.h>
 
 #include <charconv>
+#include <cstring>
 #include <memory>
 
-namespace minihv::migrate {
+namespace minihv::net {
 
 std::string Endpoint::text() const {
   bool v6 = host.find(':') != std::string::npos;
@@ -46,14 +47,14 @@ Result<std::vector<Endpoint>> parse_endpoint_list(std::string_view list) {
   return out;
 }
 
-namespace net {
-
 namespace {
 
 struct AddrInfoDeleter {
   void operator()(addrinfo* a) const { freeaddrinfo(a); }
 };
 using AddrInfo = std::unique_ptr<addrinfo, AddrInfoDeleter>;
+
+constexpr int kBacklog = 64;  // connections the kernel queues before accept
 
 Result<AddrInfo> resolve(const Endpoint& ep, bool passive) {
   addrinfo hints{};
@@ -119,7 +120,7 @@ Result<UniqueFd> listen_on(const Endpoint& ep) {
       last = Status::from_errno("bind " + ep.text());
       continue;
     }
-    if (::listen(fd.get(), 64) != 0) {
+    if (::listen(fd.get(), kBacklog) != 0) {
       last = Status::from_errno("listen " + ep.text());
       continue;
     }
@@ -145,5 +146,35 @@ uint16_t local_port(int fd) {
   return 0;
 }
 
-}  // namespace net
-}  // namespace minihv::migrate
+Result<sockaddr_un> unix_address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path)
+    return Status::invalid("socket path '" + path + "' is empty or longer than " +
+                           std::to_string(sizeof addr.sun_path - 1) + " bytes");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+Result<UniqueFd> connect_unix(const std::string& path, const std::string& what) {
+  auto addr = unix_address(path);
+  if (!addr) return addr.status();
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Status::from_errno("socket");
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) < 0)
+    return Status::from_errno("cannot reach " + what + " " + path);
+  return fd;
+}
+
+Status send_all(int fd, std::string_view bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::from_errno("socket write");
+    off += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+}  // namespace minihv::net

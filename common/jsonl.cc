@@ -1,0 +1,223 @@
+#include "common/jsonl.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/net.h"
+
+namespace minihv::jsonl {
+
+namespace {
+
+constexpr size_t kReadChunk = 4096;
+
+enum class Ready { kData, kTimeout, kStopped };
+
+// Waits for `fd` to be readable, at most `timeout` (nullopt: for ever), or for `stop_fd` (-1: none).
+Ready wait_readable(int fd, std::optional<std::chrono::milliseconds> timeout, int stop_fd) {
+  for (;;) {
+    pollfd fds[2] = {{fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+    const int rc = ::poll(fds, stop_fd >= 0 ? 2 : 1, timeout ? static_cast<int>(timeout->count()) : -1);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc == 0) return Ready::kTimeout;
+    if (rc > 0 && stop_fd >= 0 && fds[1].revents) return Ready::kStopped;
+    return Ready::kData;  // readable, hung up, or an error the read will report
+  }
+}
+
+std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
+
+}  // namespace
+
+// --- lines --------------------------------------------------------------------------------------
+
+bool LineReader::take_line(std::string& line) {
+  const size_t nl = buf_.find('\n', scanned_);
+  if (nl == std::string::npos) {
+    scanned_ = buf_.size();
+    return false;
+  }
+  line.assign(buf_, 0, nl);
+  buf_.erase(0, nl + 1);
+  scanned_ = 0;
+  return true;
+}
+
+LineReader::Got LineReader::next(int fd, std::string& line, std::optional<std::chrono::milliseconds> timeout,
+                                 int stop_fd) {
+  char chunk[kReadChunk];
+  for (;;) {
+    if (take_line(line)) return line.size() > max_line_ ? Got::kTooLong : Got::kLine;
+    if (buf_.size() > max_line_) return Got::kTooLong;  // no '\n' within the limit: never grow past it
+    switch (wait_readable(fd, timeout, stop_fd)) {
+      case Ready::kTimeout: return Got::kTimeout;
+      case Ready::kStopped: return Got::kStopped;
+      case Ready::kData: break;
+    }
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Got::kClosed;
+    buf_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+Status write_line(int fd, const Json& j) { return net::send_all(fd, j.dump() + "\n"); }
+
+Json error_line(const std::string& message) { return {{"ok", false}, {"error", message}}; }
+
+// --- server -------------------------------------------------------------------------------------
+
+Server::Server(std::string name, Limits limits, Handler handler, StreamCommands streams)
+    : name_(std::move(name)), limits_(limits), handler_(std::move(handler)), streams_(std::move(streams)) {}
+
+Result<std::unique_ptr<Server>> Server::serve(UniqueFd listening, std::string name, Limits limits, Handler handler,
+                                              StreamCommands streams) {
+  std::unique_ptr<Server> s(new Server(std::move(name), limits, std::move(handler), std::move(streams)));
+  s->listen_fd_ = std::move(listening);
+  s->stop_fd_.reset(::eventfd(0, EFD_CLOEXEC));
+  if (!s->stop_fd_.valid()) return Status::from_errno("eventfd");
+  s->accept_thread_ = std::thread([raw = s.get()] { raw->accept_loop(); });
+  return s;
+}
+
+Server::~Server() {
+  if (accept_thread_.joinable()) {
+    uint64_t one = 1;
+    (void)!::write(stop_fd_.get(), &one, sizeof one);  // stays readable: every client sees it too
+    accept_thread_.join();
+  }
+  std::lock_guard lock(clients_mu_);
+  for (auto& c : clients_) c.thread.join();
+}
+
+void Server::accept_loop() {
+  pthread_setname_np(pthread_self(), "api");  // its client threads inherit the name
+  for (;;) {
+    pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) continue;
+    if (fds[1].revents) return;
+    if (!(fds[0].revents & POLLIN)) continue;
+    UniqueFd client(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (client.valid()) admit(std::move(client));
+  }
+}
+
+// Gives `client` its own thread, or refuses it when the server already has its limit.
+void Server::admit(UniqueFd client) {
+  if (active_clients_.load() >= limits_.max_connections) {
+    (void)write_line(client.get(), error_line("too many control clients"));
+    return;
+  }
+  active_clients_.fetch_add(1);
+  std::lock_guard lock(clients_mu_);
+  reap_finished_clients();
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  clients_.push_back({std::thread([this, done, fd = std::move(client)] {
+                        serve_client(fd.get());
+                        active_clients_.fetch_sub(1);
+                        done->store(true);
+                      }),
+                      done});
+}
+
+// A long-lived server (a cluster node) sees many short clients: join the ones that have ended.
+void Server::reap_finished_clients() {
+  std::erase_if(clients_, [](Client& c) {
+    if (!c.done->load()) return false;
+    c.thread.join();
+    return true;
+  });
+}
+
+// Serves one client, on its own thread, until it hangs up, breaks a limit or the server stops.
+void Server::serve_client(int fd) {
+  const Progress progress = [fd](const Json& line) {
+    Json l = line;
+    l["progress"] = true;
+    (void)write_line(fd, l);
+  };
+  LineReader reader(limits_.max_line_bytes);
+  for (std::string line;;) {
+    switch (reader.next(fd, line, limits_.read_timeout, stop_fd_.get())) {
+      case LineReader::Got::kLine: break;
+      case LineReader::Got::kTooLong:
+        (void)write_line(fd, error_line("request line too long (the limit is " +
+                                        std::to_string(limits_.max_line_bytes) + " bytes)"));
+        return;
+      case LineReader::Got::kTimeout:
+        if (!reader.rest().empty())
+          (void)write_line(fd, error_line("no end of line within " + ms_text(*limits_.read_timeout)));
+        return;
+      case LineReader::Got::kClosed:
+      case LineReader::Got::kStopped: return;
+    }
+    if (!answer_line(fd, line, reader, progress)) return;
+  }
+}
+
+// Answers one request line; false when the connection is over (a stream ended, or a write failed).
+bool Server::answer_line(int fd, const std::string& line, const LineReader& reader, const Progress& progress) {
+  const Json req = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+  const auto stream = req.is_object() && req.contains("cmd") && req["cmd"].is_string()
+                          ? streams_.find(req["cmd"].get<std::string>())
+                          : streams_.end();
+  if (stream == streams_.end()) return write_line(fd, answer(req, progress)).is_ok();
+  auto opened = stream->second(req);
+  if (!opened) return write_line(fd, error_line(opened.message())).is_ok();
+  if (!write_line(fd, {{"ok", true}, {"stream", true}})) return false;
+  (*opened)(fd, stop_fd_.get(), reader.rest());  // the connection is the stream's until it ends
+  return false;
+}
+
+Json Server::answer(const Json& req, const Progress& progress) {
+  if (req.is_discarded() || !req.is_object()) return error_line("request is not a JSON object");
+  try {
+    return handler_(req, progress);
+  } catch (const std::exception& e) {  // a request the handler did not expect: refuse it, live on
+    return error_line(std::string("malformed request: ") + e.what());
+  }
+}
+
+// --- client -------------------------------------------------------------------------------------
+
+namespace {
+
+// How long the next read may wait: the silence allowed, cut short by the deadline.
+std::chrono::milliseconds next_wait(const CallOptions& o) {
+  if (!o.deadline) return o.silence;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*o.deadline - std::chrono::steady_clock::now());
+  return std::clamp(left, std::chrono::milliseconds(0), o.silence);
+}
+
+}  // namespace
+
+Result<Json> call(int fd, const std::string& peer, const Json& request, const CallOptions& o,
+                  const Progress& on_progress, std::string* after) {
+  MINIHV_TRY(write_line(fd, request));
+  LineReader reader(o.max_line_bytes);
+  for (std::string line;;) {
+    const auto wait = next_wait(o);
+    switch (reader.next(fd, line, wait)) {
+      case LineReader::Got::kLine: break;
+      case LineReader::Got::kTooLong:
+        return Status::error(peer + " sent a reply line over " + std::to_string(o.max_line_bytes) + " bytes");
+      case LineReader::Got::kTimeout: return Status::error("no reply from " + peer + " within " + ms_text(wait));
+      case LineReader::Got::kClosed:
+      case LineReader::Got::kStopped: return Status::error(peer + " closed the connection without replying");
+    }
+    auto reply = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (reply.is_discarded()) return Status::error(peer + " sent a reply that is not JSON");
+    if (!reply.is_object() || !reply.value("progress", false)) {
+      if (after) *after = reader.rest();
+      return reply;
+    }
+    if (on_progress) on_progress(reply);
+  }
+}
+
+}  // namespace minihv::jsonl
