@@ -19,6 +19,11 @@ survivors, so every drill of series B adds its VMs afresh and removes them after
 (`cluster vm stop`, `cluster vm rm`). The victim rotates over n1..n3. No further drill of a size
 starts once that size has taken --size-budget-s (default 600 s; the table says how many ran).
 
+Series M (--moves N, default 10): one VM like series A's, moved live back and forth between two
+nodes with `minihv cluster move VM --to NODE --json` (its leases follow it); per move the CLI's
+total, the lease hand-over and the migration's downtime, and afterwards the VM must run on the
+destination with new heartbeats and nowhere else.
+
 Per drill, from the drill's JSON (all times from the moment the CLI sent "die"):
   detection        dead_since of the killed node, as a survivor saw it (detected_ms)
   lease takeover   the VM's leases taken on its new node (leased_ms; the largest of the drill's VMs)
@@ -414,6 +419,46 @@ def series_a(cl, a):
     return drills
 
 
+def series_m(cl, a):
+    names = ["m1"]
+    cl.add_vm("m1", "disk", A_MEM, disk="d1")
+    moves = []
+    for i in range(a.moves):
+        node, _ = ensure_running(cl, a, f"M {i + 1} before", names, beats=2)["m1"]
+        to = NODES[(NODES.index(node) + 1) % len(NODES)]
+        r = cl.cli("move", "m1", "--to", to, "--json", check=False, timeout=DRILL_TIMEOUT_S)
+        try:
+            rep = json.loads(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            rep = {"error": r.stderr.strip()}
+        mig = rep.get("migration", {})
+        move = {"from": node, "to": to, "rc": r.returncode, "total_ms": rep.get("total_ms"),
+                "handoff_ms": rep.get("handoff_ms"), "downtime_ms": mig.get("downtime_ms"),
+                "ok": r.returncode == 0}
+        if move["ok"]:
+            try:
+                cl.wait_running(names, on=to, beats=2, timeout=30)
+            except Exception as e:  # noqa: BLE001 - the benchmark reports it as a failed move
+                move["ok"], move["error"] = False, str(e)
+            if cl.double_runs(names):
+                move["ok"], move["double_running"] = False, True
+        else:
+            move["error"] = rep.get("error") or r.stderr.strip()
+        log(f"M {i + 1}/{a.moves}: {node} -> {to}: {move}")
+        moves.append(move)
+    cl.remove_vm("m1")
+    return moves
+
+
+def move_table(moves):
+    good = [m for m in moves if m["ok"]]
+    return "\n".join(["| series | moves | failed | total ms | lease hand-over ms | downtime ms |",
+                      "|---|---|---|---|---|---|",
+                      f"| M: live move, disk VM, 64 MiB | {len(moves)} | {len(moves) - len(good)} | "
+                      f"{cell([m['total_ms'] for m in good])} | {cell([m['handoff_ms'] for m in good])} | "
+                      f"{cell([m['downtime_ms'] for m in good])} |"])
+
+
 def series_b(cl, a, size, drills_wanted, k0):
     names = [f"b{size}-{j}" for j in range(size)]
     drills = []
@@ -495,6 +540,7 @@ def main():
     ap.add_argument("--scale-drills", type=int, default=3, help="series B: drills per size")
     ap.add_argument("--size-budget-s", type=float, default=600,
                     help="series B: start no further drill of a size after this long (0: no limit)")
+    ap.add_argument("--moves", type=int, default=10, help="series M: live moves of one disk VM")
     ap.add_argument("--build", default="build")
     ap.add_argument("--json", default="", help="write every drill's report and the summary here")
     ap.add_argument("--keep-failed", default="", help="copy a failed drill's logs and consoles here")
@@ -520,8 +566,9 @@ def main():
     log(f"cluster in {d}: {cl.listen}")
     cl.create()
     settle(cl, a, "start")
-    results = {"A": [], "B": {}}
+    results = {"A": [], "B": {}, "M": []}
     try:
+        results["M"] = series_m(cl, a) if a.moves > 0 else []
         results["A"] = series_a(cl, a) if a.drills > 0 else []
         for k, size in enumerate(sizes):
             results["B"][size] = series_b(cl, a, size, a.scale_drills, k)
@@ -548,7 +595,10 @@ def main():
     print("times in ms from the kill, min / median / max over the drills that passed; "
           "series B: the slowest VM of each drill\n")
     print(table(groups))
-    failed = [d_ for _, _, ds in groups for d_ in ds if not d_["ok"]]
+    if results["M"]:
+        print("\nlive moves: times in ms, min / median / max over the moves that passed\n")
+        print(move_table(results["M"]))
+    failed = [d_ for _, _, ds in groups for d_ in ds if not d_["ok"]] + [m for m in results["M"] if not m["ok"]]
     for f in failed:
         print(f"FAILED: {json.dumps(f)}")
     for n, lines in results["node_errors"].items():

@@ -24,6 +24,7 @@ struct MigrateOptions {
   uint64_t downtime_ms = migrate::kDefaultDowntimeMs;
   double max_time = migrate::kDefaultMaxSeconds;
   bool verify = false, json = false, no_zero_copy = false;
+  uint64_t max_bandwidth_mib = 0;  // MiB/s, 0: no limit
 };
 
 void print_progress(const nlohmann::json& p) {
@@ -114,7 +115,8 @@ int run_migrate(const MigrateOptions& o) {
   nlohmann::json req = {{"cmd", "migrate"},           {"to", o.to},
                         {"streams", o.streams},       {"compress", o.compress},
                         {"downtime_ms", o.downtime_ms}, {"max_time_s", o.max_time},
-                        {"verify", o.verify},         {"zero_copy", !o.no_zero_copy}};
+                        {"verify", o.verify},         {"zero_copy", !o.no_zero_copy},
+                        {"max_bandwidth", o.max_bandwidth_mib << 20}};
   // A migration reports at least once per round; a silence this long means the VMM is stuck.
   constexpr int kSilenceMs = 600'000;
   auto reply = api_call(o.api, req, kSilenceMs, [&](const nlohmann::json& p) {
@@ -148,6 +150,7 @@ nlohmann::json MigrationControl::migrate(Vm& vm, const nlohmann::json& req, cons
   o.max_seconds = req.value("max_time_s", migrate::kDefaultMaxSeconds);
   o.verify = req.value("verify", false);
   o.zero_copy = req.value("zero_copy", true);
+  o.max_bandwidth = req.value("max_bandwidth", uint64_t{0});
   if (vm.state() != VmState::kRunning) return {{"ok", false}, {"error", std::string("the VM is ") + to_string(vm.state())}};
   migrate::Summary s = migrate::migrate_out(vm, o, progress);
   nlohmann::json r = s.to_json();
@@ -230,6 +233,9 @@ Command add_migrate_command(CLI::App& app) {
   m->add_option("--compress", o->compress, "auto, lz4 or none")->capture_default_str();
   m->add_option("--downtime-ms", o->downtime_ms, "Switch over when the rest fits in this")->capture_default_str();
   m->add_option("--max-time", o->max_time, "Give up after this many seconds (the VM stays)")->capture_default_str();
+  m->add_option("--max-bandwidth", o->max_bandwidth_mib,
+                "Send at most this many MiB/s over all streams until the VM pauses (0: no limit)")
+      ->capture_default_str();
   m->add_flag("--verify", o->verify, "Compare whole-memory xxh3 digests on both sides");
   m->add_flag("--no-zero-copy", o->no_zero_copy,
               "Copy every raw page into the batches instead of sending it from guest memory");

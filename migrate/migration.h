@@ -41,6 +41,7 @@ struct SourceOptions {
   double max_seconds = kDefaultMaxSeconds;
   bool verify = false;             // whole-memory xxh3 digests compared on both sides
   bool zero_copy = true;           // raw pages sent from guest memory (EncoderOptions::zero_copy)
+  uint64_t max_bandwidth = 0;      // bytes/s over all streams before the pause (0: as fast as it goes)
 };
 
 // Where the pause went (ms from the pause), so a slow switchover can be read, not guessed.

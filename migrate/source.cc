@@ -68,12 +68,35 @@ uint64_t ms_since(Clock::time_point t) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
 }
 
+// --max-bandwidth: one stream's share of the limit. After each frame the stream sleeps until its
+// bytes of this round could have gone at that rate; the final round (VM paused) goes at full speed.
+class Pacer {
+public:
+  explicit Pacer(double bytes_per_second) : rate_(bytes_per_second) {}
+
+  void sent(uint64_t bytes) {
+    if (rate_ <= 0 || off_) return;
+    if (due_ == 0) start_ = Clock::now();
+    due_ += static_cast<double>(bytes) / rate_;
+    std::this_thread::sleep_until(start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(due_)));
+  }
+  void round_done() { due_ = 0; }  // the time between rounds is no credit for the next
+  void set_off(bool off) { off_ = off; }
+
+private:
+  const double rate_;
+  bool off_ = false;
+  double due_ = 0;  // seconds this round's bytes take at the rate
+  Clock::time_point start_{};
+};
+
 // One stream's share of the pages, on that stream's worker thread: encodes them into batches and
 // sends full ones. A page always goes on stream_for_page(gpa), so its copies stay in order.
 class StreamSender {
 public:
   StreamSender(Session& session, uint16_t stream, const SourceOptions& o, PageHashTable& hashes)
-      : session_(session), stream_(stream), enc_(encoder_options(o), &hashes, &chooser_) {}
+      : session_(session), stream_(stream), enc_(encoder_options(o), &hashes, &chooser_),
+        pacer_(static_cast<double>(o.max_bandwidth) / std::max<uint16_t>(o.streams, 1)) {}
 
   // `page` null: a page known to be zero (untouched), not read.
   Status send(uint64_t gpa, const uint8_t* page) {
@@ -88,11 +111,15 @@ public:
   Status finish() {
     if (!enc_.empty()) MINIHV_TRY(ship(enc_.take_frame()));
     if (!enc_.raw_empty()) MINIHV_TRY(ship(enc_.take_raw_frame()));
+    pacer_.round_done();
     return session_.flush_stream(stream_);
   }
 
   // Set by the migration thread between rounds (see PageBatchEncoder).
-  void set_paused(bool paused) { enc_.set_paused(paused); }
+  void set_paused(bool paused) {
+    enc_.set_paused(paused);
+    pacer_.set_off(paused);
+  }
   void set_hash_unchanged(bool on) { enc_.set_hash_unchanged(on); }
   const CodecStats& stats() const { return enc_.stats(); }
 
@@ -106,7 +133,9 @@ private:
 
   Status ship(Frame f) {
     session_.count_pages(stream_, f.pages);
+    const uint64_t wire_bytes = f.wire_size();
     MINIHV_TRY(session_.send(stream_, std::move(f)));
+    pacer_.sent(wire_bytes);
     // `--compress auto` weighs this stream's share of the link against its own codec.
     if (++shipped_ % kLinkSampleEvery == 0) {
       auto [bytes, seconds] = session_.take_link_sample(stream_);
@@ -121,6 +150,7 @@ private:
   const uint16_t stream_;
   CompressionChooser chooser_;
   PageBatchEncoder enc_;
+  Pacer pacer_;
   uint64_t shipped_ = 0;
 };
 
