@@ -35,8 +35,8 @@ Status DirtyLog::enable_ring(int vm_fd) {
 
 Status DirtyLog::enable(int vm_fd, DirtyLogMode mode, bool hardware_kvm) {
   vm_fd_ = vm_fd;
-  const size_t want = kRingEntries * sizeof(kvm_dirty_gfn);
   if (mode == DirtyLogMode::kRing) {
+    const size_t want = kRingEntries * sizeof(kvm_dirty_gfn);
     if (!hardware_kvm)
       return Status::invalid("--dirty-log ring needs hardware KVM (VT-x or AMD-V): a software KVM such as PVM "
                              "loses ring entries when guest kernel code writes memory with the ring full");
@@ -46,8 +46,7 @@ Status DirtyLog::enable(int vm_fd, DirtyLogMode mode, bool hardware_kvm) {
                              " bytes (KVM_CAP_DIRTY_LOG_RING: " + std::to_string(max) + ")");
     return enable_ring(vm_fd);
   }
-  if (mode == DirtyLogMode::kAuto && hardware_kvm && ring_offered(vm_fd) >= want) return enable_ring(vm_fd);
-  return enable_bitmap(vm_fd);
+  return enable_bitmap(vm_fd);  // kAuto too: see dirty_log.h
 }
 
 Status DirtyLog::enable_bitmap(int vm_fd) {

@@ -5,8 +5,9 @@
 // then OR GuestMemory's device bitmap). Falls back to plain KVM_GET_DIRTY_LOG (which clears as it
 // reads) without MANUAL_PROTECT2. Or KVM's dirty ring (KVM_CAP_DIRTY_LOG_RING): each vCPU pushes
 // the pages it writes to a ring mapped here; a harvest collects every ring and resets them. The
-// ring only on hardware KVM (PVM loses entries or livelocks when guest ring-0 code writes with the
-// ring full): kAuto takes it there when KVM offers it, the bitmap elsewhere (docs/vm-state.md).
+// ring only when asked (kRing) and only on hardware KVM (PVM loses entries or livelocks when guest
+// ring-0 code writes with the ring full). kAuto is the bitmap, exact everywhere: as the default,
+// one CI run of the ring stalled a two-stream migration in the hw lane (docs/vm-state.md).
 // Must not know: migration, what the caller does with the bits.
 #pragma once
 
