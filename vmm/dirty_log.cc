@@ -17,39 +17,27 @@ const char* to_string(DirtyLogMode m) {
   return "?";
 }
 
-size_t DirtyLog::ring_offered(int vm_fd) {
-  // The capability answers with the largest ring in bytes (0: none).
-  const int max = kvm_ioctl(vm_fd, KVM_CHECK_EXTENSION, static_cast<unsigned long>(KVM_CAP_DIRTY_LOG_RING));
-  return max > 0 ? static_cast<size_t>(max) : 0;
-}
-
-Status DirtyLog::enable_ring(int vm_fd) {
-  kvm_enable_cap cap{};
-  cap.cap = KVM_CAP_DIRTY_LOG_RING;
-  cap.args[0] = kRingEntries * sizeof(kvm_dirty_gfn);
-  int rc = kvm_ioctl(vm_fd, KVM_ENABLE_CAP, &cap);
-  if (rc < 0) return kvm_error("KVM_ENABLE_CAP DIRTY_LOG_RING", rc);
-  ring_entries_ = kRingEntries;
-  return Status::ok();
-}
-
 Status DirtyLog::enable(int vm_fd, DirtyLogMode mode, bool hardware_kvm) {
   vm_fd_ = vm_fd;
   if (mode == DirtyLogMode::kRing) {
-    const size_t want = kRingEntries * sizeof(kvm_dirty_gfn);
     if (!hardware_kvm)
       return Status::invalid("--dirty-log ring needs hardware KVM (VT-x or AMD-V): a software KVM such as PVM "
                              "loses ring entries when guest kernel code writes memory with the ring full");
-    const size_t max = ring_offered(vm_fd);
-    if (max < want)
-      return Status::invalid("--dirty-log ring: this KVM has no dirty ring of " + std::to_string(want) +
-                             " bytes (KVM_CAP_DIRTY_LOG_RING: " + std::to_string(max) + ")");
-    return enable_ring(vm_fd);
+    // The capability answers with the largest ring in bytes (0: none).
+    const int max = kvm_ioctl(vm_fd, KVM_CHECK_EXTENSION, static_cast<unsigned long>(KVM_CAP_DIRTY_LOG_RING));
+    const size_t want = kRingEntries * sizeof(kvm_dirty_gfn);
+    if (max > 0 && static_cast<size_t>(max) >= want) {
+      kvm_enable_cap cap{};
+      cap.cap = KVM_CAP_DIRTY_LOG_RING;
+      cap.args[0] = want;
+      int rc = kvm_ioctl(vm_fd, KVM_ENABLE_CAP, &cap);
+      if (rc < 0) return kvm_error("KVM_ENABLE_CAP DIRTY_LOG_RING", rc);
+      ring_entries_ = kRingEntries;
+      return Status::ok();
+    }
+    return Status::invalid("--dirty-log ring: this KVM has no dirty ring of " + std::to_string(want) +
+                           " bytes (KVM_CAP_DIRTY_LOG_RING: " + std::to_string(max) + ")");
   }
-  return enable_bitmap(vm_fd);  // kAuto too: see dirty_log.h
-}
-
-Status DirtyLog::enable_bitmap(int vm_fd) {
   // The capability answers with the flags it supports (MANUAL_PROTECT_ENABLE | INITIALLY_SET).
   const int supported = kvm_ioctl(vm_fd, KVM_CHECK_EXTENSION, static_cast<unsigned long>(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2));
   if (supported <= 0 || !(supported & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) return Status::ok();  // plain GET

@@ -65,10 +65,6 @@ public:
   static size_t bitmap_words(const GuestMemory& mem, size_t region);
 
 private:
-  static size_t ring_offered(int vm_fd);  // the largest ring this KVM makes, in bytes (0: none)
-  Status enable_ring(int vm_fd);
-  Status enable_bitmap(int vm_fd);  // MANUAL_PROTECT2 (with INITIALLY_SET) where offered, else plain GET
-
   struct Ring {
     kvm_dirty_gfn* entries;
     uint32_t fetch = 0;  // next entry to read; KVM's producer index is not visible
