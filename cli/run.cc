@@ -21,6 +21,7 @@
 #include "migrate/migration.h"
 #include "vmm/api.h"
 #include "vmm/control.h"
+#include "vmm/events.h"
 #include "vmm/fence_watch.h"
 #include "vmm/registry.h"
 #include "vmm/vm.h"
@@ -110,39 +111,70 @@ std::optional<registry::Registration> register_vm(const RunOptions& o, bool inco
   return std::move(reg).value();
 }
 
+// How this run ends: its errors go to stderr and, with the exit status and the VM's own reason,
+// into the control socket's last event ("ended", vmm/events.h), which is what a node reads.
+class Ending {
+public:
+  explicit Ending(VmEvents& events) : events_(events) {}
+  // Says `why` on stderr, keeps it for the "ended" event and returns `rc`.
+  int fail(int rc, const std::string& why) {
+    std::fprintf(stderr, "minihv: error: %s\n", why.c_str());
+    why_ = "error";
+    error_ = why;
+    return rc;
+  }
+  int stopped() {
+    why_ = "stopped";
+    return kExitOk;
+  }
+  // The VM ran and returned `rc`: its own reason.
+  int ran(const Vm& vm, int rc) {
+    const auto [why, message] = vm.ending();
+    why_ = to_string(why);
+    if (why == VmEnd::kError || why == VmEnd::kGuestCrash || why == VmEnd::kReboot) error_ = message;
+    return rc;
+  }
+  void finish(int rc) { events_.finish({{"event", "ended"}, {"exit", rc}, {"why", why_}, {"error", error_}}); }
+
+private:
+  VmEvents& events_;
+  std::string why_ = "error", error_;
+};
+
 // Waits for the migrating VM and takes it over. Returns -1 when it runs here now, else the exit
 // status (0 when a stop ended the wait).
 int receive(Vm& vm, const migrate::Endpoint& where, IncomingWait& wait,
-            std::unique_ptr<migrate::CommitWitness>& witness) {
+            std::unique_ptr<migrate::CommitWitness>& witness, VmEvents& events, Ending& ending) {
   migrate::DestinationOptions options{where};
   options.cancel_fd = wait.cancel_fd();
-  auto st = migrate::migrate_in(vm, options, [&wait](const nlohmann::json& p) {
+  auto st = migrate::migrate_in(vm, options, [&wait, &events](const nlohmann::json& p) {
     wait.on_progress(p);
-    if (p.value("event", "") == "listening")
+    if (p.value("event", "") == "listening") {
       std::fprintf(stderr, "minihv: waiting for a migrating VM on %s\n", p.value("address", "").c_str());
-    else
+      events.publish({{"event", "listening"}, {"address", p.value("address", "")}});
+    } else {
       LOG_INFO("incoming: %s", p.dump().c_str());
+      events.publish({{"event", "incoming"}, {"progress", p}});
+    }
   });
   if (!st && wait.cancelled()) {
     std::fprintf(stderr, "minihv: stopped while waiting for a migrating VM\n");
-    return kExitOk;
+    return ending.stopped();
   }
-  if (!st) {
-    std::fprintf(stderr, "minihv: error: incoming migration failed: %s\n", st.message().c_str());
-    return st.status().is_invalid_input() ? kExitUsage : kExitFailure;
-  }
+  if (!st)
+    return ending.fail(st.status().is_invalid_input() ? kExitUsage : kExitFailure,
+                       "incoming migration failed: " + st.message());
   witness = std::move(st).value();
   // The source releases the disks' leases once it has the ACK (or, when the ACK was lost, once
   // it has asked our witness: up to 10 s + 2 s per target, twice); one that died instead loses
   // them after the volume's dead timeout. kLeaseHandOff outlasts all of these; a source that
   // keeps the leases (it settled a lost ACK by resuming) makes us give up here, never run.
   constexpr auto kLeaseHandOff = std::chrono::seconds(60);
-  if (Status lease = vm.acquire_disk_leases(kLeaseHandOff); !lease) {
-    std::fprintf(stderr, "minihv: error: incoming migration: %s\n", lease.message().c_str());
-    return kExitFailure;
-  }
+  if (Status lease = vm.acquire_disk_leases(kLeaseHandOff); !lease)
+    return ending.fail(kExitFailure, "incoming migration: " + lease.message());
   wait.arrived();
   std::fprintf(stderr, "minihv: incoming migration complete: the VM runs here\n");
+  events.publish({{"event", "arrived"}});
   return -1;
 }
 
@@ -196,22 +228,21 @@ int check_options(RunOptions& o, std::optional<migrate::Endpoint>& incoming) {
 
 // Receives an incoming VM, waits for a cluster VM's fence, then runs the VM until it ends.
 int run_here(const RunOptions& o, Vm& vm, const std::optional<migrate::Endpoint>& incoming, IncomingWait* wait,
-             std::optional<registry::Registration>& registration) {
+             std::optional<registry::Registration>& registration, VmEvents& events, Ending& ending) {
   // An incoming VM's proof of COMMIT, kept for as long as the VM runs (migrate/in_doubt.h).
   std::unique_ptr<migrate::CommitWitness> witness;
   if (incoming) {
-    if (int rc = receive(vm, *incoming, *wait, witness); rc >= 0) return rc;
+    if (int rc = receive(vm, *incoming, *wait, witness, events, ending); rc >= 0) return rc;
     if (registration) (void)registration->set_running(vm.configured_mem_bytes(), vm.configured_cpus());
   }
-  if (o.vm.fence && !wait_for_fence_open(*o.vm.fence, kFenceOpenBackstop)) {
-    std::fprintf(stderr, "minihv: error: the node never handed this VM its leases\n");
-    return kExitFailure;
-  }
+  if (o.vm.fence && !wait_for_fence_open(*o.vm.fence, kFenceOpenBackstop))
+    return ending.fail(kExitFailure, "the node never handed this VM its leases");
   // A cluster VM ends the moment its node's leases on it are not current (vmm/fence_watch.h).
   std::optional<FenceWatch> fence_watch;
   if (o.vm.fence) fence_watch.emplace(o.vm.fence, [&vm](VmEnd why, const std::string& message) { vm.end(why, message); });
   warn_if_advisory(vm.guest_cpuid());
-  return vm.run();
+  events.publish({{"event", "running"}});
+  return ending.ran(vm, vm.run());
 }
 
 int run(RunOptions& o) {
@@ -233,8 +264,11 @@ int run(RunOptions& o) {
     wait = std::move(w).value();
   }
   MigrationControl migration;
-  // The socket answers from here on: an incoming VM's wait too (status, stop, console).
+  VmEvents events;  // before the socket that streams them
+  Ending ending(events);
+  // The socket answers from here on: an incoming VM's wait too (status, stop, console, events).
   ApiServer::StreamCommands streams = stream_commands(**vm);
+  streams.emplace("events", events.opener());
   VmControl control(ControlledVm::of(**vm), command_names(streams), migration_plugin(**vm, migration, wait.get()));
   std::unique_ptr<ApiServer> api;
   if (!o.api.empty()) {
@@ -265,7 +299,9 @@ int run(RunOptions& o) {
   }
   signals.watch(stop);
   WatchScope watching(signals);
-  return run_here(o, **vm, incoming, wait.get(), registration);
+  const int rc = run_here(o, **vm, incoming, wait.get(), registration, events, ending);
+  ending.finish(rc);
+  return rc;
 }
 
 }  // namespace

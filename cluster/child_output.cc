@@ -1,6 +1,5 @@
 #include "cluster/child_output.h"
 
-#include <cctype>
 #include <charconv>
 
 namespace minihv::cluster {
@@ -19,10 +18,6 @@ long field(std::string_view s, std::string_view key) {
 
 bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
-constexpr std::string_view kListening = "waiting for a migrating VM on ";
-constexpr std::string_view kArrived = "incoming migration complete";
-constexpr std::string_view kError = "minihv: error: ";
-
 }  // namespace
 
 ConsoleFact parse_console_line(std::string_view line) {
@@ -40,29 +35,17 @@ ConsoleFact parse_console_line(std::string_view line) {
   return f;
 }
 
-LogFact parse_log_line(std::string_view line) {
-  if (const size_t at = line.find(kListening); at != std::string_view::npos) {
-    std::string_view rest = line.substr(at + kListening.size());
-    size_t n = 0;
-    while (n < rest.size() && !std::isspace(static_cast<unsigned char>(rest[n]))) ++n;
-    if (n > 0) return {LogFact::kListening, std::string(rest.substr(0, n))};
-  }
-  if (starts_with(line, kError)) return {LogFact::kError, std::string(line.substr(kError.size(), kMaxErrorText))};
-  if (line.find(kArrived) != std::string_view::npos) return {LogFact::kArrived, {}};
-  return {};
-}
-
 std::vector<std::string> LineSplitter::feed(std::string_view data) {
   std::vector<std::string> lines;
-  partial_.append(data);
-  size_t start = 0, nl;
-  while ((nl = partial_.find('\n', start)) != std::string::npos) {
-    lines.push_back(partial_.substr(start, std::min(nl - start, max_)));
-    start = nl + 1;
+  for (;;) {
+    const size_t nl = data.find('\n');
+    const std::string_view piece = data.substr(0, nl);
+    if (partial_.size() < max_) partial_.append(piece.substr(0, max_ - partial_.size()));
+    if (nl == std::string_view::npos) return lines;
+    lines.push_back(std::move(partial_));
+    partial_.clear();
+    data.remove_prefix(nl + 1);
   }
-  partial_.erase(0, start);
-  if (partial_.size() > max_) partial_.clear();
-  return lines;
 }
 
 }  // namespace minihv::cluster

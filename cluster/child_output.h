@@ -1,15 +1,11 @@
-// cluster/child_output.h — what a VM's child process (`minihv run`) tells its node on its two
-// output streams, as typed facts, through one line splitter and one parser per stream.
+// cluster/child_output.h — the test guest's console lines a node acts on, as typed facts, and the
+// line splitter every stream of a VM child goes through (cluster/vm_child.h).
 //
 //   console (stdout): the test guest's lines, format in docs/test-guest.md ("Console lines"):
 //     HB cpu=<c> ... [rec=<r>] errs=<e>   a heartbeat       CORRUPT ...   a bad page or record
 //     DISK resume last=<R> ...            where its disk log resumes
-//   log (stderr): cli/run.cc's lines the node acts on:
-//     minihv: waiting for a migrating VM on <address>    (an --incoming child listens)
-//     minihv: incoming migration complete: ...           (it holds the whole VM)
-//     minihv: error: <why>                               (why it ended)
-// These log lines are still text (the child's control socket does not report them yet); this
-// header is the one place that reads them.
+// What the VMM itself says (listening, arrived, running, ended and why) comes as events on its
+// control socket (vmm/events.h), not from its stderr, which is only copied to the VM's log file.
 #pragma once
 
 #include <cstddef>
@@ -25,18 +21,12 @@ struct ConsoleFact {
 };
 ConsoleFact parse_console_line(std::string_view line);
 
-struct LogFact {
-  enum Kind { kNone, kListening, kArrived, kError } kind = kNone;
-  std::string text;  // kListening: the address; kError: the reason (at most kMaxErrorText)
-};
-inline constexpr size_t kMaxErrorText = 400;
-LogFact parse_log_line(std::string_view line);
-
+inline constexpr size_t kMaxErrorText = 400;  // a child's reason for ending, as the node keeps it
 inline constexpr size_t kMaxConsoleLine = 512;  // longer console lines are cut (never a heartbeat)
-inline constexpr size_t kMaxLogLine = 4096;
 
-// Splits a byte stream into lines (without their '\n'), each cut to `max_line`; a partial line
-// that grows past `max_line` without ending is dropped (a guest that never ends its line).
+// Splits a byte stream into lines (without their '\n'), each cut to its first `max_line` bytes:
+// the rest of a longer line is dropped, never handed on as a line of its own, and a line that
+// never ends holds at most `max_line` bytes.
 class LineSplitter {
 public:
   explicit LineSplitter(size_t max_line) : max_(max_line) {}

@@ -33,6 +33,7 @@
 #include "cluster/node_metrics.h"
 #include "cluster/observer.h"
 #include "cluster/thread_group.h"
+#include "cluster/vm_child.h"
 #include "cluster/vm_phase.h"
 #include "common/jsonl.h"
 #include "vmm/api.h"
@@ -114,18 +115,15 @@ private:
       Local& l, std::vector<blockdev::AcquireOptions> opts, std::vector<std::unique_ptr<blockdev::Lease>> held = {});
   void keep_leases(Local& l, std::vector<std::unique_ptr<blockdev::Lease>> leases);
   Status spawn(Local& l, const std::string& incoming);
-  struct ChildIo;  // (node_vm.cc)
-  pid_t fork_child(std::vector<char*> argv, int out, int err, int fence_fd);
-  void start_readers(Local& l, ChildIo io);
-  void on_console(Local& l, const std::vector<std::string>& lines);  // heartbeats, errs, disk resume
-  void on_log(Local& l, const std::vector<std::string>& lines);      // listening, arrived, error
-  void reap(Local& l);
+  // What a VM's child did (cluster/vm_child.h), on the child's reader threads.
+  void on_child(Local& l, const ChildEvent& e);
   Result<std::string> cpu_model_for(const VmSpec& spec);
   void release_vm(Local& l);
   void stop_child(Local& l);
   void forget(const std::string& name);
   // fork() on the node's spawner thread: a child's PR_SET_PDEATHSIG fires when the *thread* that
-  // forked it ends, so children are forked by one that lives as long as the node.
+  // forked it ends, so children are forked by one that lives as long as the node. The pid joins
+  // pids_ before anyone can reap it; returns it, or -errno (the spawner's).
   pid_t fork_on_spawner(const std::function<void()>& in_child);
   void spawner_loop();
 

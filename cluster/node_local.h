@@ -8,13 +8,13 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "blockdev/fence.h"
 #include "blockdev/lease_keeper.h"
 #include "cluster/config.h"
 #include "cluster/node.h"
+#include "cluster/vm_child.h"
 #include "cluster/vm_phase.h"
 
 namespace minihv::cluster {
@@ -35,6 +35,7 @@ struct Node::Local {
   std::shared_ptr<std::atomic<pid_t>> pid = std::make_shared<std::atomic<pid_t>>(-1);
   std::string api, console, log;
   std::string incoming_address;
+  nlohmann::json incoming_progress;  // the incoming child's last progress event
   bool migrated_in = false;       // the incoming child has the whole VM (it said so)
   // A live move's lease hand-over (node_ops.cc): the nonces this node gave the source and when.
   std::vector<uint64_t> handoff_nonces;
@@ -48,6 +49,7 @@ struct Node::Local {
   // "running" kNoHeartbeatGrace after the start (Node::check_up). `vm start` waits for it.
   int64_t up_unix_ms = 0;
   std::string up_by;  // "heartbeat" | "control socket"
+  bool running = false;  // its control socket said the guest runs
   uint64_t heartbeats = 0;
   long errs = 0, corrupt = 0, disk_resume = -1, last_rec = -1;
   std::string last_hb;
@@ -56,7 +58,9 @@ struct Node::Local {
   std::string error;
 
   std::atomic<bool> cancel{false};
-  std::thread out_reader, err_reader;  // (its starter and stopper threads: Node::workers_)
+  // The process and its reader threads; replaced only by spawn() once the last one has ended.
+  // (Its starter and stopper threads: Node::workers_.)
+  std::unique_ptr<VmChild> child;
 
   nlohmann::json to_json() const;
   ~Local();

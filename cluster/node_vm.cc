@@ -1,9 +1,5 @@
 // The VMs of a node: leases, child `minihv run` processes, their consoles, and their ends.
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -26,13 +22,6 @@ namespace {
 
 using timings::kNoHeartbeatGrace;
 using timings::kStopGrace;
-
-std::vector<char*> argv_of(std::vector<std::string>& args) {
-  std::vector<char*> v;
-  for (auto& a : args) v.push_back(a.data());
-  v.push_back(nullptr);
-  return v;
-}
 
 void apply(Node::Local& l, const ConsoleFact& f, const std::string_view line) {
   switch (f.kind) {
@@ -71,19 +60,6 @@ std::vector<std::string> child_args(const NodeOptions& o, const Node::Local& l, 
   return args;
 }
 
-// Copies what the child writes on `in` to `sink` until it closes, and hands each read's lines on.
-void copy_lines(UniqueFd in, const UniqueFd& sink, LineSplitter split,
-                const std::function<void(const std::vector<std::string>&)>& on_lines) {
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(in.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n <= 0) continue;
-    (void)!::write(sink.get(), buf, static_cast<size_t>(n));
-    const auto lines = split.feed({buf, static_cast<size_t>(n)});
-    if (!lines.empty()) on_lines(lines);
-  }
-}
-
 }  // namespace
 
 nlohmann::json Node::Local::to_json() const {
@@ -107,6 +83,7 @@ nlohmann::json Node::Local::to_json() const {
                       {"last_rec", last_rec},
                       {"last_hb", last_hb},
                       {"restarts", restarts}};
+  if (!incoming_progress.is_null()) j["incoming"] = incoming_progress;
   if (exit_status) j["exit_status"] = *exit_status;
   if (!error.empty()) j["error"] = error;
   return j;
@@ -114,9 +91,7 @@ nlohmann::json Node::Local::to_json() const {
 
 Node::Local::~Local() {
   cancel = true;
-  signal_child(*pid, SIGKILL);
-  for (auto* t : {&out_reader, &err_reader})
-    if (t->joinable()) t->join();
+  child.reset();  // kills a child that still runs, joins its threads
 }
 
 std::shared_ptr<Node::Local> Node::new_local(const VmSpec& spec, VmPhase phase) {
@@ -265,28 +240,6 @@ Result<std::string> Node::cpu_model_for(const VmSpec& spec) {
   return path;
 }
 
-// The parent's ends of a child's stdout and stderr, the write ends it gets, and the files they go to.
-struct Node::ChildIo {
-  UniqueFd out_r, out_w, err_r, err_w, console, log;
-
-  static Result<ChildIo> open(const Local& l, const std::string& banner) {
-    ChildIo io;
-    int out[2], err[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) return Status::from_errno("pipe");
-    io.out_r.reset(out[0]);
-    io.out_w.reset(out[1]);
-    if (::pipe2(err, O_CLOEXEC) != 0) return Status::from_errno("pipe");
-    io.err_r.reset(err[0]);
-    io.err_w.reset(err[1]);
-    io.console.reset(::open(l.console.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    io.log.reset(::open(l.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    if (!io.console.valid() || !io.log.valid()) return Status::from_errno("opening " + l.console + " / " + l.log);
-    (void)!::write(io.console.get(), banner.data(), banner.size());
-    (void)!::write(io.log.get(), banner.data(), banner.size());
-    return io;
-  }
-};
-
 Status Node::spawn(Local& l, const std::string& incoming) {
   auto model = cpu_model_for(l.spec);
   if (!model) return model.status();
@@ -297,113 +250,52 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     l.fence = *f;
     update_fence(l);
   }
-  std::vector<std::string> args = child_args(o_, l, *model, incoming);
-  auto io = ChildIo::open(l, "# minihv node " + o_.name + ": instance started at unix ms " + std::to_string(unix_ms()) +
-                                 (incoming.empty() ? "" : " (incoming migration)") + "\n");
-  if (!io) return io.status();
-  const pid_t pid = fork_child(argv_of(args), io->out_w.get(), io->err_w.get(), l.fence->fd());
-  if (pid < 0) return Status::from_errno("fork");
-  io->out_w.reset();  // the child's now: the readers see its end
-  io->err_w.reset();
-  {
-    std::lock_guard lock(pids_mu_);
-    pids_.push_back(pid);
-  }
+  l.child.reset();  // the last instance has ended: this joins what is left of its threads
   {
     std::lock_guard lock(mu_);
-    l.pid->store(pid);
     l.exit_status.reset();
     l.started_unix_ms = unix_ms();
     l.heartbeats = 0;
-    l.first_hb_unix_ms = 0;
-    l.up_unix_ms = 0;
+    l.first_hb_unix_ms = l.up_unix_ms = 0;
     l.up_by.clear();
+    l.running = false;
     l.errs = l.corrupt = 0;
     l.disk_resume = -1;
   }
-  start_readers(l, std::move(*io));
-  LOG_INFO("vm %s: pid %d", l.spec.name.c_str(), pid);
+  const ChildSpec spec{child_args(o_, l, *model, incoming), l.api, l.console, l.log,
+                       "# minihv node " + o_.name + ": instance started at unix ms " + std::to_string(unix_ms()) +
+                           (incoming.empty() ? "" : " (incoming migration)") + "\n",
+                       l.fence->fd()};
+  Local* lp = &l;
+  auto child = VmChild::spawn(
+      spec, [this](const std::function<void()>& in_child) { return fork_on_spawner(in_child); }, l.pid,
+      [this, lp](const ChildEvent& e) { on_child(*lp, e); });
+  if (!child) return child.status();
+  l.child = std::move(child).value();
+  LOG_INFO("vm %s: pid %d", l.spec.name.c_str(), l.pid->load());
   return Status::ok();
 }
 
-// The child: dies with its node (a VM must never outlive the process renewing its leases), console
-// and log on pipes, the fence as fd 3 and no other fd of the node, default signal mask.
-pid_t Node::fork_child(std::vector<char*> argv, int out, int err, int fence_fd) {
-  const pid_t parent = ::getpid();
-  return fork_on_spawner([&] {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::setsid();  // a terminal's Ctrl-C or hang-up is for the node, not its VMs
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    if (fence_fd == 3) ::fcntl(3, F_SETFD, 0);  // dup2 onto itself would keep close-on-exec
-    else ::dup2(fence_fd, 3);
-    ::close_range(4, ~0U, 0);  // every fd not named above (they are close-on-exec too)
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    blockdev::use_normal_priority();  // raw syscalls only: async-signal-safe
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  });
-}
-
-// One reader per stream, each through one LineSplitter; the console's reader reaps the child.
-void Node::start_readers(Local& l, ChildIo io) {
-  Local* lp = &l;
-  if (l.out_reader.joinable()) l.out_reader.join();
-  if (l.err_reader.joinable()) l.err_reader.join();
-  l.out_reader = std::thread([this, lp, in = std::move(io.out_r), console = std::move(io.console)]() mutable {
-    blockdev::use_normal_priority();  // (created by a starter thread, which is real-time)
-    copy_lines(std::move(in), console, LineSplitter(kMaxConsoleLine),
-               [&](const std::vector<std::string>& lines) { on_console(*lp, lines); });
-    reap(*lp);
-  });
-  l.err_reader = std::thread([this, lp, in = std::move(io.err_r), log = std::move(io.log)]() mutable {
-    blockdev::use_normal_priority();
-    copy_lines(std::move(in), log, LineSplitter(kMaxLogLine),
-               [&](const std::vector<std::string>& lines) { on_log(*lp, lines); });
-  });
-}
-
-void Node::on_console(Local& l, const std::vector<std::string>& lines) {
-  std::vector<std::pair<ConsoleFact, const std::string*>> facts;
-  for (const auto& line : lines)
-    if (auto f = parse_console_line(line); f.kind != ConsoleFact::kNone) facts.emplace_back(f, &line);
-  if (facts.empty()) return;
-  std::lock_guard lock(mu_);
-  for (const auto& [f, line] : facts) apply(l, f, *line);
-}
-
-void Node::on_log(Local& l, const std::vector<std::string>& lines) {
-  for (const auto& line : lines) {
-    LogFact f = parse_log_line(line);
-    if (f.kind == LogFact::kNone) continue;
-    std::lock_guard lock(mu_);
-    if (f.kind == LogFact::kListening) l.incoming_address = std::move(f.text);
-    else if (f.kind == LogFact::kError) l.error = std::move(f.text);
-    else l.migrated_in = true;
-    cv_.notify_all();
-  }
-}
-
-// The child closed its stdout (it ended): reap it, and say how it ended.
-void Node::reap(Local& l) {
-  int status = 0;
-  const pid_t p = l.pid->load();
-  siginfo_t info{};
-  while (::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
-  }
-  l.pid->store(-1);  // before the pid is freed: nobody signals a reused pid
-  while (::waitpid(p, &status, 0) < 0 && errno == EINTR) {
-  }
-  {
+void Node::on_child(Local& l, const ChildEvent& e) {
+  using Kind = ChildEvent::Kind;
+  if (e.kind == Kind::kExiting) {  // before its pid is freed: no instant kill may reach a reused one
     std::lock_guard lock(pids_mu_);
-    std::erase(pids_, p);
+    std::erase(pids_, e.pid);
+    return;
   }
   std::lock_guard lock(mu_);
-  l.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  l.pid->store(-1);
+  switch (e.kind) {
+    case Kind::kConsole: apply(l, e.console, e.text); return;
+    case Kind::kIncoming: l.incoming_progress = e.progress; return;
+    case Kind::kRunning: l.running = true; return;
+    case Kind::kListening: l.incoming_address = e.text; break;
+    case Kind::kArrived: l.migrated_in = true; break;
+    case Kind::kEnded:
+      l.exit_status = e.exit_status;
+      l.error = e.text;
+      break;
+    case Kind::kExiting: return;
+  }
   cv_.notify_all();
 }
 
@@ -411,6 +303,9 @@ pid_t Node::fork_on_spawner(const std::function<void()>& in_child) {
   std::packaged_task<pid_t()> task([&] {
     const pid_t pid = ::fork();
     if (pid == 0) in_child();  // never returns
+    if (pid < 0) return -errno;
+    std::lock_guard lock(pids_mu_);
+    pids_.push_back(pid);
     return pid;
   });
   auto result = task.get_future();
@@ -571,27 +466,17 @@ void Node::record_failure(const std::string& vm, const std::string& reason, int6
 }
 
 // A guest that prints no heartbeats (a Linux guest) is up once it has run for kNoHeartbeatGrace
-// and its control socket says "running": the strongest sign of life it gives.
+// and its control socket has said "running": the strongest sign of life it gives.
 void Node::check_up() {
-  std::vector<std::shared_ptr<Local>> quiet;
-  {
-    std::lock_guard lock(mu_);
-    const int64_t now = unix_ms();
-    for (auto& [name, l] : locals_)
-      if (l->phase == VmPhase::kRunning && l->pid->load() > 0 && l->up_unix_ms == 0 &&
-          now - l->started_unix_ms >= std::chrono::duration_cast<std::chrono::milliseconds>(kNoHeartbeatGrace).count())
-        quiet.push_back(l);
-  }
-  for (auto& l : quiet) {
-    const pid_t pid = l->pid->load();
-    auto st = api_call(l->api, {{"cmd", "status"}}, timings::as_ms(timings::kUpProbeTimeout));
-    if (!st || st->value("state", "") != "running") continue;
-    std::lock_guard lock(mu_);
-    if (l->pid->load() == pid && l->up_unix_ms == 0) {
-      l->up_unix_ms = unix_ms();
+  std::lock_guard lock(mu_);
+  const int64_t now = unix_ms();
+  const int64_t grace = std::chrono::duration_cast<std::chrono::milliseconds>(kNoHeartbeatGrace).count();
+  for (auto& [name, l] : locals_)
+    if (l->phase == VmPhase::kRunning && l->running && l->pid->load() > 0 && l->up_unix_ms == 0 &&
+        now - l->started_unix_ms >= grace) {
+      l->up_unix_ms = now;
       l->up_by = "control socket";
     }
-  }
 }
 
 }  // namespace minihv::cluster

@@ -21,12 +21,13 @@ inline constexpr int kAdminRetryJitterMs = 100;   // ... plus up to this much, a
 inline constexpr auto kAcquireStep = 50ms;  // the longest between two steps of an acquisition
 inline constexpr auto kAcquireNap = 20ms;   // the longest sleep between steps (cancel is seen)
 
-// --- a VM's child process (node_vm.cc) ---
+// --- a VM's child process (node_vm.cc, vm_child.cc) ---
 inline constexpr auto kStopAsk = 3s;          // the child's control socket answers "stop" within this
 inline constexpr auto kStopGrace = 10s;       // then it is killed
-// A guest without heartbeats counts as up after running this long with its control socket answering.
+// A guest without heartbeats counts as up after running this long (its control socket said "running").
 inline constexpr auto kNoHeartbeatGrace = 3s;
-inline constexpr auto kUpProbeTimeout = 500ms;
+inline constexpr auto kChildEventsConnect = 2s;   // the child's "events" stream answers within this
+inline constexpr auto kChildEventsRetry = 10ms;   // until the child has bound its control socket
 
 // --- configuration edits (node_edit.cc) ---
 inline constexpr auto kCheckTimeout = 10s;        // a peer's check of a VM it may run

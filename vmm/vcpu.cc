@@ -46,6 +46,18 @@ const char* to_string(VcpuState s) {
   return "?";
 }
 
+const char* to_string(VmEnd end) {
+  switch (end) {
+    case VmEnd::kPowerOff: return "poweroff";
+    case VmEnd::kStopped: return "stopped";
+    case VmEnd::kMigrated: return "migrated";
+    case VmEnd::kReboot: return "reboot";
+    case VmEnd::kGuestCrash: return "crash";
+    case VmEnd::kError: return "error";
+  }
+  return "?";
+}
+
 int exit_status(VmEnd end) {
   switch (end) {
     case VmEnd::kPowerOff:

@@ -32,6 +32,7 @@ const char* to_string(VcpuState s);
 // Why a VM ends; each maps to one exit status of `minihv run` (see docs/vmm.md).
 enum class VmEnd { kPowerOff, kStopped, kMigrated, kReboot, kGuestCrash, kError };
 int exit_status(VmEnd end);
+const char* to_string(VmEnd end);  // "poweroff", "stopped", "migrated", "reboot", "crash", "error"
 
 // What a vCPU needs from its VM.
 class VcpuHost {

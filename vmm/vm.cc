@@ -224,6 +224,11 @@ void Vm::end(VmEnd why, const std::string& message) {
   ended_cv_.notify_all();
 }
 
+std::pair<VmEnd, std::string> Vm::ending() const {
+  std::lock_guard lock(mu_);
+  return {end_why_, end_message_};
+}
+
 void Vm::stop() { end(VmEnd::kStopped, "stopped through the control socket"); }
 
 Status Vm::pause() {

@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -123,6 +124,8 @@ public:
   void set_throttle(unsigned percent);
 
   VmState state() const;
+  // Why run() returned and what it said (meaningful once it has).
+  std::pair<VmEnd, std::string> ending() const;
   nlohmann::json status() const;
   // The CPU model applied by create(); `advisory` where KVM cannot enforce it (PVM).
   const cpuid::GuestCpuid& guest_cpuid() const { return *cpuid_; }

@@ -1,0 +1,265 @@
+#include "cluster/vm_child.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "blockdev/lease_priority.h"
+#include "cluster/timings.h"
+#include "vmm/api.h"
+
+namespace minihv::cluster {
+
+namespace {
+
+constexpr size_t kMaxEventLine = 64 * 1024;  // an event is a short object; a progress one the longest
+
+std::vector<char*> argv_of(const std::vector<std::string>& args) {
+  std::vector<char*> v;
+  for (const auto& a : args) v.push_back(const_cast<char*>(a.c_str()));
+  v.push_back(nullptr);
+  return v;
+}
+
+// A string member of `j`, or "" (an event's fields are not trusted to have their types).
+std::string text_of(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// Waits until `fd` is readable (true) or `stop_fd` is (false).
+bool readable(int fd, int stop_fd) {
+  pollfd fds[] = {{stop_fd, POLLIN, 0}, {fd, POLLIN, 0}};
+  while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
+  }
+  return fds[0].revents == 0;
+}
+
+// Sleeps `ms`; true when `stop_fd` became readable first.
+bool stopped_within(int stop_fd, int ms) {
+  pollfd fd = {stop_fd, POLLIN, 0};
+  int rc;
+  while ((rc = ::poll(&fd, 1, ms)) < 0 && errno == EINTR) {
+  }
+  return rc > 0;
+}
+
+// At most `max` bytes of `s`, not cut inside a UTF-8 sequence.
+std::string cut_utf8(std::string s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  s.resize(n);
+  return s;
+}
+
+UniqueFd open_append(const std::string& path) {
+  return UniqueFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+}
+
+}  // namespace
+
+// The parent's ends of the child's stdout and stderr, the ends the child gets, and the files.
+struct VmChild::Pipes {
+  UniqueFd out_r, out_w, err_r, err_w, console, log, null;
+
+  static Result<Pipes> open(const ChildSpec& spec) {
+    Pipes p;
+    int out[2], err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) return Status::from_errno("pipe");
+    p.out_r.reset(out[0]);
+    p.out_w.reset(out[1]);
+    if (::pipe2(err, O_CLOEXEC) != 0) return Status::from_errno("pipe");
+    p.err_r.reset(err[0]);
+    p.err_w.reset(err[1]);
+    p.console = open_append(spec.console);
+    p.log = open_append(spec.log);
+    if (!p.console.valid() || !p.log.valid()) return Status::from_errno("opening " + spec.console + " / " + spec.log);
+    p.null.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!p.null.valid()) return Status::from_errno("opening /dev/null");
+    (void)!::write(p.console.get(), spec.banner.data(), spec.banner.size());
+    (void)!::write(p.log.get(), spec.banner.data(), spec.banner.size());
+    return p;
+  }
+};
+
+VmChild::VmChild(std::string api, std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event)
+    : api_(std::move(api)), pid_(std::move(pid)), on_event_(std::move(on_event)),
+      stop_(::eventfd(0, EFD_CLOEXEC)) {}
+
+// The child dies with its node (a VM must never outlive the process renewing its leases): console
+// and log on pipes, stdin /dev/null, the fence as fd 3 and no other fd of the node, default signals.
+Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const Forker& fork,
+                                                std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event) {
+  auto pipes = Pipes::open(spec);
+  if (!pipes) return pipes.status();
+  std::unique_ptr<VmChild> c(new VmChild(spec.api, std::move(pid), std::move(on_event)));
+  if (!c->stop_.valid()) return Status::from_errno("eventfd");
+  const std::vector<char*> argv = argv_of(spec.argv);
+  const pid_t parent = ::getpid();
+  const int out = pipes->out_w.get(), err = pipes->err_w.get(), null = pipes->null.get(), fence = spec.fence_fd;
+  const pid_t p = fork([&] {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::setsid();  // a terminal's Ctrl-C or hang-up is for the node, not its VMs
+    ::dup2(null, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    if (fence == 3) ::fcntl(3, F_SETFD, 0);  // dup2 onto itself would keep close-on-exec
+    else if (fence >= 0) ::dup2(fence, 3);
+    ::close_range(fence >= 0 ? 4 : 3, ~0U, 0);  // every fd not named above
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    blockdev::use_normal_priority();  // raw syscalls only: async-signal-safe
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  });
+  if (p < 0) return Status::from_errno("fork", -p);
+  c->pid_->store(p);
+  pipes->out_w.reset();  // the child's now: the readers see its end
+  pipes->err_w.reset();
+  c->start_threads(std::move(*pipes));
+  return c;
+}
+
+void VmChild::start_threads(Pipes pipes) {
+  log_copier_ = std::thread([in = std::move(pipes.err_r), sink = std::move(pipes.log)] {
+    blockdev::use_normal_priority();  // (created by a node's starter thread, which is real-time)
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(in.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+      if (n > 0) (void)!::write(sink.get(), buf, static_cast<size_t>(n));
+  });
+  events_reader_ = std::thread([this] {
+    blockdev::use_normal_priority();
+    read_events();
+  });
+  console_reader_ = std::thread([this, in = std::move(pipes.out_r), sink = std::move(pipes.console)]() mutable {
+    blockdev::use_normal_priority();
+    read_console(std::move(in), std::move(sink));
+  });
+}
+
+VmChild::~VmChild() {
+  (void)!::eventfd_write(stop_.get(), 1);
+  if (const pid_t p = pid_->load(); p > 0) ::kill(p, SIGKILL);
+  if (console_reader_.joinable()) console_reader_.join();  // it joins the other two
+}
+
+void VmChild::emit(const ChildEvent& e) {
+  std::lock_guard lock(emit_mu_);
+  on_event_(e);
+}
+
+// Copies the console to its file, hands on the lines the node acts on, and reaps the child when
+// its stdout closes.
+void VmChild::read_console(UniqueFd in, UniqueFd sink) {
+  LineSplitter split(kMaxConsoleLine);
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(in.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n <= 0) continue;
+    (void)!::write(sink.get(), buf, static_cast<size_t>(n));
+    for (auto& line : split.feed({buf, static_cast<size_t>(n)})) {
+      ChildEvent e(ChildEvent::Kind::kConsole);
+      e.console = parse_console_line(line);
+      if (e.console.kind == ConsoleFact::kNone) continue;
+      e.text = std::move(line);
+      emit(e);
+    }
+  }
+  reap(pid_->load());
+}
+
+void VmChild::reap(pid_t p) {
+  siginfo_t info{};
+  while (::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
+  }
+  pid_->store(-1);  // before the pid is freed: nobody signals a reused pid
+  ChildEvent exiting(ChildEvent::Kind::kExiting);
+  exiting.pid = p;
+  emit(exiting);
+  int status = 0;
+  while (::waitpid(p, &status, 0) < 0 && errno == EINTR) {
+  }
+  exited_ = true;
+  events_reader_.join();  // its socket closed with the child: the "ended" event is in
+  log_copier_.join();
+  ChildEvent ended(ChildEvent::Kind::kEnded);
+  ended.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  {
+    std::lock_guard lock(ended_mu_);
+    ended.why = ended_why_;
+    ended.text = ended_error_;
+  }
+  emit(ended);
+}
+
+// Connects to the child's "events" stream, retrying while the child has not bound its socket yet.
+bool VmChild::connect_events(UniqueFd& fd, std::string& early) {
+  while (!exited_) {
+    auto c = api_open_stream(api_, {{"cmd", "events"}}, timings::as_ms(timings::kChildEventsConnect));
+    if (c) {
+      fd = std::move(c->fd);
+      early = std::move(c->early);
+      return true;
+    }
+    if (stopped_within(stop_.get(), timings::as_ms(timings::kChildEventsRetry))) return false;
+  }
+  return false;
+}
+
+void VmChild::read_events() {
+  UniqueFd fd;
+  std::string early;
+  while (connect_events(fd, early)) {
+    LineSplitter split(kMaxEventLine);
+    std::string_view bytes = early;
+    char buf[4096];
+    for (;;) {
+      for (const auto& line : split.feed(bytes)) on_event_line(line);
+      if (!readable(fd.get(), stop_.get())) return;
+      const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n == 0 || (n < 0 && errno != EINTR)) break;  // the child closed it (it ends) or it broke
+      bytes = std::string_view(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    }
+    std::lock_guard lock(ended_mu_);
+    if (!ended_why_.empty()) return;
+  }
+}
+
+// One line of the events stream (vmm/events.h); anything else is ignored, whatever the child sends.
+void VmChild::on_event_line(const std::string& line) {
+  const auto j = nlohmann::json::parse(line, nullptr, false);
+  if (!j.is_object()) return;
+  const std::string name = text_of(j, "event");
+  using Kind = ChildEvent::Kind;
+  if (name == "ended") {
+    std::lock_guard lock(ended_mu_);
+    ended_why_ = text_of(j, "why").empty() ? "?" : cut_utf8(text_of(j, "why"), kMaxErrorText);
+    ended_error_ = cut_utf8(text_of(j, "error"), kMaxErrorText);
+    return;
+  }
+  ChildEvent e(Kind::kRunning);
+  if (name == "listening") {
+    e.kind = Kind::kListening;
+    e.text = cut_utf8(text_of(j, "address"), kMaxErrorText);
+  } else if (name == "incoming") {
+    e.kind = Kind::kIncoming;
+    if (j.contains("progress")) e.progress = j["progress"];
+  } else if (name == "arrived") {
+    e.kind = Kind::kArrived;
+  } else if (name != "running") {
+    return;
+  }
+  emit(e);
+}
+
+}  // namespace minihv::cluster
