@@ -1,10 +1,15 @@
-// `minihv vm status|stats|pause|resume|stop --api SOCK`: steer a running VM through its socket.
+// `minihv vm status|stats|pause|resume|stop|events --api SOCK`: steer or watch a running VM
+// through its socket.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "cli/commands.h"
 #include "cli/format.h"
+#include "cluster/child_output.h"
 #include "common/units.h"
 #include "cpuid/cpuid.h"
 #include "vmm/api.h"
@@ -15,6 +20,7 @@ namespace {
 
 // The two CPUID tables of a status reply (the model's and the one KVM holds): about 1,400 lines.
 constexpr const char* kCpuidTables[] = {"profile", "applied"};
+constexpr size_t kEventLineBytes = 64 * 1024;
 
 struct StatusOptions {
   std::string api;
@@ -118,6 +124,27 @@ int status(const StatusOptions& o) {
   return kExitOk;
 }
 
+// Prints the VM's events, one JSON object per line, until the last one ("ended") or its socket goes.
+int events(const std::string& api) {
+  auto c = api_open_stream(api, {{"cmd", "events"}});
+  if (!c) return fail(c.message(), /*json=*/false);
+  cluster::LineSplitter split(kEventLineBytes);
+  std::string bytes = std::move(c->early);
+  char buf[4096];
+  for (;;) {
+    for (const auto& line : split.feed(bytes)) {
+      std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+      const auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_object() && text(j, "event") == "ended") return kExitOk;
+    }
+    const ssize_t n = ::read(c->fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail("the VM's socket closed before its \"ended\" event", /*json=*/false);
+    bytes.assign(buf, static_cast<size_t>(n));
+  }
+}
+
 }  // namespace
 
 std::vector<Command> add_vm_commands(CLI::App& app) {
@@ -136,6 +163,10 @@ std::vector<Command> add_vm_commands(CLI::App& app) {
     sub->add_option("--api", *api, "The VM's control socket")->required();
     out.push_back({sub, [api, c = std::string(cmd)] { return call(*api, c); }});
   }
+  auto events_api = std::make_shared<std::string>();
+  CLI::App* ev = vm->add_subcommand("events", "Print the VM's events as JSON lines (what it missed first) until it ends");
+  ev->add_option("--api", *events_api, "The VM's control socket")->required();
+  out.push_back({ev, [events_api] { return events(*events_api); }});
   return out;
 }
 

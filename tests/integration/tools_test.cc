@@ -259,5 +259,38 @@ TEST_F(Tools, AnIncomingVmAnswersStatusWhileItWaitsAndStops) {
   EXPECT_EQ(ps_json().size(), 0u);
 }
 
+std::vector<nlohmann::json> json_lines(const std::string& out) {
+  std::vector<nlohmann::json> v;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) v.push_back(nlohmann::json::parse(line, nullptr, false));
+  return v;
+}
+
+// `vm events` prints what the VM did, the missed part first, and ends with the VM: the stream a
+// cluster node reads instead of the VMM's stderr.
+TEST_F(Tools, VmEventsTellsWhatTheVmDidAndWhyItEnded) {
+  const std::string api = dir_.file("ev.sock");
+  const std::string where = "127.0.0.1:" + std::to_string(free_port());
+  VmProcess vm({"run", "--incoming", where, "--api", api, "--mem", "256M"}, {env_});
+  ASSERT_TRUE(vm.wait_stderr("waiting for a migrating VM", 30s)) << vm.stderr_text();
+  VmProcess watcher({"vm", "events", "--api", api});
+  ASSERT_TRUE(watcher.wait_line("\"listening\"", 10s)) << watcher.stderr_text();  // what it missed
+  ASSERT_TRUE(api_call(api, {{"cmd", "stop"}}));
+  EXPECT_EQ(vm.wait_exit(10s), 0) << vm.stderr_text();
+  EXPECT_EQ(watcher.wait_exit(10s), 0) << watcher.stderr_text();
+  const auto events = json_lines(watcher.stdout_text());
+  ASSERT_EQ(events.size(), 2u) << watcher.stdout_text();
+  EXPECT_EQ(events[0]["event"], "listening");
+  EXPECT_EQ(events[0]["address"], where);
+  EXPECT_EQ(events[1]["event"], "ended");
+  EXPECT_EQ(events[1]["why"], "stopped");
+  EXPECT_EQ(events[1]["exit"], 0);
+
+  // No VM there: a clear error.
+  MinihvRun gone = run_minihv({"vm", "events", "--api", dir_.file("nobody.sock")}, {}, kCommandLimit);
+  EXPECT_EQ(gone.rc, 1);
+  EXPECT_EQ(gone.err.rfind("minihv: error: ", 0), 0u) << gone.err;
+}
+
 }  // namespace
 }  // namespace minihv::test
