@@ -1,0 +1,105 @@
+// common/tls.h — TLS 1.3 over a connected TCP socket, authenticated by a pre-shared key (no
+// certificates), with kernel TLS where the kernel and OpenSSL can do it.
+//
+// Owns: the one TLS configuration minihv speaks (TLS 1.3 only, TLS_AES_128_GCM_SHA256, external PSK
+// with a fixed identity, (EC)DHE on top for forward secrecy, no session tickets), the handshake under
+// a deadline, naming why a handshake failed, reading and writing through the session, and saying
+// whether each direction of a connection runs in the kernel (kTLS) or in user space.
+// Must not know: what travels on the connection (JSON lines, migration frames), where the key comes
+// from (common/keys.h derives one per purpose), who the peer is beyond "holds the key".
+//
+// The fd stays the caller's: a Session never closes it (destroy the Session, then close the fd). A
+// Session is used by one thread at a time, like an SSL*.
+//
+// Kernel TLS (docs/security.md, "Kernel TLS"):
+//  - Needs the kernel's `tls` module (CONFIG_TLS; setsockopt(TCP_ULP, "tls")) and OpenSSL built with
+//    kTLS (Debian's is). Where the module is missing (setsockopt gives ENOENT) OpenSSL falls back to
+//    user space without an error: each Session says what it got (ktls_send(), ktls_recv(), offload()).
+//  - OpenSSL 3.0 and 3.1 (Debian 12 has 3.0) offload only the SEND direction of TLS 1.3 to the
+//    kernel; receiving TLS 1.3 in the kernel came with OpenSSL 3.2. So with Debian 12, even with the
+//    module, ktls_send() can be true but ktls_recv() is false: the receiver decrypts in user space.
+//  - With ktls_send(), the fd itself takes plain bytes: write/send/sendmsg/io_uring sends and
+//    splice/sendfile go out as TLS records (the kernel encrypts). Do not mix that with write_all()
+//    on the same session from two threads at once (both would cut records).
+//  - With ktls_recv(), read/recv/io_uring receives on the fd return decrypted data records only. A
+//    record of another type (an alert such as close_notify, or a post-handshake message such as
+//    KeyUpdate or NewSessionTicket) makes a plain read fail with EIO; only recvmsg with a control
+//    buffer sees it (cmsg SOL_TLS/TLS_GET_RECORD_TYPE) — read() (this class) handles that for you.
+//    minihv sends no tickets and no KeyUpdate, so on a minihv connection EIO means: the peer sent an
+//    alert (usually close_notify at the end), treat it as the end of the stream.
+//  - Without kTLS a direction must go through read() / write_all() (SSL_read / SSL_write).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/keys.h"
+#include "common/status.h"
+
+namespace minihv::tls {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+// Sent in the clear in the ClientHello; the key is what authenticates, not this.
+inline constexpr std::string_view kPskIdentity = "minihv psk v1";
+
+struct Psk {
+  keys::Secret key;  // a derived key (keys::derive), never the cluster key itself
+  std::string identity = std::string(kPskIdentity);
+};
+
+enum class Role { kClient, kServer };
+
+// Why a handshake failed, for a caller that answers differently (e.g. one plain-text error line to
+// a plain-text client). The Status message says the same in words.
+enum class Failure { kNone, kWrongKey, kNotTls, kTimeout, kClosed, kOther };
+
+// Which directions the kernel encrypts/decrypts.
+struct Offload {
+  bool send = false;
+  bool recv = false;
+};
+
+class Session {
+public:
+  ~Session();
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+
+  int fd() const;
+  Role role() const;
+  bool ktls_send() const { return offload().send; }
+  bool ktls_recv() const { return offload().recv; }
+  Offload offload() const;
+  // "kernel TLS both ways", "kernel TLS send, user-space receive", "user-space TLS (no kernel TLS)".
+  std::string describe() const;
+
+  // Up to `n` decrypted bytes; 0 once the peer ended the stream with close_notify. A peer that
+  // closed the TCP connection without close_notify is an error (the data may be truncated).
+  // Waits at most until `deadline` (nullopt: as long as the fd blocks, or for ever if non-blocking).
+  Result<size_t> read(void* buf, size_t n, std::optional<Deadline> deadline = std::nullopt);
+  // Sends all of `bytes` (through the kernel with ktls_send()).
+  Status write_all(std::string_view bytes, std::optional<Deadline> deadline = std::nullopt);
+  // Sends close_notify (the peer's read() returns 0); does not wait for the peer's.
+  Status shutdown();
+
+  struct Impl;
+
+private:
+  friend Result<Session> handshake(int, Role, const Psk&, Deadline, Failure*);
+  explicit Session(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Runs the TLS 1.3 handshake on `fd` (a connected TCP socket, blocking or non-blocking; it is
+// switched to non-blocking for the handshake and back after) until `deadline`. Errors name the
+// cause: "the peer does not hold this cluster's key", "the peer does not speak TLS", the deadline,
+// the peer closing; `why`, when given, receives the same as a Failure.
+Result<Session> handshake(int fd, Role role, const Psk& psk, Deadline deadline, Failure* why = nullptr);
+
+}  // namespace minihv::tls
