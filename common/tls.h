@@ -15,16 +15,21 @@
 //  - Needs the kernel's `tls` module (CONFIG_TLS; setsockopt(TCP_ULP, "tls")) and OpenSSL built with
 //    kTLS (Debian's is). Where the module is missing (setsockopt gives ENOENT) OpenSSL falls back to
 //    user space without an error: each Session says what it got (ktls_send(), ktls_recv(), offload()).
+//  - The module needs the kernel's gcm(aes) too (gcm, ctr, ghash, aesni-intel: modprobe loads them on
+//    demand; a busybox initramfs without modprobe must insert them, or TLS_TX fails and OpenSSL
+//    falls back to user space).
 //  - OpenSSL 3.0 and 3.1 (Debian 12 has 3.0) offload only the SEND direction of TLS 1.3 to the
 //    kernel; receiving TLS 1.3 in the kernel came with OpenSSL 3.2. So with Debian 12, even with the
-//    module, ktls_send() can be true but ktls_recv() is false: the receiver decrypts in user space.
-//  - With ktls_send(), the fd itself takes plain bytes: write/send/sendmsg/io_uring sends and
-//    splice/sendfile go out as TLS records (the kernel encrypts). Do not mix that with write_all()
+//    module, ktls_send() is true but ktls_recv() false: the receiver decrypts in user space (seen in
+//    the hw lane's L1: "kernel TLS send, user-space receive" on both ends).
+//  - With ktls_send(), the fd itself takes plain bytes: send(2) on it goes out as TLS data records
+//    (the kernel encrypts; a unit test checks it where kTLS exists), and so, by the kernel's
+//    documentation (Documentation/networking/tls.rst), do sendmsg, io_uring sends, sendfile/splice. Do not mix that with write_all()
 //    on the same session from two threads at once (both would cut records).
 //  - With ktls_recv(), read/recv/io_uring receives on the fd return decrypted data records only. A
 //    record of another type (an alert such as close_notify, or a post-handshake message such as
 //    KeyUpdate or NewSessionTicket) makes a plain read fail with EIO; only recvmsg with a control
-//    buffer sees it (cmsg SOL_TLS/TLS_GET_RECORD_TYPE) — read() (this class) handles that for you.
+//    buffer sees it (cmsg SOL_TLS/TLS_GET_RECORD_TYPE); read() (OpenSSL's SSL_read) handles that.
 //    minihv sends no tickets and no KeyUpdate, so on a minihv connection EIO means: the peer sent an
 //    alert (usually close_notify at the end), treat it as the end of the stream.
 //  - Without kTLS a direction must go through read() / write_all() (SSL_read / SSL_write).

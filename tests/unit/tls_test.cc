@@ -186,6 +186,23 @@ TEST(Tls, AnotherIdentityIsRefusedAndNamed) {
   std::cout << "client: " << client.message() << "\nserver: " << server.message() << "\n";
 }
 
+// With the send direction in the kernel, plain bytes written to the fd itself arrive as TLS data
+// (what the migration data path will do with io_uring). Needs kernel TLS: the hw lane's L1.
+TEST(Tls, WithKernelTlsSendThePlainFdCarriesTlsData) {
+  Pair p = connected_pair();
+  auto [client, server] = both(p, psk_of(6), psk_of(6));
+  ASSERT_TRUE(client.ok() && server.ok());
+  if (!client.session->value().ktls_send()) GTEST_SKIP() << "no kernel TLS send here";
+  const std::string data = random_bytes(1u << 20, 6);
+  ASSERT_TRUE(net::send_all(p.client.get(), data));  // send(2) on the fd, not SSL_write
+  EXPECT_TRUE(read_exactly(server.session->value(), data.size()) == data);
+  ASSERT_TRUE(client.session->value().shutdown());
+  char byte;
+  auto end = server.session->value().read(&byte, 1, in(2s));
+  ASSERT_TRUE(end) << end.message();
+  EXPECT_EQ(*end, 0u);
+}
+
 // An ordinary TLS 1.3 client (certificates expected, no PSK), as `openssl s_client` would be.
 TEST(Tls, ATlsClientWithoutThePskIsRefused) {
   Pair p = connected_pair();
