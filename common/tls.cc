@@ -135,10 +135,12 @@ std::string Session::describe() const {
   return "user-space TLS (no kernel TLS)";
 }
 
+bool Session::has_pending() const { return SSL_has_pending(impl_->ssl.get()) == 1; }
+
 Result<size_t> Session::read(void* buf, size_t n, std::optional<Deadline> deadline) {
   SSL* ssl = impl_->ssl.get();
   // A blocking fd would wait inside SSL_read past the deadline: wait for bytes first.
-  if (deadline && !SSL_has_pending(ssl)) MINIHV_TRY(await(impl_->fd, SSL_ERROR_WANT_READ, deadline, "read"));
+  if (deadline && !has_pending()) MINIHV_TRY(await(impl_->fd, SSL_ERROR_WANT_READ, deadline, "read"));
   while (true) {
     size_t got = 0;
     ERR_clear_error();

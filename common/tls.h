@@ -86,8 +86,12 @@ public:
 
   // Up to `n` decrypted bytes; 0 once the peer ended the stream with close_notify. A peer that
   // closed the TCP connection without close_notify is an error (the data may be truncated).
-  // Waits at most until `deadline` (nullopt: as long as the fd blocks, or for ever if non-blocking).
+  // Waits at most until `deadline` (nullopt: as long as the fd blocks, or for ever if non-blocking);
+  // on a blocking fd, a record that has begun to arrive is waited for whole.
   Result<size_t> read(void* buf, size_t n, std::optional<Deadline> deadline = std::nullopt);
+  // Whether read() has bytes without the fd being readable (OpenSSL holds them). A loop that polls
+  // the fd before reading must ask this first, or it can wait for bytes that are already here.
+  bool has_pending() const;
   // Sends all of `bytes` (through the kernel with ktls_send()).
   Status write_all(std::string_view bytes, std::optional<Deadline> deadline = std::nullopt);
   // Sends close_notify (the peer's read() returns 0); does not wait for the peer's.

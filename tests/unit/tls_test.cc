@@ -148,6 +148,22 @@ TEST(Tls, SixteenMiBEachWayArriveIntactThenCloseNotifyEndsTheStream) {
   EXPECT_EQ(*end, 0u);
 }
 
+// A poll loop must ask has_pending(): the rest of a record read in part is not on the fd any more.
+TEST(Tls, BytesOpenSslHoldsAreReportedPending) {
+  Pair p = connected_pair();
+  auto [client, server] = both(p, psk_of(8), psk_of(8));
+  ASSERT_TRUE(client.ok() && server.ok());
+  Session& s = server.session->value();
+  EXPECT_FALSE(s.has_pending());
+  ASSERT_TRUE(client.session->value().write_all("two lines\nin one record\n"));
+  EXPECT_EQ(read_exactly(s, 10), "two lines\n");
+  EXPECT_TRUE(s.has_pending());
+  pollfd pfd{p.server.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&pfd, 1, 0), 0) << "the fd has nothing more: only has_pending() knows";
+  EXPECT_EQ(read_exactly(s, 14), "in one record\n");
+  EXPECT_FALSE(s.has_pending());
+}
+
 TEST(Tls, NonBlockingFdsWorkAndStayNonBlocking) {
   Pair p = connected_pair();
   for (int fd : {p.client.get(), p.server.get()}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
