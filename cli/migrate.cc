@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/report.h"
+#include "common/json_text.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "migrate/migration.h"
@@ -67,7 +68,7 @@ int run_resolve(const MigrateOptions& o) {
   constexpr int kResolveSilenceMs = 30'000;
   auto reply = api_call(o.api, {{"cmd", "migrate-resolve"}, {"action", o.resolve}}, kResolveSilenceMs, {});
   if (!reply) return fail(reply.status(), o.json);
-  if (o.json) std::printf("%s\n", reply->dump().c_str());
+  if (o.json) std::printf("%s\n", json_text(*reply).c_str());
   if (!reply->value("ok", false)) {
     std::fprintf(stderr, "minihv: error: %s\n", reply->value("error", std::string("not settled")).c_str());
     return reply->value("result", "") == "in-doubt" ? kExitInDoubt : kExitFailure;
@@ -93,7 +94,7 @@ int report_migration(nlohmann::json report, bool json) {
   report["ok"] = ok;
   if (!ok && report.value("error", "").empty()) report["error"] = "migration " + (result.empty() ? "failed" : result);
   if (json)
-    std::printf("%s\n", report.dump().c_str());
+    std::printf("%s\n", json_text(report).c_str());
   else if (ok || anything_sent(report))
     print_summary(report);
   if (ok) return kExitOk;

@@ -16,6 +16,7 @@
 #include "cli/daily.h"
 #include "cli/run_control.h"
 #include "cli/terminal.h"
+#include "common/json_text.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "migrate/migration.h"
@@ -121,7 +122,7 @@ int receive(Vm& vm, const migrate::Endpoint& where, IncomingWait& wait,
     if (p.value("event", "") == "listening")
       std::fprintf(stderr, "minihv: waiting for a migrating VM on %s\n", p.value("address", "").c_str());
     else
-      LOG_INFO("incoming: %s", p.dump().c_str());
+      LOG_INFO("incoming: %s", json_text(p).c_str());
   });
   if (!st && wait.cancelled()) {
     std::fprintf(stderr, "minihv: stopped while waiting for a migrating VM\n");

@@ -14,6 +14,7 @@
 #include "cluster/child_output.h"
 #include "cluster/node_local.h"
 #include "cluster/timings.h"
+#include "common/json_text.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "cpuid/baseline.h"
@@ -261,7 +262,7 @@ Result<std::string> Node::cpu_model_for(const VmSpec& spec) {
   auto b = cpuid::baseline(profiles);
   if (!b) return b.status().context("the cluster's baseline CPU");
   const std::string path = o_.state_dir + "/" + spec.name + ".cpu.json";
-  std::ofstream(path) << cpuid::to_json(*b, "cluster baseline").dump(1) << "\n";
+  std::ofstream(path) << json_text(cpuid::to_json(*b, "cluster baseline"), 1) << "\n";
   return path;
 }
 

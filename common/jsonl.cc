@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "common/json_text.h"
 #include "common/net.h"
 
 namespace minihv::jsonl {
@@ -66,7 +67,7 @@ LineReader::Got LineReader::next(int fd, std::string& line, std::optional<std::c
   }
 }
 
-Status write_line(int fd, const Json& j) { return net::send_all(fd, j.dump() + "\n"); }
+Status write_line(int fd, const Json& j) { return net::send_all(fd, json_text(j) + "\n"); }
 
 Json error_line(const std::string& message) { return {{"ok", false}, {"error", message}}; }
 

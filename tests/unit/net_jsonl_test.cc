@@ -220,6 +220,32 @@ TEST(NetJsonl, ClientTimesOutAndRefusesAnOverlongReply) {
   EXPECT_NE(big.message().find("over 1024 bytes"), std::string::npos) << big.message();
 }
 
+// A guest's console text need not be UTF-8, and it reaches replies (a heartbeat line, an error):
+// it arrives with U+FFFD where the bad bytes were, and the server lives on.
+TEST(NetJsonl, InvalidUtf8InAReplyRoundTripsWithoutThrowing) {
+  auto s = tcp_server({}, [](const Json& req, const jsonl::Progress& progress) -> Json {
+    if (req.value("cmd", "") == "ping") return kPong;
+    progress({{"last_hb", "beat \xff"}});
+    return {{"ok", true}, {"last_hb", "hb \xff\xfe end"}};
+  });
+  UniqueFd fd = connect(s.at);
+  std::string seen;
+  auto r = jsonl::call(fd.get(), "test", {{"cmd", "x"}}, quick(), [&](const Json& p) { seen = p.value("last_hb", ""); });
+  ASSERT_TRUE(r) << r.message();
+  EXPECT_EQ(r->value("last_hb", ""), "hb \xEF\xBF\xBD\xEF\xBF\xBD end");
+  EXPECT_EQ(seen, "beat \xEF\xBF\xBD");
+  auto again = jsonl::call(fd.get(), "test", {{"cmd", "ping"}}, quick());
+  ASSERT_TRUE(again) << again.message();
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  ASSERT_TRUE(jsonl::write_line(a.get(), {{"error", std::string("\xff")}}));
+  jsonl::LineReader reader(1024);
+  std::string line;
+  ASSERT_EQ(reader.next(b.get(), line, 2s), jsonl::LineReader::Got::kLine);
+  EXPECT_EQ(Json::parse(line).value("error", ""), "\xEF\xBF\xBD");
+}
+
 TEST(NetJsonl, ParsesEndpoints) {
   auto e = net::parse_endpoint("10.0.0.2:4000");
   ASSERT_TRUE(e);
