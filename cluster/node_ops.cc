@@ -397,17 +397,8 @@ nlohmann::json Node::validate(const nlohmann::json& req) {
       r.asked_unix_ms = unix_ms();
       auto reply = node_call(r.address, {{"cmd", "probe"}, {"peers", peers}}, kProbeTimeout);
       r.answered_unix_ms = unix_ms();
-      if (!reply) {
-        r.error = reply.message();
-        return;
-      }
-      r.probe = (*reply)["probe"];
-      if (r.name.empty()) r.name = r.probe->value("node", r.address);
-      for (const auto& x : (*reply)["reach"]) {
-        if (x.value("to", "") == r.name) continue;
-        r.reach.push_back({x.value("from", ""), x.value("to", ""), x.value("network", ""), x.value("ok", false),
-                           x.value("rtt_ms", 0.0), x.value("error", "")});
-      }
+      if (reply) read_probe_reply(r, *reply);  // (a malformed reply fails this node, on this thread)
+      else r.error = reply.message();
     });
   }
   for (auto& t : threads) t.join();

@@ -52,6 +52,12 @@ inline constexpr auto kIncomingListenWait = 15s;  // the incoming child says whe
 inline constexpr auto kIncomingSourceWait = 15min;  // a source that never comes is given up
 inline constexpr auto kHandOffSettle = 5s;  // the source hands over right after its process has gone
 
+// --- requests between nodes and from the CLI (rpc.h) ---
+inline constexpr auto kRpcIdle = 60s;          // a peer silent this long (no whole line) is dropped
+inline constexpr auto kRpcWrite = 10s;         // a peer that takes in no reply this long is dropped
+inline constexpr auto kRpcConnect = 3000ms;    // at most; a call's own timeout if shorter
+inline constexpr auto kRpcCallTimeout = 10s;   // node_call's default longest silence
+
 // --- status, validation (node_ops.cc) ---
 inline constexpr auto kPeerStatusTimeout = 3s;
 inline constexpr auto kPingTimeout = 2s;
