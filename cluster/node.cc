@@ -274,7 +274,8 @@ int Node::run() {
   server_.reset();
   migration_servers_.clear();
   metrics_server_.reset();
-  if (Status s = node_lease_->release(); !s) LOG_WARN("node lease: %s", s.message().c_str());
+  if (is_fenced()) node_lease_->abandon();  // fenced during the stop: nothing more is written
+  else if (Status s = node_lease_->release(); !s) LOG_WARN("node lease: %s", s.message().c_str());
   if (drain_on_stop_ && !was_paused)  // drained to stop, not to stay out: it takes VMs when it returns
     if (Status s = update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
           if (NodeSpec* me = c.node(o_.name)) me->paused = false;
@@ -455,6 +456,8 @@ void Node::abandon_leases() {
   }
   node_lease_->abandon();  // joins its threads, whose on_lost takes mu_
 }
+
+bool Node::is_fenced() const { return fenced_ || !node_lease_->validity()->may_write(); }
 
 void Node::kill_all_children() {
   std::lock_guard lock(pids_mu_);

@@ -95,6 +95,8 @@ private:
   void on_node_lease_lost(const std::string& why);
   void kill_all_children();
   void abandon_leases();  // fenced: nothing is written to a lease any more
+  // Fenced, or about to be (the node lease may not be written: on_lost follows): no lease write.
+  bool is_fenced() const;
   nlohmann::json status_json();
   std::string metrics_text();  // a scrape, on the metrics server's thread
 

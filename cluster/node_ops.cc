@@ -124,6 +124,10 @@ void Node::hand_over_leases(Local& l, const std::string& to, const std::string& 
     if (l.fence) l.fence->revoke();
     leases = std::move(l.leases);
   }
+  if (is_fenced()) {  // fenced: nothing is written (abandon_leases); the target claims them once they stand still
+    for (auto& k : leases) k->abandon();
+    return;
+  }
   auto begin = node_call(target_addr, {{"cmd", "handoff_begin"}, {"vm", l.spec.name}}, kHandOffCallTimeout);
   std::vector<uint64_t> nonces;
   if (begin && (*begin)["nonces"].is_array())
@@ -135,7 +139,8 @@ void Node::hand_over_leases(Local& l, const std::string& to, const std::string& 
     if (!s) {
       LOG_WARN("vm %s: lease hand-over to %s: %s; releasing it instead", l.spec.name.c_str(), to.c_str(),
                s.message().c_str());
-      if (Status r = leases[i]->release(); !r) LOG_WARN("vm %s: %s", l.spec.name.c_str(), r.message().c_str());
+      if (is_fenced()) leases[i]->abandon();
+      else if (Status r = leases[i]->release(); !r) LOG_WARN("vm %s: %s", l.spec.name.c_str(), r.message().c_str());
     }
   }
   (void)node_call(target_addr, {{"cmd", "handoff_done"}, {"vm", l.spec.name}}, kHandOffCallTimeout);

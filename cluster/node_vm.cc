@@ -450,7 +450,8 @@ void Node::stop_child(Local& l) {
   }
 }
 
-// The child has ended (or never ran): give its leases back.
+// The child has ended (or never ran): give its leases back; a fenced node abandons them instead
+// (abandon_leases: its writes may land after another node has taken the VM over).
 void Node::release_vm(Local& l) {
   std::vector<std::unique_ptr<blockdev::LeaseKeeper>> leases;
   {
@@ -458,8 +459,11 @@ void Node::release_vm(Local& l) {
     if (l.fence) l.fence->revoke();
     leases = std::move(l.leases);
   }
-  for (auto it = leases.rbegin(); it != leases.rend(); ++it)
-    if (Status s = (*it)->release(); !s) LOG_WARN("vm %s: %s", l.spec.name.c_str(), s.message().c_str());
+  const bool fenced = is_fenced();
+  for (auto it = leases.rbegin(); it != leases.rend(); ++it) {
+    if (fenced) (*it)->abandon();
+    else if (Status s = (*it)->release(); !s) LOG_WARN("vm %s: %s", l.spec.name.c_str(), s.message().c_str());
+  }
 }
 
 void Node::forget(const std::string& name) {
