@@ -222,6 +222,14 @@ Node::~Node() {
   }
   spawn_cv_.notify_all();
   if (spawner_.joinable()) spawner_.join();
+  // Last, and here rather than as a member: node_lease_ is declared before mu_ and would be
+  // destroyed after it, while its keeper's threads may still call on_node_lease_lost, which locks
+  // mu_ and cv_. Stopped here, its threads are joined while everything they touch still exists.
+  // (After run() it has been released or abandoned already; this is for a node that never ran.)
+  if (node_lease_) {
+    if (fenced_) node_lease_->abandon();
+    node_lease_.reset();
+  }
 }
 
 void Node::stop(StopMode mode) {
