@@ -263,22 +263,7 @@ int Node::run() {
     was_paused = me && me->paused;
   }
   if (drain_on_stop_) drain_before_stop();
-  // Clean stop: every VM (left) stops and gives its leases back; the cluster restarts the highly
-  // available ones elsewhere.
-  std::vector<std::shared_ptr<Local>> all;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [name, l] : locals_) all.push_back(l);
-  }
-  for (auto& l : all) {
-    std::fprintf(stderr, "minihv: node %s: stopping vm %s\n", o_.name.c_str(), l->spec.name.c_str());
-    stop_child(*l);
-  }
-  for (auto& l : all) release_vm(*l);
-  {
-    std::lock_guard lock(mu_);
-    locals_.clear();
-  }
+  stop_all_vms();
   server_.reset();
   migration_servers_.clear();
   metrics_server_.reset();
@@ -293,6 +278,31 @@ int Node::run() {
       LOG_WARN("un-pausing node %s after its drain: %s", o_.name.c_str(), s.message().c_str());
   std::fprintf(stderr, "minihv: node %s stopped\n", o_.name.c_str());
   return 0;
+}
+
+// Clean stop: every VM (left) stops and gives its leases back; the cluster restarts the highly
+// available ones elsewhere. Starters and receivers give up first (as in ~Node), and are joined,
+// so none starts a child or takes a lease behind the stop.
+void Node::stop_all_vms() {
+  std::vector<std::shared_ptr<Local>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, l] : locals_) {
+      l->cancel = true;
+      all.push_back(l);
+    }
+    cv_.notify_all();
+  }
+  workers_.join_all();
+  for (auto& l : all) {
+    std::fprintf(stderr, "minihv: node %s: stopping vm %s\n", o_.name.c_str(), l->spec.name.c_str());
+    stop_child(*l);
+  }
+  for (auto& l : all) release_vm(*l);
+  {
+    std::lock_guard lock(mu_);
+    locals_.clear();
+  }
 }
 
 // SIGTERM: every VM moves live to another node, one at a time (as `cluster drain`); those that

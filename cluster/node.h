@@ -81,6 +81,7 @@ private:
   Status join_cluster();   // node lease + configuration entry, rolled back on failure
   Status take_node_lease();
   void drain_before_stop();
+  void stop_all_vms();  // run()'s clean stop: starters cancelled and joined, children stopped, leases back
 
   // --- the tick (node.cc) ---
   void tick();

@@ -144,6 +144,11 @@ void Node::start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptio
       return;
     }
     keep_leases(*l, std::move(*leases));
+    if (l->cancel) {  // the node stops (run, ~Node): no child to start and stop again
+      release_vm(*l);
+      forget(l->spec.name);
+      return;
+    }
     std::fprintf(stderr, "minihv: node %s: vm %s: leases taken in %lld ms (%s)\n", o_.name.c_str(),
                  l->spec.name.c_str(), static_cast<long long>(unix_ms() - t0), why.c_str());
     Status s = spawn(*l, "");
