@@ -108,6 +108,7 @@ private:
   Decision decide_for(Local& l, const VmEvent& e);
   // A child that ended (handle_exits): restart it, or let it go as `d` says.
   void settle_end(const std::shared_ptr<Local>& l, const Decision& d);
+  void let_go(Local& l, const Decision& d);  // turn off (if `d` says so), release, forget
   bool restart(Local& l, int status);
   void turn_off(const std::string& vm);  // the configuration says it stays off
   void start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptions> prior, const std::string& why);

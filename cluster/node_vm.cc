@@ -535,10 +535,21 @@ void Node::settle_end(const std::shared_ptr<Local>& l, const Decision& d) {
   if (d.record_failure)
     record_failure(name, "ended with status " + std::to_string(status) + error + " (log " + l->log + ")",
                    l->spec.generation);
-  if (d.action == Action::kRestart && restart(*l, status)) return;
-  if (d.turns_off()) turn_off(name);
-  release_vm(*l);
-  forget(name);
+  if (d.action != Action::kRestart) return let_go(*l, d);
+  if (restart(*l, status)) return;
+  Decision failed;  // as for a first start that failed: the phase and the give-up follow decide()
+  {
+    std::lock_guard lock(mu_);
+    failed = decide_for(*l, {VmEvent::Kind::kStartFailed});
+  }
+  let_go(*l, failed);
+}
+
+// Carries out a decision that lets the VM go: off for good if it says so, leases back, forgotten.
+void Node::let_go(Local& l, const Decision& d) {
+  if (d.turns_off()) turn_off(l.spec.name);
+  release_vm(l);
+  forget(l.spec.name);
 }
 
 bool Node::restart(Local& l, int status) {
