@@ -20,6 +20,7 @@
 #include "cluster/drill.h"
 #include "cluster/node.h"
 #include "cluster/rpc.h"
+#include "cluster/timings.h"
 #include "cluster/validate.h"
 #include "common/json_text.h"
 #include "common/units.h"
@@ -34,7 +35,7 @@ using Json = nlohmann::json;
 // How long the cluster CLI waits for a node's reply: most requests are answered at once, a move
 // or a validate take as long as their work, a drain as long as all its moves.
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
-constexpr auto kMoveTimeout = std::chrono::minutes(15);
+using cluster::timings::kMoveTimeout;  // the node's, whose move the CLI waits for
 constexpr auto kDrainTimeout = std::chrono::minutes(60);
 constexpr auto kValidateTimeout = std::chrono::seconds(60);
 // A node told to die answers nothing: a short wait, then the drill watches from another node.

@@ -34,7 +34,7 @@ inline constexpr auto kCheckSettle = 5s;          // peers that just joined may 
 inline constexpr auto kCheckRetryPause = 100ms;
 
 // --- live moves (node_ops.cc) ---
-inline constexpr auto kMoveTimeout = 15min;       // a forwarded move, end to end
+inline constexpr auto kMoveTimeout = 15min;       // a move, end to end (forwarded, or `cluster vm move`)
 inline constexpr auto kMigrateCallTimeout = 600s; // the source child's "migrate" request
 inline constexpr auto kPrepareTimeout = 30s;      // the target starts its incoming child
 inline constexpr auto kCancelTimeout = 10s;
