@@ -10,6 +10,7 @@
 #include "cli/report.h"
 #include "common/json_text.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/units.h"
 #include "migrate/migration.h"
 #include "vmm/api.h"
@@ -108,7 +109,7 @@ int run_migrate(const MigrateOptions& o) {
   if (!o.resolve.empty()) return run_resolve(o);
   if (o.to.empty())
     return fail(Status::invalid("--to is required (or --resolve to settle a migration left in doubt)"), o.json);
-  auto targets = migrate::parse_endpoint_list(o.to);
+  auto targets = net::parse_endpoint_list(o.to);
   if (!targets) return fail(Status::invalid("--to: " + targets.message()), o.json);
   auto compression = migrate::parse_compression(o.compress);
   if (!compression) return fail(Status::invalid("--compress: " + compression.message()), o.json);
@@ -137,7 +138,7 @@ nlohmann::json MigrationControl::migrate(Vm& vm, const nlohmann::json& req, cons
   if (!guard.owned()) return {{"ok", false}, {"error", "a migration of this VM is already in progress"}};
   if (std::string why = in_doubt_reason(); !why.empty()) return {{"ok", false}, {"error", why}};
   migrate::SourceOptions o;
-  auto targets = migrate::parse_endpoint_list(req.value("to", ""));
+  auto targets = net::parse_endpoint_list(req.value("to", ""));
   if (!targets) return {{"ok", false}, {"error", "to: " + targets.message()}};
   o.targets = *targets;
   auto c = migrate::parse_compression(req.value("compress", "auto"));

@@ -16,9 +16,9 @@
 #include "cluster/timings.h"
 #include "cluster/test_hooks.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "cpuid/host.h"
 #include "cpuid/profile_json.h"
-#include "migrate/transport.h"
 
 namespace minihv::cluster {
 
@@ -133,7 +133,7 @@ Status Node::serve() {
   if (!server) return server.status().context("--listen " + o_.listen);
   server_ = std::move(*server);
   // Answer on every migration network too, so validate can prove each one reachable.
-  auto listen_ep = migrate::parse_endpoint(o_.listen);
+  auto listen_ep = net::parse_endpoint(o_.listen);
   for (const auto& ip : o_.migration_networks) {
     if (!listen_ep || ip == listen_ep->host || listen_ep->host == "0.0.0.0") continue;
     auto extra = serve_tcp(ip + ":" + std::to_string(listen_ep->port), handler);

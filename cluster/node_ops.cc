@@ -13,9 +13,9 @@
 #include "cluster/validate.h"
 #include "cluster/rpc.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/units.h"
 #include "migrate/migration.h"
-#include "migrate/transport.h"
 
 namespace minihv::cluster {
 
@@ -26,12 +26,12 @@ using namespace timings;
 nlohmann::json invalid(const std::string& msg) { return error_reply(Status::invalid(msg)); }
 
 std::string host_of(const std::string& host_port) {
-  auto ep = migrate::parse_endpoint(host_port);
+  auto ep = net::parse_endpoint(host_port);
   return ep ? ep->host : host_port;
 }
 
 std::string port_of(const std::string& host_port) {
-  auto ep = migrate::parse_endpoint(host_port);
+  auto ep = net::parse_endpoint(host_port);
   return ep ? std::to_string(ep->port) : "0";
 }
 
