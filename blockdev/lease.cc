@@ -25,7 +25,7 @@ std::string clock_time(int64_t unix_ms) {
 
 void LeaseValidity::extend_to(Nanos t) {
   int64_t cur = until_ns_.load();
-  while (cur < t.count() && !until_ns_.compare_exchange_weak(cur, t.count())) {
+  while (cur != kRevoked && cur < t.count() && !until_ns_.compare_exchange_weak(cur, t.count())) {
   }
 }
 
@@ -123,8 +123,8 @@ Status Lease::release() {
 }
 
 void Lease::abandon() {
+  validity_->revoke();  // before the lock, which a renewal holds over its I/O: it writes no more after this
   std::lock_guard lock(mu_);
-  validity_->revoke();
   if (!lost_) lost_why_ = "abandoned";
   lost_ = true;
 }

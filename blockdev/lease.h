@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,11 +37,13 @@ public:
   explicit LeaseValidity(Clock& clock) : clock_(clock) {}
   bool may_write() const { return clock_.now().count() < until_ns_.load(std::memory_order_acquire); }
   Nanos until() const { return Nanos(until_ns_.load(std::memory_order_acquire)); }
-  void extend_to(Nanos t);  // never moves back
-  void revoke() { until_ns_.store(0, std::memory_order_release); }
+  void extend_to(Nanos t);  // never moves back, and never undoes a revoke
+  // For good: a renewal that completes after this (its write was in flight) does not revive it.
+  void revoke() { until_ns_.store(kRevoked, std::memory_order_release); }
   Clock& clock() const { return clock_; }
 
 private:
+  static constexpr int64_t kRevoked = INT64_MIN;
   Clock& clock_;
   std::atomic<int64_t> until_ns_{0};
 };

@@ -36,9 +36,12 @@ Status LeaseKeeper::hand_over(const std::string& owner, uint64_t nonce) {
   return lease_->hand_over(owner, nonce);
 }
 
+// Abandoned before the threads are joined: a renewal in flight may take as long as its I/O, and
+// must not write again after this returns (nor report the lease lost when its validity goes).
 void LeaseKeeper::abandon() {
+  reported_ = true;   // no on_lost from here on
+  lease_->abandon();  // revokes at once; then waits for a renewal in flight to finish its write
   stop_threads();
-  lease_->abandon();
 }
 
 bool LeaseKeeper::wait_stop(Nanos d) {

@@ -6,6 +6,7 @@
 
 #include "blockdev/disk_record.h"
 #include "blockdev/volume.h"
+#include "common/json_text.h"
 
 namespace minihv::blockdev {
 
@@ -61,7 +62,7 @@ Status Volume::write_config(const nlohmann::json& doc, const Lease& admin) {
   // Overwrite the older (or invalid) copy; the newer one stays intact until this one is complete.
   const unsigned newer = copies[1].valid && (!copies[0].valid || copies[1].header.generation > copies[0].header.generation);
   const unsigned target = 1 - newer;
-  const std::string text = doc.dump();
+  const std::string text = json_text(doc);
   if (text.size() > uint64_t{sb_.geo.config_copy_blocks - 1} * kBlockSize)
     return Status::invalid("cluster configuration too large (" + std::to_string(text.size()) + " bytes)");
   ConfigHeader h;

@@ -20,7 +20,9 @@
 #include "cluster/drill.h"
 #include "cluster/node.h"
 #include "cluster/rpc.h"
+#include "cluster/timings.h"
 #include "cluster/validate.h"
+#include "common/json_text.h"
 #include "common/units.h"
 
 namespace minihv::cli {
@@ -33,7 +35,7 @@ using Json = nlohmann::json;
 // How long the cluster CLI waits for a node's reply: most requests are answered at once, a move
 // or a validate take as long as their work, a drain as long as all its moves.
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
-constexpr auto kMoveTimeout = std::chrono::minutes(15);
+using cluster::timings::kMoveTimeout;  // the node's, whose move the CLI waits for
 constexpr auto kDrainTimeout = std::chrono::minutes(60);
 constexpr auto kValidateTimeout = std::chrono::seconds(60);
 // A node told to die answers nothing: a short wait, then the drill watches from another node.
@@ -135,7 +137,7 @@ int cmd_status(const ClusterCli& c) {
   auto st = call(c, {{"cmd", "cluster_status"}});
   if (!st) return fail(st.status(), c.json);
   if (c.json) {
-    std::printf("%s\n", st->dump(2).c_str());
+    std::printf("%s\n", json_text(*st, 2).c_str());
     return kExitOk;
   }
   const int64_t now = st->value("unix_ms", int64_t{0});
@@ -295,7 +297,7 @@ int cmd_move(const ClusterCli& c) {
                 print_move_progress);
   if (isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
   if (!r) return fail(r.status(), c.json);
-  if (c.json) std::printf("%s\n", r->dump().c_str());
+  if (c.json) std::printf("%s\n", json_text(*r).c_str());
   else print_move(*r);
   return kExitOk;
 }
@@ -305,7 +307,7 @@ int cmd_drain(const ClusterCli& c) {
                      kDrainTimeout, print_move_progress);
   if (!r) return fail(r.status(), c.json);
   if (c.json) {
-    std::printf("%s\n", r->dump().c_str());
+    std::printf("%s\n", json_text(*r).c_str());
   } else {
     for (const auto& m : (*r)["moved"])
       std::printf("%s -> %s (%lld ms)\n", m.value("vm", "").c_str(), m.value("to", "").c_str(),
@@ -331,7 +333,7 @@ int cmd_validate(const ClusterCli& c) {
     f << cluster::render_html(report);
     if (!f) return fail(Status::error("cannot write " + c.html), c.json);
   }
-  if (c.json) std::printf("%s\n", report.dump(2).c_str());
+  if (c.json) std::printf("%s\n", json_text(report, 2).c_str());
   else std::printf("%s", cluster::render_text(report).c_str());
   return report.value("ok", false) ? kExitOk : kExitFailure;
 }
@@ -366,7 +368,7 @@ void print_drill_vm(const Json& v) {
 
 void print_drill(const ClusterCli& c, const Json& report) {
   if (c.json) {
-    std::printf("%s\n", report.dump().c_str());
+    std::printf("%s\n", json_text(report).c_str());
     return;
   }
   std::printf("drill: killed node %s (%zu VM(s)); declared dead after %lld ms\n", c.target.c_str(),

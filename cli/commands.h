@@ -10,7 +10,7 @@
 #include <optional>
 #include <vector>
 
-#include "migrate/transport.h"
+#include "common/net.h"
 #include "vmm/api.h"
 #include "vmm/vm.h"
 
@@ -48,7 +48,7 @@ public:
 
 private:
   struct InDoubt {
-    std::vector<migrate::Endpoint> targets;
+    std::vector<net::Endpoint> targets;
     uint64_t session = 0;
     std::string why;
   };

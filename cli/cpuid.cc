@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/report.h"
+#include "common/json_text.h"
 #include "cpuid/cpuid.h"
 
 namespace minihv::cli {
@@ -23,11 +24,11 @@ Result<Profile> load_any(const std::string& path) {
 
 int write_json(const nlohmann::json& j, const std::string& out) {
   if (out.empty() || out == "-") {
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", json_text(j, 2).c_str());
     return kExitOk;
   }
   std::ofstream f(out);
-  f << j.dump(2) << "\n";
+  f << json_text(j, 2) << "\n";
   if (!f) return fail(Status::from_errno("writing " + out));
   return kExitOk;
 }
@@ -146,15 +147,11 @@ int compare_cmd(const CompareOptions& o) {
   }
   Comparison c = compare(*guest, host);
   if (o.json) {
-    std::printf("%s\n", nlohmann::json{{"compatible", c.compatible()},
-                                       {"vendor_mismatch", c.vendor_mismatch},
-                                       {"guest_vendor", c.guest_vendor},
-                                       {"host_vendor", c.host_vendor},
-                                       {"missing", c.missing},
-                                       {"guest_phys_bits", c.guest_phys_bits},
-                                       {"host_phys_bits", c.host_phys_bits}}
-                            .dump(2)
-                            .c_str());
+    const nlohmann::json j = {{"compatible", c.compatible()},         {"vendor_mismatch", c.vendor_mismatch},
+                              {"guest_vendor", c.guest_vendor},         {"host_vendor", c.host_vendor},
+                              {"missing", c.missing},                   {"guest_phys_bits", c.guest_phys_bits},
+                              {"host_phys_bits", c.host_phys_bits}};
+    std::printf("%s\n", json_text(j, 2).c_str());
   } else {
     std::printf("%s\n", c.describe().c_str());
   }

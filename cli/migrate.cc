@@ -8,7 +8,9 @@
 
 #include "cli/commands.h"
 #include "cli/report.h"
+#include "common/json_text.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/units.h"
 #include "migrate/migration.h"
 #include "vmm/api.h"
@@ -67,7 +69,7 @@ int run_resolve(const MigrateOptions& o) {
   constexpr int kResolveSilenceMs = 30'000;
   auto reply = api_call(o.api, {{"cmd", "migrate-resolve"}, {"action", o.resolve}}, kResolveSilenceMs, {});
   if (!reply) return fail(reply.status(), o.json);
-  if (o.json) std::printf("%s\n", reply->dump().c_str());
+  if (o.json) std::printf("%s\n", json_text(*reply).c_str());
   if (!reply->value("ok", false)) {
     std::fprintf(stderr, "minihv: error: %s\n", reply->value("error", std::string("not settled")).c_str());
     return reply->value("result", "") == "in-doubt" ? kExitInDoubt : kExitFailure;
@@ -93,7 +95,7 @@ int report_migration(nlohmann::json report, bool json) {
   report["ok"] = ok;
   if (!ok && report.value("error", "").empty()) report["error"] = "migration " + (result.empty() ? "failed" : result);
   if (json)
-    std::printf("%s\n", report.dump().c_str());
+    std::printf("%s\n", json_text(report).c_str());
   else if (ok || anything_sent(report))
     print_summary(report);
   if (ok) return kExitOk;
@@ -107,7 +109,7 @@ int run_migrate(const MigrateOptions& o) {
   if (!o.resolve.empty()) return run_resolve(o);
   if (o.to.empty())
     return fail(Status::invalid("--to is required (or --resolve to settle a migration left in doubt)"), o.json);
-  auto targets = migrate::parse_endpoint_list(o.to);
+  auto targets = net::parse_endpoint_list(o.to);
   if (!targets) return fail(Status::invalid("--to: " + targets.message()), o.json);
   auto compression = migrate::parse_compression(o.compress);
   if (!compression) return fail(Status::invalid("--compress: " + compression.message()), o.json);
@@ -136,7 +138,7 @@ nlohmann::json MigrationControl::migrate(Vm& vm, const nlohmann::json& req, cons
   if (!guard.owned()) return {{"ok", false}, {"error", "a migration of this VM is already in progress"}};
   if (std::string why = in_doubt_reason(); !why.empty()) return {{"ok", false}, {"error", why}};
   migrate::SourceOptions o;
-  auto targets = migrate::parse_endpoint_list(req.value("to", ""));
+  auto targets = net::parse_endpoint_list(req.value("to", ""));
   if (!targets) return {{"ok", false}, {"error", "to: " + targets.message()}};
   o.targets = *targets;
   auto c = migrate::parse_compression(req.value("compress", "auto"));

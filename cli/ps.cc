@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/format.h"
+#include "common/json_text.h"
 #include "common/units.h"
 #include "vmm/api.h"
 #include "vmm/registry.h"
@@ -80,7 +81,7 @@ int ps(bool json) {
   auto records = registry::list_live(registry::run_dir());
   if (!records) {
     std::fprintf(stderr, "minihv: error: %s\n", records.message().c_str());
-    if (json) std::printf("%s\n", nlohmann::json{{"ok", false}, {"error", records.message()}}.dump().c_str());
+    if (json) std::printf("%s\n", json_text({{"ok", false}, {"error", records.message()}}).c_str());
     return kExitFailure;
   }
   const auto rows = collect(std::move(records).value());
@@ -90,7 +91,7 @@ int ps(bool json) {
   }
   nlohmann::json out = nlohmann::json::array();
   for (const Row& r : rows) out.push_back(row_json(r));
-  std::printf("%s\n", out.dump(2).c_str());
+  std::printf("%s\n", json_text(out, 2).c_str());
   return kExitOk;
 }
 

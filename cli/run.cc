@@ -16,7 +16,9 @@
 #include "cli/daily.h"
 #include "cli/run_control.h"
 #include "cli/terminal.h"
+#include "common/json_text.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/units.h"
 #include "migrate/migration.h"
 #include "vmm/api.h"
@@ -143,7 +145,7 @@ private:
 
 // Waits for the migrating VM and takes it over. Returns -1 when it runs here now, else the exit
 // status (0 when a stop ended the wait).
-int receive(Vm& vm, const migrate::Endpoint& where, IncomingWait& wait,
+int receive(Vm& vm, const net::Endpoint& where, IncomingWait& wait,
             std::unique_ptr<migrate::CommitWitness>& witness, VmEvents& events, Ending& ending) {
   migrate::DestinationOptions options{where};
   options.cancel_fd = wait.cancel_fd();
@@ -153,7 +155,7 @@ int receive(Vm& vm, const migrate::Endpoint& where, IncomingWait& wait,
       std::fprintf(stderr, "minihv: waiting for a migrating VM on %s\n", p.value("address", "").c_str());
       events.publish({{"event", "listening"}, {"address", p.value("address", "")}});
     } else {
-      LOG_INFO("incoming: %s", p.dump().c_str());
+      LOG_INFO("incoming: %s", json_text(p).c_str());
       events.publish({{"event", "incoming"}, {"progress", p}});
     }
   });
@@ -193,7 +195,7 @@ void warn_if_advisory(const cpuid::GuestCpuid& cpu) {
 }
 
 // Checks the options that need no VM; fills in what they say. kExitOk when they are good.
-int check_options(RunOptions& o, std::optional<migrate::Endpoint>& incoming) {
+int check_options(RunOptions& o, std::optional<net::Endpoint>& incoming) {
   auto mem = parse_size(o.mem, 1ull << 20);
   if (!mem) {
     std::fprintf(stderr, "minihv: error: --mem: %s\n", mem.message().c_str());
@@ -201,7 +203,7 @@ int check_options(RunOptions& o, std::optional<migrate::Endpoint>& incoming) {
   }
   o.vm.mem_bytes = *mem;
   if (!o.incoming.empty()) {
-    auto ep = migrate::parse_endpoint(o.incoming);
+    auto ep = net::parse_endpoint(o.incoming);
     if (!ep) {
       std::fprintf(stderr, "minihv: error: --incoming: %s\n", ep.message().c_str());
       return kExitUsage;
@@ -227,7 +229,7 @@ int check_options(RunOptions& o, std::optional<migrate::Endpoint>& incoming) {
 }
 
 // Receives an incoming VM, waits for a cluster VM's fence, then runs the VM until it ends.
-int run_here(const RunOptions& o, Vm& vm, const std::optional<migrate::Endpoint>& incoming, IncomingWait* wait,
+int run_here(const RunOptions& o, Vm& vm, const std::optional<net::Endpoint>& incoming, IncomingWait* wait,
              std::optional<registry::Registration>& registration, VmEvents& events, Ending& ending) {
   // An incoming VM's proof of COMMIT, kept for as long as the VM runs (migrate/in_doubt.h).
   std::unique_ptr<migrate::CommitWitness> witness;
@@ -246,7 +248,7 @@ int run_here(const RunOptions& o, Vm& vm, const std::optional<migrate::Endpoint>
 }
 
 int run(RunOptions& o) {
-  std::optional<migrate::Endpoint> incoming;
+  std::optional<net::Endpoint> incoming;
   if (int rc = check_options(o, incoming); rc != kExitOk) return rc;
   StopSignals signals;
   auto vm = incoming ? Vm::create_incoming(o.vm) : Vm::create(o.vm);

@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "common/json_text.h"
 #include "migrate/migration.h"
 
 namespace minihv::cli {
@@ -36,7 +37,7 @@ nlohmann::json handle_waiting(Vm& vm, IncomingWait& incoming, const std::string&
     vm.stop();
     return {{"ok", true}};
   }
-  return control_refusal(cmd + " is refused: this VM waits for a migration (" + incoming.status().dump() +
+  return control_refusal(cmd + " is refused: this VM waits for a migration (" + json_text(incoming.status()) +
                  "); only status, stop and console are answered until it arrives");
 }
 

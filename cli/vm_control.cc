@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/format.h"
 #include "cluster/child_output.h"
+#include "common/json_text.h"
 #include "common/units.h"
 #include "cpuid/cpuid.h"
 #include "vmm/api.h"
@@ -30,14 +31,14 @@ struct StatusOptions {
 
 int fail(const std::string& message, bool json) {
   std::fprintf(stderr, "minihv: error: %s\n", message.c_str());
-  if (json) std::printf("%s\n", nlohmann::json{{"ok", false}, {"error", message}}.dump().c_str());
+  if (json) std::printf("%s\n", json_text({{"ok", false}, {"error", message}}).c_str());
   return kExitFailure;
 }
 
 int call(const std::string& api, const std::string& cmd) {
   auto reply = api_call(api, {{"cmd", cmd}});
   if (!reply) return fail(reply.message(), /*json=*/true);
-  std::printf("%s\n", reply->dump(2).c_str());
+  std::printf("%s\n", json_text(*reply, 2).c_str());
   if (reply->value("ok", false)) return kExitOk;
   std::fprintf(stderr, "minihv: error: %s\n", reply->value("error", std::string("refused")).c_str());
   return kExitFailure;
@@ -70,7 +71,7 @@ std::string cpu_line(const nlohmann::json& cpu) {
 
 std::string migration_line(const nlohmann::json& m) {
   if (!m.value("in_doubt", false)) return "nothing in doubt";
-  return "IN DOUBT: " + m.dump() + " (settle it with 'minihv migrate --resolve')";
+  return "IN DOUBT: " + json_text(m) + " (settle it with 'minihv migrate --resolve')";
 }
 
 void print_row(const char* label, const std::string& value) { std::printf("%-11s %s\n", label, value.c_str()); }
@@ -116,7 +117,7 @@ int status(const StatusOptions& o) {
   if (!o.cpuid && st.contains("cpu"))
     for (const char* table : kCpuidTables) st["cpu"].erase(table);
   if (o.json) {
-    std::printf("%s\n", st.dump(2).c_str());
+    std::printf("%s\n", json_text(st, 2).c_str());
     return kExitOk;
   }
   print_short(st);

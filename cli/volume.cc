@@ -10,6 +10,7 @@
 #include "blockdev/volume.h"
 #include "cli/commands.h"
 #include "cli/report.h"
+#include "common/json_text.h"
 #include "common/units.h"
 
 namespace minihv::cli {
@@ -90,7 +91,7 @@ int inspect(const std::string& path, bool json) {
   auto j = (*v)->inspect();
   if (!j) return fail(j.status(), json);
   if (json) {
-    std::printf("%s\n", j->dump(2).c_str());
+    std::printf("%s\n", json_text(*j, 2).c_str());
     return kExitOk;
   }
   const auto& t = (*j)["timings_ms"];
@@ -136,7 +137,7 @@ int disk_list(const std::string& path, bool json) {
   auto j = (*v)->inspect();
   if (!j) return fail(j.status(), json);
   if (json) {
-    std::printf("%s\n", (*j)["disks"].dump(2).c_str());
+    std::printf("%s\n", json_text((*j)["disks"], 2).c_str());
     return kExitOk;
   }
   for (const auto& d : (*j)["disks"])

@@ -16,9 +16,9 @@
 #include "cluster/timings.h"
 #include "cluster/test_hooks.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "cpuid/host.h"
 #include "cpuid/profile_json.h"
-#include "migrate/transport.h"
 
 namespace minihv::cluster {
 
@@ -133,7 +133,7 @@ Status Node::serve() {
   if (!server) return server.status().context("--listen " + o_.listen);
   server_ = std::move(*server);
   // Answer on every migration network too, so validate can prove each one reachable.
-  auto listen_ep = migrate::parse_endpoint(o_.listen);
+  auto listen_ep = net::parse_endpoint(o_.listen);
   for (const auto& ip : o_.migration_networks) {
     if (!listen_ep || ip == listen_ep->host || listen_ep->host == "0.0.0.0") continue;
     auto extra = serve_tcp(ip + ":" + std::to_string(listen_ep->port), handler);
@@ -222,6 +222,14 @@ Node::~Node() {
   }
   spawn_cv_.notify_all();
   if (spawner_.joinable()) spawner_.join();
+  // Last, and here rather than as a member: node_lease_ is declared before mu_ and would be
+  // destroyed after it, while its keeper's threads may still call on_node_lease_lost, which locks
+  // mu_ and cv_. Stopped here, its threads are joined while everything they touch still exists.
+  // (After run() it has been released or abandoned already; this is for a node that never ran.)
+  if (node_lease_) {
+    if (fenced_) node_lease_->abandon();
+    node_lease_.reset();
+  }
 }
 
 void Node::stop(StopMode mode) {
@@ -255,26 +263,12 @@ int Node::run() {
     was_paused = me && me->paused;
   }
   if (drain_on_stop_) drain_before_stop();
-  // Clean stop: every VM (left) stops and gives its leases back; the cluster restarts the highly
-  // available ones elsewhere.
-  std::vector<std::shared_ptr<Local>> all;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [name, l] : locals_) all.push_back(l);
-  }
-  for (auto& l : all) {
-    std::fprintf(stderr, "minihv: node %s: stopping vm %s\n", o_.name.c_str(), l->spec.name.c_str());
-    stop_child(*l);
-  }
-  for (auto& l : all) release_vm(*l);
-  {
-    std::lock_guard lock(mu_);
-    locals_.clear();
-  }
+  stop_all_vms();
   server_.reset();
   migration_servers_.clear();
   metrics_server_.reset();
-  if (Status s = node_lease_->release(); !s) LOG_WARN("node lease: %s", s.message().c_str());
+  if (is_fenced()) node_lease_->abandon();  // fenced during the stop: nothing more is written
+  else if (Status s = node_lease_->release(); !s) LOG_WARN("node lease: %s", s.message().c_str());
   if (drain_on_stop_ && !was_paused)  // drained to stop, not to stay out: it takes VMs when it returns
     if (Status s = update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
           if (NodeSpec* me = c.node(o_.name)) me->paused = false;
@@ -284,6 +278,31 @@ int Node::run() {
       LOG_WARN("un-pausing node %s after its drain: %s", o_.name.c_str(), s.message().c_str());
   std::fprintf(stderr, "minihv: node %s stopped\n", o_.name.c_str());
   return 0;
+}
+
+// Clean stop: every VM (left) stops and gives its leases back; the cluster restarts the highly
+// available ones elsewhere. Starters and receivers give up first (as in ~Node), and are joined,
+// so none starts a child or takes a lease behind the stop.
+void Node::stop_all_vms() {
+  std::vector<std::shared_ptr<Local>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, l] : locals_) {
+      l->cancel = true;
+      all.push_back(l);
+    }
+    cv_.notify_all();
+  }
+  workers_.join_all();
+  for (auto& l : all) {
+    std::fprintf(stderr, "minihv: node %s: stopping vm %s\n", o_.name.c_str(), l->spec.name.c_str());
+    stop_child(*l);
+  }
+  for (auto& l : all) release_vm(*l);
+  {
+    std::lock_guard lock(mu_);
+    locals_.clear();
+  }
 }
 
 // SIGTERM: every VM moves live to another node, one at a time (as `cluster drain`); those that
@@ -455,6 +474,8 @@ void Node::abandon_leases() {
   }
   node_lease_->abandon();  // joins its threads, whose on_lost takes mu_
 }
+
+bool Node::is_fenced() const { return fenced_ || !node_lease_->validity()->may_write(); }
 
 void Node::kill_all_children() {
   std::lock_guard lock(pids_mu_);

@@ -82,6 +82,7 @@ private:
   Status join_cluster();   // node lease + configuration entry, rolled back on failure
   Status take_node_lease();
   void drain_before_stop();
+  void stop_all_vms();  // run()'s clean stop: starters cancelled and joined, children stopped, leases back
 
   // --- the tick (node.cc) ---
   void tick();
@@ -96,6 +97,8 @@ private:
   void on_node_lease_lost(const std::string& why);
   void kill_all_children();
   void abandon_leases();  // fenced: nothing is written to a lease any more
+  // Fenced, or about to be (the node lease may not be written: on_lost follows): no lease write.
+  bool is_fenced() const;
   nlohmann::json status_json();
   std::string metrics_text();  // a scrape, on the metrics server's thread
 
@@ -106,6 +109,7 @@ private:
   Decision decide_for(Local& l, const VmEvent& e);
   // A child that ended (handle_exits): restart it, or let it go as `d` says.
   void settle_end(const std::shared_ptr<Local>& l, const Decision& d);
+  void let_go(Local& l, const Decision& d);  // turn off (if `d` says so), release, forget
   bool restart(Local& l, int status);
   void turn_off(const std::string& vm);  // the configuration says it stays off
   void start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptions> prior, const std::string& why);

@@ -13,9 +13,9 @@
 #include "cluster/validate.h"
 #include "cluster/rpc.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/units.h"
 #include "migrate/migration.h"
-#include "migrate/transport.h"
 
 namespace minihv::cluster {
 
@@ -26,12 +26,12 @@ using namespace timings;
 nlohmann::json invalid(const std::string& msg) { return error_reply(Status::invalid(msg)); }
 
 std::string host_of(const std::string& host_port) {
-  auto ep = migrate::parse_endpoint(host_port);
+  auto ep = net::parse_endpoint(host_port);
   return ep ? ep->host : host_port;
 }
 
 std::string port_of(const std::string& host_port) {
-  auto ep = migrate::parse_endpoint(host_port);
+  auto ep = net::parse_endpoint(host_port);
   return ep ? std::to_string(ep->port) : "0";
 }
 
@@ -124,6 +124,10 @@ void Node::hand_over_leases(Local& l, const std::string& to, const std::string& 
     if (l.fence) l.fence->revoke();
     leases = std::move(l.leases);
   }
+  if (is_fenced()) {  // fenced: nothing is written (abandon_leases); the target claims them once they stand still
+    for (auto& k : leases) k->abandon();
+    return;
+  }
   auto begin = node_call(target_addr, {{"cmd", "handoff_begin"}, {"vm", l.spec.name}}, kHandOffCallTimeout);
   std::vector<uint64_t> nonces;
   if (begin && (*begin)["nonces"].is_array())
@@ -135,7 +139,8 @@ void Node::hand_over_leases(Local& l, const std::string& to, const std::string& 
     if (!s) {
       LOG_WARN("vm %s: lease hand-over to %s: %s; releasing it instead", l.spec.name.c_str(), to.c_str(),
                s.message().c_str());
-      if (Status r = leases[i]->release(); !r) LOG_WARN("vm %s: %s", l.spec.name.c_str(), r.message().c_str());
+      if (is_fenced()) leases[i]->abandon();
+      else if (Status r = leases[i]->release(); !r) LOG_WARN("vm %s: %s", l.spec.name.c_str(), r.message().c_str());
     }
   }
   (void)node_call(target_addr, {{"cmd", "handoff_done"}, {"vm", l.spec.name}}, kHandOffCallTimeout);
@@ -397,17 +402,8 @@ nlohmann::json Node::validate(const nlohmann::json& req) {
       r.asked_unix_ms = unix_ms();
       auto reply = node_call(r.address, {{"cmd", "probe"}, {"peers", peers}}, kProbeTimeout);
       r.answered_unix_ms = unix_ms();
-      if (!reply) {
-        r.error = reply.message();
-        return;
-      }
-      r.probe = (*reply)["probe"];
-      if (r.name.empty()) r.name = r.probe->value("node", r.address);
-      for (const auto& x : (*reply)["reach"]) {
-        if (x.value("to", "") == r.name) continue;
-        r.reach.push_back({x.value("from", ""), x.value("to", ""), x.value("network", ""), x.value("ok", false),
-                           x.value("rtt_ms", 0.0), x.value("error", "")});
-      }
+      if (reply) read_probe_reply(r, *reply);  // (a malformed reply fails this node, on this thread)
+      else r.error = reply.message();
     });
   }
   for (auto& t : threads) t.join();

@@ -10,6 +10,7 @@
 #include "cluster/child_output.h"
 #include "cluster/node_local.h"
 #include "cluster/timings.h"
+#include "common/json_text.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "cpuid/baseline.h"
@@ -118,6 +119,11 @@ void Node::start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptio
       return;
     }
     keep_leases(*l, std::move(*leases));
+    if (l->cancel) {  // the node stops (run, ~Node): no child to start and stop again
+      release_vm(*l);
+      forget(l->spec.name);
+      return;
+    }
     std::fprintf(stderr, "minihv: node %s: vm %s: leases taken in %lld ms (%s)\n", o_.name.c_str(),
                  l->spec.name.c_str(), static_cast<long long>(unix_ms() - t0), why.c_str());
     Status s = spawn(*l, "");
@@ -236,7 +242,7 @@ Result<std::string> Node::cpu_model_for(const VmSpec& spec) {
   auto b = cpuid::baseline(profiles);
   if (!b) return b.status().context("the cluster's baseline CPU");
   const std::string path = o_.state_dir + "/" + spec.name + ".cpu.json";
-  std::ofstream(path) << cpuid::to_json(*b, "cluster baseline").dump(1) << "\n";
+  std::ofstream(path) << json_text(cpuid::to_json(*b, "cluster baseline"), 1) << "\n";
   return path;
 }
 
@@ -344,7 +350,8 @@ void Node::stop_child(Local& l) {
   }
 }
 
-// The child has ended (or never ran): give its leases back.
+// The child has ended (or never ran): give its leases back; a fenced node abandons them instead
+// (abandon_leases: its writes may land after another node has taken the VM over).
 void Node::release_vm(Local& l) {
   std::vector<std::unique_ptr<blockdev::LeaseKeeper>> leases;
   {
@@ -352,8 +359,11 @@ void Node::release_vm(Local& l) {
     if (l.fence) l.fence->revoke();
     leases = std::move(l.leases);
   }
-  for (auto it = leases.rbegin(); it != leases.rend(); ++it)
-    if (Status s = (*it)->release(); !s) LOG_WARN("vm %s: %s", l.spec.name.c_str(), s.message().c_str());
+  const bool fenced = is_fenced();
+  for (auto it = leases.rbegin(); it != leases.rend(); ++it) {
+    if (fenced) (*it)->abandon();
+    else if (Status s = (*it)->release(); !s) LOG_WARN("vm %s: %s", l.spec.name.c_str(), s.message().c_str());
+  }
 }
 
 void Node::forget(const std::string& name) {
@@ -420,10 +430,21 @@ void Node::settle_end(const std::shared_ptr<Local>& l, const Decision& d) {
   if (d.record_failure)
     record_failure(name, "ended with status " + std::to_string(status) + error + " (log " + l->log + ")",
                    l->spec.generation);
-  if (d.action == Action::kRestart && restart(*l, status)) return;
-  if (d.turns_off()) turn_off(name);
-  release_vm(*l);
-  forget(name);
+  if (d.action != Action::kRestart) return let_go(*l, d);
+  if (restart(*l, status)) return;
+  Decision failed;  // as for a first start that failed: the phase and the give-up follow decide()
+  {
+    std::lock_guard lock(mu_);
+    failed = decide_for(*l, {VmEvent::Kind::kStartFailed});
+  }
+  let_go(*l, failed);
+}
+
+// Carries out a decision that lets the VM go: off for good if it says so, leases back, forgotten.
+void Node::let_go(Local& l, const Decision& d) {
+  if (d.turns_off()) turn_off(l.spec.name);
+  release_vm(l);
+  forget(l.spec.name);
 }
 
 bool Node::restart(Local& l, int status) {

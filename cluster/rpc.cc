@@ -19,15 +19,16 @@ Result<nlohmann::json> node_call(const std::string& host_port, const nlohmann::j
                                  const std::function<void(const nlohmann::json&)>& on_progress) {
   auto ep = net::parse_endpoint(host_port);
   if (!ep) return ep.status();
-  auto fd = net::connect_to(*ep, std::min(timeout, kNodeConnectTimeout));
+  auto fd = net::connect_to(*ep, std::min<std::chrono::milliseconds>(timeout, timings::kRpcConnect));
   if (!fd) return fd.status().context("node " + host_port);
   const auto options = jsonl::CallOptions::with_silence(timeout);
   auto reply = jsonl::call(fd->get(), "node " + host_port, request, options, on_progress);
   if (!reply) return reply.status();
   if (!reply->is_object()) return Status::error("node " + host_port + " sent a reply that is not an object");
-  if (!reply->value("ok", false)) {
-    const std::string e = reply->value("error", "failed without saying why");
-    return reply->value("invalid", false) ? Status::invalid(e) : Status::error(e);
+  if (reply->value("ok", nlohmann::json()) != true) {  // (a malformed reply is a failure, never an exception)
+    const nlohmann::json e = reply->value("error", nlohmann::json());
+    const std::string why = e.is_string() ? e.get<std::string>() : "failed without saying why";
+    return reply->value("invalid", nlohmann::json()) == true ? Status::invalid(why) : Status::error(why);
   }
   return reply;
 }

@@ -12,17 +12,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cluster/timings.h"
 #include "common/jsonl.h"
 #include "common/status.h"
 
 namespace minihv::cluster {
 
 // A node serves the CLI and every other node; a peer silent this long between requests (a node
-// that died without closing) gives its slot back.
+// that died without closing) gives its slot back, and so does one that takes in no reply.
 inline constexpr jsonl::Limits kNodeRpcLimits{.max_line_bytes = jsonl::kDefaultMaxRequestBytes,
-                                              .read_timeout = std::chrono::seconds(60),
-                                              .max_connections = 64};
-inline constexpr std::chrono::milliseconds kNodeConnectTimeout{3000};  // at most; a call's own timeout if shorter
+                                              .read_timeout = timings::kRpcIdle,
+                                              .max_connections = 64,
+                                              .write_timeout = timings::kRpcWrite};
 
 // Serves `handler` on HOST:PORT (every request on its own thread).
 Result<std::unique_ptr<jsonl::Server>> serve_tcp(const std::string& host_port, jsonl::Handler handler);
@@ -31,7 +32,7 @@ Result<std::unique_ptr<jsonl::Server>> serve_tcp(const std::string& host_port, j
 // "error": E} becomes an error status with E (invalid-input when the reply says "invalid": true).
 // `timeout` is the longest silence (a progress line restarts it).
 Result<nlohmann::json> node_call(const std::string& host_port, const nlohmann::json& request,
-                                 std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                                 std::chrono::milliseconds timeout = timings::kRpcCallTimeout,
                                  const std::function<void(const nlohmann::json&)>& on_progress = {});
 
 // Connect + {"cmd":"ping"} round trip in milliseconds (validate's reachability check).

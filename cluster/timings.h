@@ -35,7 +35,7 @@ inline constexpr auto kCheckSettle = 5s;          // peers that just joined may 
 inline constexpr auto kCheckRetryPause = 100ms;
 
 // --- live moves (node_ops.cc) ---
-inline constexpr auto kMoveTimeout = 15min;       // a forwarded move, end to end
+inline constexpr auto kMoveTimeout = 15min;       // a move, end to end (forwarded, or `cluster vm move`)
 inline constexpr auto kMigrateCallTimeout = 600s; // the source child's "migrate" request
 inline constexpr auto kPrepareTimeout = 30s;      // the target starts its incoming child
 inline constexpr auto kCancelTimeout = 10s;
@@ -52,6 +52,12 @@ inline constexpr auto kHandOffWait = 20s;
 inline constexpr auto kIncomingListenWait = 15s;  // the incoming child says where it listens
 inline constexpr auto kIncomingSourceWait = 15min;  // a source that never comes is given up
 inline constexpr auto kHandOffSettle = 5s;  // the source hands over right after its process has gone
+
+// --- requests between nodes and from the CLI (rpc.h) ---
+inline constexpr auto kRpcIdle = 60s;          // a peer silent this long (no whole line) is dropped
+inline constexpr auto kRpcWrite = 10s;         // a peer that takes in no reply this long is dropped
+inline constexpr auto kRpcConnect = 3000ms;    // at most; a call's own timeout if shorter
+inline constexpr auto kRpcCallTimeout = 10s;   // node_call's default longest silence
 
 // --- status, validation (node_ops.cc) ---
 inline constexpr auto kPeerStatusTimeout = 3s;

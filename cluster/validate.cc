@@ -5,9 +5,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <stdexcept>
 
 #include "cluster/probe.h"
 #include "cluster/validate_checks.h"
+#include "common/json_text.h"
 #include "common/units.h"
 
 namespace minihv::cluster {
@@ -325,6 +327,26 @@ nlohmann::json validate(const ValidateInput& in) {
   return {{"cluster", in.cluster}, {"volume_uuid", in.volume_uuid}, {"ok", ok},
           {"generated_unix_ms", in.generated_unix_ms}, {"nodes", names}, {"node_details", rows}, {"checks", checks},
           {"baseline", run.baseline}};
+}
+
+void read_probe_reply(NodeResult& r, const nlohmann::json& reply) {
+  NodeResult got = r;
+  try {
+    if (!reply.is_object() || !reply.contains("probe") || !reply["probe"].is_object())
+      throw std::invalid_argument("no probe in it");
+    got.probe = reply["probe"];
+    if (got.name.empty()) got.name = got.probe->value("node", got.address);
+    for (const auto& x : reply.value("reach", nlohmann::json::array())) {
+      if (x.value("to", "") == got.name) continue;
+      got.reach.push_back({x.value("from", ""), x.value("to", ""), x.value("network", ""), x.value("ok", false),
+                           x.value("rtt_ms", 0.0), x.value("error", "")});
+    }
+  } catch (const std::exception& e) {
+    r.error = "node " + r.address + " sent a malformed probe reply (" + e.what() + "): " +
+              json_text(reply).substr(0, 200);
+    return;
+  }
+  r = std::move(got);
 }
 
 }  // namespace minihv::cluster

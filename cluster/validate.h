@@ -59,6 +59,11 @@ constexpr uint64_t kVmMemHeadroomBytes = 64ull << 20;  // a VM's process and pag
 
 nlohmann::json validate(const ValidateInput& in);
 
+// Fills r.probe, r.reach (and r.name when unknown) from a node's {"probe", "reach"} reply. A reply
+// not of that form (another version's, or a broken peer's, e.g. {"progress": 1}) fails that node
+// with r.error saying why, and leaves the rest of `r` as it was: never an exception.
+void read_probe_reply(NodeResult& r, const nlohmann::json& reply);
+
 // "PASS  Title: message" per check, details indented beneath, and a final verdict line.
 std::string render_text(const nlohmann::json& report);
 // One HTML page: inline CSS, no scripts or external resources, every value escaped.

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "cluster/validate_checks.h"
+#include "common/json_text.h"
 #include "cpuid/cpuid.h"
 
 namespace minihv::cluster::detail {
@@ -38,7 +39,7 @@ nlohmann::json summarize(const cpuid::Profile& base, const std::vector<const Hos
       if (!std::binary_search(weakest->features.begin(), weakest->features.end(), f)) lacks.insert(f);
   j["weakest_node"] = weakest->node->name;
   j["weakest_lacks"] = lacks;
-  j["profile"] = cpuid::to_json(base, "baseline of " + j["nodes"].dump());
+  j["profile"] = cpuid::to_json(base, "baseline of " + json_text(j["nodes"]));
   return j;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "cluster/validate_checks.h"
+#include "common/json_text.h"
 #include "common/units.h"
 
 namespace minihv::cluster {
@@ -25,7 +26,7 @@ const nlohmann::json& list(const nlohmann::json& j, const char* key) {
 }
 
 // A string as is; anything else as JSON.
-std::string text(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
+std::string text(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : json_text(j); }
 
 std::string upper(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "common/json_text.h"
 #include "common/net.h"
 
 namespace minihv::jsonl {
@@ -32,6 +33,12 @@ Ready wait_readable(int fd, std::optional<std::chrono::milliseconds> timeout, in
 
 std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
 
+// What is left of the time until `deadline`, rounded up (0 once it has passed).
+std::chrono::milliseconds left_until(std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return std::max(left, std::chrono::milliseconds(0));
+}
+
 }  // namespace
 
 // --- lines --------------------------------------------------------------------------------------
@@ -50,11 +57,12 @@ bool LineReader::take_line(std::string& line) {
 
 LineReader::Got LineReader::next(int fd, std::string& line, std::optional<std::chrono::milliseconds> timeout,
                                  int stop_fd) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
   char chunk[kReadChunk];
   for (;;) {
     if (take_line(line)) return line.size() > max_line_ ? Got::kTooLong : Got::kLine;
     if (buf_.size() > max_line_) return Got::kTooLong;  // no '\n' within the limit: never grow past it
-    switch (wait_readable(fd, timeout, stop_fd)) {
+    switch (wait_readable(fd, timeout ? std::optional(left_until(deadline)) : std::nullopt, stop_fd)) {
       case Ready::kTimeout: return Got::kTimeout;
       case Ready::kStopped: return Got::kStopped;
       case Ready::kData: break;
@@ -66,7 +74,7 @@ LineReader::Got LineReader::next(int fd, std::string& line, std::optional<std::c
   }
 }
 
-Status write_line(int fd, const Json& j) { return net::send_all(fd, j.dump() + "\n"); }
+Status write_line(int fd, const Json& j) { return net::send_all(fd, json_text(j) + "\n"); }
 
 Json error_line(const std::string& message) { return {{"ok", false}, {"error", message}}; }
 
@@ -91,8 +99,15 @@ Server::~Server() {
     (void)!::write(stop_fd_.get(), &one, sizeof one);  // stays readable: every client sees it too
     accept_thread_.join();
   }
-  std::lock_guard lock(clients_mu_);
-  for (auto& c : clients_) c.thread.join();
+  std::vector<Client> clients;
+  {
+    std::lock_guard lock(clients_mu_);  // (a client's fd is closed under it: never shut down a reused number)
+    // A client that reads nothing must not hold a Handler's write (or a Stream's) for ever.
+    for (auto& c : clients_)
+      if (c.fd->valid()) ::shutdown(c.fd->get(), SHUT_RDWR);
+    clients.swap(clients_);
+  }
+  for (auto& c : clients) c.thread.join();
 }
 
 void Server::accept_loop() {
@@ -113,16 +128,22 @@ void Server::admit(UniqueFd client) {
     (void)write_line(client.get(), error_line("too many control clients"));
     return;
   }
+  if (limits_.write_timeout) net::set_send_timeout(client.get(), *limits_.write_timeout);
   active_clients_.fetch_add(1);
   std::lock_guard lock(clients_mu_);
   reap_finished_clients();
   auto done = std::make_shared<std::atomic<bool>>(false);
-  clients_.push_back({std::thread([this, done, fd = std::move(client)] {
-                        serve_client(fd.get());
+  auto fd = std::make_shared<UniqueFd>(std::move(client));
+  clients_.push_back({std::thread([this, done, fd] {
+                        serve_client(fd->get());
+                        {
+                          std::lock_guard closing(clients_mu_);
+                          fd->reset();  // the peer sees the end now, not when this thread is reaped
+                        }
                         active_clients_.fetch_sub(1);
                         done->store(true);
                       }),
-                      done});
+                      done, fd});
 }
 
 // A long-lived server (a cluster node) sees many short clients: join the ones that have ended.
@@ -187,11 +208,10 @@ Json Server::answer(const Json& req, const Progress& progress) {
 
 namespace {
 
-// How long the next read may wait: the silence allowed, cut short by the deadline.
+// How long the next line may take: the silence allowed, cut short by the deadline.
 std::chrono::milliseconds next_wait(const CallOptions& o) {
   if (!o.deadline) return o.silence;
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*o.deadline - std::chrono::steady_clock::now());
-  return std::clamp(left, std::chrono::milliseconds(0), o.silence);
+  return std::min(left_until(*o.deadline), o.silence);
 }
 
 }  // namespace
@@ -212,7 +232,8 @@ Result<Json> call(int fd, const std::string& peer, const Json& request, const Ca
     }
     auto reply = Json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (reply.is_discarded()) return Status::error(peer + " sent a reply that is not JSON");
-    if (!reply.is_object() || !reply.value("progress", false)) {
+    const auto p = reply.is_object() ? reply.find("progress") : reply.end();
+    if (p == reply.end() || *p != true) {  // ({"progress": 1} is a reply, a malformed one)
       if (after) *after = reader.rest();
       return reply;
     }

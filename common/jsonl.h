@@ -9,7 +9,9 @@
 //
 // Threading: the Server accepts on its own thread and serves each client on another; a Handler runs
 // on its client's thread, so a long request never holds up another client. ~Server stops and joins
-// every thread (a Stream must return soon after `stop_fd` becomes readable).
+// every thread: it shuts every client's socket down, so a Handler's progress and reply writes fail at
+// once and a Stream ends (it must return soon after `stop_fd` becomes readable or a write fails); a
+// Handler still at work is waited for, so its owner cancels that work before destroying the Server.
 #pragma once
 
 #include <atomic>
@@ -36,12 +38,16 @@ using Json = nlohmann::json;
 inline constexpr size_t kDefaultMaxRequestBytes = 64 * 1024;  // requests are short commands
 inline constexpr size_t kDefaultMaxReplyBytes = 16u << 20;    // a status of many VMs, with room
 
-// What one server's peers may do. read_timeout: nullopt waits for ever; otherwise a client silent
-// this long is dropped (with an error line when it had begun a request).
+// What one server's peers may do. read_timeout: nullopt waits for ever; otherwise a client that has
+// not sent a whole line this long after its last one is dropped (with an error line when it had
+// begun a request): one that trickles a byte at a time gets no longer than one that says nothing.
+// write_timeout: nullopt waits for ever; otherwise a reply or progress line the client does not
+// take in this long fails (SO_SNDTIMEO), and the client is dropped.
 struct Limits {
   size_t max_line_bytes = kDefaultMaxRequestBytes;
   std::optional<std::chrono::milliseconds> read_timeout;
   unsigned max_connections = 16;
+  std::optional<std::chrono::milliseconds> write_timeout;
 };
 
 // Splits what arrives on a socket into lines of at most `max_line` bytes (the '\n' not counted).
@@ -49,8 +55,8 @@ class LineReader {
 public:
   enum class Got { kLine, kClosed, kTimeout, kTooLong, kStopped };
   explicit LineReader(size_t max_line) : max_line_(max_line) {}
-  // The next line, without its '\n'. Waits at most `timeout` for each read (nullopt: for ever);
-  // kStopped when `stop_fd` (-1: none) becomes readable first.
+  // The next line, without its '\n'. Waits at most `timeout` for the whole line, however its bytes
+  // arrive (nullopt: for ever); kStopped when `stop_fd` (-1: none) becomes readable first.
   Got next(int fd, std::string& line, std::optional<std::chrono::milliseconds> timeout, int stop_fd = -1);
   // Bytes received after the last line returned.
   const std::string& rest() const { return buf_; }
@@ -105,6 +111,7 @@ private:
   struct Client {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
+    std::shared_ptr<UniqueFd> fd;  // its thread closes it, under clients_mu_ (~Server shuts it down)
   };
   std::mutex clients_mu_;
   std::vector<Client> clients_;

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <charconv>
 #include <cstring>
@@ -135,6 +136,12 @@ void tune_stream(int fd, std::chrono::milliseconds io_timeout) {
   ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
   unsigned ms = static_cast<unsigned>(io_timeout.count());
   ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+}
+
+void set_send_timeout(int fd, std::chrono::milliseconds timeout) {
+  const auto s = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+  const timeval tv{static_cast<time_t>(s.count()), static_cast<suseconds_t>((timeout - s).count() * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
 uint16_t local_port(int fd) {

@@ -34,6 +34,8 @@ Result<UniqueFd> connect_to(const Endpoint& ep, std::chrono::milliseconds timeou
 Result<UniqueFd> listen_on(const Endpoint& ep);
 // TCP_NODELAY, TCP_USER_TIMEOUT (a peer that stops acking is an error after `io_timeout`), keepalive.
 void tune_stream(int fd, std::chrono::milliseconds io_timeout);
+// A send that cannot hand its bytes to the kernel within `timeout` fails (SO_SNDTIMEO; any stream socket).
+void set_send_timeout(int fd, std::chrono::milliseconds timeout);
 // Local port of a bound socket.
 uint16_t local_port(int fd);
 

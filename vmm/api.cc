@@ -14,7 +14,8 @@ namespace {
 // A VM has few controllers (the CLI, its node, a console), all on this host: a local client may
 // stay connected and silent for as long as it likes.
 constexpr jsonl::Limits kVmControlLimits{
-    .max_line_bytes = jsonl::kDefaultMaxRequestBytes, .read_timeout = std::nullopt, .max_connections = 16};
+    .max_line_bytes = jsonl::kDefaultMaxRequestBytes, .read_timeout = std::nullopt, .max_connections = 16,
+    .write_timeout = std::nullopt};
 constexpr int kBacklog = 8;
 constexpr mode_t kOwnerOnlyUmask = 0177;  // socket mode 0600: only the owner may steer the VM
 jsonl::CallOptions silence(int timeout_ms) {

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "common/fd.h"
+#include "common/json_text.h"
 
 namespace minihv::registry {
 
@@ -49,7 +50,7 @@ Status write_record(const std::string& path, const VmRecord& r) {
   const std::string tmp = path + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, kFileMode));
   if (!fd.valid()) return Status::from_errno("creating " + tmp);
-  if (Status s = write_all(fd.get(), to_json(r).dump() + "\n"); !s) {
+  if (Status s = write_all(fd.get(), json_text(to_json(r)) + "\n"); !s) {
     ::unlink(tmp.c_str());
     return s.context(tmp);
   }

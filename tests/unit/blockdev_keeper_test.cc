@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "blockdev/lease_keeper.h"
@@ -28,6 +30,72 @@ struct RealVolume {
     vol = std::move(*Volume::open_device(dev, system_clock()));
   }
 };
+
+// A device whose writes can be held (a renewal stuck in slow storage).
+class GatedDevice final : public Device {
+public:
+  explicit GatedDevice(std::shared_ptr<MemDevice> inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  const std::string& name() const override { return inner_->name(); }
+  Status read(uint64_t offset, std::span<uint8_t> buf) override { return inner_->read(offset, buf); }
+  Status write(uint64_t offset, std::span<const uint8_t> buf) override {
+    std::unique_lock lock(mu_);
+    stuck_ += hold_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return !hold_; });
+    return inner_->write(offset, buf);
+  }
+  Status zero(uint64_t offset, uint64_t len) override { return inner_->zero(offset, len); }
+  void hold(bool h) {
+    std::lock_guard lock(mu_);
+    hold_ = h;
+    cv_.notify_all();
+  }
+  bool wait_stuck(std::chrono::milliseconds t) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, t, [&] { return stuck_ > 0; });
+  }
+
+private:
+  std::shared_ptr<MemDevice> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_ = false;
+  int stuck_ = 0;
+};
+
+// abandon() stops the holder's writes at once, even with a renewal stuck in its write: it does
+// not wait for that renewal (which would leave the lease writable until it ends) before revoking.
+TEST(BlockdevKeeper, AbandonRevokesBeforeWaitingForARenewalInFlight) {
+  auto mem = std::make_shared<MemDevice>(32ull << 20);
+  FormatOptions o;
+  o.cluster = "lab";
+  o.timings.renew = 20ms;
+  o.timings.fail = 3s;  // long: the validity must end by the abandon, not by running out
+  o.timings.dead = 4s;
+  o.timings.io_timeout = 100ms;
+  ASSERT_TRUE(Volume::format_device(*mem, o, system_clock()));
+  auto gated = std::make_shared<GatedDevice>(mem);
+  auto vol = Volume::open_device(gated, system_clock());
+  ASSERT_TRUE(vol) << vol.message();
+  auto l = (*vol)->acquire(*(*vol)->vm_slot(0, "vm x"), "A");
+  ASSERT_TRUE(l);
+  std::atomic<int> lost{0};
+  LeaseKeeper k(std::move(*l), [&](const std::string&) { ++lost; });
+  gated->hold(true);
+  ASSERT_TRUE(gated->wait_stuck(2s)) << "no renewal reached the device";
+  std::thread abandoner([&] { k.abandon(); });
+  bool revoked = false;
+  for (int i = 0; i < 100 && !revoked; ++i) {
+    revoked = !k.validity()->may_write();
+    std::this_thread::sleep_for(5ms);
+  }
+  gated->hold(false);
+  abandoner.join();
+  EXPECT_TRUE(revoked) << "the lease stayed writable while its renewal was stuck";
+  EXPECT_EQ(lost, 0);
+  EXPECT_TRUE(k.lease().lost());
+}
 
 TEST(BlockdevKeeper, RenewsAndReleases) {
   RealVolume v;

@@ -323,5 +323,29 @@ TEST(ClusterProbe, WithoutAVolumeTheFieldsSayWhy) {
   EXPECT_EQ(p["lease_io"]["error"], "no volume open");
 }
 
+// A peer's reply that is not a probe (a broken or other-version node) fails that node with a
+// reason, on the asking thread, instead of throwing out of it.
+TEST(ClusterValidateReply, AMalformedProbeReplyFailsThatNodeWithAReason) {
+  for (const nlohmann::json& bad :
+       {nlohmann::json{{"progress", 1}}, nlohmann::json::array({1, 2}), nlohmann::json{{"probe", 3}},
+        nlohmann::json{{"probe", {{"node", "b"}}}, {"reach", 5}},
+        nlohmann::json{{"probe", {{"node", 7}}}}}) {
+    NodeResult r;
+    r.address = addr('b');
+    EXPECT_NO_THROW(read_probe_reply(r, bad)) << bad;
+    EXPECT_NE(r.error.find("malformed probe reply"), std::string::npos) << bad << ": " << r.error;
+    EXPECT_FALSE(r.probe) << bad;
+  }
+  NodeResult good;
+  good.address = addr('b');
+  read_probe_reply(good, {{"ok", true},
+                          {"probe", {{"node", "b"}}},
+                          {"reach", {{{"from", "b"}, {"to", "a"}, {"network", mig('a')}, {"ok", true}}}}});
+  EXPECT_EQ(good.error, "");
+  EXPECT_EQ(good.name, "b");
+  ASSERT_EQ(good.reach.size(), 1u);
+  EXPECT_EQ(good.reach[0].to, "a");
+}
+
 }  // namespace
 }  // namespace minihv::cluster

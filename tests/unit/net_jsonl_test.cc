@@ -220,6 +220,108 @@ TEST(NetJsonl, ClientTimesOutAndRefusesAnOverlongReply) {
   EXPECT_NE(big.message().find("over 1024 bytes"), std::string::npos) << big.message();
 }
 
+// A guest's console text need not be UTF-8, and it reaches replies (a heartbeat line, an error):
+// it arrives with U+FFFD where the bad bytes were, and the server lives on.
+TEST(NetJsonl, InvalidUtf8InAReplyRoundTripsWithoutThrowing) {
+  auto s = tcp_server({}, [](const Json& req, const jsonl::Progress& progress) -> Json {
+    if (req.value("cmd", "") == "ping") return kPong;
+    progress({{"last_hb", "beat \xff"}});
+    return {{"ok", true}, {"last_hb", "hb \xff\xfe end"}};
+  });
+  UniqueFd fd = connect(s.at);
+  std::string seen;
+  auto r = jsonl::call(fd.get(), "test", {{"cmd", "x"}}, quick(), [&](const Json& p) { seen = p.value("last_hb", ""); });
+  ASSERT_TRUE(r) << r.message();
+  EXPECT_EQ(r->value("last_hb", ""), "hb \xEF\xBF\xBD\xEF\xBF\xBD end");
+  EXPECT_EQ(seen, "beat \xEF\xBF\xBD");
+  auto again = jsonl::call(fd.get(), "test", {{"cmd", "ping"}}, quick());
+  ASSERT_TRUE(again) << again.message();
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  ASSERT_TRUE(jsonl::write_line(a.get(), {{"error", std::string("\xff")}}));
+  jsonl::LineReader reader(1024);
+  std::string line;
+  ASSERT_EQ(reader.next(b.get(), line, 2s), jsonl::LineReader::Got::kLine);
+  EXPECT_EQ(Json::parse(line).value("error", ""), "\xEF\xBF\xBD");
+}
+
+// The read timeout bounds a whole line: a client that sends a byte every 50 ms is dropped as
+// soon as one that sends nothing.
+TEST(NetJsonl, AClientTricklingBytesIsDroppedAtTheLineDeadline) {
+  auto s = tcp_server(read_timeout(300ms));
+  UniqueFd fd = connect(s.at);
+  std::atomic<bool> over{false};
+  std::thread trickle([&, raw = fd.get()] {
+    for (int i = 0; i < 80 && !over.load(); ++i) {
+      if (!net::send_all(raw, "x")) return;
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  jsonl::LineReader reader(1 << 16);
+  std::string line;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto got = reader.next(fd.get(), line, 10s);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  over = true;
+  trickle.join();
+  ASSERT_EQ(got, jsonl::LineReader::Got::kLine);
+  EXPECT_NE(Json::parse(line).value("error", "").find("no end of line"), std::string::npos) << line;
+  EXPECT_LT(took, 2s);
+}
+
+// A client that takes in nothing loses its connection (and its slot) after the write timeout.
+TEST(NetJsonl, AClientThatReadsNothingIsDroppedAfterTheWriteTimeout) {
+  jsonl::Limits limits = connection_cap(1);
+  limits.write_timeout = 200ms;
+  auto s = tcp_server(limits, [](const Json& req, const jsonl::Progress&) -> Json {
+    if (req.value("cmd", "") == "ping") return kPong;
+    return {{"ok", true}, {"blob", std::string(32u << 20, 'z')}};
+  });
+  UniqueFd deaf = connect(s.at);
+  ASSERT_TRUE(net::send_all(deaf.get(), R"({"cmd": "big"})" "\n"));
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(50ms);
+    UniqueFd next = connect(s.at);
+    auto r = jsonl::call(next.get(), "test", {{"cmd", "ping"}}, quick());
+    if (r && *r == kPong) return;
+  }
+  FAIL() << "the client that reads nothing kept its slot";
+}
+
+// ~Server does not wait for ever on a Handler writing to a client that reads nothing.
+TEST(NetJsonl, DestroyingTheServerEndsAHandlerBlockedOnItsClient) {
+  std::atomic<bool> writing{false};
+  auto s = tcp_server({}, [&](const Json&, const jsonl::Progress& progress) -> Json {
+    writing = true;
+    for (int i = 0; i < 64; ++i) progress({{"blob", std::string(1u << 20, 'w')}});
+    return {{"ok", true}};
+  });
+  UniqueFd deaf = connect(s.at);
+  ASSERT_TRUE(net::send_all(deaf.get(), R"({"cmd": "flood"})" "\n"));
+  while (!writing.load()) std::this_thread::sleep_for(5ms);
+  std::this_thread::sleep_for(100ms);  // its socket buffers fill
+  const auto t0 = std::chrono::steady_clock::now();
+  s.server.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
+// A reply that is malformed (a "progress" that is no boolean, a reply that is no object) is an
+// answer to look at, never an exception.
+TEST(NetJsonl, AMalformedReplyDoesNotThrow) {
+  auto s = tcp_server({}, [](const Json& req, const jsonl::Progress&) -> Json {
+    if (req.value("cmd", "") == "array") return Json::array({1, 2});
+    return {{"progress", 1}};
+  });
+  UniqueFd fd = connect(s.at);
+  auto r = jsonl::call(fd.get(), "test", {{"cmd", "x"}}, quick());
+  ASSERT_TRUE(r) << r.message();
+  EXPECT_EQ(*r, (Json{{"progress", 1}}));
+  auto a = jsonl::call(fd.get(), "test", {{"cmd", "array"}}, quick());
+  ASSERT_TRUE(a) << a.message();
+  EXPECT_TRUE(a->is_array());
+}
+
 TEST(NetJsonl, ParsesEndpoints) {
   auto e = net::parse_endpoint("10.0.0.2:4000");
   ASSERT_TRUE(e);
