@@ -338,8 +338,9 @@ Command add_run_command(CLI::App& app) {
   run_app->add_flag("--hugetlb", o->vm.hugetlb, "Back guest RAM with hugetlbfs pages (2 MiB)");
   run_app
       ->add_option("--dirty-log", o->vm.dirty_log,
-                   "How a migration finds changed pages: auto (= bitmap: KVM's dirty bitmap, exact on every "
-                   "KVM), bitmap, or ring (KVM's per-vCPU dirty ring; hardware KVM only)")
+                   "How a migration finds changed pages: auto (ring on hardware KVM that offers it, else bitmap), "
+                   "bitmap (KVM's dirty bitmap, exact on every KVM), or ring (KVM's per-vCPU dirty ring; "
+                   "hardware KVM only)")
       ->transform(CLI::CheckedTransformer(std::map<std::string, DirtyLogMode>{{"auto", DirtyLogMode::kAuto},
                                                                                {"bitmap", DirtyLogMode::kBitmap},
                                                                                {"ring", DirtyLogMode::kRing}}))

@@ -34,6 +34,7 @@ struct StreamState {
   FrameParser parser;
   Uring ring;
   unsigned inflight = 0;
+  uint64_t completions = 0;  // reaped so far (the all-lanes wait counts them as progress)
   Status dead;  // a send-side failure of this stream: final for it
   TransportStats stats;
   std::optional<Clock::time_point> busy_since;
@@ -95,8 +96,10 @@ private:
   void arm(StreamState& s);
   // One lane: submits, and with `wait` waits on its ring until something completes or `deadline`.
   Status pump(StreamState& s, bool wait, Clock::time_point deadline);
-  // Every lane: submits all, reaps all; with `wait` and nothing reaped, waits on the eventfd.
+  // Every lane: submits all, reaps all; with `wait` and nothing completed since it drained the
+  // eventfd (wherever reaped), waits on the eventfd.
   Status pump_all(bool wait, Clock::time_point deadline);
+  uint64_t completions() const;  // every lane's
   unsigned reap(StreamState& s);
   void complete(StreamState& s, uint64_t tag, int32_t res);
   Status wait_for_progress(StreamState& s);

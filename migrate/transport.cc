@@ -239,6 +239,7 @@ void Session::Impl::account_busy(StreamState& s) {
 
 unsigned Session::Impl::reap(StreamState& s) {
   unsigned n = s.ring.reap([&](uint64_t t, int32_t res) { complete(s, t, res); });
+  s.completions += n;
   account_busy(s);
   return n;
 }
@@ -255,17 +256,27 @@ Status Session::Impl::pump(StreamState& s, bool wait, Clock::time_point deadline
   return s.dead;
 }
 
+uint64_t Session::Impl::completions() const {
+  uint64_t n = 0;
+  for (const auto& s : streams_) n += s->completions;
+  return n;
+}
+
 Status Session::Impl::pump_all(bool wait, Clock::time_point deadline) {
   uint64_t drained;
   while (::read(wake_.get(), &drained, sizeof drained) > 0) {
   }
-  unsigned reaped = 0, inflight = 0;
+  // Whatever completes from here on, reaped by pump() or below, is progress: a completion posted
+  // before the drain took its wake-up with it, so waiting for one would sleep until `deadline`
+  // (with a frame half read: its header comes by one receive, the rest by the next).
+  const uint64_t before = completions();
+  unsigned inflight = 0;
   for (auto& s : streams_) {
     MINIHV_TRY(pump(*s, false, deadline));
     inflight += s->inflight;
   }
-  for (auto& s : streams_) reaped += reap(*s);
-  if (!wait || reaped > 0 || inflight == 0) return Status::ok();
+  for (auto& s : streams_) reap(*s);
+  if (!wait || completions() != before || inflight == 0) return Status::ok();
   pollfd p{wake_.get(), POLLIN, 0};
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   if (::poll(&p, 1, static_cast<int>(std::clamp<int64_t>(left + 1, 0, INT32_MAX))) < 0 && errno != EINTR)

@@ -17,35 +17,56 @@ const char* to_string(DirtyLogMode m) {
   return "?";
 }
 
+Result<bool> ring_chosen(DirtyLogMode mode, bool hardware_kvm, size_t ring_max_bytes) {
+  const size_t want = DirtyLog::kRingEntries * sizeof(kvm_dirty_gfn);
+  if (mode == DirtyLogMode::kBitmap) return false;
+  if (mode == DirtyLogMode::kAuto) return hardware_kvm && ring_max_bytes >= want;
+  if (!hardware_kvm)
+    return Status::invalid("--dirty-log ring needs hardware KVM (VT-x or AMD-V): a software KVM such as PVM "
+                           "loses ring entries when guest kernel code writes memory with the ring full");
+  if (ring_max_bytes < want)
+    return Status::invalid("--dirty-log ring: this KVM has no dirty ring of " + std::to_string(want) +
+                           " bytes (KVM_CAP_DIRTY_LOG_RING: " + std::to_string(ring_max_bytes) + ")");
+  return true;
+}
+
+DirtyLog::RingCap DirtyLog::ring_offered(int vm_fd) {
+  // ACQ_REL first: it says what the harvest does (acquire each entry's flags, release the reset);
+  // x86 offers both, with the same rings. Each answers with the largest ring in bytes (0: none).
+  for (uint32_t cap : {KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_CAP_DIRTY_LOG_RING}) {
+    const int max = kvm_ioctl(vm_fd, KVM_CHECK_EXTENSION, static_cast<unsigned long>(cap));
+    if (max > 0) return {cap, static_cast<size_t>(max)};
+  }
+  return {};
+}
+
 Status DirtyLog::enable(int vm_fd, DirtyLogMode mode, bool hardware_kvm) {
   vm_fd_ = vm_fd;
-  if (mode == DirtyLogMode::kRing) {
-    if (!hardware_kvm)
-      return Status::invalid("--dirty-log ring needs hardware KVM (VT-x or AMD-V): a software KVM such as PVM "
-                             "loses ring entries when guest kernel code writes memory with the ring full");
-    // The capability answers with the largest ring in bytes (0: none).
-    const int max = kvm_ioctl(vm_fd, KVM_CHECK_EXTENSION, static_cast<unsigned long>(KVM_CAP_DIRTY_LOG_RING));
-    const size_t want = kRingEntries * sizeof(kvm_dirty_gfn);
-    if (max > 0 && static_cast<size_t>(max) >= want) {
-      kvm_enable_cap cap{};
-      cap.cap = KVM_CAP_DIRTY_LOG_RING;
-      cap.args[0] = want;
-      int rc = kvm_ioctl(vm_fd, KVM_ENABLE_CAP, &cap);
-      if (rc < 0) return kvm_error("KVM_ENABLE_CAP DIRTY_LOG_RING", rc);
-      ring_entries_ = kRingEntries;
-      return Status::ok();
-    }
-    return Status::invalid("--dirty-log ring: this KVM has no dirty ring of " + std::to_string(want) +
-                           " bytes (KVM_CAP_DIRTY_LOG_RING: " + std::to_string(max) + ")");
-  }
+  const RingCap offered = hardware_kvm ? ring_offered(vm_fd) : RingCap{};
+  auto ring = ring_chosen(mode, hardware_kvm, offered.max_bytes);
+  if (!ring) return ring.status();
+  return *ring ? enable_ring(offered.cap) : enable_bitmap();
+}
+
+Status DirtyLog::enable_ring(uint32_t cap_id) {
+  kvm_enable_cap cap{};
+  cap.cap = cap_id;
+  cap.args[0] = kRingEntries * sizeof(kvm_dirty_gfn);
+  int rc = kvm_ioctl(vm_fd_, KVM_ENABLE_CAP, &cap);
+  if (rc < 0) return kvm_error("KVM_ENABLE_CAP DIRTY_LOG_RING", rc);
+  ring_entries_ = kRingEntries;
+  return Status::ok();
+}
+
+Status DirtyLog::enable_bitmap() {
   // The capability answers with the flags it supports (MANUAL_PROTECT_ENABLE | INITIALLY_SET).
-  const int supported = kvm_ioctl(vm_fd, KVM_CHECK_EXTENSION, static_cast<unsigned long>(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2));
+  const int supported = kvm_ioctl(vm_fd_, KVM_CHECK_EXTENSION, static_cast<unsigned long>(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2));
   if (supported <= 0 || !(supported & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) return Status::ok();  // plain GET
   kvm_enable_cap cap{};
   cap.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2;
   cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
   if (supported & KVM_DIRTY_LOG_INITIALLY_SET) cap.args[0] |= KVM_DIRTY_LOG_INITIALLY_SET;
-  int rc = kvm_ioctl(vm_fd, KVM_ENABLE_CAP, &cap);
+  int rc = kvm_ioctl(vm_fd_, KVM_ENABLE_CAP, &cap);
   if (rc < 0) return kvm_error("KVM_ENABLE_CAP MANUAL_DIRTY_LOG_PROTECT2", rc);
   manual_ = true;
   initially_set_ = cap.args[0] & KVM_DIRTY_LOG_INITIALLY_SET;

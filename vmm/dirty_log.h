@@ -3,11 +3,12 @@
 // Owns: enabling KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 on a VM, switching KVM_MEM_LOG_DIRTY_PAGES on
 // and off for every memslot, and harvesting one slot (GET, then CLEAR exactly the bits returned,
 // then OR GuestMemory's device bitmap). Falls back to plain KVM_GET_DIRTY_LOG (which clears as it
-// reads) without MANUAL_PROTECT2. Or KVM's dirty ring (KVM_CAP_DIRTY_LOG_RING): each vCPU pushes
-// the pages it writes to a ring mapped here; a harvest collects every ring and resets them. The
-// ring only when asked (kRing) and only on hardware KVM (PVM loses entries or livelocks when guest
-// ring-0 code writes with the ring full). kAuto is the bitmap, exact everywhere: as the default,
-// one CI run of the ring stalled a two-stream migration in the hw lane (docs/vm-state.md).
+// reads) without MANUAL_PROTECT2. Or KVM's dirty ring (KVM_CAP_DIRTY_LOG_RING_ACQ_REL, else
+// KVM_CAP_DIRTY_LOG_RING): each vCPU pushes the pages it writes to a ring mapped here; a harvest
+// collects every ring and resets them. The ring only on hardware KVM (PVM loses entries or
+// livelocks when guest ring-0 code writes with the ring full): kAuto takes it there when KVM
+// offers a ring of kRingEntries (a harvest then costs what was dirtied, not what the guest has),
+// the bitmap elsewhere (docs/vm-state.md).
 // Must not know: migration, what the caller does with the bits.
 #pragma once
 
@@ -33,6 +34,9 @@ enum class DirtyLogMode { kAuto, kBitmap, kRing };
 size_t drain_dirty_ring(kvm_dirty_gfn* entries, uint32_t size, uint32_t& fetch,
                         std::vector<std::vector<uint64_t>>& bits);
 const char* to_string(DirtyLogMode m);
+// Whether enable() takes the ring (else the bitmap) for `mode` on a KVM that is hardware KVM or
+// not and offers rings of at most `ring_max_bytes` (0: none); kRing where it cannot be had is refused.
+Result<bool> ring_chosen(DirtyLogMode mode, bool hardware_kvm, size_t ring_max_bytes);
 
 class DirtyLog {
 public:
@@ -41,7 +45,7 @@ public:
   static constexpr uint32_t kRingEntries = 4096;
 
   // Call once right after KVM_CREATE_VM, before any memslot or vCPU exists. `hardware_kvm`: KVM
-  // runs on VT-x or AMD-V (kRing is refused elsewhere).
+  // runs on VT-x or AMD-V and is not PVM (kRing is refused elsewhere, kAuto takes the bitmap).
   Status enable(int vm_fd, DirtyLogMode mode, bool hardware_kvm);
 
   bool ring() const { return ring_entries_ != 0; }
@@ -65,6 +69,14 @@ public:
   static size_t bitmap_words(const GuestMemory& mem, size_t region);
 
 private:
+  struct RingCap {
+    uint32_t cap = 0;      // KVM_CAP_DIRTY_LOG_RING_ACQ_REL or KVM_CAP_DIRTY_LOG_RING
+    size_t max_bytes = 0;  // the largest ring it makes (0: none)
+  };
+  static RingCap ring_offered(int vm_fd);
+  Status enable_ring(uint32_t cap_id);
+  Status enable_bitmap();  // MANUAL_PROTECT2 (with INITIALLY_SET) where offered, else plain GET
+
   struct Ring {
     kvm_dirty_gfn* entries;
     uint32_t fetch = 0;  // next entry to read; KVM's producer index is not visible

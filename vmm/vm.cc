@@ -102,7 +102,8 @@ Status Vm::create_vm() {
     if (rc < 0) return kvm_error("KVM_SET_IDENTITY_MAP_ADDR", rc);
   }
   // Before any memslot or vCPU exists.
-  MINIHV_TRY(dirty_log_.enable(fd, config_.dirty_log, cpuid::read_host_facts().kvm_hw));
+  const cpuid::HostFacts host = cpuid::read_host_facts();
+  MINIHV_TRY(dirty_log_.enable(fd, config_.dirty_log, host.kvm_hw && !host.kvm_pvm));
   rc = kvm_ioctl(fd, KVM_CREATE_IRQCHIP, 0ul);
   if (rc < 0) return kvm_error("KVM_CREATE_IRQCHIP", rc);
   kvm_pit_config pit{};

@@ -73,5 +73,24 @@ TEST(DirtyRing, AnEntryOutsideTheRegionsIsSkippedNotWritten) {
   EXPECT_EQ(bits[1][0], 0u);
 }
 
+// Which log enable() takes: auto is the ring where hardware KVM offers one big enough, else the
+// bitmap (PVM: not hardware); ring is refused where auto would not take it; bitmap is the bitmap.
+TEST(DirtyLogChoice, AutoIsTheRingOnlyOnHardwareKvmThatOffersIt) {
+  constexpr size_t kEnough = DirtyLog::kRingEntries * sizeof(kvm_dirty_gfn);
+  EXPECT_TRUE(*ring_chosen(DirtyLogMode::kAuto, true, kEnough));
+  EXPECT_TRUE(*ring_chosen(DirtyLogMode::kAuto, true, 16 * kEnough));
+  EXPECT_FALSE(*ring_chosen(DirtyLogMode::kAuto, true, kEnough / 2));
+  EXPECT_FALSE(*ring_chosen(DirtyLogMode::kAuto, true, 0));
+  EXPECT_FALSE(*ring_chosen(DirtyLogMode::kAuto, false, kEnough));
+  EXPECT_FALSE(*ring_chosen(DirtyLogMode::kBitmap, true, kEnough));
+  EXPECT_TRUE(*ring_chosen(DirtyLogMode::kRing, true, kEnough));
+  auto pvm = ring_chosen(DirtyLogMode::kRing, false, kEnough);
+  ASSERT_FALSE(pvm);
+  EXPECT_NE(pvm.message().find("needs hardware KVM"), std::string::npos) << pvm.message();
+  auto small = ring_chosen(DirtyLogMode::kRing, true, kEnough / 2);
+  ASSERT_FALSE(small);
+  EXPECT_NE(small.message().find("no dirty ring of"), std::string::npos) << small.message();
+}
+
 }  // namespace
 }  // namespace minihv

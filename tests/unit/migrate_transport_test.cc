@@ -139,6 +139,38 @@ TEST(MigrateTransport, OneStream) { transfer(1); }
 TEST(MigrateTransport, TwoStreams) { transfer(2); }
 TEST(MigrateTransport, FourStreams) { transfer(4); }
 
+// A receive completion already posted when receive() starts waiting (here: the sender wrote on
+// this thread, and the kernel completed the armed receive then) is progress, though the wait's
+// eventfd wake-up for it was drained. It used to be reaped uncounted while another stream still
+// had a receive in flight: the wait then slept the whole timeout with the frame half read (its
+// header only) and failed with "no frame" — the rare two-stream stall of issue 12.
+TEST(MigrateTransport, ACompletionPostedBeforeTheWaitIsNotSleptThrough) {
+  auto l = Listener::listen(loopback(0));
+  ASSERT_TRUE(l) << l.message();
+  TransportOptions o;
+  o.streams = 2;
+  const Endpoint target = loopback(l->port());
+  auto tx = Session::connect(std::span(&target, 1), o);
+  ASSERT_TRUE(tx) << tx.message();
+  auto rx = l->accept({}, 5000ms);
+  ASSERT_TRUE(rx) << rx.message();
+  auto refuse = [](const FrameView&) -> Result<Next> { return Status::error("nothing was sent yet"); };
+  ASSERT_TRUE((*rx)->poll(refuse));  // arms a receive on both streams
+  ASSERT_TRUE((*tx)->send(kControlStream, tagged_pages_frame(7, 100'000)));
+  ASSERT_TRUE((*tx)->flush());
+  const auto start = std::chrono::steady_clock::now();
+  uint32_t tag = 0;
+  Status st = (*rx)->receive(
+      [&](const FrameView& v) -> Result<Next> {
+        std::memcpy(&tag, v.payload.data(), 4);
+        return Next::kStop;
+      },
+      2000ms);
+  ASSERT_TRUE(st) << st.message();
+  EXPECT_EQ(tag, 7u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s) << "woken by the frame, not by the timeout";
+}
+
 TEST(MigrateTransport, RefusedTargetIsReportedAndTheNextOneUsed) {
   auto l = Listener::listen(loopback(0));
   ASSERT_TRUE(l);
