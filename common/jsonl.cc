@@ -101,11 +101,20 @@ Server::~Server() {
   }
   std::vector<Client> clients;
   {
+    std::lock_guard lock(clients_mu_);
+    clients.swap(clients_);
+  }
+  // Idle clients and streams end at the stop; a handler finishing its reply (a migration's last
+  // line, written as the VM it moved ends) gets kReplyGrace to write it.
+  const auto deadline = std::chrono::steady_clock::now() + kReplyGrace;
+  for (auto& c : clients)
+    while (!c.done->load() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  {
     std::lock_guard lock(clients_mu_);  // (a client's fd is closed under it: never shut down a reused number)
     // A client that reads nothing must not hold a Handler's write (or a Stream's) for ever.
-    for (auto& c : clients_)
+    for (auto& c : clients)
       if (c.fd->valid()) ::shutdown(c.fd->get(), SHUT_RDWR);
-    clients.swap(clients_);
   }
   for (auto& c : clients) c.thread.join();
 }

@@ -37,6 +37,8 @@ using Json = nlohmann::json;
 
 inline constexpr size_t kDefaultMaxRequestBytes = 64 * 1024;  // requests are short commands
 inline constexpr size_t kDefaultMaxReplyBytes = 16u << 20;    // a status of many VMs, with room
+// ~Server: how long a handler may still take to write its reply before its client is cut off.
+inline constexpr std::chrono::milliseconds kReplyGrace{2000};
 
 // What one server's peers may do. read_timeout: nullopt waits for ever; otherwise a client that has
 // not sent a whole line this long after its last one is dropped (with an error line when it had

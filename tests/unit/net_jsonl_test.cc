@@ -306,6 +306,26 @@ TEST(NetJsonl, DestroyingTheServerEndsAHandlerBlockedOnItsClient) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
 }
 
+// A handler that finishes while the server is being destroyed still gets its reply out: a VM's
+// control socket goes away the moment a migration moved the VM, and the "migrate" request's last
+// line is that migration's result (seen lost in the hw lane when ~Server cut its client at once).
+TEST(NetJsonl, AReplyFinishedDuringTheServersDestructionStillArrives) {
+  std::atomic<bool> started{false};
+  auto s = tcp_server({}, [&](const Json&, const jsonl::Progress&) -> Json {
+    started = true;
+    std::this_thread::sleep_for(300ms);
+    return {{"ok", true}, {"result", "moved"}};
+  });
+  UniqueFd fd = connect(s.at);
+  Result<Json> reply = Status::error("no call");
+  std::thread caller([&] { reply = jsonl::call(fd.get(), "test", {{"cmd", "migrate"}}, quick()); });
+  while (!started.load()) std::this_thread::sleep_for(5ms);
+  s.server.reset();
+  caller.join();
+  ASSERT_TRUE(reply) << reply.message();
+  EXPECT_EQ((*reply)["result"], "moved");
+}
+
 // A reply that is malformed (a "progress" that is no boolean, a reply that is no object) is an
 // answer to look at, never an exception.
 TEST(NetJsonl, AMalformedReplyDoesNotThrow) {
