@@ -1,4 +1,6 @@
 // minihv — a small KVM hypervisor that boots, live-migrates and fails over guests.
+#include <signal.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -39,6 +41,9 @@ std::string unknown_command(CLI::App& app, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // No peer ends a minihv process by closing its end: a write to a closed socket or pipe (a node gone,
+  // a reader of stdout gone) fails with EPIPE, and the caller decides (every process, every command).
+  ::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"minihv: a small KVM hypervisor with live migration and failover", "minihv"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("minihv ") + MINIHV_VERSION);
