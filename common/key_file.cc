@@ -93,13 +93,11 @@ Status check_file(const std::string& path, const struct stat& st) {
 
 }  // namespace
 
-Result<Secret> write_new_key(const std::string& path) {
+Status write_key(const std::string& path, const Secret& key) {
   MINIHV_TRY(refuse_existing(path));
   MINIHV_TRY(make_parent_dirs(path));
-  auto key = random_secret();
-  if (!key) return key.status();
   std::string tmp;
-  MINIHV_TRY(write_temporary(path, *key, tmp));
+  MINIHV_TRY(write_temporary(path, key, tmp));
   // link() never replaces: if another process made `path` since the check above, this fails.
   const int rc = ::link(tmp.c_str(), path.c_str());
   const int err = errno;
@@ -107,6 +105,14 @@ Result<Secret> write_new_key(const std::string& path) {
   if (rc != 0 && err == EEXIST) return refuse_existing(path);
   if (rc != 0) return Status::from_errno("cannot create key file " + path, err);
   sync_parent(path);
+  return Status::ok();
+}
+
+Result<Secret> write_new_key(const std::string& path) {
+  MINIHV_TRY(refuse_existing(path));  // before drawing a key for nothing
+  auto key = random_secret();
+  if (!key) return key.status();
+  MINIHV_TRY(write_key(path, *key));
   return key;
 }
 

@@ -62,6 +62,8 @@ Result<Secret> parse_text(std::string_view text);
 // 0700; the file appears complete (written to a temporary file, then linked) with mode 0600. Refuses
 // when `path` exists: a cluster's key is never replaced by accident.
 Result<Secret> write_new_key(const std::string& path);
+// The same for a given key (e.g. a move's key, derived, handed to the process that needs it).
+Status write_key(const std::string& path, const Secret& key);
 // Reads and checks a key file: a regular file owned by this user, no permission for group or
 // others, the right size and format. Every error names `path` and how to fix it.
 Result<Secret> read_key(const std::string& path);

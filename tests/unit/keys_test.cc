@@ -64,6 +64,20 @@ TEST(KeyFile, TwoNewKeysDiffer) {
   EXPECT_FALSE(*a == *b);
 }
 
+TEST(KeyFile, AGivenKeyIsWrittenPrivatelyAndReadBack) {
+  TempDir dir;
+  auto key = derive(*parse_text(kHex), migration_label("move-1"));
+  ASSERT_TRUE(key) << key.message();
+  const std::string path = (dir.path / "vm.movekey").string();
+  ASSERT_TRUE(write_key(path, *key));
+  EXPECT_EQ(mode_of(path), 0600u);
+  auto read = read_key(path);
+  ASSERT_TRUE(read) << read.message();
+  EXPECT_TRUE(*read == *key);
+  EXPECT_FALSE(write_key(path, *parse_text(kHex))) << "an existing key file is never replaced";
+  EXPECT_TRUE(*read_key(path) == *key);
+}
+
 TEST(KeyFile, RefusesToOverwrite) {
   TempDir dir;
   const std::string path = put_file(dir.path / "cluster.key", kHex + "\n");
