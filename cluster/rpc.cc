@@ -1,5 +1,9 @@
 #include "cluster/rpc.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 
 #include "common/channel.h"
@@ -51,6 +55,8 @@ Result<nlohmann::json> node_call(const RpcKey& key, const std::string& host_port
   const auto connect_wait = std::min<std::chrono::milliseconds>(timeout, timings::kRpcConnect);
   auto fd = net::connect_to(*ep, connect_wait);
   if (!fd) return fd.status().context("node " + host_port);
+  const int one = 1;  // the Finished flight and the request go out at once, not after a delayed ACK
+  ::setsockopt(fd->get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   tls::Failure why = tls::Failure::kNone;
   auto session = tls::handshake(fd->get(), tls::Role::kClient, key, std::chrono::steady_clock::now() + connect_wait,
                                 &why);
