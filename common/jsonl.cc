@@ -239,10 +239,27 @@ std::unique_ptr<Channel> Server::open_channel(int fd, const std::string& peer) {
   auto session = tls::handshake(fd, tls::Role::kServer, *psk_,
                                 std::chrono::steady_clock::now() + kHandshakeDeadline, &why);
   if (session) return std::make_unique<TlsChannel>(std::move(*session), limits_.write_timeout);
-  LOG_WARN("%s: refused a connection from %s: %s", name_.c_str(), peer.c_str(), session.message().c_str());
+  log_refusal(peer, session.message());
   if (why == tls::Failure::kNotTls) refuse_plain(fd, name_ + " speaks TLS only (a minihv node: use `minihv cluster` "
                                                          "with this cluster's key)");
   return nullptr;
+}
+
+void Server::log_refusal(const std::string& peer, const std::string& why) {
+  std::lock_guard lock(log_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - log_second_ >= std::chrono::seconds(1)) {
+    log_second_ = now;
+    logged_this_second_ = 0;
+  }
+  if (logged_this_second_ >= kRefusalLogsPerSecond) {
+    ++not_logged_;
+    return;
+  }
+  ++logged_this_second_;
+  const std::string more = not_logged_ ? " (and " + std::to_string(not_logged_) + " refusals not logged before it)" : "";
+  not_logged_ = 0;
+  LOG_WARN("%s: refused a connection from %s: %s%s", name_.c_str(), peer.c_str(), why.c_str(), more.c_str());
 }
 
 void Server::serve_lines(Channel& ch) {

@@ -45,6 +45,9 @@ inline constexpr size_t kDefaultMaxReplyBytes = 16u << 20;    // a status of man
 inline constexpr std::chrono::milliseconds kReplyGrace{2000};
 // A TLS server: how long a new client has to finish its handshake (a silent one holds a slot no longer).
 inline constexpr std::chrono::milliseconds kHandshakeDeadline{3000};
+// Refused handshakes logged per second at most (a flood must not fill the log); the next line
+// logged says how many were left out.
+inline constexpr unsigned kRefusalLogsPerSecond = 10;
 
 // What one server's peers may do. read_timeout: nullopt waits for ever; otherwise a client that has
 // not sent a whole line this long after its last one is dropped (with an error line when it had
@@ -118,6 +121,7 @@ private:
   void reap_finished_clients();
   void serve_client(int fd, const std::string& peer);
   std::unique_ptr<Channel> open_channel(int fd, const std::string& peer);
+  void log_refusal(const std::string& peer, const std::string& why);
   void serve_lines(Channel& ch);
   bool answer_line(Channel& ch, const std::string& line, const LineReader& reader, const Progress& progress);
   Json answer(const Json& request, const Progress& progress);
@@ -137,6 +141,9 @@ private:
   std::mutex clients_mu_;
   std::vector<Client> clients_;
   std::map<std::string, unsigned> per_peer_;  // connections held, by peer address (under clients_mu_)
+  std::mutex log_mu_;                         // the refusal log's rate (log_refusal)
+  std::chrono::steady_clock::time_point log_second_{};
+  unsigned logged_this_second_ = 0, not_logged_ = 0;
   std::atomic<unsigned> active_clients_{0};
   std::thread accept_thread_;  // last: starts once everything above exists
 };

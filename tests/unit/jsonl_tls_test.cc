@@ -205,6 +205,29 @@ TEST(JsonlTls, StreamCommandsAreRefusedOverTls) {
   EXPECT_FALSE(opened);
 }
 
+// A flood of plain-text clients: each is refused, but the log gets at most kRefusalLogsPerSecond
+// lines a second (stderr of this process, where common/log.h writes).
+TEST(JsonlTls, AFloodOfRefusedClientsDoesNotFloodTheLog) {
+  auto s = serve({}, psk_of(7));
+  testing::internal::CaptureStderr();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 60; ++i) {
+    auto fd = connect(s.at);
+    ASSERT_TRUE(jsonl::write_line(fd.get(), {{"cmd", "die"}}));
+    jsonl::LineReader reader(4096);
+    std::string line;
+    EXPECT_EQ(reader.next(fd.get(), line, 5s), jsonl::LineReader::Got::kLine);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string log = testing::internal::GetCapturedStderr();
+  size_t lines = 0;
+  for (size_t at = 0; (at = log.find("refused a connection from", at)) != std::string::npos; ++at) ++lines;
+  EXPECT_GE(lines, 1u);
+  EXPECT_LE(lines, static_cast<size_t>(jsonl::kRefusalLogsPerSecond * (seconds + 1.0))) << log;
+  EXPECT_LT(lines, 60u) << "every refusal was logged";
+  EXPECT_EQ(*s.handled, 0);
+}
+
 TEST(JsonlPerPeer, OneAddressHoldsAtMostItsCapAndAnotherAddressStillGetsIn) {
   jsonl::Limits l;
   l.max_per_peer = 2;
