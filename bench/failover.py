@@ -105,6 +105,7 @@ class Cluster:
     def __init__(self, d, minihv, elf):
         self.d, self.minihv, self.elf = d, minihv, elf
         self.volume = f"{d}/vol.img"
+        self.key = f"{d}/cluster.key"  # node RPC is TLS with this cluster key (nodes and CLI)
         self.listen = dict(zip(NODES, (f"127.0.0.1:{p}" for p in free_ports(len(NODES)))))
         self.procs = {}       # node -> Popen of its current daemon
         self.all_procs = []   # every daemon ever started (for the cleanup)
@@ -116,8 +117,8 @@ class Cluster:
         return r
 
     def cli(self, *args, via=None, check=True, timeout=300):
-        return self.run("cluster", "--node", self.listen[via or self.any_live()], *args, check=check,
-                        timeout=timeout)
+        return self.run("cluster", "--node", self.listen[via or self.any_live()], "--key", self.key, *args,
+                        check=check, timeout=timeout)
 
     def any_live(self, but=None):
         for n in NODES:
@@ -129,6 +130,7 @@ class Cluster:
 
     def create(self):
         self.run("volume", "format", self.volume, "--size", VOLUME_SIZE, "--cluster", "bench")
+        self.run("cluster", "init-key", "--key", self.key)
         self.run("volume", "disk", "create", self.volume, "d1", "--size", DISK_SIZE)
         for n in NODES:
             os.makedirs(f"{self.d}/{n}", exist_ok=True)
@@ -139,7 +141,8 @@ class Cluster:
             err.write(f"# bench: started at unix ms {int(time.time() * 1000)}\n")
             err.flush()
             p = subprocess.Popen([self.minihv, "node", "--name", n, "--volume", self.volume,
-                                  "--listen", self.listen[n], "--state-dir", f"{self.d}/{n}"],
+                                  "--listen", self.listen[n], "--state-dir", f"{self.d}/{n}",
+                                  "--key", self.key, "--images", os.path.dirname(os.path.abspath(self.elf))],
                                  stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
         self.procs[n] = p
         self.all_procs.append(p)

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "cluster/timings.h"
 #include "cluster/validate.h"
 #include "common/json_text.h"
+#include "common/keys.h"
 #include "common/units.h"
 
 namespace minihv::cli {
@@ -46,14 +48,39 @@ constexpr auto kStatusPoll = std::chrono::milliseconds(50);
 // --timeout's default: how long vm start/stop and a drill wait for the state they want.
 constexpr auto kDefaultWait = std::chrono::seconds(60);
 
+// Where the cluster key is when --key is not given: $MINIHV_KEY, else this file.
+constexpr const char* kKeyEnv = "MINIHV_KEY";
+constexpr const char* kDefaultKeyFile = "/etc/minihv/cluster.key";
+
+std::string key_path(const std::string& given) {
+  if (!given.empty()) return given;
+  if (const char* e = std::getenv(kKeyEnv); e && *e) return e;
+  return kDefaultKeyFile;
+}
+
+// The cluster key for a node or the CLI; a missing or bad file is the operator's to fix (exit 2).
+Result<keys::Secret> load_cluster_key(const std::string& given) {
+  const std::string path = key_path(given);
+  auto key = keys::read_key(path);
+  if (!key)
+    return Status::invalid(key.message() + " (a new cluster gets its key with `minihv cluster init-key --key " + path +
+                           "`; every node and every CLI host needs a copy of the same file)");
+  return key;
+}
+
 // ---- minihv node ----
 
 struct NodeCliOptions {
   cluster::NodeOptions node;
   std::string networks;
+  std::string key;
 };
 
 int run_node(NodeCliOptions& o) {
+  auto key = load_cluster_key(o.key);
+  if (!key) return fail(key.status());
+  o.node.cluster_key = *key;
+  if (o.node.images.empty()) o.node.images.push_back(cluster::kDefaultImagesDir);
   if (!o.networks.empty()) {
     std::stringstream ss(o.networks);
     for (std::string ip; std::getline(ss, ip, ',');)
@@ -105,6 +132,8 @@ int run_node(NodeCliOptions& o) {
 
 struct ClusterCli {
   std::string node;  // HOST:PORT of any node
+  std::string key;   // --key (key_path)
+  std::optional<cluster::RpcKey> rpc_key;  // loaded once, before the subcommand runs
   bool json = false;
   std::string vm, to, target, html, nodes;
   bool verify = false, no_wait = false, no_ha = false, start = false, yes = false;
@@ -125,7 +154,7 @@ std::string node_address(const ClusterCli& c) {
 
 Result<Json> call(const ClusterCli& c, const Json& req, std::chrono::milliseconds timeout = kRequestTimeout,
                   const std::function<void(const Json&)>& progress = {}) {
-  return node_call(node_address(c), req, timeout, progress);
+  return node_call(*c.rpc_key, node_address(c), req, timeout, progress);
 }
 
 std::string age(int64_t unix_ms_then, int64_t now) {
@@ -303,7 +332,7 @@ int cmd_move(const ClusterCli& c) {
 }
 
 int cmd_drain(const ClusterCli& c) {
-  auto r = node_call(node_address(c), {{"cmd", "drain"}, {"node", c.target}, {"verify", c.verify}},
+  auto r = node_call(*c.rpc_key, node_address(c), {{"cmd", "drain"}, {"node", c.target}, {"verify", c.verify}},
                      kDrainTimeout, print_move_progress);
   if (!r) return fail(r.status(), c.json);
   if (c.json) {
@@ -388,7 +417,7 @@ int cmd_drill(const ClusterCli& c) {
   ClusterCli watcher = c;
   watcher.node = plan->observer_address;
   const int64_t t0 = cluster::unix_ms();
-  (void)node_call(plan->victim_address, {{"cmd", "die"}}, kDieTimeout);  // no reply: it is gone
+  (void)node_call(*c.rpc_key, plan->victim_address, {{"cmd", "die"}}, kDieTimeout);  // no reply: it is gone
   auto after = wait_status(watcher, c.timeout_s, [&](const Json& s) { return cluster::drill_settled(s, *plan, t0); });
   const Json report = cluster::drill_verdict(after ? *after : Json::object(), *plan, t0,
                                              after ? Status::ok() : after.status());
@@ -411,7 +440,40 @@ Command add_node_command(CLI::App& app) {
   node->add_option("--migration-networks", no->networks, "This node's addresses for live migration, preferred first (A,B,...)");
   node->add_option("--state-dir", no->node.state_dir, "VM consoles, logs and sockets (default /run/minihv/NAME)");
   node->add_option("--metrics", no->node.metrics, "HOST:PORT to serve Prometheus metrics on (GET /metrics, plain HTTP)");
+  node->add_option("--key", no->key, std::string("The cluster key file (default $") + kKeyEnv + ", else " +
+                                         kDefaultKeyFile + "; minihv cluster init-key)");
+  node->add_option("--images", no->node.images,
+                   std::string("A directory VMs' kernels and initrds may come from (repeatable; default ") +
+                       cluster::kDefaultImagesDir + ")");
   return {node, [no] { return run_node(*no); }};
+}
+
+// Every subcommand but init-key talks to a node: with the node-RPC key of the cluster key.
+std::function<int()> with_key(const ClusterCliPtr& c, std::function<int()> run) {
+  return [c, run = std::move(run)] {
+    auto key = load_cluster_key(c->key);
+    if (!key) return fail(key.status(), c->json);
+    auto rpc = cluster::node_rpc_key(*key);
+    if (!rpc) return fail(rpc.status(), c->json);
+    c->rpc_key = std::move(*rpc);
+    return run();
+  };
+}
+
+int cmd_init_key(const ClusterCli& c) {
+  const std::string path = key_path(c.key);
+  auto key = keys::write_new_key(path);
+  if (!key) return fail(key.status());
+  std::printf("wrote a new cluster key to %s (mode 0600)\n"
+              "copy it to every node and every host that runs `minihv cluster`, at the same path or given by\n"
+              "--key / $%s, readable only by the user that runs minihv; never put it on the shared volume\n",
+              path.c_str(), kKeyEnv);
+  return kExitOk;
+}
+
+Command add_init_key_command(CLI::App* cl, const ClusterCliPtr& c) {
+  CLI::App* init = cl->add_subcommand("init-key", "Create a new cluster key file (0600) to copy to every node");
+  return {init, [c] { return cmd_init_key(*c); }};
 }
 
 void add_json_flag(CLI::App* a, ClusterCli& c) { a->add_flag("--json", c.json, "Print JSON"); }
@@ -531,7 +593,10 @@ std::vector<Command> add_cluster_commands(CLI::App& app) {
   auto c = std::make_shared<ClusterCli>();
   CLI::App* cl = app.add_subcommand("cluster", "Manage the cluster through any of its nodes");
   cl->add_option("--node", c->node, "HOST:PORT of any node (default $MINIHV_NODE, else 127.0.0.1:7700)");
+  cl->add_option("--key", c->key, std::string("The cluster key file (default $") + kKeyEnv + ", else " +
+                                      kDefaultKeyFile + ")");
   cl->require_subcommand(1);
+  const size_t first = out.size();
   out.push_back(add_status_command(cl, c));
   add_vm_commands(cl, c, out);
   out.push_back(add_node_rm_command(cl, c));
@@ -540,6 +605,8 @@ std::vector<Command> add_cluster_commands(CLI::App& app) {
   out.push_back(add_resume_command(cl, c));
   out.push_back(add_drill_command(cl, c));
   out.push_back(add_validate_command(cl, c));
+  for (size_t i = first; i < out.size(); ++i) out[i].run = with_key(c, std::move(out[i].run));
+  out.push_back(add_init_key_command(cl, c));
   return out;
 }
 

@@ -93,6 +93,12 @@ int64_t unix_ms() {
 Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
   MINIHV_TRY(blockdev::validate_name("node name", options.name));
   std::unique_ptr<Node> n(new Node(options));
+  auto rpc_key = node_rpc_key(options.cluster_key);
+  if (!rpc_key) return rpc_key.status();
+  n->rpc_key_ = std::move(*rpc_key);
+  auto images = ImageDirs::resolve(options.images);
+  if (!images) return images.status();
+  n->images_ = std::move(*images);
   ::mkdir(n->o_.state_dir.c_str(), 0700);
   struct stat st{};
   if (::stat(n->o_.state_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -129,14 +135,14 @@ Status Node::serve() {
     if (!ready_) return error_reply(Status::error("node " + o_.name + " is still joining the cluster"));
     return handle(req, p);
   };
-  auto server = serve_tcp(o_.listen, handler);
+  auto server = serve_tcp(o_.listen, rpc_key_, handler);
   if (!server) return server.status().context("--listen " + o_.listen);
   server_ = std::move(*server);
   // Answer on every migration network too, so validate can prove each one reachable.
   auto listen_ep = net::parse_endpoint(o_.listen);
   for (const auto& ip : o_.migration_networks) {
     if (!listen_ep || ip == listen_ep->host || listen_ep->host == "0.0.0.0") continue;
-    auto extra = serve_tcp(ip + ":" + std::to_string(listen_ep->port), handler);
+    auto extra = serve_tcp(ip + ":" + std::to_string(listen_ep->port), rpc_key_, handler);
     if (!extra) return extra.status().context("--migration-networks " + ip);
     migration_servers_.push_back(std::move(*extra));
   }

@@ -30,12 +30,15 @@
 #include "blockdev/volume.h"
 #include "cluster/config.h"
 #include "cluster/metrics_server.h"
+#include "cluster/node_images.h"
 #include "cluster/node_metrics.h"
 #include "cluster/observer.h"
+#include "cluster/rpc.h"
 #include "cluster/thread_group.h"
 #include "cluster/vm_child.h"
 #include "cluster/vm_phase.h"
 #include "common/jsonl.h"
+#include "common/keys.h"
 #include "vmm/api.h"
 
 namespace minihv::cluster {
@@ -48,6 +51,9 @@ struct NodeOptions {
   std::string state_dir;                        // consoles, logs, control sockets of its VMs
   std::string self_exe;                         // the minihv binary to run VMs with
   std::string metrics;                          // HOST:PORT for Prometheus' GET /metrics ("": none)
+  keys::Secret cluster_key;                     // from --key (the CLI reads and checks the file)
+  // A VM's kernel and initrd must lie under one of these (symlinks and ".." resolved; node_images.h).
+  std::vector<std::string> images;
 };
 
 // Wall-clock milliseconds, for reports only (decisions use the monotonic clock).
@@ -71,6 +77,9 @@ public:
   // lost (every VM killed at once; exit 1).
   int run();
   void stop(StopMode mode = StopMode::kStop);
+
+  // The cluster key itself (each purpose derives its own key from it: keys::derive).
+  const keys::Secret& cluster_key() const { return o_.cluster_key; }
 
   struct Local;  // a VM this node runs, starts or receives (node_local.h)
 
@@ -164,6 +173,8 @@ private:
   std::vector<std::string> live_nodes(bool include_paused);
 
   NodeOptions o_;
+  RpcKey rpc_key_;         // every node RPC connection, served and made (rpc.h)
+  ImageDirs images_;       // where VMs' kernels and initrds may come from (--images)
   NodeCounters counters_;  // before every thread that counts (the node lease's renewer, requests)
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<blockdev::Volume> vol_;       // node lease and configuration

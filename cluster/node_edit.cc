@@ -58,9 +58,11 @@ Status check_vm_spec(blockdev::Volume& vol, const VmSpec& v, const ClusterConfig
   return Status::ok();
 }
 
-// What `run` would check on this host: the kernel and initrd can be read, the memory fits in the
-// host's RAM, the CPU model resolves here ("baseline" is the nodes' common profile: always).
-Status check_vm_here(const VmSpec& v, const std::string& node) {
+// What `run` would check on this host: the kernel and initrd lie under an image directory (checked
+// before anything opens them) and can be read, the memory fits in the host's RAM, the CPU model
+// resolves here ("baseline" is the nodes' common profile: always).
+Status check_vm_here(const VmSpec& v, const std::string& node, const ImageDirs& images) {
+  MINIHV_TRY(check_boot_files(v, node, images));
   MINIHV_TRY(check_readable("kernel", v.kernel));
   if (!v.initrd.empty()) MINIHV_TRY(check_readable("initrd", v.initrd));
   const uint64_t total = meminfo().first;
@@ -86,7 +88,7 @@ Status Node::refresh_config() {
 }
 
 nlohmann::json Node::check_vm_reply(const nlohmann::json& req) {
-  Status s = check_vm_here(vm_spec_from_json(req.at("spec")), o_.name);
+  Status s = check_vm_here(vm_spec_from_json(req.at("spec")), o_.name, images_);
   return s ? nlohmann::json{{"ok", true}} : error_reply(s);
 }
 
@@ -97,7 +99,7 @@ Status Node::check_vm_everywhere(const VmSpec& vm) {
     for (const auto& n : live_nodes(true))
       if (n != o_.name) peers.push_back({n, config_.node(n)->listen});
   }
-  MINIHV_TRY(check_vm_here(vm, o_.name));
+  MINIHV_TRY(check_vm_here(vm, o_.name, images_));
   for (const auto& [name, addr] : peers) MINIHV_TRY(check_vm_on_peer(vm, name, addr));
   return Status::ok();
 }
@@ -105,7 +107,7 @@ Status Node::check_vm_everywhere(const VmSpec& vm) {
 Status Node::check_vm_on_peer(const VmSpec& vm, const std::string& name, const std::string& addr) {
   const auto deadline = std::chrono::steady_clock::now() + kCheckSettle;
   for (;;) {
-    auto r = node_call(addr, {{"cmd", "check_vm"}, {"spec", to_json(vm)}}, kCheckTimeout);
+    auto r = node_call(rpc_key_, addr, {{"cmd", "check_vm"}, {"spec", to_json(vm)}}, kCheckTimeout);
     if (r || r.status().is_invalid_input()) return r.status();
     if (std::chrono::steady_clock::now() >= deadline)
       return r.status().context("checking VM " + vm.name + " on node " + name);

@@ -44,7 +44,7 @@ nlohmann::json Node::OutgoingMove::run(const nlohmann::json& req, const ApiServe
 // Prepares the target and migrates; an error leaves the VM running here.
 Result<nlohmann::json> Node::OutgoingMove::migrate(const nlohmann::json& req, const ApiServer::Progress& progress) {
   auto prepared =
-      node_call(addr_, {{"cmd", "prepare_incoming"}, {"vm", vm_}, {"from", n_.o_.name}}, kPrepareTimeout);
+      node_call(n_.rpc_key_, addr_, {{"cmd", "prepare_incoming"}, {"vm", vm_}, {"from", n_.o_.name}}, kPrepareTimeout);
   if (!prepared) return prepared.status().context("node " + to_ + " cannot take VM " + vm_);
   const std::string address = prepared->value("address", "");
   progress({{"event", "prepared"}, {"vm", vm_}, {"to", to_}, {"address", address}});
@@ -56,7 +56,7 @@ Result<nlohmann::json> Node::OutgoingMove::migrate(const nlohmann::json& req, co
                          {"verify", req.value("verify", false)}};
   auto result = api_call(l_->api, mreq, as_ms(kMigrateCallTimeout), [&](const nlohmann::json& p) { progress(p); });
   if (result && result->value("ok", false)) return result;
-  (void)node_call(addr_, {{"cmd", "cancel_incoming"}, {"vm", vm_}}, kCancelTimeout);
+  (void)node_call(n_.rpc_key_, addr_, {{"cmd", "cancel_incoming"}, {"vm", vm_}}, kCancelTimeout);
   // A VM of ours runs only while this node's leases are current, so its source settles a lost
   // ACK by resuming ("lease"). It reports "in doubt" only when its fence had lapsed: then
   // this node is losing the leases, the VM's watchdog ends it, and resuming it here could
@@ -78,7 +78,7 @@ int64_t Node::OutgoingMove::wait_target_running() {
   const auto backstop = std::chrono::steady_clock::now() + kIncomingLeaseWait + kHandOffWait;
   auto deadline = std::chrono::steady_clock::now() + kHandOffWait;
   while (std::chrono::steady_clock::now() < std::min(deadline, backstop) && !resumed) {
-    if (auto s = node_call(addr_, {{"cmd", "status"}}, kTargetStatusTimeout))
+    if (auto s = node_call(n_.rpc_key_, addr_, {{"cmd", "status"}}, kTargetStatusTimeout))
       for (const auto& lv : (*s)["local"]) {
         if (lv.value("name", "") != vm_) continue;
         const std::string state = lv.value("state", "");

@@ -23,6 +23,9 @@ namespace {
 
 using namespace timings;
 
+// validate --nodes: addresses probed at once, each on a thread of its own.
+constexpr size_t kMaxValidateTargets = 64;
+
 nlohmann::json invalid(const std::string& msg) { return error_reply(Status::invalid(msg)); }
 
 std::string host_of(const std::string& host_port) {
@@ -84,7 +87,7 @@ nlohmann::json Node::move(const nlohmann::json& req, const ApiServer::Progress& 
   if (holder == o_.name) return move_local(vm, to, req, progress);
   nlohmann::json fwd = req;
   fwd["cmd"] = "move_local";
-  auto r = node_call(holder_addr, fwd, kMoveTimeout, progress);
+  auto r = node_call(rpc_key_, holder_addr, fwd, kMoveTimeout, progress);
   return r ? *r : error_reply(r.status());
 }
 
@@ -128,7 +131,7 @@ void Node::hand_over_leases(Local& l, const std::string& to, const std::string& 
     for (auto& k : leases) k->abandon();
     return;
   }
-  auto begin = node_call(target_addr, {{"cmd", "handoff_begin"}, {"vm", l.spec.name}}, kHandOffCallTimeout);
+  auto begin = node_call(rpc_key_, target_addr, {{"cmd", "handoff_begin"}, {"vm", l.spec.name}}, kHandOffCallTimeout);
   std::vector<uint64_t> nonces;
   if (begin && (*begin)["nonces"].is_array())
     for (const auto& n : (*begin)["nonces"])
@@ -143,7 +146,7 @@ void Node::hand_over_leases(Local& l, const std::string& to, const std::string& 
       else if (Status r = leases[i]->release(); !r) LOG_WARN("vm %s: %s", l.spec.name.c_str(), r.message().c_str());
     }
   }
-  (void)node_call(target_addr, {{"cmd", "handoff_done"}, {"vm", l.spec.name}}, kHandOffCallTimeout);
+  (void)node_call(rpc_key_, target_addr, {{"cmd", "handoff_done"}, {"vm", l.spec.name}}, kHandOffCallTimeout);
 }
 
 nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
@@ -280,7 +283,7 @@ nlohmann::json Node::drain(const nlohmann::json& req, const ApiServer::Progress&
     }
     nlohmann::json fwd = req;
     fwd["cmd"] = "drain_local";
-    auto r = node_call(addr, fwd, kMoveTimeout, progress);
+    auto r = node_call(rpc_key_, addr, fwd, kMoveTimeout, progress);
     return r ? *r : error_reply(r.status());
   }
   if (Status s = update_config(*vol_, node_owner(o_.name), [&](ClusterConfig& c) {
@@ -336,7 +339,7 @@ nlohmann::json Node::cluster_status(const nlohmann::json&) {
       continue;
     }
     if (n["state"] != "up") continue;
-    auto s = node_call(n["listen"], {{"cmd", "status"}}, kPeerStatusTimeout);
+    auto s = node_call(rpc_key_, n["listen"], {{"cmd", "status"}}, kPeerStatusTimeout);
     per_node[name] = s ? *s : nlohmann::json{{"ok", false}, {"error", s.message()}};
   }
   mine["node_status"] = per_node;
@@ -360,7 +363,7 @@ nlohmann::json Node::probe_reply(const nlohmann::json& req) {
   nlohmann::json reach = nlohmann::json::array();
   for (const auto& peer : req.value("peers", nlohmann::json::array())) {
     const std::string network = peer.value("network", "");
-    auto rtt = ping(network, kPingTimeout);
+    auto rtt = ping(rpc_key_, network, kPingTimeout);
     reach.push_back({{"from", o_.name}, {"to", peer.value("node", "")}, {"network", network}, {"ok", bool(rtt)},
                      {"rtt_ms", rtt ? *rtt : 0.0}, {"error", rtt ? "" : rtt.message()}});
   }
@@ -379,6 +382,8 @@ nlohmann::json Node::validate(const nlohmann::json& req) {
   }
   std::vector<std::pair<std::string, std::string>> targets;  // name, address
   if (req.contains("nodes") && !req["nodes"].empty()) {
+    if (req["nodes"].size() > kMaxValidateTargets)  // one thread per target: a request must not make thousands
+      return error_reply(Status::invalid("validate: at most " + std::to_string(kMaxValidateTargets) + " --nodes"));
     for (const auto& a : req["nodes"]) targets.push_back({"", a.get<std::string>()});
   } else {
     for (const auto& n : in.config.nodes) targets.push_back({n.name, n.listen});
@@ -400,7 +405,7 @@ nlohmann::json Node::validate(const nlohmann::json& req) {
       for (const auto& [node, network] : networks)
         if (node != r.name) peers.push_back({{"node", node}, {"network", network}});
       r.asked_unix_ms = unix_ms();
-      auto reply = node_call(r.address, {{"cmd", "probe"}, {"peers", peers}}, kProbeTimeout);
+      auto reply = node_call(rpc_key_, r.address, {{"cmd", "probe"}, {"peers", peers}}, kProbeTimeout);
       r.answered_unix_ms = unix_ms();
       if (reply) read_probe_reply(r, *reply);  // (a malformed reply fails this node, on this thread)
       else r.error = reply.message();

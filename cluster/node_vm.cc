@@ -126,7 +126,8 @@ void Node::start_vm(std::shared_ptr<Local> l, std::vector<blockdev::AcquireOptio
     }
     std::fprintf(stderr, "minihv: node %s: vm %s: leases taken in %lld ms (%s)\n", o_.name.c_str(),
                  l->spec.name.c_str(), static_cast<long long>(unix_ms() - t0), why.c_str());
-    Status s = spawn(*l, "");
+    Status s = check_boot_files(l->spec, o_.name, images_);  // (the configuration may predate --images)
+    if (s) s = spawn(*l, "");
     if (!s) {  // it cannot run here (e.g. no common CPU baseline): say why, and let go of it
       LOG_ERROR("vm %s: cannot start: %s", l->spec.name.c_str(), s.message().c_str());
       Decision d;

@@ -71,12 +71,17 @@ const Section kJsonOutput = {
 const Section kEnvironment = {
     "Environment",
     {{"MINIHV_NODE", "HOST:PORT of the node `minihv cluster` talks to when `--node` is not given "
-                     "(default 127.0.0.1:7700)."}}};
+                     "(default 127.0.0.1:7700)."},
+     {"MINIHV_KEY", "The cluster key file of `minihv node` and `minihv cluster` when `--key` is not given "
+                    "(default /etc/minihv/cluster.key)."}}};
 
 const Section kFiles = {
     "Files",
     {{"/run/minihv/NAME/", "A node's state directory (`node --state-dir`): its VMs' consoles, logs "
                            "and control sockets."},
+     {"/etc/minihv/cluster.key", "The cluster key (`minihv cluster init-key`), mode 0600, the same on every "
+                                 "node and CLI host; node RPC is TLS keyed by it. Never on the shared volume."},
+     {"/var/lib/minihv/images/", "Where a node boots VMs' kernels and initrds from (`node --images`)."},
      {"/dev/kvm", "The KVM device; the user needs read and write access to it."}}};
 
 const Section kSeeAlso = {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <stdexcept>
@@ -13,7 +14,11 @@
 namespace minihv::test {
 
 ClusterLab::ClusterLab(unsigned nodes, const NetLab* lab, uint64_t volume_bytes)
-    : lab_(lab), volume_(dir_.file("vol.img")), port_base_(17000 + (getpid() % 500) * 10) {
+    : lab_(lab), volume_(dir_.file("vol.img")), key_(dir_.file("cluster.key")),
+      port_base_(17000 + (getpid() % 500) * 10) {
+  auto k = minihv({"cluster", "init-key", "--key", key_});
+  if (k.status != 0) throw std::runtime_error("cluster init-key: " + k.err);
+  std::filesystem::create_directory(images_dir());
   auto r = minihv({"volume", "format", volume_, "--size", std::to_string(volume_bytes >> 20) + "M", "--cluster", "lab"});
   if (r.status != 0) throw std::runtime_error("volume format: " + r.err);
   nodes_.resize(nodes);
@@ -39,9 +44,22 @@ std::string ClusterLab::address(unsigned i) const {
   return "127.0.0.1:" + std::to_string(port_base_ + static_cast<int>(i));
 }
 
+std::vector<std::string> ClusterLab::trust_args() const {
+  const std::string guest_dir = std::filesystem::path(testguest_elf()).parent_path().string();
+  return {"--key", key_, "--images", guest_dir, "--images", images_dir()};
+}
+
+std::vector<std::string> ClusterLab::with_trust(std::vector<std::string> args) const {
+  const auto trust = trust_args();
+  args.insert(args.end(), trust.begin(), trust.end());
+  return args;
+}
+
 std::vector<std::string> ClusterLab::node_args(unsigned i) const {
   std::vector<std::string> args = {"node", "--name", name(i), "--volume", volume_, "--listen", address(i),
                                    "--state-dir", state_dir(i)};
+  const auto trust = trust_args();
+  args.insert(args.end(), trust.begin(), trust.end());
   if (lab_ && lab_->networks() > 1) {
     std::string nets;
     for (unsigned k = 1; k < lab_->networks(); ++k) nets += (nets.empty() ? "" : ",") + lab_->addr(i, k);
@@ -63,7 +81,7 @@ std::optional<int> ClusterLab::wait_node_exit(unsigned i, std::chrono::milliseco
 CmdResult ClusterLab::cli(unsigned via, const std::vector<std::string>& args) {
   std::vector<std::string> argv;
   if (lab_) argv = lab_->exec_prefix(via);
-  argv.insert(argv.end(), {minihv_binary(), "cluster", "--node", address(via)});
+  argv.insert(argv.end(), {minihv_binary(), "cluster", "--node", address(via), "--key", key_});
   argv.insert(argv.end(), args.begin(), args.end());
   return run_cmd(argv);
 }

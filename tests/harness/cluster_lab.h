@@ -1,6 +1,7 @@
-// tests/harness/cluster_lab.h — a real minihv cluster for tests: a formatted volume file, N
-// `minihv node` daemons (on loopback, or each in its own network namespace of a NetLab), and the
-// `minihv cluster` CLI run against them as a user would.
+// tests/harness/cluster_lab.h — a real minihv cluster for tests: a formatted volume file, a cluster
+// key (`minihv cluster init-key`), N `minihv node` daemons (on loopback, or each in its own network
+// namespace of a NetLab) that boot VMs from the build's guest directory and the lab's images_dir(),
+// and the `minihv cluster` CLI run against them as a user would, with the key.
 #pragma once
 
 #include <chrono>
@@ -25,6 +26,12 @@ public:
   ~ClusterLab();
 
   const std::string& volume() const { return volume_; }
+  const std::string& key() const { return key_; }  // the cluster key file
+  // A directory every node allows VMs' kernels and initrds from (besides the build's guest/).
+  std::string images_dir() const { return dir_.file("images"); }
+  // --key and --images for a `minihv node` started by hand; with_trust(args) appends them.
+  std::vector<std::string> trust_args() const;
+  std::vector<std::string> with_trust(std::vector<std::string> args) const;
   std::string name(unsigned i) const { return "n" + std::to_string(i); }
   std::string address(unsigned i) const;
   std::string state_dir(unsigned i) const { return dir_.file(name(i)); }
@@ -60,6 +67,7 @@ private:
   const NetLab* lab_;
   TempDir dir_;
   std::string volume_;
+  std::string key_;
   int port_base_;
   std::vector<std::unique_ptr<VmProcess>> nodes_;
 };

@@ -55,22 +55,22 @@ TEST(ClusterSafety, AFailedNodeStartLeavesTheConfigurationExactlyAsItWas) {
 
   // n1 runs: a second n1 on another port is refused, and n1's address stays what it was.
   const std::string other_port = port_after(c.address(1), 50);
-  auto twin = c.minihv({"node", "--name", "n1", "--volume", c.volume(), "--listen", other_port, "--state-dir",
-                        c.state_dir(1) + "-twin"});
+  auto twin = c.minihv(c.with_trust({"node", "--name", "n1", "--volume", c.volume(), "--listen", other_port,
+                                      "--state-dir", c.state_dir(1) + "-twin"}));
   EXPECT_EQ(twin.status, 2) << twin.err;
   EXPECT_EQ(config_nodes(c, 0), before) << "a refused node start rewrote the configuration";
 
   // A new node on a port in use fails (exit 1) and leaves no node behind.
-  auto busy = c.minihv({"node", "--name", "c", "--volume", c.volume(), "--listen", c.address(0), "--state-dir",
-                        c.state_dir(0) + "-c"});
+  auto busy = c.minihv(c.with_trust({"node", "--name", "c", "--volume", c.volume(), "--listen", c.address(0),
+                                      "--state-dir", c.state_dir(0) + "-c"}));
   EXPECT_EQ(busy.status, 1) << busy.err;
   EXPECT_EQ(busy.err.rfind("minihv: error: ", 0), 0u) << busy.err;
   EXPECT_EQ(config_nodes(c, 0), before) << "a node that never started is in the configuration";
   // And an existing node restarted on a port in use keeps its old address.
   c.node(1).kill(SIGKILL);
   ASSERT_TRUE(c.wait_node_exit(1, 5s));
-  auto moved = c.minihv({"node", "--name", "n1", "--volume", c.volume(), "--listen", c.address(0), "--state-dir",
-                         c.state_dir(1)});
+  auto moved = c.minihv(c.with_trust({"node", "--name", "n1", "--volume", c.volume(), "--listen", c.address(0),
+                                       "--state-dir", c.state_dir(1)}));
   EXPECT_EQ(moved.status, 1) << moved.err;
   EXPECT_EQ(config_nodes(c, 0), before);
 }
@@ -119,7 +119,7 @@ TEST(ClusterSafety, DrillAsksForConfirmationAndRefusesWithoutATerminalOrYes) {
   auto piped = c.cli(0, {"drill", "--kill", "n1"});  // stdin is /dev/null
   EXPECT_EQ(piped.status, 2) << piped.err;
   EXPECT_NE(piped.err.find("--yes"), std::string::npos) << piped.err;
-  VmProcess asked(VmProcess::WithTerminal{}, {"cluster", "--node", c.address(0), "drill", "--kill", "n1"});
+  VmProcess asked(VmProcess::WithTerminal{}, {"cluster", "--node", c.address(0), "--key", c.key(), "drill", "--kill", "n1"});
   ASSERT_TRUE(asked.wait_stderr("kill node n1", 10s)) << asked.stdout_text() << asked.stderr_text();
   asked.type("n\n");
   EXPECT_EQ(asked.wait_exit(10s).value_or(-1), 1) << asked.stderr_text();
@@ -158,8 +158,7 @@ TEST(ClusterSafety, VmStartWaitsForTheFirstHeartbeatOrTheFirstFailure) {
   ASSERT_EQ(good.status, 0) << good.out << good.err;
   EXPECT_GE(ClusterLab::vm_local(*c.status(0), "good").value("heartbeats", 0), 1) << "it ran before a heartbeat";
 
-  TempDir d;
-  const std::string junk = d.file("junk.elf");
+  const std::string junk = c.images_dir() + "/junk.elf";  // (nodes boot only from their --images)
   std::ofstream(junk) << "this is not a kernel\n";
   auto bad = c.cli(0, {"vm", "add", "bad", "--kernel", junk, "--mem", "64M", "--preferred", "n1", "--start"});
   EXPECT_EQ(bad.status, 1) << bad.out << bad.err;

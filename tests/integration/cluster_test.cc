@@ -80,8 +80,8 @@ TEST_F(ClusterTest, ValidatePassesThenNamesAForeignVolumeAndADownMigrationNetwor
   // A fourth daemon beside node 2, on a volume of its own: asked for, it is named precisely.
   TempDir other;
   ASSERT_EQ(cluster.minihv({"volume", "format", other.file("other.img"), "--size", "64M", "--cluster", "other"}).status, 0);
-  VmProcess stray({"node", "--name", "stray", "--volume", other.file("other.img"), "--listen", lab.addr(2, 0) + ":7800",
-                   "--state-dir", other.file("state")},
+  VmProcess stray(cluster.with_trust({"node", "--name", "stray", "--volume", other.file("other.img"), "--listen",
+                                      lab.addr(2, 0) + ":7800", "--state-dir", other.file("state")}),
                   {}, lab.exec_prefix(2));
   ASSERT_TRUE(stray.wait_stderr("serving on", 20s)) << stray.stderr_text();
   auto bad = cluster.cli(0, {"validate", "--nodes",
@@ -208,12 +208,12 @@ TEST_F(ClusterTest, AFrozenNodeWritesNothingAfterItThawsAndEndsItsVm) {
 TEST(ClusterBadInput, NodeAndClusterCommandsSayWhatIsWrong) {
   TempDir d;
   ClusterLab none(0);
-  auto missing = none.minihv({"node", "--name", "a", "--volume", d.file("nope.img"), "--listen", "127.0.0.1:0"});
+  auto missing = none.minihv(none.with_trust({"node", "--name", "a", "--volume", d.file("nope.img"), "--listen", "127.0.0.1:0"}));
   EXPECT_EQ(missing.status, 2) << missing.err;
   EXPECT_NE(missing.err.find("nope.img"), std::string::npos) << missing.err;
-  auto badname = none.minihv({"node", "--name", "-x", "--volume", none.volume(), "--listen", "127.0.0.1:0"});
+  auto badname = none.minihv(none.with_trust({"node", "--name", "-x", "--volume", none.volume(), "--listen", "127.0.0.1:0"}));
   EXPECT_EQ(badname.status, 2) << badname.err;
-  auto nobody = none.minihv({"cluster", "--node", "127.0.0.1:1", "status"});
+  auto nobody = none.minihv({"cluster", "--node", "127.0.0.1:1", "--key", none.key(), "status"});
   EXPECT_EQ(nobody.status, 1);
   EXPECT_NE(nobody.err.find("127.0.0.1:1"), std::string::npos) << nobody.err;
 }
@@ -221,8 +221,8 @@ TEST(ClusterBadInput, NodeAndClusterCommandsSayWhatIsWrong) {
 TEST(ClusterBadInput, ASecondNodeOfTheSameNameIsRefused) {
   ClusterLab c(1);
   ASSERT_TRUE(c.wait_all_up(0, 20s));
-  auto twin = c.minihv({"node", "--name", "n0", "--volume", c.volume(), "--listen", "127.0.0.1:0", "--state-dir",
-                        c.state_dir(0) + "-twin"});
+  auto twin = c.minihv(c.with_trust({"node", "--name", "n0", "--volume", c.volume(), "--listen", "127.0.0.1:0",
+                                     "--state-dir", c.state_dir(0) + "-twin"}));
   EXPECT_EQ(twin.status, 2) << twin.err;
   EXPECT_NE(twin.err.find("another minihv node of this name is running"), std::string::npos) << twin.err;
   auto vm = c.add_vm("x", "idle", {"--disk", "nosuchdisk"});
