@@ -21,6 +21,7 @@
 
 #include "common/fd.h"
 #include "common/uring.h"
+#include "migrate/channel.h"
 #include "migrate/transport.h"
 
 namespace minihv::migrate {
@@ -28,8 +29,8 @@ namespace minihv::migrate {
 using Clock = std::chrono::steady_clock;
 
 struct StreamState {
-  StreamState(UniqueFd f, uint16_t i, FrameParser p) : fd(std::move(f)), index(i), parser(std::move(p)) {}
-  UniqueFd fd;
+  StreamState(Channel c, uint16_t i, FrameParser p) : ch(std::move(c)), index(i), parser(std::move(p)) {}
+  Channel ch;  // its io_uring sends on ch.send_fd(), receives on ch.recv_fd()
   uint16_t index;
   FrameParser parser;
   Uring ring;
@@ -69,7 +70,7 @@ struct StreamState {
 };
 
 struct Session::Impl {
-  Impl(std::vector<UniqueFd> fds, std::vector<FrameParser> parsers, const TransportOptions& o, uint64_t id,
+  Impl(std::vector<Channel> channels, std::vector<FrameParser> parsers, const TransportOptions& o, uint64_t id,
        std::string peer_name);
   ~Impl();
 
@@ -91,6 +92,8 @@ struct Session::Impl {
   TransportOptions opt;
   uint64_t session_id;
   std::string peer;
+  double handshake_ms = 0;  // the slowest stream's TLS handshake (0: plain TCP)
+  std::string tls_text() const;
 
 private:
   void arm(StreamState& s);
