@@ -95,10 +95,11 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra) {
+MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra,
+                      std::vector<std::string> env) {
   std::vector<std::string> a{"migrate", "--api", api, "--to", to, "--json"};
   a.insert(a.end(), extra.begin(), extra.end());
-  VmProcess m(a);
+  VmProcess m(a, std::move(env));
   MigrateResult r;
   auto rc = m.wait_exit(std::chrono::seconds(180));
   r.exit = rc ? *rc : -1;

@@ -114,7 +114,8 @@ struct MigrateResult {
   nlohmann::json json;
   std::string stderr_text;
 };
-MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra = {});
+MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra = {},
+                      std::vector<std::string> env = {});
 
 // Parsed heartbeat: `HB cpu=<c> seq=<n> ... errs=<e>` → {cpu, seq, errs, fields}.
 struct Heartbeat {
