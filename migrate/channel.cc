@@ -49,11 +49,16 @@ public:
     out_.resize(kRelayBuffer);
     thread_ = std::thread([this] { run(); });
   }
+  // The lane shut its ends: from now on the relay has kRelayDrain to send what it holds.
+  void draining() {
+    std::lock_guard lock(mu_);
+    if (!drain_until_) drain_until_ = std::chrono::steady_clock::now() + kRelayDrain;
+  }
   ~Relay() {
-    // The lane has shut its ends: the relay sends what it has and ends by itself, or is stopped.
+    draining();
     {
       std::unique_lock lock(mu_);
-      done_cv_.wait_for(lock, kRelayDrain, [&] { return done_; });
+      done_cv_.wait_until(lock, *drain_until_, [&] { return done_; });
     }
     const uint64_t one = 1;
     (void)!::write(stop_.get(), &one, sizeof one);
@@ -184,6 +189,7 @@ private:
   mutable std::mutex mu_;
   std::condition_variable done_cv_;
   bool done_ = false;
+  std::optional<std::chrono::steady_clock::time_point> drain_until_;
   std::string error_;
   std::thread thread_;
 };
@@ -265,9 +271,15 @@ Result<std::vector<Channel>> secure_all(std::vector<UniqueFd> fds, const tls::Ps
   return out;
 }
 
+void Channel::close_lane() {
+  ::shutdown(send_fd(), SHUT_RDWR);
+  if (recv_fd() != send_fd()) ::shutdown(recv_fd(), SHUT_RDWR);
+  if (relay_) relay_->draining();
+}
+
 Channel::~Channel() {
   // The relay first: it uses the TCP socket.
-  if (relay_ && lane_.valid()) ::shutdown(lane_.get(), SHUT_RDWR);
+  if (relay_) close_lane();
   relay_.reset();
 }
 Channel::Channel(Channel&&) noexcept = default;

@@ -9,8 +9,9 @@
 // gather from guest RAM, no copy. A plain channel (--insecure) is the TCP socket both ways.
 // Must not know: frames, sessions, streams.
 //
-// Ending: the lane shuts down its fds (shutdown(2)); the relay then sends what the lane wrote,
-// close_notify, and ends. The destructor waits at most kRelayDrain for that, then stops it.
+// Ending: close_lane() shuts the lane's fds (shutdown(2)); the relay then sends what the lane
+// wrote, close_notify, and ends. The destructor waits for that until kRelayDrain after
+// close_lane() (a session closes every lane first, so its relays drain at once), then stops it.
 #pragma once
 
 #include <chrono>
@@ -48,6 +49,8 @@ public:
 
   int send_fd() const;
   int recv_fd() const;
+  // The lane is done with the channel both ways; the relay drains (see above).
+  void close_lane();
   int tcp_fd() const { return tcp_.get(); }
   // "" for plain TCP; else tls::Session::describe() ("user-space TLS (no kernel TLS)", ...).
   const std::string& tls() const { return tls_text_; }

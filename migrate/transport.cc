@@ -62,10 +62,7 @@ std::string Session::Impl::tls_text() const {
 Session::Impl::~Impl() {
   // Cancel what is in flight before the buffers it points into go away; post nothing new.
   closing_ = true;
-  for (auto& s : streams_) {
-    ::shutdown(s->ch.send_fd(), SHUT_RDWR);
-    ::shutdown(s->ch.recv_fd(), SHUT_RDWR);
-  }
+  for (auto& s : streams_) s->ch.close_lane();
   auto give_up = Clock::now() + std::chrono::seconds(2);
   for (auto& s : streams_)
     while (s->inflight > 0 && s->ring.initialized() && Clock::now() < give_up)
