@@ -232,6 +232,11 @@ Result<std::unique_ptr<Session::Impl>> new_impl(int fd, Role role, const Psk& ps
 
 Handshake::Handshake(std::unique_ptr<Session::Impl> impl) : impl_(std::move(impl)), events_(POLLIN) {}
 
+Status prepare(Role role) {
+  auto ctx = make_context(role);
+  return ctx ? Status::ok() : ctx.status();
+}
+
 Handshake::~Handshake() = default;
 Handshake::Handshake(Handshake&&) noexcept = default;
 Handshake& Handshake::operator=(Handshake&&) noexcept = default;

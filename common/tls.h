@@ -128,6 +128,10 @@ private:
 // the peer closing; `why`, when given, receives the same as a Failure.
 Result<Session> handshake(int fd, Role role, const Psk& psk, Deadline deadline, Failure* why = nullptr);
 
+// Makes this process's TLS context for `role` now: OpenSSL 3 takes about 10 ms for it, once per
+// process and role; afterwards every handshake reuses it. A listener calls it before it waits.
+Status prepare(Role role);
+
 // The same handshake driven by the caller's poll loop, so that one thread can hold many at once
 // (the migration listener): poll the fd for events(), then step(). The fd must be non-blocking;
 // the deadline is the caller's to keep.

@@ -222,6 +222,7 @@ private:
 
 Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptions& options,
                                                   const ProgressFn& progress) {
+  if (options.psk) MINIHV_TRY(tls::prepare(tls::Role::kServer));  // while nobody waits for it
   auto listener = Listener::listen(options.listen);
   if (!listener) return listener.status().context("--incoming " + options.listen.text());
   progress({{"event", "listening"}, {"address", options.listen.host + ":" + std::to_string(listener->port())}});

@@ -615,7 +615,10 @@ Result<std::vector<Channel>> open_channels(const Endpoint& ep, const TransportOp
     if (!fd) return fd.status();
     fds.push_back(std::move(fd).value());
   }
-  if (o.psk) return secure_all(std::move(fds), *o.psk, Clock::now() + o.connect_timeout, &handshake_ms);
+  if (o.psk) {
+    MINIHV_TRY(tls::prepare(tls::Role::kClient));  // once per process, not part of a handshake
+    return secure_all(std::move(fds), *o.psk, Clock::now() + o.connect_timeout, &handshake_ms);
+  }
   std::vector<Channel> plain;
   for (auto& fd : fds) plain.push_back(Channel::plain(std::move(fd)));
   return plain;
