@@ -154,8 +154,12 @@ int receive(Vm& vm, const net::Endpoint& where, const std::optional<tls::Psk>& p
   options.listen = where;
   options.cancel_fd = wait.cancel_fd();
   options.psk = psk;
-  auto st = migrate::migrate_in(vm, options, [&wait, &events](const nlohmann::json& p) {
+  std::string channel;  // which TLS carried the streams, from the "connected" event
+  auto st = migrate::migrate_in(vm, options, [&wait, &events, &channel](const nlohmann::json& p) {
     wait.on_progress(p);
+    if (p.value("event", "") == "connected")
+      channel = p.value("tls", std::string()) + ", handshakes " +
+                std::to_string(static_cast<int>(p.value("handshake_ms", 0.0) + 0.5)) + " ms";
     if (p.value("event", "") == "listening") {
       std::fprintf(stderr, "minihv: waiting for a migrating VM on %s\n", p.value("address", "").c_str());
       events.publish({{"event", "listening"}, {"address", p.value("address", "")}});
@@ -180,8 +184,8 @@ int receive(Vm& vm, const net::Endpoint& where, const std::optional<tls::Psk>& p
   if (Status lease = vm.acquire_disk_leases(kLeaseHandOff); !lease)
     return ending.fail(kExitFailure, "incoming migration: " + lease.message());
   wait.arrived();
-  std::fprintf(stderr, "minihv: incoming migration complete: the VM runs here\n");
-  events.publish({{"event", "arrived"}});
+  std::fprintf(stderr, "minihv: incoming migration complete (%s): the VM runs here\n", channel.c_str());
+  events.publish({{"event", "arrived"}, {"tls", channel}});
   return -1;
 }
 
