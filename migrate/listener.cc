@@ -19,7 +19,7 @@ namespace {
 struct Pending {
   UniqueFd tcp;  // until the channel takes it
   std::optional<tls::Handshake> hs;
-  std::optional<Channel> ch;
+  std::optional<StreamChannel> ch;
   FrameParser parser{FrameParser::kAnyStream};
   std::string from;
   Clock::time_point deadline;
@@ -41,7 +41,7 @@ Result<bool> advance_handshake(Pending& p, Clock::time_point since) {
   auto done = p.hs->step(&why);
   if (!done) return done.status();
   if (!*done) return false;
-  auto ch = Channel::secure(std::move(p.tcp), std::move(*p.hs).take());
+  auto ch = StreamChannel::secure(std::move(p.tcp), std::move(*p.hs).take());
   p.hs.reset();
   if (!ch) return ch.status();
   p.ch.emplace(std::move(ch).value());
@@ -231,7 +231,7 @@ void accept_ready(int listen_fd, Gathering& g, const TransportOptions& options) 
       }
       p.hs.emplace(std::move(hs).value());
     } else {
-      p.ch.emplace(Channel::plain(std::move(p.tcp)));
+      p.ch.emplace(StreamChannel::plain(std::move(p.tcp)));
     }
     g.add(std::move(p));
     len = sizeof addr;
@@ -239,7 +239,7 @@ void accept_ready(int listen_fd, Gathering& g, const TransportOptions& options) 
 }
 
 Result<std::unique_ptr<Session::Impl>> make_impl(Gathering& g, const TransportOptions& options) {
-  std::vector<Channel> channels;
+  std::vector<StreamChannel> channels;
   std::vector<FrameParser> parsers;
   double handshake_ms = 0;
   for (auto& s : g.slots) {

@@ -1,6 +1,7 @@
 // migrate/session_impl.h — the inside of a Session (module-internal; transport.cc and listener.cc).
 //
-// Every stream is a lane of its own: its socket, its io_uring, its parser and send queue, its stats.
+// Every stream is a lane of its own: its channel (the TCP socket, or a TLS relay's socketpair end),
+// its io_uring, its parser and send queue, its stats.
 // At most one sendmsg (gathering all queued frames) and one recv (into the stream's FrameParser, or
 // straight into guest memory for a RAW_PAGES attachment) are in flight per stream. A lane is driven
 // by one thread at a time, so N threads can drive N lanes at once (send, flush_stream,
@@ -21,7 +22,7 @@
 
 #include "common/fd.h"
 #include "common/uring.h"
-#include "migrate/channel.h"
+#include "migrate/stream_channel.h"
 #include "migrate/transport.h"
 
 namespace minihv::migrate {
@@ -29,8 +30,8 @@ namespace minihv::migrate {
 using Clock = std::chrono::steady_clock;
 
 struct StreamState {
-  StreamState(Channel c, uint16_t i, FrameParser p) : ch(std::move(c)), index(i), parser(std::move(p)) {}
-  Channel ch;  // its io_uring sends on ch.send_fd(), receives on ch.recv_fd()
+  StreamState(StreamChannel c, uint16_t i, FrameParser p) : ch(std::move(c)), index(i), parser(std::move(p)) {}
+  StreamChannel ch;  // its io_uring sends on ch.send_fd(), receives on ch.recv_fd()
   uint16_t index;
   FrameParser parser;
   Uring ring;
@@ -70,7 +71,7 @@ struct StreamState {
 };
 
 struct Session::Impl {
-  Impl(std::vector<Channel> channels, std::vector<FrameParser> parsers, const TransportOptions& o, uint64_t id,
+  Impl(std::vector<StreamChannel> channels, std::vector<FrameParser> parsers, const TransportOptions& o, uint64_t id,
        std::string peer_name);
   ~Impl();
 

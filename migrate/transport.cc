@@ -44,7 +44,7 @@ std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.cou
 
 }  // namespace
 
-Session::Impl::Impl(std::vector<Channel> channels, std::vector<FrameParser> parsers, const TransportOptions& o,
+Session::Impl::Impl(std::vector<StreamChannel> channels, std::vector<FrameParser> parsers, const TransportOptions& o,
                     uint64_t id, std::string peer_name)
     : opt(o), session_id(id), peer(std::move(peer_name)), corrupt_pages_frame_(corrupt_pages_frame_from_env()) {
   for (size_t i = 0; i < channels.size(); ++i) {
@@ -608,7 +608,7 @@ std::pair<uint64_t, double> Session::take_link_sample(uint16_t stream) { return 
 namespace {
 
 // The streams' connections to `ep`, each through its TLS handshake (all at once) unless plain.
-Result<std::vector<Channel>> open_channels(const Endpoint& ep, const TransportOptions& o, double& handshake_ms) {
+Result<std::vector<StreamChannel>> open_channels(const Endpoint& ep, const TransportOptions& o, double& handshake_ms) {
   std::vector<UniqueFd> fds;
   for (uint16_t i = 0; i < o.streams; ++i) {
     auto fd = net::connect_to(ep, o.connect_timeout);
@@ -619,8 +619,8 @@ Result<std::vector<Channel>> open_channels(const Endpoint& ep, const TransportOp
     MINIHV_TRY(tls::prepare(tls::Role::kClient));  // once per process, not part of a handshake
     return secure_all(std::move(fds), *o.psk, Clock::now() + o.connect_timeout, &handshake_ms);
   }
-  std::vector<Channel> plain;
-  for (auto& fd : fds) plain.push_back(Channel::plain(std::move(fd)));
+  std::vector<StreamChannel> plain;
+  for (auto& fd : fds) plain.push_back(StreamChannel::plain(std::move(fd)));
   return plain;
 }
 

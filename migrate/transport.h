@@ -1,8 +1,10 @@
 // migrate/transport.h — a migration session: N TCP streams between source and destination, each
 // stream a lane with its own io_uring, so that N threads can move N streams' bytes at once.
 //
-// Owns: resolving and trying the ordered target list, the per-connection STREAM_OPEN handshake (one
-// session id ties N connections together), queued sends with backpressure, receiving and validating
+// Owns: resolving and trying the ordered target list, each connection's TLS handshake
+// (options.psk; the bytes then go through a StreamChannel, migrate/stream_channel.h) and its
+// STREAM_OPEN (one session id ties N connections together), the listener's bounds on idle peers,
+// queued sends with backpressure, receiving and validating
 // frames on every stream, the round barrier on the control stream, dead-peer detection, throughput.
 // Must not know: what frames mean beyond STREAM_OPEN and DIRTY_ROUND_END, guest memory, KVM.
 //

@@ -1,6 +1,6 @@
 // The relay: one thread per TLS connection moving bytes between the lane's socketpair and the
 // tls::Session, both directions, non-blocking, so the one SSL object has one user.
-#include "migrate/channel.h"
+#include "migrate/stream_channel.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -194,14 +194,14 @@ private:
   std::thread thread_;
 };
 
-Channel Channel::plain(UniqueFd tcp) {
-  Channel c;
+StreamChannel StreamChannel::plain(UniqueFd tcp) {
+  StreamChannel c;
   c.tcp_ = std::move(tcp);
   return c;
 }
 
-Result<Channel> Channel::secure(UniqueFd tcp, tls::Session tls) {
-  Channel c;
+Result<StreamChannel> StreamChannel::secure(UniqueFd tcp, tls::Session tls) {
+  StreamChannel c;
   c.tls_text_ = tls.describe();
   const tls::Offload o = tls.offload();
   c.relay_send_ = !o.send;
@@ -231,7 +231,7 @@ Result<tls::Psk> migration_psk(const keys::Secret& file_key) {
   return tls::Psk{*k};
 }
 
-Result<std::vector<Channel>> secure_all(std::vector<UniqueFd> fds, const tls::Psk& psk, tls::Deadline deadline,
+Result<std::vector<StreamChannel>> secure_all(std::vector<UniqueFd> fds, const tls::Psk& psk, tls::Deadline deadline,
                                         double* took_ms) {
   const auto start = tls::Clock::now();
   std::vector<std::optional<tls::Handshake>> hs(fds.size());
@@ -262,31 +262,31 @@ Result<std::vector<Channel>> secure_all(std::vector<UniqueFd> fds, const tls::Ps
     if (::poll(p.data(), p.size(), static_cast<int>(ms)) < 0 && errno != EINTR) return Status::from_errno("poll");
   }
   if (took_ms) *took_ms = std::chrono::duration<double, std::milli>(tls::Clock::now() - start).count();
-  std::vector<Channel> out;
+  std::vector<StreamChannel> out;
   for (size_t i = 0; i < fds.size(); ++i) {
-    auto c = Channel::secure(std::move(fds[i]), std::move(*done[i]));
+    auto c = StreamChannel::secure(std::move(fds[i]), std::move(*done[i]));
     if (!c) return c.status();
     out.push_back(std::move(c).value());
   }
   return out;
 }
 
-void Channel::close_lane() {
+void StreamChannel::close_lane() {
   ::shutdown(send_fd(), SHUT_RDWR);
   if (recv_fd() != send_fd()) ::shutdown(recv_fd(), SHUT_RDWR);
   if (relay_) relay_->draining();
 }
 
-Channel::~Channel() {
+StreamChannel::~StreamChannel() {
   // The relay first: it uses the TCP socket.
   if (relay_) close_lane();
   relay_.reset();
 }
-Channel::Channel(Channel&&) noexcept = default;
-Channel& Channel::operator=(Channel&&) noexcept = default;
+StreamChannel::StreamChannel(StreamChannel&&) noexcept = default;
+StreamChannel& StreamChannel::operator=(StreamChannel&&) noexcept = default;
 
-int Channel::send_fd() const { return relay_send_ ? lane_.get() : tcp_.get(); }
-int Channel::recv_fd() const { return relay_recv_ ? lane_.get() : tcp_.get(); }
-std::string Channel::relay_error() const { return relay_ ? relay_->error() : std::string(); }
+int StreamChannel::send_fd() const { return relay_send_ ? lane_.get() : tcp_.get(); }
+int StreamChannel::recv_fd() const { return relay_recv_ ? lane_.get() : tcp_.get(); }
+std::string StreamChannel::relay_error() const { return relay_ ? relay_->error() : std::string(); }
 
 }  // namespace minihv::migrate

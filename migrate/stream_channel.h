@@ -1,4 +1,4 @@
-// migrate/channel.h — one migration connection after its TLS handshake, as the fds a lane's
+// migrate/stream_channel.h — one migration connection after its TLS handshake, as the fds a lane's
 // io_uring sends and receives on (module-internal: transport.cc, listener.cc, in_doubt.cc).
 //
 // Owns: the TCP socket and its tls::Session; for each direction the kernel does not encrypt
@@ -30,22 +30,22 @@ namespace minihv::migrate {
 inline constexpr std::chrono::milliseconds kRelayDrain{2000};
 
 class Relay;
-class Channel;
+class StreamChannel;
 
 // The client handshakes of `fds` (connected TCP sockets), all at once from one poll loop, until
 // `deadline`; the first failure fails all (its message says why). `took_ms`: the wall time.
-Result<std::vector<Channel>> secure_all(std::vector<UniqueFd> fds, const tls::Psk& psk, tls::Deadline deadline,
+Result<std::vector<StreamChannel>> secure_all(std::vector<UniqueFd> fds, const tls::Psk& psk, tls::Deadline deadline,
                                         double* took_ms = nullptr);
 
-class Channel {
+class StreamChannel {
 public:
   // Plain TCP (only with --insecure).
-  static Channel plain(UniqueFd tcp);
+  static StreamChannel plain(UniqueFd tcp);
   // TLS: `tls` runs over `tcp`; starts the relay for the directions the kernel does not do.
-  static Result<Channel> secure(UniqueFd tcp, tls::Session tls);
-  ~Channel();
-  Channel(Channel&&) noexcept;
-  Channel& operator=(Channel&&) noexcept;
+  static Result<StreamChannel> secure(UniqueFd tcp, tls::Session tls);
+  ~StreamChannel();
+  StreamChannel(StreamChannel&&) noexcept;
+  StreamChannel& operator=(StreamChannel&&) noexcept;
 
   int send_fd() const;
   int recv_fd() const;
@@ -58,7 +58,7 @@ public:
   std::string relay_error() const;
 
 private:
-  Channel() = default;
+  StreamChannel() = default;
   UniqueFd tcp_;
   UniqueFd lane_;  // the lane's end of the relay's socketpair (invalid: no relay)
   bool relay_send_ = false, relay_recv_ = false;
