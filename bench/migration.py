@@ -14,7 +14,9 @@ each over two links:
   veth   a veth pair between two private namespaces, both ends shaped by tc tbf to 1 Gbit/s;
          the source runs in the first namespace, the destination in the second
 and each with these configurations:
-  minihv --streams 1|2|4|8 --compress none, --streams 1|4 --compress auto   (control socket)
+  minihv --streams 1|2|4|8 --compress none, --streams 1|4 --compress auto   (control socket),
+         all plain TCP (--insecure), and --streams 4 --compress none over TLS 1.3 (a key file made
+         for the run): the TLS table compares the two 4-stream rows of the same run
   QEMU   multifd off | multifd on, 2, 4 or 8 channels (QMP: migrate-set-capabilities/-parameters,
                                                     migrate, query-migrate polled every 20 ms)
 Runs are interleaved (every configuration of every case once, then again, ...) and the tables
@@ -90,6 +92,8 @@ CONFIGS = [  # (tool, label, options)
     ("minihv", "minihv s8 none", {"streams": 8, "compress": "none"}),
     ("minihv", "minihv s1 auto", {"streams": 1, "compress": "auto"}),
     ("minihv", "minihv s4 auto", {"streams": 4, "compress": "auto"}),
+    # The same as "minihv s4 none" over TLS 1.3 (the other minihv rows run --insecure: plain TCP).
+    ("minihv", "minihv s4 none tls", {"streams": 4, "compress": "none", "tls": True}),
     ("qemu", "QEMU multifd off", {"multifd": 0}),
     ("qemu", "QEMU multifd 2", {"multifd": 2}),
     ("qemu", "QEMU multifd 4", {"multifd": 4}),
@@ -354,9 +358,10 @@ def run_minihv(a, d, link, cmdline, opts, port, rounds_out=None):
         if os.path.exists(f):
             os.unlink(f)
     vm = ["--mem", MEM, "--cpus", str(CPUS)]
+    tls = ["--tls-psk", a.key_file] if opts.get("tls") else ["--insecure"]
     try:
         dst = procs.start(in_ns(dst_ns, [a.minihv, "run", *vm, "--api", bsock, "--console", bcon,
-                                         "--incoming", f"{addr}:{port}"]), f"{d}/b.log")
+                                         "--incoming", f"{addr}:{port}", *tls]), f"{d}/b.log")
         src = procs.start(in_ns(src_ns, [a.minihv, "run", "--kernel", a.elf, "--cmdline", cmdline, *vm,
                                          "--api", asock, "--console", acon]), f"{d}/a.log")
         wait_for(warmed_up(acon), 30, "the source guest's heartbeats")
@@ -365,6 +370,10 @@ def run_minihv(a, d, link, cmdline, opts, port, rounds_out=None):
         s.connect(asock)
         req = {"cmd": "migrate", "to": f"{addr}:{port}", "streams": opts["streams"], "compress": opts["compress"],
                "downtime_ms": DOWNTIME_MS, "max_time_s": MAX_S}
+        if opts.get("tls"):
+            req["psk"] = a.key_hex  # what `minihv migrate --tls-psk FILE` sends the VM
+        else:
+            req["insecure"] = True
         warm_host_memory()
         cpu = CpuMeter(src.pid, dst.pid)  # `ip netns exec` execs the VMM: same pid
         cpu.start()
@@ -396,6 +405,7 @@ def run_minihv(a, d, link, cmdline, opts, port, rounds_out=None):
                 "guest_ms": guest_downtime(bcon), "bytes": summary["bytes_sent"], "wire": w1 - w0,
                 "rounds": summary["rounds"], "mbps": summary["throughput_mbps"], "wall_ms": wall * 1000,
                 "pages": summary["pages"], "throttle": summary.get("throttle_percent", 0),
+                "tls": summary.get("tls", ""), "handshake_ms": summary.get("handshake_ms", 0),
                 "cpu_src_s": cpu_s[0], "cpu_dst_s": cpu_s[1]}
     finally:
         procs.stop()
@@ -591,6 +601,11 @@ def main():
     built = time.strftime("%Y-%m-%d %H:%M", time.gmtime(os.path.getmtime(f"{a.build}/minihv")))
     a.minihv = shutil.copy2(f"{a.build}/minihv", f"{snap}/minihv")
     a.elf = shutil.copy2(f"{a.build}/guest/testguest.elf", f"{snap}/testguest.elf")
+    # The TLS rows' key file (common/keys.h's format: 64 hex digits, mode 0600).
+    a.key_hex = os.urandom(32).hex()
+    a.key_file = f"{snap}/migration.key"
+    with os.fdopen(os.open(a.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(a.key_hex + "\n")
     head = subprocess.run(["git", "log", "-1", "--format=%h %cs"], capture_output=True, text=True).stdout.strip()
     cases = a.cases.split(",")
     links = a.links.split(",")
@@ -718,6 +733,8 @@ def main():
                       f"{100 * m['mbps'] / busy:.0f}% of loopback TCP with the guest running ({busy:.0f} Mbit/s); "
                       f"wire bytes / total time {eff:.0f} Mbit/s")
 
+    tls_table(cases, links, results)
+
     for link in links:
         if not link.startswith("veth") or not bw[link]:
             continue
@@ -730,6 +747,30 @@ def main():
 
     if a.svg:
         draw(rounds, a.svg)
+
+
+def tls_table(cases, links, results):
+    """TLS vs plain TCP, 4 streams uncompressed, the same runs (interleaved)."""
+    plain, tls = "minihv s4 none", "minihv s4 none tls"
+    rows = []
+    for case in cases:
+        for link in links:
+            p = [r for r in results.get((case, link, plain), []) if r]
+            t = [r for r in results.get((case, link, tls), []) if r]
+            if p and t:
+                rows.append((case, link, p, t))
+    if not rows:
+        return
+    print()
+    print("| case | link | Mbit/s plain | Mbit/s TLS | TLS / plain | total ms plain | total ms TLS | "
+          "downtime ms plain | downtime ms TLS | handshake ms (4 streams) | TLS used |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for case, link, p, t in rows:
+        mp, mt = med([r["mbps"] for r in p]), med([r["mbps"] for r in t])
+        print(f"| {CASES[case]} | {link} | {mp:.0f} | {mt:.0f} | {mt / mp:.2f} | {med([r['total_ms'] for r in p]):.0f} | "
+              f"{med([r['total_ms'] for r in t]):.0f} | {med([r['downtime_ms'] for r in p]):.0f} | "
+              f"{med([r['downtime_ms'] for r in t]):.0f} | {med([r['handshake_ms'] for r in t]):.1f} "
+              f"({min(r['handshake_ms'] for r in t):.1f}-{max(r['handshake_ms'] for r in t):.1f}) | {t[0]['tls']} |")
 
 
 def draw(rounds, svg):

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/net.h"
+#include "common/tls.h"
 #include "vmm/api.h"
 #include "vmm/vm.h"
 
@@ -51,6 +52,7 @@ private:
     std::vector<net::Endpoint> targets;
     uint64_t session = 0;
     std::string why;
+    std::optional<tls::Psk> psk;  // the migration's channel key: the witness is asked with it
   };
   std::atomic<bool> busy_{false};
   mutable std::mutex mu_;

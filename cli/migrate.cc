@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/report.h"
+#include "cli/run_control.h"
 #include "common/json_text.h"
 #include "common/log.h"
 #include "common/net.h"
@@ -22,6 +23,8 @@ namespace {
 struct MigrateOptions {
   std::string api, to, compress = "auto";
   std::string resolve;  // ask | resume | end: settle a switchover left in doubt
+  std::string tls_psk;  // key file (default: $MINIHV_TLS_PSK)
+  bool insecure = false;
   unsigned streams = 1;
   uint64_t downtime_ms = migrate::kDefaultDowntimeMs;
   double max_time = migrate::kDefaultMaxSeconds;
@@ -55,6 +58,7 @@ void print_summary(const nlohmann::json& r) {
               static_cast<unsigned long long>(pages.value("lz4", uint64_t{0})),
               static_cast<unsigned long long>(pages.value("raw", uint64_t{0})),
               r.value("verified", false) ? "; memory verified" : "");
+  std::printf("  TLS: %s (handshakes %.1f ms)\n", r.value("tls", std::string("?")).c_str(), r.value("handshake_ms", 0.0));
   if (r.value("result", "") != "ok") std::printf("  error: %s\n", r.value("error", "").c_str());
   if (r.value("result", "") == "in-doubt")
     std::printf("  IN DOUBT: the VM stays paused here; settle it with `minihv migrate --api SOCK --resolve "
@@ -113,12 +117,21 @@ int run_migrate(const MigrateOptions& o) {
   if (!targets) return fail(Status::invalid("--to: " + targets.message()), o.json);
   auto compression = migrate::parse_compression(o.compress);
   if (!compression) return fail(Status::invalid("--compress: " + compression.message()), o.json);
+  auto key = migration_file_key(o.tls_psk, o.insecure);
+  if (!key) return fail(key.status(), o.json);
   const bool tty = isatty(STDERR_FILENO) && !o.json;
   nlohmann::json req = {{"cmd", "migrate"},           {"to", o.to},
                         {"streams", o.streams},       {"compress", o.compress},
                         {"downtime_ms", o.downtime_ms}, {"max_time_s", o.max_time},
                         {"verify", o.verify},         {"zero_copy", !o.no_zero_copy},
                         {"max_bandwidth", o.max_bandwidth_mib << 20}};
+  if (*key) {
+    std::string hex = keys::to_text(**key);
+    hex.pop_back();  // the newline
+    req["psk"] = hex;
+  } else {
+    req["insecure"] = true;
+  }
   // A migration reports at least once per round; a silence this long means the VMM is stuck.
   constexpr int kSilenceMs = 600'000;
   auto reply = api_call(o.api, req, kSilenceMs, [&](const nlohmann::json& p) {
@@ -153,6 +166,9 @@ nlohmann::json MigrationControl::migrate(Vm& vm, const nlohmann::json& req, cons
   o.verify = req.value("verify", false);
   o.zero_copy = req.value("zero_copy", true);
   o.max_bandwidth = req.value("max_bandwidth", uint64_t{0});
+  auto psk = migration_psk_of(req);
+  if (!psk) return {{"ok", false}, {"error", psk.message()}};
+  o.psk = *psk;
   if (vm.state() != VmState::kRunning) return {{"ok", false}, {"error", std::string("the VM is ") + to_string(vm.state())}};
   migrate::Summary s = migrate::migrate_out(vm, o, progress);
   nlohmann::json r = s.to_json();
@@ -160,7 +176,7 @@ nlohmann::json MigrationControl::migrate(Vm& vm, const nlohmann::json& req, cons
   if (s.ok) vm.end(VmEnd::kMigrated, "the VM migrated to " + s.target);
   if (s.in_doubt) {
     std::lock_guard lock(mu_);
-    in_doubt_ = InDoubt{o.targets, s.session_id, s.error};
+    in_doubt_ = InDoubt{o.targets, s.session_id, s.error, o.psk};
     LOG_ERROR("migration in doubt, the VM stays paused: %s", s.error.c_str());
   }
   return r;
@@ -183,7 +199,7 @@ nlohmann::json MigrationControl::resolve(Vm& vm, const nlohmann::json& req) {
   const std::string action = req.value("action", "ask");
   if (action == "ask") {
     constexpr auto kAskTimeout = std::chrono::seconds(2);
-    migrate::Asked a = migrate::ask_committed(doubt->targets, doubt->session, kAskTimeout);
+    migrate::Asked a = migrate::ask_committed(doubt->targets, doubt->session, kAskTimeout, doubt->psk);
     if (a.answer != migrate::CommitAnswer::kCommitted)
       return {{"ok", false}, {"result", "in-doubt"},
               {"error", "still in doubt: " + a.detail +
@@ -241,6 +257,10 @@ Command add_migrate_command(CLI::App& app) {
   m->add_flag("--verify", o->verify, "Compare whole-memory xxh3 digests on both sides");
   m->add_flag("--no-zero-copy", o->no_zero_copy,
               "Copy every raw page into the batches instead of sending it from guest memory");
+  m->add_option("--tls-psk", o->tls_psk,
+                "Key file (64 hex digits, mode 0600) both ends hold: the streams run TLS 1.3 with a key derived "
+                "from it (default: $MINIHV_TLS_PSK)");
+  m->add_flag("--insecure", o->insecure, "Plain TCP, no key: anyone on the network can read or break the move");
   m->add_flag("--json", o->json, "Print one JSON object instead of text");
   return {m, [o] { return run_migrate(*o); }};
 }

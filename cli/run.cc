@@ -38,6 +38,9 @@ struct RunOptions {
   std::string mem = "512M";
   std::string api;
   std::string incoming;  // HOST:PORT: wait for a migrating VM instead of booting a kernel
+  std::string tls_psk;   // --incoming: the key file (default: $MINIHV_TLS_PSK)
+  bool insecure = false; // --incoming: plain TCP
+  std::optional<tls::Psk> psk;  // from them, once checked
   int fence_fd = -1;     // set by a cluster node: its lease on this VM (blockdev/fence.h)
   // The size options as parsed: an --incoming VM takes from the source those not given.
   const CLI::Option* mem_opt = nullptr;
@@ -145,12 +148,18 @@ private:
 
 // Waits for the migrating VM and takes it over. Returns -1 when it runs here now, else the exit
 // status (0 when a stop ended the wait).
-int receive(Vm& vm, const net::Endpoint& where, IncomingWait& wait,
+int receive(Vm& vm, const net::Endpoint& where, const std::optional<tls::Psk>& psk, IncomingWait& wait,
             std::unique_ptr<migrate::CommitWitness>& witness, VmEvents& events, Ending& ending) {
-  migrate::DestinationOptions options{where};
+  migrate::DestinationOptions options;
+  options.listen = where;
   options.cancel_fd = wait.cancel_fd();
-  auto st = migrate::migrate_in(vm, options, [&wait, &events](const nlohmann::json& p) {
+  options.psk = psk;
+  std::string channel;  // which TLS carried the streams, from the "connected" event
+  auto st = migrate::migrate_in(vm, options, [&wait, &events, &channel](const nlohmann::json& p) {
     wait.on_progress(p);
+    if (p.value("event", "") == "connected")
+      channel = p.value("tls", std::string()) + ", handshakes " +
+                std::to_string(static_cast<int>(p.value("handshake_ms", 0.0) + 0.5)) + " ms";
     if (p.value("event", "") == "listening") {
       std::fprintf(stderr, "minihv: waiting for a migrating VM on %s\n", p.value("address", "").c_str());
       events.publish({{"event", "listening"}, {"address", p.value("address", "")}});
@@ -175,8 +184,8 @@ int receive(Vm& vm, const net::Endpoint& where, IncomingWait& wait,
   if (Status lease = vm.acquire_disk_leases(kLeaseHandOff); !lease)
     return ending.fail(kExitFailure, "incoming migration: " + lease.message());
   wait.arrived();
-  std::fprintf(stderr, "minihv: incoming migration complete: the VM runs here\n");
-  events.publish({{"event", "arrived"}});
+  std::fprintf(stderr, "minihv: incoming migration complete (%s): the VM runs here\n", channel.c_str());
+  events.publish({{"event", "arrived"}, {"tls", channel}});
   return -1;
 }
 
@@ -209,12 +218,28 @@ int check_options(RunOptions& o, std::optional<net::Endpoint>& incoming) {
       return kExitUsage;
     }
     incoming = *ep;
+    auto key = migration_file_key(o.tls_psk, o.insecure);
+    if (!key) {
+      std::fprintf(stderr, "minihv: error: %s\n", key.message().c_str());
+      return kExitUsage;
+    }
+    if (*key) {
+      auto psk = migrate::migration_psk(**key);
+      if (!psk) {
+        std::fprintf(stderr, "minihv: error: %s\n", psk.message().c_str());
+        return kExitFailure;
+      }
+      o.psk = *psk;
+    }
     // 0 and "": the migrating VM's own size and model, from the source's HELLO.
     if (!given(o.mem_opt)) o.vm.mem_bytes = 0;
     if (!given(o.cpus_opt)) o.vm.cpus = 0;
     if (!given(o.cpu_model_opt)) o.vm.cpu_model.clear();
   } else if (o.vm.kernel.empty()) {
     std::fprintf(stderr, "minihv: error: --kernel is required (unless --incoming waits for a migrating VM)\n");
+    return kExitUsage;
+  } else if (!o.tls_psk.empty() || o.insecure) {
+    std::fprintf(stderr, "minihv: error: --tls-psk and --insecure go with --incoming\n");
     return kExitUsage;
   }
   if (o.fence_fd >= 0) {
@@ -234,7 +259,7 @@ int run_here(const RunOptions& o, Vm& vm, const std::optional<net::Endpoint>& in
   // An incoming VM's proof of COMMIT, kept for as long as the VM runs (migrate/in_doubt.h).
   std::unique_ptr<migrate::CommitWitness> witness;
   if (incoming) {
-    if (int rc = receive(vm, *incoming, *wait, witness, events, ending); rc >= 0) return rc;
+    if (int rc = receive(vm, *incoming, o.psk, *wait, witness, events, ending); rc >= 0) return rc;
     if (registration) (void)registration->set_running(vm.configured_mem_bytes(), vm.configured_cpus());
   }
   if (o.vm.fence && !wait_for_fence_open(*o.vm.fence, kFenceOpenBackstop))
@@ -333,6 +358,11 @@ Command add_run_command(CLI::App& app) {
   run_app->add_option("--incoming", o->incoming,
                       "Wait on HOST:PORT for a VM migrating here: memory, vCPUs and CPU model come from the "
                       "source (given, they must match); give one --disk for each of the source's");
+  run_app->add_option("--tls-psk", o->tls_psk,
+                      "With --incoming: key file (64 hex digits, mode 0600) the source holds too: the streams run "
+                      "TLS 1.3 with a key derived from it (default: $MINIHV_TLS_PSK)");
+  run_app->add_flag("--insecure", o->insecure,
+                    "With --incoming: plain TCP, no key: anyone who reaches the port can read or push a VM");
   run_app->add_option("--fence-fd", o->fence_fd, "(set by minihv node) fd of the node's lease fence for this VM")
       ->group("");
   run_app->add_flag("--hugetlb", o->vm.hugetlb, "Back guest RAM with hugetlbfs pages (2 MiB)");

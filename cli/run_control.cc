@@ -1,5 +1,10 @@
 #include "cli/run_control.h"
 
+#include <cstdio>
+#include <cstdlib>
+
+#include "migrate/transport.h"
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -138,6 +143,51 @@ ApiServer::StreamCommands stream_commands(Vm& vm) {
     });
   };
   return {{"console", console}};
+}
+
+namespace {
+
+constexpr const char* kInsecureWarning =
+    "minihv: warning: --insecure: the migration streams are plain TCP: anyone on the network path can read "
+    "the guest's memory and machine state, and anyone who reaches the port first can push a VM of their own "
+    "into it\n";
+
+}  // namespace
+
+Result<std::optional<keys::Secret>> migration_file_key(const std::string& file, bool insecure) {
+  const char* env = std::getenv(kTlsPskEnv);
+  const std::string path = !file.empty() ? file : env ? env : "";
+  if (insecure) {
+    if (!file.empty()) return Status::invalid("--tls-psk and --insecure exclude each other");
+    std::fputs(kInsecureWarning, stderr);
+    return std::optional<keys::Secret>();
+  }
+  if (path.empty())
+    return Status::invalid(std::string("a migration needs a key: --tls-psk FILE (or ") + kTlsPskEnv +
+                           "=FILE), or --insecure for plain TCP");
+  auto key = keys::read_key(path);
+  if (!key) return Status::invalid(key.message());
+  return std::optional<keys::Secret>(*key);
+}
+
+Result<std::optional<tls::Psk>> migration_psk_of(const nlohmann::json& req) {
+  if (req.value("insecure", false)) return std::optional<tls::Psk>();
+  std::optional<keys::Secret> key;
+  if (req.contains("psk")) {
+    auto k = keys::parse_text(req["psk"].is_string() ? req["psk"].get<std::string>() : std::string());
+    if (!k) return Status::invalid("psk: " + k.message());
+    key = *k;
+  } else if (const char* env = std::getenv(kTlsPskEnv); env && *env) {
+    auto k = keys::read_key(env);
+    if (!k) return Status::invalid(k.message());
+    key = *k;
+  } else {
+    return Status::invalid(std::string("the migrate command carries no key (\"psk\") and ") + kTlsPskEnv +
+                           " is not set: give the key, or \"insecure\": true for plain TCP");
+  }
+  auto psk = migrate::migration_psk(*key);
+  if (!psk) return psk.status();
+  return std::optional<tls::Psk>(*psk);
 }
 
 }  // namespace minihv::cli

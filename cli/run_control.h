@@ -12,12 +12,27 @@
 
 #include "cli/commands.h"
 #include "common/fd.h"
+#include "common/keys.h"
 #include "common/status.h"
+#include "common/tls.h"
 #include "vmm/api.h"
 #include "vmm/control.h"
 #include "vmm/vm.h"
 
 namespace minihv::cli {
+
+// The environment variable that names the key file when --tls-psk is not given.
+inline constexpr const char* kTlsPskEnv = "MINIHV_TLS_PSK";
+
+// The migration channel's key for `run --incoming` / `migrate`: from --tls-psk FILE (`file`), else
+// the file $MINIHV_TLS_PSK names; none with `insecure` (a warning on stderr says what that
+// exposes). Bad input (no key and no --insecure, a bad key file) is an invalid-input Status.
+// Returns the key file's key; migrate::migration_psk derives the channel key from it.
+Result<std::optional<keys::Secret>> migration_file_key(const std::string& file, bool insecure);
+// The same for the VM's side of the control socket's migrate command: its "psk" (a key file's 64
+// hex digits) or "insecure": true, else the file $MINIHV_TLS_PSK of this process names (a cluster
+// node's VM inherits it). The channel key, derived.
+Result<std::optional<tls::Psk>> migration_psk_of(const nlohmann::json& req);
 
 // An --incoming VM before it runs: listening (for the source to connect), then receiving. A stop
 // ends the wait while it listens; once a source is in, the migration finishes or fails first.

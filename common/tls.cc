@@ -184,10 +184,39 @@ Status Session::shutdown() {
   }
 }
 
-Result<Session> handshake(int fd, Role role, const Psk& psk, Deadline deadline, Failure* why) {
-  Failure ignored;
-  Failure& out = why ? *why : ignored;
-  out = Failure::kOther;
+Result<Session::Moved> Session::try_read(void* buf, size_t n) {
+  SSL* ssl = impl_->ssl.get();
+  size_t got = 0;
+  ERR_clear_error();
+  const int rc = SSL_read_ex(ssl, buf, n, &got);
+  if (rc == 1) return Moved{got, false, 0};
+  const int ssl_error = SSL_get_error(ssl, rc);
+  if (ssl_error == SSL_ERROR_ZERO_RETURN) return Moved{0, true, 0};
+  if (!wants_io(ssl_error)) return io_error(ssl, rc, "read");
+  return Moved{0, false, events_for(ssl_error)};
+}
+
+Result<Session::Moved> Session::try_write(const void* buf, size_t n) {
+  SSL* ssl = impl_->ssl.get();
+  SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  size_t put = 0;
+  ERR_clear_error();
+  const int rc = SSL_write_ex(ssl, buf, n, &put);
+  if (rc == 1) return Moved{put, false, 0};
+  const int ssl_error = SSL_get_error(ssl, rc);
+  if (!wants_io(ssl_error)) return io_error(ssl, rc, "write");
+  return Moved{0, false, events_for(ssl_error)};
+}
+
+void Session::try_shutdown() {
+  ERR_clear_error();
+  (void)SSL_shutdown(impl_->ssl.get());
+  ERR_clear_error();
+}
+
+namespace {
+
+Result<std::unique_ptr<Session::Impl>> new_impl(int fd, Role role, const Psk& psk) {
   auto impl = std::make_unique<Session::Impl>();
   impl->fd = fd;
   impl->role = role;
@@ -196,9 +225,55 @@ Result<Session> handshake(int fd, Role role, const Psk& psk, Deadline deadline, 
   if (!ctx) return ctx.status();
   impl->ctx = std::move(ctx).value();
   MINIHV_TRY(attach_ssl(*impl));
-  MINIHV_TRY(run_handshake(*impl, deadline, out));
+  return impl;
+}
+
+}  // namespace
+
+Handshake::Handshake(std::unique_ptr<Session::Impl> impl) : impl_(std::move(impl)), events_(POLLIN) {}
+
+Status prepare(Role role) {
+  auto ctx = make_context(role);
+  return ctx ? Status::ok() : ctx.status();
+}
+
+Handshake::~Handshake() = default;
+Handshake::Handshake(Handshake&&) noexcept = default;
+Handshake& Handshake::operator=(Handshake&&) noexcept = default;
+
+Result<Handshake> Handshake::start(int fd, Role role, const Psk& psk) {
+  auto impl = new_impl(fd, role, psk);
+  if (!impl) return impl.status();
+  Handshake h(std::move(impl).value());
+  h.events_ = role == Role::kClient ? POLLOUT : POLLIN;
+  return h;
+}
+
+Result<bool> Handshake::step(Failure* why) {
+  Failure ignored;
+  Failure& out = why ? *why : ignored;
   out = Failure::kNone;
-  return Session(std::move(impl));
+  NoSigpipe no_sigpipe;
+  ERR_clear_error();
+  const int rc = SSL_do_handshake(impl_->ssl.get());
+  if (rc == 1) return true;
+  const int ssl_error = SSL_get_error(impl_->ssl.get(), rc);
+  if (!wants_io(ssl_error)) return handshake_error(*impl_, rc, out);
+  events_ = events_for(ssl_error);
+  return false;
+}
+
+Session Handshake::take() && { return Session(std::move(impl_)); }
+
+Result<Session> handshake(int fd, Role role, const Psk& psk, Deadline deadline, Failure* why) {
+  Failure ignored;
+  Failure& out = why ? *why : ignored;
+  out = Failure::kOther;
+  auto impl = new_impl(fd, role, psk);
+  if (!impl) return impl.status();
+  MINIHV_TRY(run_handshake(**impl, deadline, out));
+  out = Failure::kNone;
+  return Session(std::move(impl).value());
 }
 
 }  // namespace minihv::tls

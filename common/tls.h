@@ -97,10 +97,27 @@ public:
   // Sends close_notify (the peer's read() returns 0); does not wait for the peer's.
   Status shutdown();
 
+  // Non-blocking I/O for a caller that polls the fd itself (a relay: migrate/relay.h). The fd
+  // must be non-blocking, and the calling thread must have SIGPIPE blocked (OpenSSL writes
+  // without MSG_NOSIGNAL). `bytes` moved; `end` once the peer sent close_notify (try_read);
+  // `wants` the poll events to wait for on fd() before calling again when nothing moved.
+  struct Moved {
+    size_t bytes = 0;
+    bool end = false;
+    short wants = 0;
+  };
+  Result<Moved> try_read(void* buf, size_t n);
+  // Writes at least one record when it moves anything. After `wants`, call again with the same
+  // bytes (OpenSSL resumes the record it began).
+  Result<Moved> try_write(const void* buf, size_t n);
+  // shutdown() without waiting: close_notify goes out if the socket takes it now.
+  void try_shutdown();
+
   struct Impl;
 
 private:
   friend Result<Session> handshake(int, Role, const Psk&, Deadline, Failure*);
+  friend class Handshake;
   explicit Session(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
@@ -110,5 +127,30 @@ private:
 // cause: "the peer does not hold this cluster's key", "the peer does not speak TLS", the deadline,
 // the peer closing; `why`, when given, receives the same as a Failure.
 Result<Session> handshake(int fd, Role role, const Psk& psk, Deadline deadline, Failure* why = nullptr);
+
+// Makes this process's TLS context for `role` now: OpenSSL 3 takes about 10 ms for it, once per
+// process and role; afterwards every handshake reuses it. A listener calls it before it waits.
+Status prepare(Role role);
+
+// The same handshake driven by the caller's poll loop, so that one thread can hold many at once
+// (the migration listener): poll the fd for events(), then step(). The fd must be non-blocking;
+// the deadline is the caller's to keep.
+class Handshake {
+public:
+  static Result<Handshake> start(int fd, Role role, const Psk& psk);
+  ~Handshake();
+  Handshake(Handshake&&) noexcept;
+  Handshake& operator=(Handshake&&) noexcept;
+  // Advances as far as the fd allows: true once done (then take the Session), false while it
+  // waits for events(). Errors as handshake()'s.
+  Result<bool> step(Failure* why = nullptr);
+  short events() const { return events_; }
+  Session take() &&;
+
+private:
+  explicit Handshake(std::unique_ptr<Session::Impl> impl);
+  std::unique_ptr<Session::Impl> impl_;
+  short events_;
+};
 
 }  // namespace minihv::tls

@@ -1,6 +1,7 @@
 // minihv's one TLS configuration and the external-PSK callbacks of both sides.
 #include <algorithm>
 #include <cctype>
+#include <mutex>
 
 #include "common/tls_impl.h"
 
@@ -84,13 +85,36 @@ Status configure(SSL_CTX* ctx, Role role) {
   return Status::ok();
 }
 
-}  // namespace
-
-Result<SslCtxPtr> make_context(Role role) {
+Result<SslCtxPtr> new_context(Role role) {
   SslCtxPtr ctx(SSL_CTX_new(role == Role::kClient ? TLS_client_method() : TLS_server_method()));
   if (!ctx) return Status::error("TLS context: " + openssl_errors());
   MINIHV_TRY(configure(ctx.get(), role));
   return ctx;
+}
+
+}  // namespace
+
+// One context per role for the process, made at first use: OpenSSL 3's SSL_CTX_new costs about
+// 10 ms (it fetches every algorithm), which a migration would pay per stream and a listener per
+// connection (an idle flood could then starve it). The context holds no key: the PSK lives in each
+// SSL's app data, so one context serves every connection and thread (OpenSSL allows SSL_new on a
+// shared, no longer changed context).
+Result<SslCtxPtr> make_context(Role role) {
+  struct Shared {
+    std::once_flag once;
+    SslCtxPtr ctx;
+    Status error;
+  };
+  static Shared client, server;
+  Shared& s = role == Role::kClient ? client : server;
+  std::call_once(s.once, [&] {
+    auto ctx = new_context(role);
+    if (ctx) s.ctx = std::move(ctx).value();
+    else s.error = ctx.status();
+  });
+  if (!s.ctx) return s.error;
+  SSL_CTX_up_ref(s.ctx.get());
+  return SslCtxPtr(s.ctx.get());
 }
 
 Status attach_ssl(Session::Impl& impl) {

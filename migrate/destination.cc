@@ -222,14 +222,19 @@ private:
 
 Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptions& options,
                                                   const ProgressFn& progress) {
+  if (options.psk) MINIHV_TRY(tls::prepare(tls::Role::kServer));  // while nobody waits for it
   auto listener = Listener::listen(options.listen);
   if (!listener) return listener.status().context("--incoming " + options.listen.text());
   progress({{"event", "listening"}, {"address", options.listen.host + ":" + std::to_string(listener->port())}});
   TransportOptions t;
   t.io_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout);
+  t.psk = options.psk;
   auto session = listener->accept(t, options.accept_timeout, options.cancel_fd);
   if (!session) return session.status();
-  progress({{"event", "connected"}, {"peer", (*session)->peer()}});
+  progress({{"event", "connected"},
+            {"peer", (*session)->peer()},
+            {"tls", (*session)->tls()},
+            {"handshake_ms", (*session)->handshake_ms()}});
   if (cancelled(options.cancel_fd)) {  // a stop that came while the streams connected
     (void)(*session)->send(kControlStream, make_abort({"the destination was stopped before the migration began"}));
     (void)(*session)->flush();
@@ -260,7 +265,7 @@ Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptio
   const uint64_t id = (*session)->session_id();
   session->reset();
   const auto silent = std::chrono::milliseconds(witness_silent_ms_from_env().value_or(0));
-  return CommitWitness::start(std::move(*listener), id, silent);
+  return CommitWitness::start(std::move(*listener), id, options.psk, silent);
 }
 
 nlohmann::json describe_vm(const Vm& vm) {

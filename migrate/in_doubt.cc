@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "common/net.h"
+#include "common/tls.h"
 
 namespace minihv::migrate {
 
@@ -21,26 +22,66 @@ constexpr auto kQueryReadTimeout = std::chrono::milliseconds(500);
 // QUERY and QUERY_REPLY are tiny: each read asks the parser for this much room.
 constexpr size_t kQueryFrameRoom = kHeaderSize + 64;
 
-Status send_frame(int fd, Frame f, Clock::time_point deadline) {
-  seal(f, kControlStream, 0);
-  size_t off = 0;
-  while (off < f.bytes.size()) {
-    ssize_t n = ::send(fd, f.bytes.data() + off, f.bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      off += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return Status::from_errno("send");
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return Status::error("send timed out");
-    pollfd p{fd, POLLOUT, 0};
-    (void)::poll(&p, 1, static_cast<int>(left.count()));
+// One QUERY connection: the TCP socket, through TLS unless plain (--insecure).
+struct Link {
+  int fd;
+  std::optional<tls::Session> tls;
+
+  static Result<Link> open(int fd, tls::Role role, const std::optional<tls::Psk>& psk, Clock::time_point deadline) {
+    Link l{fd, std::nullopt};
+    if (!psk) return l;
+    auto s = tls::handshake(fd, role, *psk, deadline);
+    if (!s) return s.status();
+    l.tls.emplace(std::move(s).value());
+    return l;
   }
-  return Status::ok();
+
+  Status send(std::string_view bytes, Clock::time_point deadline) {
+    if (tls) return tls->write_all(bytes, deadline);
+    while (!bytes.empty()) {
+      ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        bytes.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return Status::from_errno("send");
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return Status::error("send timed out");
+      pollfd p{fd, POLLOUT, 0};
+      (void)::poll(&p, 1, static_cast<int>(left.count()));
+    }
+    return Status::ok();
+  }
+
+  // Some bytes, or 0 when nothing came before the deadline; an error when the peer closed.
+  Result<size_t> receive(std::span<uint8_t> room, Clock::time_point deadline) {
+    if (tls) {
+      if (!tls->has_pending()) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        pollfd p{fd, POLLIN, 0};
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return size_t{0};
+      }
+      auto n = tls->read(room.data(), room.size(), deadline);
+      if (n && *n == 0) return Status::error("closed");
+      return n;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    pollfd p{fd, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return size_t{0};
+    ssize_t n = ::recv(fd, room.data(), room.size(), MSG_DONTWAIT);
+    if (n == 0) return Status::error("closed");
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return Status::from_errno("recv");
+    return static_cast<size_t>(std::max<ssize_t>(n, 0));
+  }
+};
+
+Status send_frame(Link& link, Frame f, Clock::time_point deadline) {
+  seal(f, kControlStream, 0);
+  return link.send(std::string_view(reinterpret_cast<const char*>(f.bytes.data()), f.bytes.size()), deadline);
 }
 
-// Reads exactly one frame of `type` from `fd` into `parser` before `deadline`.
-Result<FrameView> read_frame(int fd, FrameParser& parser, FrameType type, Clock::time_point deadline) {
+// Reads exactly one frame of `type` from `link` into `parser` before `deadline`.
+Result<FrameView> read_frame(Link& link, FrameParser& parser, FrameType type, Clock::time_point deadline) {
   while (true) {
     auto f = parser.next();
     if (!f) return f.status();
@@ -50,25 +91,23 @@ Result<FrameView> read_frame(int fd, FrameParser& parser, FrameType type, Clock:
                              std::string(frame_type_name((*f)->type())));
       return **f;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return Status::error("no " + std::string(frame_type_name(type)) + " in time");
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-    auto room = parser.prepare(kQueryFrameRoom);
-    ssize_t n = ::recv(fd, room.data(), room.size(), MSG_DONTWAIT);
-    if (n == 0) return Status::error("closed before " + std::string(frame_type_name(type)));
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return Status::from_errno("recv");
-    if (n > 0) parser.commit(static_cast<size_t>(n));
+    if (Clock::now() >= deadline) return Status::error("no " + std::string(frame_type_name(type)) + " in time");
+    auto n = link.receive(parser.prepare(kQueryFrameRoom), deadline);
+    if (!n) return n.status().context(std::string(frame_type_name(type)) + " not received");
+    parser.commit(*n);
   }
 }
 
-Result<CommitAnswer> ask_one(const Endpoint& ep, uint64_t session, std::chrono::milliseconds timeout) {
+Result<CommitAnswer> ask_one(const Endpoint& ep, uint64_t session, std::chrono::milliseconds timeout,
+                             const std::optional<tls::Psk>& psk) {
   const auto deadline = Clock::now() + timeout;
   auto fd = net::connect_to(ep, timeout);
   if (!fd) return fd.status();
-  MINIHV_TRY(send_frame(fd->get(), make_query({session}), deadline));
+  auto link = Link::open(fd->get(), tls::Role::kClient, psk, deadline);
+  if (!link) return link.status();
+  MINIHV_TRY(send_frame(*link, make_query({session}), deadline));
   FrameParser parser(kControlStream, 0);
-  auto reply = read_frame(fd->get(), parser, FrameType::kQueryReply, deadline);
+  auto reply = read_frame(*link, parser, FrameType::kQueryReply, deadline);
   if (!reply) return reply.status();
   auto m = parse_query_reply(*reply);
   if (!m) return m.status();
@@ -78,10 +117,11 @@ Result<CommitAnswer> ask_one(const Endpoint& ep, uint64_t session, std::chrono::
 
 }  // namespace
 
-Asked ask_committed(std::span<const Endpoint> targets, uint64_t session, std::chrono::milliseconds per_target) {
+Asked ask_committed(std::span<const Endpoint> targets, uint64_t session, std::chrono::milliseconds per_target,
+                    const std::optional<tls::Psk>& psk) {
   Asked out;
   for (const Endpoint& ep : targets) {
-    auto a = ask_one(ep, session, per_target);
+    auto a = ask_one(ep, session, per_target, psk);
     const std::string said = a ? (*a == CommitAnswer::kCommitted ? "committed" : "does not know the session")
                                : "no answer: " + a.message();
     out.detail += (out.detail.empty() ? "" : "; ") + ep.text() + " " + said;
@@ -94,8 +134,9 @@ Asked ask_committed(std::span<const Endpoint> targets, uint64_t session, std::ch
 }
 
 std::unique_ptr<CommitWitness> CommitWitness::start(Listener listener, uint64_t session,
+                                                    std::optional<tls::Psk> psk,
                                                     std::chrono::milliseconds silent_for) {
-  std::unique_ptr<CommitWitness> w(new CommitWitness(std::move(listener), session));
+  std::unique_ptr<CommitWitness> w(new CommitWitness(std::move(listener), session, std::move(psk)));
   w->thread_ = std::thread([p = w.get(), silent_for] { p->serve(silent_for); });
   return w;
 }
@@ -126,8 +167,13 @@ void CommitWitness::serve(std::chrono::milliseconds silent_for) {
 
 void CommitWitness::answer(int fd) {
   const auto deadline = Clock::now() + kQueryReadTimeout;
+  auto link = Link::open(fd, tls::Role::kServer, psk_, deadline);
+  if (!link) {
+    LOG_WARN("migration witness: dropping a connection: %s", link.message().c_str());
+    return;
+  }
   FrameParser parser(kControlStream, 0);
-  auto q = read_frame(fd, parser, FrameType::kQuery, deadline);
+  auto q = read_frame(*link, parser, FrameType::kQuery, deadline);
   if (!q) {
     LOG_WARN("migration witness: dropping a connection: %s", q.message().c_str());
     return;
@@ -138,7 +184,7 @@ void CommitWitness::answer(int fd) {
     return;
   }
   const CommitAnswer a = m->session_id == session_ ? CommitAnswer::kCommitted : CommitAnswer::kUnknown;
-  if (Status s = send_frame(fd, make_query_reply({m->session_id, a}), deadline); !s)
+  if (Status s = send_frame(*link, make_query_reply({m->session_id, a}), deadline); !s)
     LOG_WARN("migration witness: answering: %s", s.message().c_str());
 }
 

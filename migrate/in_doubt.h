@@ -32,26 +32,31 @@ struct Asked {
 // Asks each target in order whether it committed `session`; stops at the first that says so.
 // `per_target` bounds connecting and waiting for the answer. Never fails: an unreachable target
 // is an answer of kUnknown with the reason in `detail`.
-Asked ask_committed(std::span<const Endpoint> targets, uint64_t session, std::chrono::milliseconds per_target);
+// `psk`: the session's channel key (TransportOptions::psk); nullopt: plain TCP.
+Asked ask_committed(std::span<const Endpoint> targets, uint64_t session, std::chrono::milliseconds per_target,
+                    const std::optional<tls::Psk>& psk);
 
 // The destination's proof of COMMIT: answers QUERY(session) with kCommitted on the migration
-// listener, one connection at a time, from a thread it owns, until destroyed.
+// listener, one connection at a time (each through its TLS handshake with `psk` unless nullopt,
+// within kQueryReadTimeout), from a thread it owns, until destroyed.
 class CommitWitness {
 public:
   // `silent_for`: answer nothing for this long first (a test's network cut; 0 in production).
-  static std::unique_ptr<CommitWitness> start(Listener listener, uint64_t session,
+  static std::unique_ptr<CommitWitness> start(Listener listener, uint64_t session, std::optional<tls::Psk> psk,
                                               std::chrono::milliseconds silent_for = {});
   ~CommitWitness();
   CommitWitness(const CommitWitness&) = delete;
   CommitWitness& operator=(const CommitWitness&) = delete;
 
 private:
-  CommitWitness(Listener listener, uint64_t session) : listener_(std::move(listener)), session_(session) {}
+  CommitWitness(Listener listener, uint64_t session, std::optional<tls::Psk> psk)
+      : listener_(std::move(listener)), session_(session), psk_(std::move(psk)) {}
   void serve(std::chrono::milliseconds silent_for);
   void answer(int fd);
 
   Listener listener_;
   const uint64_t session_;
+  const std::optional<tls::Psk> psk_;
   std::atomic<bool> stop_{false};
   bool complained_ = false;  // the thread's own: an accept error was logged
   std::thread thread_;  // owned: joined by the destructor

@@ -14,17 +14,46 @@ namespace minihv::migrate {
 
 namespace {
 
-// A connection that has not said which session and stream it is yet.
+// A connection that has not said which session and stream it is yet: in its TLS handshake (hs),
+// then waiting for STREAM_OPEN on its channel.
 struct Pending {
-  UniqueFd fd;
+  UniqueFd tcp;  // until the channel takes it
+  std::optional<tls::Handshake> hs;
+  std::optional<StreamChannel> ch;
   FrameParser parser{FrameParser::kAnyStream};
+  std::string from;
+  Clock::time_point deadline;
+  double handshake_ms = 0;
+
+  int fd() const { return ch ? ch->recv_fd() : tcp.get(); }
+  short events() const { return hs ? hs->events() : short{POLLIN}; }
 };
+
+std::string address_of(const sockaddr_storage& ss, socklen_t len) {
+  char host[64] = "?";
+  getnameinfo(reinterpret_cast<const sockaddr*>(&ss), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST);
+  return host;
+}
+
+// Advances the handshake; true once it is done and the channel made.
+Result<bool> advance_handshake(Pending& p, Clock::time_point since) {
+  tls::Failure why;
+  auto done = p.hs->step(&why);
+  if (!done) return done.status();
+  if (!*done) return false;
+  auto ch = StreamChannel::secure(std::move(p.tcp), std::move(*p.hs).take());
+  p.hs.reset();
+  if (!ch) return ch.status();
+  p.ch.emplace(std::move(ch).value());
+  p.handshake_ms = std::chrono::duration<double, std::milli>(Clock::now() - since).count();
+  return true;
+}
 
 // Reads what is there; returns the STREAM_OPEN once whole, nullopt while incomplete, or an error
 // (peer closed, corrupt, not a STREAM_OPEN): the caller drops the connection.
 Result<std::optional<StreamOpen>> read_open(Pending& p) {
   auto room = p.parser.prepare(4096);
-  ssize_t n = ::recv(p.fd.get(), room.data(), room.size(), MSG_DONTWAIT);
+  ssize_t n = ::recv(p.fd(), room.data(), room.size(), MSG_DONTWAIT);
   if (n == 0) return Status::error("closed before STREAM_OPEN");
   if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return Status::from_errno("recv");
   if (n > 0) p.parser.commit(static_cast<size_t>(n));
@@ -35,6 +64,16 @@ Result<std::optional<StreamOpen>> read_open(Pending& p) {
   if (!m) return m.status();
   if ((*f)->header.stream != m->index) return Status::error("STREAM_OPEN header and payload disagree on the stream");
   return std::optional<StreamOpen>(*m);
+}
+
+// One step of a pending connection that poll found ready.
+Result<std::optional<StreamOpen>> advance(Pending& p, Clock::time_point since) {
+  if (p.hs) {
+    auto done = advance_handshake(p, since);
+    if (!done) return done.status().context("TLS");
+    if (!*done) return std::optional<StreamOpen>();
+  }
+  return read_open(p);
 }
 
 }  // namespace
@@ -73,85 +112,151 @@ Result<std::optional<UniqueFd>> Listener::accept_one(std::chrono::milliseconds t
   return std::optional<UniqueFd>(UniqueFd(c));
 }
 
-Result<std::unique_ptr<Session>> Listener::accept(const TransportOptions& options, std::chrono::milliseconds timeout,
-                                                 int cancel_fd) {
-  const auto deadline = Clock::now() + timeout;
-  std::vector<Pending> pending;
+namespace {
+
+// The connections of one session as they come in, and the ones not placed yet.
+struct Gathering {
+  std::vector<Pending> pending;               // oldest first
   std::vector<std::optional<Pending>> slots;  // by stream index, once the session is known
   uint64_t session = 0;
   size_t filled = 0;
-  std::string peer;
+  size_t next_report = 1;
 
-  while (slots.empty() || filled < slots.size()) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) {
-      if (slots.empty()) return Status::error("no migration arrived on " + s_->where.text() + " within " +
-                                              std::to_string(timeout.count()) + " ms");
-      return Status::error("only " + std::to_string(filled) + " of " + std::to_string(slots.size()) +
+  void place(Pending p, const StreamOpen& m) {
+    if (slots.empty()) {
+      session = m.session_id;
+      slots.resize(m.count);
+    }
+    if (m.session_id != session || m.count != slots.size() || slots[m.index]) {
+      LOG_WARN("migration listener: dropping a stream of another session or a duplicate from %s", p.from.c_str());
+      return;
+    }
+    p.parser.set_stream(m.index);
+    slots[m.index] = std::move(p);
+    ++filled;
+  }
+  size_t evicted = 0;
+
+  void add(Pending p) {
+    if (pending.size() >= kMaxHalfOpen) {
+      // Said at the 1st, 10th, 100th, ...: a flood must not flood the log too.
+      if (++evicted == next_report) {
+        LOG_WARN("migration listener: %zu connections without TLS handshake and STREAM_OPEN: closing the oldest "
+                 "(%s; %zu closed so far)", pending.size(), pending.front().from.c_str(), evicted);
+        next_report *= 10;
+      }
+      pending.erase(pending.begin());
+    }
+    pending.push_back(std::move(p));
+  }
+  void expire(Clock::time_point now) {
+    std::erase_if(pending, [&](const Pending& p) {
+      if (now < p.deadline) return false;
+      LOG_WARN("migration listener: dropping %s: no TLS handshake and STREAM_OPEN within %lld ms", p.from.c_str(),
+               static_cast<long long>(kOpenDeadline.count()));
+      return true;
+    });
+  }
+};
+
+void accept_ready(int listen_fd, Gathering& g, const TransportOptions& options);
+Result<std::unique_ptr<Session::Impl>> make_impl(Gathering& g, const TransportOptions& options);
+
+}  // namespace
+
+Result<std::unique_ptr<Session>> Listener::accept(const TransportOptions& options, std::chrono::milliseconds timeout,
+                                                 int cancel_fd) {
+  const auto deadline = Clock::now() + timeout;
+  Gathering g;
+
+  while (g.slots.empty() || g.filled < g.slots.size()) {
+    const auto now = Clock::now();
+    g.expire(now);
+    auto wake = deadline;
+    for (const auto& p : g.pending) wake = std::min(wake, p.deadline);
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(wake - now);
+    if (now >= deadline) {
+      if (g.slots.empty()) return Status::error("no migration arrived on " + s_->where.text() + " within " +
+                                                std::to_string(timeout.count()) + " ms");
+      return Status::error("only " + std::to_string(g.filled) + " of " + std::to_string(g.slots.size()) +
                            " migration streams connected within " + std::to_string(timeout.count()) + " ms");
     }
     std::vector<pollfd> pfds{{s_->fd.get(), POLLIN, 0}};
-    for (auto& p : pending) pfds.push_back({p.fd.get(), POLLIN, 0});
+    for (auto& p : g.pending) pfds.push_back({p.fd(), p.events(), 0});
     pfds.push_back({cancel_fd, POLLIN, 0});  // a negative fd is ignored by poll
-    int n = ::poll(pfds.data(), pfds.size(), static_cast<int>(left.count()));
+    int n = ::poll(pfds.data(), pfds.size(), static_cast<int>(std::max<long long>(left.count(), 0)));
     if (n < 0 && errno != EINTR) return Status::from_errno("poll");
     if (n <= 0) continue;
     if (pfds.back().revents) return Status::error(kAcceptCancelled);
     pfds.pop_back();
 
-    for (size_t i = pending.size(); i-- > 0;) {
+    for (size_t i = g.pending.size(); i-- > 0;) {
       if (!pfds[i + 1].revents) continue;
-      auto open = read_open(pending[i]);
+      Pending& p = g.pending[i];
+      auto open = advance(p, p.deadline - kOpenDeadline);
       if (open && !*open) continue;
-      Pending p = std::move(pending[i]);
-      pending.erase(pending.begin() + static_cast<ptrdiff_t>(i));
+      Pending taken = std::move(p);
+      g.pending.erase(g.pending.begin() + static_cast<ptrdiff_t>(i));
       if (!open) {
-        LOG_WARN("migration listener: dropping a connection: %s", open.message().c_str());
+        LOG_WARN("migration listener: dropping %s: %s", taken.from.c_str(), open.message().c_str());
         continue;
       }
-      const StreamOpen& m = **open;
-      if (slots.empty()) {
-        session = m.session_id;
-        slots.resize(m.count);
-      }
-      if (m.session_id != session || m.count != slots.size() || slots[m.index]) {
-        LOG_WARN("migration listener: dropping a stream of another session or a duplicate");
-        continue;
-      }
-      p.parser.set_stream(m.index);
-      slots[m.index] = std::move(p);
-      ++filled;
+      g.place(std::move(taken), **open);
     }
-    if (pfds[0].revents & POLLIN) {
-      sockaddr_storage addr{};
-      socklen_t len = sizeof addr;
-      int c;
-      while ((c = ::accept4(s_->fd.get(), reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC)) >= 0) {
-        Pending p;
-        p.fd.reset(c);
-        pending.push_back(std::move(p));
-        len = sizeof addr;
-      }
-    }
+    if (pfds[0].revents & POLLIN) accept_ready(s_->fd.get(), g, options);
   }
+  auto session = make_impl(g, options);
+  if (!session) return session.status();
+  return std::unique_ptr<Session>(new Session(std::move(session).value()));
+}
 
-  std::vector<UniqueFd> fds;
+namespace {
+
+void accept_ready(int listen_fd, Gathering& g, const TransportOptions& options) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  int c;
+  while ((c = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC)) >= 0) {
+    Pending p;
+    p.tcp.reset(c);
+    p.from = address_of(addr, len);
+    p.deadline = Clock::now() + kOpenDeadline;
+    if (options.psk) {
+      ::fcntl(c, F_SETFL, ::fcntl(c, F_GETFL) | O_NONBLOCK);
+      auto hs = tls::Handshake::start(c, tls::Role::kServer, *options.psk);
+      if (!hs) {
+        LOG_WARN("migration listener: %s", hs.message().c_str());
+        len = sizeof addr;
+        continue;
+      }
+      p.hs.emplace(std::move(hs).value());
+    } else {
+      p.ch.emplace(StreamChannel::plain(std::move(p.tcp)));
+    }
+    g.add(std::move(p));
+    len = sizeof addr;
+  }
+}
+
+Result<std::unique_ptr<Session::Impl>> make_impl(Gathering& g, const TransportOptions& options) {
+  std::vector<StreamChannel> channels;
   std::vector<FrameParser> parsers;
-  for (auto& s : slots) {
-    fds.push_back(std::move(s->fd));
+  double handshake_ms = 0;
+  for (auto& s : g.slots) {
+    channels.push_back(std::move(*s->ch));
     parsers.push_back(std::move(s->parser));  // keeps whatever arrived after STREAM_OPEN
+    handshake_ms = std::max(handshake_ms, s->handshake_ms);
   }
   TransportOptions opt = options;
-  opt.streams = static_cast<uint16_t>(slots.size());
-  opt.session_id = session;
-  char host[64] = "source";
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (::getpeername(fds[0].get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0)
-    getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST);
-  auto impl = std::make_unique<Session::Impl>(std::move(fds), std::move(parsers), opt, session, host);
+  opt.streams = static_cast<uint16_t>(g.slots.size());
+  opt.session_id = g.session;
+  const std::string peer = g.slots[0]->from;
+  auto impl = std::make_unique<Session::Impl>(std::move(channels), std::move(parsers), opt, g.session, peer);
+  impl->handshake_ms = handshake_ms;
   MINIHV_TRY(impl->init());
-  return std::unique_ptr<Session>(new Session(std::move(impl)));
+  return impl;
 }
+
+}  // namespace
 
 }  // namespace minihv::migrate

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,7 @@ struct SourceOptions {
   bool verify = false;             // whole-memory xxh3 digests compared on both sides
   bool zero_copy = true;           // raw pages sent from guest memory (EncoderOptions::zero_copy)
   uint64_t max_bandwidth = 0;      // bytes/s over all streams before the pause (0: as fast as it goes)
+  std::optional<tls::Psk> psk;     // the channel key (migration_psk); nullopt: plain TCP (--insecure)
 };
 
 // Where the pause went (ms from the pause), so a slow switchover can be read, not guessed.
@@ -78,6 +80,8 @@ struct Summary {
   CodecStats pages;
   double throughput_mbps = 0;      // payload bytes on the wire / time sending, in Mbit/s
   unsigned streams = 0;
+  std::string tls;                 // Session::tls(): which TLS carried the streams
+  double handshake_ms = 0;         // the streams' TLS handshakes (they run at once)
   bool verified = false;
   DowntimeParts downtime_parts;
   struct DirtyLogUse {
@@ -105,6 +109,7 @@ struct DestinationOptions {
   // in, and once more right after the "connected" progress event, before HELLO is answered; a
   // migration past that point is not cancelled. -1: never.
   int cancel_fd = -1;
+  std::optional<tls::Psk> psk;     // as SourceOptions::psk; the in-doubt witness uses it too
 };
 
 // Destination: waits for one migration into the (incoming, not yet running) VM. On success the VM

@@ -1,6 +1,7 @@
 // migrate/session_impl.h — the inside of a Session (module-internal; transport.cc and listener.cc).
 //
-// Every stream is a lane of its own: its socket, its io_uring, its parser and send queue, its stats.
+// Every stream is a lane of its own: its channel (the TCP socket, or a TLS relay's socketpair end),
+// its io_uring, its parser and send queue, its stats.
 // At most one sendmsg (gathering all queued frames) and one recv (into the stream's FrameParser, or
 // straight into guest memory for a RAW_PAGES attachment) are in flight per stream. A lane is driven
 // by one thread at a time, so N threads can drive N lanes at once (send, flush_stream,
@@ -21,6 +22,7 @@
 
 #include "common/fd.h"
 #include "common/uring.h"
+#include "migrate/stream_channel.h"
 #include "migrate/transport.h"
 
 namespace minihv::migrate {
@@ -28,8 +30,8 @@ namespace minihv::migrate {
 using Clock = std::chrono::steady_clock;
 
 struct StreamState {
-  StreamState(UniqueFd f, uint16_t i, FrameParser p) : fd(std::move(f)), index(i), parser(std::move(p)) {}
-  UniqueFd fd;
+  StreamState(StreamChannel c, uint16_t i, FrameParser p) : ch(std::move(c)), index(i), parser(std::move(p)) {}
+  StreamChannel ch;  // its io_uring sends on ch.send_fd(), receives on ch.recv_fd()
   uint16_t index;
   FrameParser parser;
   Uring ring;
@@ -69,7 +71,7 @@ struct StreamState {
 };
 
 struct Session::Impl {
-  Impl(std::vector<UniqueFd> fds, std::vector<FrameParser> parsers, const TransportOptions& o, uint64_t id,
+  Impl(std::vector<StreamChannel> channels, std::vector<FrameParser> parsers, const TransportOptions& o, uint64_t id,
        std::string peer_name);
   ~Impl();
 
@@ -91,6 +93,8 @@ struct Session::Impl {
   TransportOptions opt;
   uint64_t session_id;
   std::string peer;
+  double handshake_ms = 0;  // the slowest stream's TLS handshake (0: plain TCP)
+  std::string tls_text() const;
 
 private:
   void arm(StreamState& s);

@@ -222,12 +222,15 @@ private:
   Status connect() {
     TransportOptions t;
     t.streams = o_.streams;
+    t.psk = o_.psk;
     auto s = Session::connect(o_.targets, t, &sum_.tried);
     for (const auto& a : sum_.tried)
       if (!a.result) progress_({{"event", "target_skipped"}, {"address", a.address}, {"error", a.result.message()}});
     if (!s) return s.status();
     session_ = std::move(s).value();
     sum_.target = session_->peer();
+    sum_.tls = session_->tls();
+    sum_.handshake_ms = session_->handshake_ms();
     for (uint16_t i = 0; i < session_->streams(); ++i) {
       senders_.push_back(std::make_unique<StreamSender>(*session_, i, o_, hashes_));
       // "Unchanged" hashing starts off: its 1-in-16 sample turns it on once it is seen to pay
@@ -474,7 +477,7 @@ private:
     progress_({{"event", "in_doubt"}, {"error", acked.message()}});
     Asked asked;
     for (unsigned i = 0; i < kAskAttempts && asked.answer != CommitAnswer::kCommitted; ++i)
-      asked = ask_committed(targets_peer_first(), session_->session_id(), kAskTimeout);
+      asked = ask_committed(targets_peer_first(), session_->session_id(), kAskTimeout, o_.psk);
     if (asked.answer == CommitAnswer::kCommitted) {
       sum_.switchover = "query";
       return Status::ok();
@@ -676,6 +679,8 @@ nlohmann::json Summary::to_json() const {
                          {"hash_on_rounds", adaptive.hash_on_rounds}}},
           {"throughput_mbps", throughput_mbps},
           {"streams", streams},
+          {"tls", tls},
+          {"handshake_ms", handshake_ms},
           {"verified", verified},
           {"downtime_parts", downtime_parts.to_json()},
           {"dirty_log", {{"method", dirty_log.method}, {"harvests", dirty_log.harvests}, {"harvest_ms", dirty_log.harvest_ms}}},

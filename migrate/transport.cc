@@ -44,20 +44,25 @@ std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.cou
 
 }  // namespace
 
-Session::Impl::Impl(std::vector<UniqueFd> fds, std::vector<FrameParser> parsers, const TransportOptions& o,
+Session::Impl::Impl(std::vector<StreamChannel> channels, std::vector<FrameParser> parsers, const TransportOptions& o,
                     uint64_t id, std::string peer_name)
     : opt(o), session_id(id), peer(std::move(peer_name)), corrupt_pages_frame_(corrupt_pages_frame_from_env()) {
-  for (size_t i = 0; i < fds.size(); ++i) {
-    net::tune_stream(fds[i].get(), opt.io_timeout);
+  for (size_t i = 0; i < channels.size(); ++i) {
+    net::tune_stream(channels[i].tcp_fd(), opt.io_timeout);
     streams_.push_back(
-        std::make_unique<StreamState>(std::move(fds[i]), static_cast<uint16_t>(i), std::move(parsers[i])));
+        std::make_unique<StreamState>(std::move(channels[i]), static_cast<uint16_t>(i), std::move(parsers[i])));
   }
+}
+
+std::string Session::Impl::tls_text() const {
+  const std::string& t = streams_.empty() ? std::string() : streams_[0]->ch.tls();
+  return t.empty() ? "none (plain TCP, --insecure)" : t;
 }
 
 Session::Impl::~Impl() {
   // Cancel what is in flight before the buffers it points into go away; post nothing new.
   closing_ = true;
-  for (auto& s : streams_) ::shutdown(s->fd.get(), SHUT_RDWR);
+  for (auto& s : streams_) s->ch.close_lane();
   auto give_up = Clock::now() + std::chrono::seconds(2);
   for (auto& s : streams_)
     while (s->inflight > 0 && s->ring.initialized() && Clock::now() < give_up)
@@ -109,7 +114,7 @@ void Session::Impl::arm_send(StreamState& s) {
   s.msg.msg_iovlen = s.iov.size();
   io_uring_sqe* sqe = s.ring.sqe();
   if (!sqe) return;
-  io_uring_prep_sendmsg(sqe, s.fd.get(), &s.msg, MSG_NOSIGNAL | MSG_WAITALL);
+  io_uring_prep_sendmsg(sqe, s.ch.send_fd(), &s.msg, MSG_NOSIGNAL | MSG_WAITALL);
   io_uring_sqe_set_data64(sqe, kSendOp);
   s.send_busy = true;
   ++s.inflight;
@@ -127,7 +132,7 @@ void Session::Impl::arm_recv(StreamState& s) {
     s.recv_msg.msg_iovlen = std::min(s.attach.size() - s.attach_at, kMaxIov);
     io_uring_sqe* sqe = s.ring.sqe();
     if (!sqe) return;
-    io_uring_prep_recvmsg(sqe, s.fd.get(), &s.recv_msg, 0);
+    io_uring_prep_recvmsg(sqe, s.ch.recv_fd(), &s.recv_msg, 0);
     io_uring_sqe_set_data64(sqe, kRecvOp);
     s.recv_busy = s.recv_direct = true;
     ++s.inflight;
@@ -141,7 +146,7 @@ void Session::Impl::arm_recv(StreamState& s) {
   const size_t want = s.parser.bytes_to_frame_end();
   io_uring_sqe* sqe = s.ring.sqe();
   if (!sqe) return;
-  io_uring_prep_recv(sqe, s.fd.get(), room.data(), std::min(room.size(), want ? want : kHeaderSize), 0);
+  io_uring_prep_recv(sqe, s.ch.recv_fd(), room.data(), std::min(room.size(), want ? want : kHeaderSize), 0);
   io_uring_sqe_set_data64(sqe, kRecvOp);
   s.recv_busy = true;
   ++s.inflight;
@@ -225,6 +230,8 @@ void Session::Impl::complete(StreamState& s, uint64_t t, int32_t res) {
     s.closed_reason = res == 0 ? Status::error("peer " + peer + " closed stream " + std::to_string(s.index))
                                : Status::from_errno("stream " + std::to_string(s.index) + " from " + peer +
                                                         ": receive", -res);
+    if (std::string why = s.ch.relay_error(); !why.empty())
+      s.closed_reason = Status::error(s.closed_reason.message() + " (" + why + ")");
   }
 }
 
@@ -578,6 +585,8 @@ Session::~Session() = default;
 uint16_t Session::streams() const { return static_cast<uint16_t>(impl_->opt.streams); }
 uint64_t Session::session_id() const { return impl_->session_id; }
 std::string Session::peer() const { return impl_->peer; }
+std::string Session::tls() const { return impl_->tls_text(); }
+double Session::handshake_ms() const { return impl_->handshake_ms; }
 Status Session::send(uint16_t stream, Frame frame) { return impl_->send(stream, std::move(frame)); }
 void Session::set_attachment_sink(AttachmentSink sink) { impl_->sink = std::move(sink); }
 Status Session::send_round_end(RoundEnd m) { return impl_->send_round_end(m); }
@@ -596,6 +605,27 @@ Status Session::receive_remaining(const FrameHandler& h, std::chrono::millisecon
 TransportStats Session::stats() const { return impl_->stats(); }
 std::pair<uint64_t, double> Session::take_link_sample(uint16_t stream) { return impl_->take_link_sample(stream); }
 
+namespace {
+
+// The streams' connections to `ep`, each through its TLS handshake (all at once) unless plain.
+Result<std::vector<StreamChannel>> open_channels(const Endpoint& ep, const TransportOptions& o, double& handshake_ms) {
+  std::vector<UniqueFd> fds;
+  for (uint16_t i = 0; i < o.streams; ++i) {
+    auto fd = net::connect_to(ep, o.connect_timeout);
+    if (!fd) return fd.status();
+    fds.push_back(std::move(fd).value());
+  }
+  if (o.psk) {
+    MINIHV_TRY(tls::prepare(tls::Role::kClient));  // once per process, not part of a handshake
+    return secure_all(std::move(fds), *o.psk, Clock::now() + o.connect_timeout, &handshake_ms);
+  }
+  std::vector<StreamChannel> plain;
+  for (auto& fd : fds) plain.push_back(StreamChannel::plain(std::move(fd)));
+  return plain;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Session>> Session::connect(std::span<const Endpoint> targets, const TransportOptions& o,
                                                   std::vector<ConnectAttempt>* tried) {
   if (o.streams == 0 || o.streams > kMaxStreams)
@@ -606,23 +636,19 @@ Result<std::unique_ptr<Session>> Session::connect(std::span<const Endpoint> targ
     if (getrandom(&id, sizeof id, 0) != sizeof id) return Status::from_errno("getrandom");
   std::string failures;
   for (const Endpoint& ep : targets) {
-    std::vector<UniqueFd> fds;
-    Status st;
-    for (uint16_t i = 0; i < o.streams && st; ++i) {
-      auto fd = net::connect_to(ep, o.connect_timeout);
-      if (fd) fds.push_back(std::move(fd).value());
-      else st = fd.status();
-    }
-    if (tried) tried->push_back({ep.text(), st});
-    if (!st) {
-      failures += (failures.empty() ? "" : "; ") + ep.text() + ": " + st.message();
+    double handshake_ms = 0;
+    auto channels = open_channels(ep, o, handshake_ms);
+    if (tried) tried->push_back({ep.text(), channels.status()});
+    if (!channels) {
+      failures += (failures.empty() ? "" : "; ") + ep.text() + ": " + channels.message();
       continue;
     }
     TransportOptions opt = o;
     opt.session_id = id;
     std::vector<FrameParser> parsers;
     for (uint16_t i = 0; i < o.streams; ++i) parsers.emplace_back(i);
-    auto impl = std::make_unique<Impl>(std::move(fds), std::move(parsers), opt, id, ep.text());
+    auto impl = std::make_unique<Impl>(std::move(channels).value(), std::move(parsers), opt, id, ep.text());
+    impl->handshake_ms = handshake_ms;
     MINIHV_TRY(impl->init());
     for (uint16_t i = 0; i < o.streams; ++i) MINIHV_TRY(impl->send(i, make_stream_open({id, i, o.streams})));
     MINIHV_TRY(impl->flush());

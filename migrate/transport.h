@@ -1,8 +1,10 @@
 // migrate/transport.h — a migration session: N TCP streams between source and destination, each
 // stream a lane with its own io_uring, so that N threads can move N streams' bytes at once.
 //
-// Owns: resolving and trying the ordered target list, the per-connection STREAM_OPEN handshake (one
-// session id ties N connections together), queued sends with backpressure, receiving and validating
+// Owns: resolving and trying the ordered target list, each connection's TLS handshake
+// (options.psk; the bytes then go through a StreamChannel, migrate/stream_channel.h) and its
+// STREAM_OPEN (one session id ties N connections together), the listener's bounds on idle peers,
+// queued sends with backpressure, receiving and validating
 // frames on every stream, the round barrier on the control stream, dead-peer detection, throughput.
 // Must not know: what frames mean beyond STREAM_OPEN and DIRTY_ROUND_END, guest memory, KVM.
 //
@@ -49,6 +51,7 @@
 #include "common/fd.h"
 #include "common/net.h"
 #include "common/status.h"
+#include "common/tls.h"
 #include "migrate/frames.h"
 
 namespace minihv::migrate {
@@ -64,7 +67,20 @@ struct TransportOptions {
   std::chrono::milliseconds io_timeout{10000};       // no progress this long on a busy stream = dead peer
   size_t max_queued_bytes = 8u << 20;                // per stream; send() blocks above this
   uint64_t session_id = 0;                           // 0: random
+  // TLS 1.3 with this key on every connection (a channel key: keys::derive, never a file's key);
+  // std::nullopt: plain TCP, only with --insecure. Both ends must agree: a TLS end refuses a
+  // plain peer and the other way round.
+  std::optional<tls::Psk> psk;
 };
+
+// The channel key of a migration, derived from a key file's key (docs/security.md, "Migration").
+inline constexpr std::string_view kMigrationStreamLabel = "stream";
+// keys::derive(file_key, keys::migration_label(kMigrationStreamLabel)) as a tls::Psk.
+Result<tls::Psk> migration_psk(const keys::Secret& file_key);
+// A listener's limits against idle or slow peers (connections that have not finished their TLS
+// handshake and STREAM_OPEN): each gets kOpenDeadline; beyond kMaxHalfOpen the oldest is closed.
+inline constexpr std::chrono::milliseconds kOpenDeadline{5000};
+inline constexpr size_t kMaxHalfOpen = 64;
 
 // One target tried by connect(): its address and what happened (ok for the one used).
 struct ConnectAttempt {
@@ -106,6 +122,11 @@ public:
   uint16_t streams() const;
   uint64_t session_id() const;
   std::string peer() const;
+  // Which TLS carries the streams: tls::Session::describe() of stream 0, or "none (plain TCP,
+  // --insecure)".
+  std::string tls() const;
+  // Wall time of the TLS handshakes of every stream (they run at once); 0 over plain TCP.
+  double handshake_ms() const;
 
   // Stamps stream + sequence, checksums and queues the frame; returns at once unless the stream has
   // more than max_queued_bytes queued, in which case it drives the ring until it is below (or fails
@@ -166,8 +187,11 @@ public:
   static Result<Listener> listen(const Endpoint& where);
   uint16_t port() const;  // the bound port (useful with port 0)
 
-  // Accepts the first connection, reads its STREAM_OPEN (session id, stream count), then the other
-  // streams of the same session. Connections with another session id are closed. Fails after
+  // Accepts the first connection, runs its TLS handshake (with options.psk) and reads its
+  // STREAM_OPEN (session id, stream count), then the other streams of the same session.
+  // Connections with another session id, a failed handshake (wrong key, not TLS) or no STREAM_OPEN
+  // within kOpenDeadline are closed; all of them are driven from this thread's one poll loop, at
+  // most kMaxHalfOpen at a time (the oldest goes), so idle peers cannot hold up a real source. Fails after
   // `timeout` with what was missing, or at once when `cancel_fd` (>= 0) becomes readable.
   Result<std::unique_ptr<Session>> accept(const TransportOptions& options, std::chrono::milliseconds timeout,
                                           int cancel_fd = -1);

@@ -13,6 +13,9 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
+
+#include "common/keys.h"
 #include <sstream>
 #include <stdexcept>
 
@@ -21,6 +24,23 @@ namespace minihv::test {
 std::string minihv_binary() { return std::string(MINIHV_BINARY_DIR) + "/minihv"; }
 std::string testguest_elf() { return std::string(MINIHV_BINARY_DIR) + "/guest/testguest.elf"; }
 std::string source_dir() { return MINIHV_SOURCE_DIR; }
+
+const std::string& test_key_file() {
+  static std::once_flag once;
+  static std::string path;
+  std::call_once(once, [] {
+    char tmpl[] = "/tmp/minihv-test-key-XXXXXX";
+    if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    path = std::string(tmpl) + "/migration.key";
+    auto key = keys::write_new_key(path);
+    if (!key) throw std::runtime_error("test key: " + key.message());
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(std::filesystem::path(path).parent_path(), ec);
+    });
+  });
+  return path;
+}
 
 TempDir::TempDir() {
   char tmpl[] = "/tmp/minihv-test-XXXXXX";
@@ -75,10 +95,11 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra) {
+MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra,
+                      std::vector<std::string> env) {
   std::vector<std::string> a{"migrate", "--api", api, "--to", to, "--json"};
   a.insert(a.end(), extra.begin(), extra.end());
-  VmProcess m(a);
+  VmProcess m(a, std::move(env));
   MigrateResult r;
   auto rc = m.wait_exit(std::chrono::seconds(180));
   r.exit = rc ? *rc : -1;
@@ -108,6 +129,9 @@ bool VmProcess::type(const std::string& text) {
 void VmProcess::start(std::vector<std::string> args, std::vector<std::string> env, std::vector<std::string> prefix,
                       int stdin_fd) {
   int out[2], err[2];
+  // Every child migrates over TLS with the test process's key unless the test's env says otherwise
+  // (its entries are put after this one).
+  env.insert(env.begin(), std::string(kTlsPskEnvName) + "=" + test_key_file());
   if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");

@@ -24,6 +24,11 @@ namespace minihv::test {
 std::string minihv_binary();     // build/minihv
 std::string testguest_elf();     // build/guest/testguest.elf
 std::string source_dir();
+// The environment variable minihv reads its migration key file from (cli/run_control.h).
+inline constexpr const char* kTlsPskEnvName = "MINIHV_TLS_PSK";
+// The test process's key file (made at first use, removed at exit): every child started here gets
+// MINIHV_TLS_PSK=<it> unless the test's env sets MINIHV_TLS_PSK itself (empty: no key).
+const std::string& test_key_file();
 // A fresh directory under /tmp, removed with its contents at destruction.
 class TempDir {
 public:
@@ -109,7 +114,8 @@ struct MigrateResult {
   nlohmann::json json;
   std::string stderr_text;
 };
-MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra = {});
+MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra = {},
+                      std::vector<std::string> env = {});
 
 // Parsed heartbeat: `HB cpu=<c> seq=<n> ... errs=<e>` → {cpu, seq, errs, fields}.
 struct Heartbeat {

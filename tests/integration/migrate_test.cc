@@ -122,6 +122,8 @@ void move_and_check(const Guest& g, const std::string& src_api, const std::strin
                        << "\ndestination:\n" << dst->stderr_text();
   EXPECT_EQ(r.json["result"], "ok");
   EXPECT_EQ(r.json["verified"], true);
+  // TLS is the default (the harness gives every process the test's key file).
+  EXPECT_NE(r.json.value("tls", "").find("TLS"), std::string::npos) << r.json.dump(2);
   EXPECT_GE(r.json["rounds"].get<int>(), 2);
   EXPECT_EQ(src->wait_exit(20s), 0) << "the source must exit 0 once the VM runs elsewhere\n" << src->stderr_text();
   for (int cpu = 0; cpu < g.cpus; ++cpu)

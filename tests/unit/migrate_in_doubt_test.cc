@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <thread>
 
 #include "common/fd.h"
@@ -17,6 +18,13 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr uint64_t kSession = 0x5E55'1011'ABCD'0001ull;
+
+// The channel key both sides use (TLS is the default); `fill` makes a different one.
+std::optional<tls::Psk> key(uint8_t fill = 0x42) {
+  std::array<uint8_t, keys::kKeyBytes> b;
+  b.fill(fill);
+  return tls::Psk{keys::Secret(b)};
+}
 
 struct Witnessed {
   Endpoint at;
@@ -34,18 +42,18 @@ UniqueFd connect_raw(const Endpoint& at) {
   return fd;
 }
 
-Witnessed start_witness() {
+Witnessed start_witness(std::optional<tls::Psk> psk = key()) {
   auto l = Listener::listen({"127.0.0.1", 0});
   EXPECT_TRUE(l) << l.message();
   Endpoint at{"127.0.0.1", l->port()};
-  return {at, CommitWitness::start(std::move(l).value(), kSession)};
+  return {at, CommitWitness::start(std::move(l).value(), kSession, std::move(psk))};
 }
 
 TEST(MigrateInDoubt, TheWitnessSaysCommittedForItsSessionOnly) {
   auto w = start_witness();
   const std::vector<Endpoint> targets{w.at};
-  EXPECT_EQ(ask_committed(targets, kSession, 2s).answer, CommitAnswer::kCommitted);
-  Asked other = ask_committed(targets, kSession + 1, 2s);
+  EXPECT_EQ(ask_committed(targets, kSession, 2s, key()).answer, CommitAnswer::kCommitted);
+  Asked other = ask_committed(targets, kSession + 1, 2s, key());
   EXPECT_EQ(other.answer, CommitAnswer::kUnknown);
   EXPECT_NE(other.detail.find("does not know the session"), std::string::npos) << other.detail;
 }
@@ -56,10 +64,10 @@ TEST(MigrateInDoubt, AnUnreachableTargetIsNoProofAndTheNextOneIsAsked) {
   ASSERT_TRUE(closed);
   const Endpoint gone{"127.0.0.1", closed->port()};
   closed = Status::error("closed");  // nobody listens there any more
-  Asked only_gone = ask_committed(std::vector<Endpoint>{gone}, kSession, 1s);
+  Asked only_gone = ask_committed(std::vector<Endpoint>{gone}, kSession, 1s, key());
   EXPECT_EQ(only_gone.answer, CommitAnswer::kUnknown);
   EXPECT_NE(only_gone.detail.find("no answer"), std::string::npos) << only_gone.detail;
-  Asked both = ask_committed(std::vector<Endpoint>{gone, w.at}, kSession, 1s);
+  Asked both = ask_committed(std::vector<Endpoint>{gone, w.at}, kSession, 1s, key());
   EXPECT_EQ(both.answer, CommitAnswer::kCommitted) << both.detail;
 }
 
@@ -70,13 +78,28 @@ TEST(MigrateInDoubt, SilentAndGarbagePeersDoNotKeepTheWitnessFromAnswering) {
   const char junk[] = "GET / HTTP/1.0\r\n\r\n and then some more bytes than a header";
   ASSERT_GT(::send(garbage.get(), junk, sizeof junk, MSG_NOSIGNAL), 0);
   // Both are ahead of us in the witness's queue; it drops each within its read timeout.
-  EXPECT_EQ(ask_committed(std::vector<Endpoint>{w.at}, kSession, 2s).answer, CommitAnswer::kCommitted);
+  EXPECT_EQ(ask_committed(std::vector<Endpoint>{w.at}, kSession, 2s, key()).answer, CommitAnswer::kCommitted);
+}
+
+TEST(MigrateInDoubt, AQueryWithAnotherKeyOrInPlainTcpIsNoProof) {
+  auto w = start_witness();
+  Asked wrong = ask_committed(std::vector<Endpoint>{w.at}, kSession, 1s, key(0x43));
+  EXPECT_EQ(wrong.answer, CommitAnswer::kUnknown);
+  EXPECT_NE(wrong.detail.find("key"), std::string::npos) << wrong.detail;
+  EXPECT_EQ(ask_committed(std::vector<Endpoint>{w.at}, kSession, 1s, std::nullopt).answer, CommitAnswer::kUnknown);
+  // ... and the witness still answers the right key.
+  EXPECT_EQ(ask_committed(std::vector<Endpoint>{w.at}, kSession, 2s, key()).answer, CommitAnswer::kCommitted);
+}
+
+TEST(MigrateInDoubt, PlainTcpWorksWhenBothSidesAreInsecure) {
+  auto w = start_witness(std::nullopt);
+  EXPECT_EQ(ask_committed(std::vector<Endpoint>{w.at}, kSession, 2s, std::nullopt).answer, CommitAnswer::kCommitted);
 }
 
 TEST(MigrateInDoubt, AStoppedWitnessAnswersNothing) {
   auto w = start_witness();
   w.witness.reset();  // the VM ended: its listener is closed with it
-  EXPECT_EQ(ask_committed(std::vector<Endpoint>{w.at}, kSession, 1s).answer, CommitAnswer::kUnknown);
+  EXPECT_EQ(ask_committed(std::vector<Endpoint>{w.at}, kSession, 1s, key()).answer, CommitAnswer::kUnknown);
 }
 
 }  // namespace

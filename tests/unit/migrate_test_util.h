@@ -1,8 +1,11 @@
 // Helpers shared by the migration transport tests.
 #pragma once
 
+#include <array>
 #include <cstring>
+#include <optional>
 
+#include "common/tls.h"
 #include "migrate/frames.h"
 
 namespace minihv::migrate {
@@ -17,6 +20,13 @@ inline Frame tagged_pages_frame(uint32_t tag_value, size_t bytes) {
   Frame f = b.finish();
   f.pages = 1;
   return f;
+}
+
+// A channel key for the tests (TLS is the default); another `fill` is another key.
+inline tls::Psk test_psk(uint8_t fill = 0x42) {
+  std::array<uint8_t, keys::kKeyBytes> b;
+  b.fill(fill);
+  return tls::Psk{keys::Secret(b)};
 }
 
 }  // namespace minihv::migrate

@@ -39,9 +39,10 @@ struct Received {
 };
 
 // The destination: accepts, records everything until COMMIT, answers ACK.
-void run_receiver(Listener& l, Received& out) {
+void run_receiver(Listener& l, Received& out, const std::optional<tls::Psk>& psk = std::nullopt) {
   TransportOptions o;
   o.io_timeout = 5000ms;
+  o.psk = psk;
   auto s = l.accept(o, 5000ms);
   if (!s) {
     out.result = s.status();
@@ -73,18 +74,25 @@ void run_receiver(Listener& l, Received& out) {
   if (out.result) out.result = (*s)->flush();
 }
 
-void transfer(uint16_t streams) {
+void transfer(uint16_t streams, std::optional<tls::Psk> psk = std::nullopt) {
   auto l = Listener::listen(loopback(0));
   ASSERT_TRUE(l) << l.message();
   Received rx;
-  std::thread t([&] { run_receiver(*l, rx); });
+  std::thread t([&] { run_receiver(*l, rx, psk); });
   TransportOptions o;
   o.streams = streams;
+  o.psk = psk;
   const Endpoint target = loopback(l->port());
   auto s = Session::connect(std::span(&target, 1), o);
   ASSERT_TRUE(s) << s.message();
   Session& tx = **s;
   EXPECT_EQ(tx.streams(), streams);
+  if (psk) {
+    EXPECT_NE(tx.tls().find("TLS"), std::string::npos) << tx.tls();
+    EXPECT_GT(tx.handshake_ms(), 0);
+  } else {
+    EXPECT_NE(tx.tls().find("plain TCP"), std::string::npos) << tx.tls();
+  }
   constexpr uint32_t kRounds = 3, kPerRound = 40;
   for (uint32_t r = 0; r < kRounds; ++r) {
     for (uint32_t i = 0; i < kPerRound; ++i) {
@@ -138,6 +146,9 @@ void transfer(uint16_t streams) {
 TEST(MigrateTransport, OneStream) { transfer(1); }
 TEST(MigrateTransport, TwoStreams) { transfer(2); }
 TEST(MigrateTransport, FourStreams) { transfer(4); }
+TEST(MigrateTransport, OneStreamOverTls) { transfer(1, test_psk()); }
+TEST(MigrateTransport, TwoStreamsOverTls) { transfer(2, test_psk()); }
+TEST(MigrateTransport, FourStreamsOverTls) { transfer(4, test_psk()); }
 
 // A receive completion already posted when receive() starts waiting (here: the sender wrote on
 // this thread, and the kernel completed the armed receive then) is progress, though the wait's
@@ -416,7 +427,7 @@ namespace {
 // RAW_PAGES over real sockets: pages go from the sender's memory (no copy into the frame) and land
 // where the receiver's sink says, interleaved with ordinary frames, on 1 and 3 streams, with frames
 // of 1 to kMaxRawPages pages (large ones arrive partly by recvmsg straight into place).
-void raw_transfer(uint16_t streams) {
+void raw_transfer(uint16_t streams, std::optional<tls::Psk> psk = std::nullopt) {
   constexpr size_t kPages = 2000;
   std::vector<uint8_t> src(kPages * kPageSize), dst(kPages * kPageSize, 0);
   for (size_t i = 0; i < src.size(); i += 8) wire::store<uint64_t>(src.data() + i, i * 0x9E3779B97F4A7C15ull);
@@ -427,6 +438,7 @@ void raw_transfer(uint16_t streams) {
   uint64_t in_place = 0;
   std::thread t([&] {
     TransportOptions o;
+    o.psk = psk;
     auto s = l->accept(o, 5000ms);
     if (!s) {
       rx_result = s.status();
@@ -452,6 +464,7 @@ void raw_transfer(uint16_t streams) {
   });
   TransportOptions o;
   o.streams = streams;
+  o.psk = psk;
   const Endpoint target = loopback(l->port());
   auto s = Session::connect(std::span(&target, 1), o);
   ASSERT_TRUE(s) << s.message();
@@ -476,12 +489,19 @@ void raw_transfer(uint16_t streams) {
   ASSERT_TRUE(sent) << sent.message();
   EXPECT_EQ(frames_seen, 2 * frames);
   EXPECT_TRUE(src == dst) << "pages did not land where the sink said";
-  // Most of the pages went by recvmsg straight into place, not through the receive buffer.
-  EXPECT_GT(in_place, src.size() / 2) << in_place << " of " << src.size() << " bytes received in place";
+  // Most of the pages went by recvmsg straight into place, not through the receive buffer. (Not
+  // checked over a user-space TLS relay: every byte was copied by TLS already, and how much lands
+  // in place then depends on how the relay's writes cut the stream: 10-45 % in 10 runs.)
+  if (!psk) {
+    EXPECT_GT(in_place, src.size() / 2) << in_place << " of " << src.size() << " bytes received in place";
+  }
 }
 
 TEST(MigrateTransport, RawPagesLandWhereTheReceiverSaysOnOneStream) { raw_transfer(1); }
 TEST(MigrateTransport, RawPagesLandWhereTheReceiverSaysOnThreeStreams) { raw_transfer(3); }
+TEST(MigrateTransport, RawPagesOverTlsLandWhereTheReceiverSaysOnOneStream) { raw_transfer(1, test_psk()); }
+TEST(MigrateTransport, RawPagesOverTlsLandWhereTheReceiverSaysOnFourStreams) { raw_transfer(4, test_psk()); }
+TEST(MigrateTransport, RawPagesLandWhereTheReceiverSaysOnFourStreams) { raw_transfer(4); }
 
 TEST(MigrateTransport, RawPagesWithoutASinkAreAProtocolError) {
   auto l = Listener::listen(loopback(0));

@@ -1,0 +1,157 @@
+// The transport's TLS against hostile or mistaken peers, over real loopback sockets and real TLS:
+// a wrong key, a plain-TCP peer either way, and a flood of idle connections before a real source.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <thread>
+
+#include "migrate/transport.h"
+#include "tests/unit/migrate_test_util.h"
+
+namespace minihv::migrate {
+namespace {
+
+using namespace std::chrono_literals;
+
+Endpoint loopback(uint16_t port) { return {"127.0.0.1", port}; }
+
+// The destination: one session accepted with `psk`, its STREAM_OPENs' session id, then COMMIT awaited.
+struct Destination {
+  Listener listener;
+  std::optional<tls::Psk> psk;
+  std::chrono::milliseconds timeout;
+  Status result;
+  uint64_t session = 0;
+  std::string tls;
+  std::thread thread;
+
+  void start() {
+    thread = std::thread([this] {
+      TransportOptions o;
+      o.psk = psk;
+      auto s = listener.accept(o, timeout);
+      if (!s) {
+        result = s.status();
+        return;
+      }
+      session = (*s)->session_id();
+      tls = (*s)->tls();
+      result = (*s)->receive(
+          [](const FrameView& v) -> Result<Next> { return v.type() == FrameType::kCommit ? Next::kStop : Next::kContinue; },
+          5000ms);
+    });
+  }
+  void join() {
+    if (thread.joinable()) thread.join();
+  }
+};
+
+Destination listening(std::optional<tls::Psk> psk, std::chrono::milliseconds timeout) {
+  auto l = Listener::listen(loopback(0));
+  EXPECT_TRUE(l) << l.message();
+  return Destination{std::move(l).value(), std::move(psk), timeout, Status::ok(), 0, "", {}};
+}
+
+// A source that sends one PAGES frame on each stream and COMMIT.
+Status send_session(uint16_t port, std::optional<tls::Psk> psk, uint16_t streams, uint64_t session) {
+  TransportOptions o;
+  o.streams = streams;
+  o.psk = std::move(psk);
+  o.session_id = session;
+  const Endpoint target = loopback(port);
+  auto s = Session::connect(std::span(&target, 1), o);
+  if (!s) return s.status();
+  for (uint16_t i = 0; i < streams; ++i) MINIHV_TRY((*s)->send(i, tagged_pages_frame(i, 10'000)));
+  MINIHV_TRY((*s)->send(kControlStream, make_commit()));
+  return (*s)->flush();
+}
+
+TEST(MigrateTransportTls, AWrongKeyIsRefusedWithAMessageNamingThePeer) {
+  auto d = listening(test_psk(), 1500ms);
+  d.start();
+  Status st = send_session(d.listener.port(), test_psk(0x43), 2, 7);
+  d.join();
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.message().find("127.0.0.1:" + std::to_string(d.listener.port())), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("key"), std::string::npos) << st.message();
+  EXPECT_FALSE(d.result) << "the destination took a session from a peer without the key";
+}
+
+TEST(MigrateTransportTls, APlainSourceNeverReachesATlsDestinationAndARealOneStillDoes) {
+  auto d = listening(test_psk(), 10'000ms);
+  d.start();
+  // The plain source's STREAM_OPENs go out (nothing answers them): the destination reads them as
+  // a broken TLS handshake and drops the connections.
+  (void)send_session(d.listener.port(), std::nullopt, 2, 0x0BAD);
+  ASSERT_TRUE(send_session(d.listener.port(), test_psk(), 2, 0x600D));
+  d.join();
+  ASSERT_TRUE(d.result) << d.result.message();
+  EXPECT_EQ(d.session, 0x600Du);
+  EXPECT_NE(d.tls.find("TLS"), std::string::npos) << d.tls;
+}
+
+TEST(MigrateTransportTls, ATlsSourceIsRefusedByAPlainDestination) {
+  auto d = listening(std::nullopt, 1500ms);
+  d.start();
+  Status st = send_session(d.listener.port(), test_psk(), 1, 9);
+  d.join();
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.message().find("127.0.0.1:" + std::to_string(d.listener.port())), std::string::npos) << st.message();
+  EXPECT_FALSE(d.result);
+}
+
+TEST(MigrateTransportTls, PlainTcpWorksWhenBothSidesAreInsecure) {
+  auto d = listening(std::nullopt, 5000ms);
+  d.start();
+  ASSERT_TRUE(send_session(d.listener.port(), std::nullopt, 2, 11));
+  d.join();
+  ASSERT_TRUE(d.result) << d.result.message();
+  EXPECT_NE(d.tls.find("plain TCP"), std::string::npos) << d.tls;
+}
+
+// Connects to 127.0.0.1:port and leaves the connection idle (blocking connect: one at a time, so
+// the listener's small backlog never overflows).
+UniqueFd idle_connection(uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
+  return fd;
+}
+
+TEST(MigrateTransportTls, ElevenHundredIdleConnectionsDoNotKeepARealSourceOut) {
+  constexpr size_t kIdle = 1100;
+  // This process holds both ends: the idle clients, and the listener's (at most kMaxHalfOpen).
+  rlimit lim{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);
+  const rlim_t need = kIdle + kMaxHalfOpen + 256;
+  if (lim.rlim_cur < need) {
+    ASSERT_GE(lim.rlim_max, need) << "the hard fd limit is too low for this test";
+    lim.rlim_cur = need;
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
+  }
+  auto d = listening(test_psk(), 60'000ms);
+  d.start();
+  std::vector<UniqueFd> idle;
+  for (size_t i = 0; i < kIdle; ++i) {
+    idle.push_back(idle_connection(d.listener.port()));
+    ASSERT_TRUE(idle.back().valid()) << "idle connection " << i << ": " << std::strerror(errno);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  Status st = send_session(d.listener.port(), test_psk(), 4, 0xF00D);
+  const auto took = std::chrono::steady_clock::now() - start;
+  d.join();
+  ASSERT_TRUE(st) << st.message();
+  ASSERT_TRUE(d.result) << d.result.message();
+  EXPECT_EQ(d.session, 0xF00Du);
+  // Not held up by the idle ones' deadlines (kOpenDeadline each).
+  EXPECT_LT(took, kOpenDeadline);
+}
+
+}  // namespace
+}  // namespace minihv::migrate
