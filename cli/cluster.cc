@@ -104,6 +104,9 @@ int run_node(NodeCliOptions& o) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread: a watcher takes them
   ::signal(SIGPIPE, SIG_IGN);
+  // A node's VMs migrate with per-move keys only (Node::move_key), never with a key from the
+  // environment they would otherwise inherit (MINIHV_TLS_PSK is for standalone run/migrate).
+  ::unsetenv("MINIHV_TLS_PSK");
   auto node = cluster::Node::start(o.node);
   if (!node) {
     std::fprintf(stderr, "minihv: error: %s\n", node.message().c_str());

@@ -206,6 +206,11 @@ Status Node::join_cluster() {
   return s;
 }
 
+Result<keys::Secret> Node::move_key(const std::string& move_id) const {
+  if (move_id.empty()) return Status::error("the destination gave no move id (a node older than TLS moves?)");
+  return keys::derive(o_.cluster_key, keys::migration_label(move_id));
+}
+
 Node::~Node() {
   metrics_server_.reset();  // its scrapes read what follows
   std::map<std::string, std::shared_ptr<Local>> locals;

@@ -80,6 +80,9 @@ public:
 
   // The cluster key itself (each purpose derives its own key from it: keys::derive).
   const keys::Secret& cluster_key() const { return o_.cluster_key; }
+  // A live move's key: derived from the cluster key and the move's id, which the destination mints
+  // (prepare_incoming) and gives the source over the node channel; both ends derive the same key.
+  Result<keys::Secret> move_key(const std::string& move_id) const;
 
   struct Local;  // a VM this node runs, starts or receives (node_local.h)
 

@@ -35,6 +35,7 @@ struct Node::Local {
   std::shared_ptr<std::atomic<pid_t>> pid = std::make_shared<std::atomic<pid_t>>(-1);
   std::string api, console, log;
   std::string incoming_address;
+  std::string move_key_file;  // an incoming VM's: this move's key for its child, gone once it listens
   nlohmann::json incoming_progress;  // the incoming child's last progress event
   bool migrated_in = false;       // the incoming child has the whole VM (it said so)
   // A live move's lease hand-over (node_ops.cc): the nonces this node gave the source and when.

@@ -47,13 +47,20 @@ Result<nlohmann::json> Node::OutgoingMove::migrate(const nlohmann::json& req, co
       node_call(n_.rpc_key_, addr_, {{"cmd", "prepare_incoming"}, {"vm", vm_}, {"from", n_.o_.name}}, kPrepareTimeout);
   if (!prepared) return prepared.status().context("node " + to_ + " cannot take VM " + vm_);
   const std::string address = prepared->value("address", "");
+  // The move's key: the destination's child holds it; this VM gets it with the request (local socket).
+  auto key = n_.move_key(prepared->value("move_id", ""));
+  if (!key) {
+    (void)node_call(n_.rpc_key_, addr_, {{"cmd", "cancel_incoming"}, {"vm", vm_}}, kCancelTimeout);
+    return key.status().context("node " + to_ + " cannot take VM " + vm_);
+  }
   progress({{"event", "prepared"}, {"vm", vm_}, {"to", to_}, {"address", address}});
   nlohmann::json mreq = {{"cmd", "migrate"},
                          {"to", address},
                          {"streams", req.value("streams", streams_)},
                          {"downtime_ms", req.value("downtime_ms", migrate::kDefaultDowntimeMs)},
                          {"max_time_s", req.value("max_time_s", migrate::kDefaultMaxSeconds)},
-                         {"verify", req.value("verify", false)}};
+                         {"verify", req.value("verify", false)},
+                         {"psk", keys::to_text(*key)}};
   auto result = api_call(l_->api, mreq, as_ms(kMigrateCallTimeout), [&](const nlohmann::json& p) { progress(p); });
   if (result && result->value("ok", false)) return result;
   (void)node_call(n_.rpc_key_, addr_, {{"cmd", "cancel_incoming"}, {"vm", vm_}}, kCancelTimeout);

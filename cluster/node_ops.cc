@@ -149,6 +149,25 @@ void Node::hand_over_leases(Local& l, const std::string& to, const std::string& 
   (void)node_call(rpc_key_, target_addr, {{"cmd", "handoff_done"}, {"vm", l.spec.name}}, kHandOffCallTimeout);
 }
 
+namespace {
+
+constexpr size_t kMoveIdHexChars = 32;  // 128 random bits: no two moves share a key
+
+// Mints a move id and writes that move's key to `path` (0600; a stale file of an earlier incoming VM
+// is replaced); returns the id, which the source derives the same key from.
+Result<std::string> write_move_key(const Node& n, const std::string& path) {
+  auto nonce = keys::random_secret();
+  if (!nonce) return nonce.status();
+  const std::string id = keys::to_text(*nonce).substr(0, kMoveIdHexChars);
+  auto key = n.move_key(id);
+  if (!key) return key.status();
+  ::unlink(path.c_str());
+  MINIHV_TRY(keys::write_key(path, *key));
+  return id;
+}
+
+}  // namespace
+
 nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
   const std::string vm = req.value("vm", "");
   std::shared_ptr<Local> l;
@@ -159,25 +178,25 @@ nlohmann::json Node::prepare_incoming(const nlohmann::json& req) {
     if (locals_.count(vm)) return invalid("node " + o_.name + " already has VM " + vm);
     if (stopping_ || fenced_) return invalid("node " + o_.name + " is stopping");
     l = new_local(*spec, VmPhase::kIncoming);
+    l->move_key_file = o_.state_dir + "/" + spec->name + ".move.key";
   }
+  auto move_id = write_move_key(*this, l->move_key_file);
   const std::string ip = o_.migration_networks.empty() ? host_of(o_.listen) : o_.migration_networks.front();
-  if (Status s = spawn(*l, ip + ":0"); !s) {
-    forget(vm);
-    return error_reply(s);
-  }
-  {
+  Status s = move_id ? spawn(*l, ip + ":0") : move_id.status();
+  std::string address, why;
+  if (s) {
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, kIncomingListenWait, [&] { return !l->incoming_address.empty() || l->exit_status; });
-    if (l->incoming_address.empty()) {
-      const std::string why = l->error.empty() ? "it did not start listening" : l->error;
-      lock.unlock();
-      forget(vm);
-      return error_reply(Status::error("node " + o_.name + ": the incoming VM process failed: " + why));
-    }
+    address = l->incoming_address;
+    why = l->error.empty() ? "it did not start listening" : l->error;
+  }
+  ::unlink(l->move_key_file.c_str());  // the child read it as it started (or never will)
+  if (!s || address.empty()) {
+    forget(vm);
+    return error_reply(!s ? s : Status::error("node " + o_.name + ": the incoming VM process failed: " + why));
   }
   workers_.spawn([this, l] { receive_vm(l); });
-  std::lock_guard lock(mu_);
-  return {{"ok", true}, {"address", l->incoming_address}};
+  return {{"ok", true}, {"address", address}, {"move_id", *move_id}};
 }
 
 // The incoming side of a move, on its own thread: once the child holds the whole VM (or the source

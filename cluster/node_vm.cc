@@ -55,7 +55,7 @@ std::vector<std::string> child_args(const NodeOptions& o, const Node::Local& l, 
     args.insert(args.end(), {"--kernel", l.spec.kernel, "--cmdline", l.spec.cmdline});
     if (!l.spec.initrd.empty()) args.insert(args.end(), {"--initrd", l.spec.initrd});
   } else {
-    args.insert(args.end(), {"--incoming", incoming});
+    args.insert(args.end(), {"--incoming", incoming, "--tls-psk", l.move_key_file});
   }
   if (!l.spec.disk.empty()) args.insert(args.end(), {"--disk", o.volume + ":" + l.spec.disk});
   return args;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -112,6 +113,10 @@ TEST_F(ClusterTest, MoveAndDrainKeepTheGuestRunningWithoutAGap) {
   auto r = json::parse(mv.out);
   EXPECT_EQ(r["to"], "n1");
   EXPECT_TRUE(r["migration"].value("verified", false));
+  // The move ran on its own key (the nodes give their VMs no MINIHV_TLS_PSK), and the destination's
+  // copy of it is gone once its child had read it.
+  EXPECT_NE(r["migration"].value("tls", "").find("TLS"), std::string::npos) << mv.out;
+  EXPECT_FALSE(std::filesystem::exists(cluster.state_dir(1) + "/web.move.key"));
   // Every node sees the new holder within a tick or two of its lease observation.
   for (unsigned via : {0u, 1u, 2u})
     EXPECT_TRUE(cluster.wait_status(via, 2s, [](const json& s) { return ClusterLab::vm_node(s, "web") == "n1"; }))
