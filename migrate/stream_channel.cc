@@ -27,6 +27,12 @@ namespace {
 constexpr size_t kRelayBuffer = 256u << 10;
 // The socketpair's buffers: room for the lane's io_uring to run ahead of the relay thread.
 constexpr int kPairBuffer = 4 << 20;
+// Whether a lane's io_uring sends straight into a kTLS socket. Off: in the hw lane (Linux 6.1 L1,
+// Debian's OpenSSL 3.0: kTLS send, user-space receive) a migration whose lane sent through kTLS while
+// the relay read the same socket stalled after ~54 MB (the source waited 30 s for ROUND_ACK; not
+// understood yet). With it off the relay does both directions and OpenSSL still hands its writes
+// to the kernel's TLS (SSL_write on a kTLS socket): one user per socket, no lane zero-copy.
+constexpr bool kLaneSendsThroughKtls = false;
 
 // io_uring's socket operations on an O_NONBLOCK file end in -EAGAIN instead of waiting: a socket a
 // lane uses must block. A relay that does both directions needs it non-blocking (one thread, one
@@ -100,6 +106,9 @@ private:
         break;
       }
       progress = true;
+      // On a blocking socket the next read waits for the peer, who may be waiting for what this
+      // one brought (STREAM_OPEN, a ROUND_ACK): deliver first, unless OpenSSL holds more already.
+      if (tcp_blocks_ && !tls_.has_pending()) break;
     }
     while (in_off_ < in_len_) {
       ssize_t n = ::send(end_.get(), in_.data() + in_off_, in_len_ - in_off_, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -161,7 +170,8 @@ private:
   }
 
   Status loop() {
-    set_blocking(tcp_, !(send_ && recv_));
+    tcp_blocks_ = !(send_ && recv_);
+    set_blocking(tcp_, tcp_blocks_);
     set_blocking(end_.get(), false);
     while (send_ || recv_) {
       bool progress = false;
@@ -182,6 +192,7 @@ private:
   int tcp_;
   tls::Session tls_;
   bool send_, recv_;
+  bool tcp_blocks_ = false;  // a single-direction relay: its reads wait in the socket
   UniqueFd stop_;
   std::vector<uint8_t> in_, out_;
   size_t in_len_ = 0, in_off_ = 0, out_len_ = 0, out_off_ = 0;
@@ -204,7 +215,7 @@ Result<StreamChannel> StreamChannel::secure(UniqueFd tcp, tls::Session tls) {
   StreamChannel c;
   c.tls_text_ = tls.describe();
   const tls::Offload o = tls.offload();
-  c.relay_send_ = !o.send;
+  c.relay_send_ = !(o.send && kLaneSendsThroughKtls);
   c.relay_recv_ = !o.recv;
   c.tcp_ = std::move(tcp);
   set_blocking(c.tcp_.get(), true);
@@ -287,6 +298,10 @@ StreamChannel& StreamChannel::operator=(StreamChannel&&) noexcept = default;
 
 int StreamChannel::send_fd() const { return relay_send_ ? lane_.get() : tcp_.get(); }
 int StreamChannel::recv_fd() const { return relay_recv_ ? lane_.get() : tcp_.get(); }
+int StreamChannel::send_flags() const {
+  const bool kernel_tls_send = !tls_text_.empty() && !relay_send_;
+  return kernel_tls_send ? MSG_NOSIGNAL : MSG_NOSIGNAL | MSG_WAITALL;
+}
 std::string StreamChannel::relay_error() const { return relay_ ? relay_->error() : std::string(); }
 
 }  // namespace minihv::migrate

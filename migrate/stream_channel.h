@@ -49,6 +49,10 @@ public:
 
   int send_fd() const;
   int recv_fd() const;
+  // The flags for a sendmsg on send_fd(): MSG_WAITALL (io_uring retries short sends) except where
+  // the kernel encrypts — kTLS's sendmsg refuses MSG_WAITALL with EOPNOTSUPP (Linux 6.1), and the
+  // lane resumes a short send itself.
+  int send_flags() const;
   // The lane is done with the channel both ways; the relay drains (see above).
   void close_lane();
   int tcp_fd() const { return tcp_.get(); }

@@ -114,7 +114,7 @@ void Session::Impl::arm_send(StreamState& s) {
   s.msg.msg_iovlen = s.iov.size();
   io_uring_sqe* sqe = s.ring.sqe();
   if (!sqe) return;
-  io_uring_prep_sendmsg(sqe, s.ch.send_fd(), &s.msg, MSG_NOSIGNAL | MSG_WAITALL);
+  io_uring_prep_sendmsg(sqe, s.ch.send_fd(), &s.msg, s.ch.send_flags());
   io_uring_sqe_set_data64(sqe, kSendOp);
   s.send_busy = true;
   ++s.inflight;
