@@ -94,9 +94,14 @@ private:
     if (!st) ::shutdown(end_.get(), SHUT_RDWR);
   }
 
+  // Whether move_in may read now. On a blocking socket a read waits for the peer, who may be
+  // waiting for what the relay still holds (STREAM_OPEN, a round's last pages): only with nothing
+  // left to deliver, or with more already in OpenSSL's hands.
+  bool may_read() const { return !tcp_blocks_ || in_len_ == 0 || tls_.has_pending(); }
+
   // TLS -> lane. Sets `wants` for the TCP socket, `pair` for the socketpair.
   Status move_in(bool& progress, short& tcp_wants, short& pair_wants) {
-    while (!in_end_ && in_len_ < in_.size()) {
+    while (!in_end_ && in_len_ < in_.size() && may_read()) {
       auto m = tls_.try_read(in_.data() + in_len_, in_.size() - in_len_);
       if (!m) return m.status();
       if (m->end) in_end_ = true;
@@ -106,9 +111,6 @@ private:
         break;
       }
       progress = true;
-      // On a blocking socket the next read waits for the peer, who may be waiting for what this
-      // one brought (STREAM_OPEN, a ROUND_ACK): deliver first, unless OpenSSL holds more already.
-      if (tcp_blocks_ && !tls_.has_pending()) break;
     }
     while (in_off_ < in_len_) {
       ssize_t n = ::send(end_.get(), in_.data() + in_off_, in_len_ - in_off_, MSG_DONTWAIT | MSG_NOSIGNAL);
