@@ -44,7 +44,10 @@ const Section kJsonOutput = {
                  "verified_ms, expected_ms, final_pages, state_bytes), `ram_bytes`, `bytes_sent`, "
                  "`throughput_mbps`, `pages` (zero, unchanged, lz4, raw), `hit_rates`, "
                  "`throttle_percent`, `dirty_log` (method, harvests, harvest_ms), `switchover`, "
-                 "`verified`; docs/migration-protocol.md says what each part of the downtime is."},
+                 "`verified`, `tls` (what carried the streams: \"user-space TLS (no kernel TLS)\", "
+                 "\"kernel TLS send, user-space receive\", \"none (plain TCP, --insecure)\", ...), "
+                 "`handshake_ms` (the streams' TLS handshakes, run at once); docs/migration-protocol.md "
+                 "says what each part of the downtime is."},
      {"cpuid host", "a profile: `format`, `source`, `vendor`, `leaves` (function, index, eax..edx)."},
      {"cpuid show", "`model`, `vendor`, `cpus`, `advisory`, `reason`, `features`, `model_features`, "
                     "`hidden`, `profile` (loadable by `--guest` and `--model`), `table`."},

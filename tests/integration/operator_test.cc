@@ -49,8 +49,10 @@ TEST(Operator, OptionsOfACommandMayFollowItsSubcommand) {
   // -v after `run`: accepted, and the guest runs to its own power-off (exit 0).
   VmProcess vm({"run", "--kernel", testguest_elf(), "--mem", "64M", "--cmdline", "secs=1", "-v"});
   EXPECT_EQ(vm.wait_exit(30s).value_or(-1), 0) << vm.stderr_text();
-  // --node after `status`: the address is the one given, not $MINIHV_NODE's default.
-  const MinihvRun st = run_minihv({"cluster", "status", "--node", "127.0.0.1:1"});
+  // --node and --key after `status`: the address is the one given, not $MINIHV_NODE's default.
+  TempDir d;
+  ASSERT_EQ(run_minihv({"cluster", "init-key", "--key", d.file("cluster.key")}).rc, 0);
+  const MinihvRun st = run_minihv({"cluster", "status", "--node", "127.0.0.1:1", "--key", d.file("cluster.key")});
   EXPECT_EQ(st.rc, 1) << st.err;
   EXPECT_NE(st.err.find("127.0.0.1:1"), std::string::npos) << st.err;
 }
