@@ -178,8 +178,11 @@ private:
     while (send_ || recv_) {
       bool progress = false;
       short tcp_wants = 0, pair_wants = 0;
-      if (recv_) MINIHV_TRY(move_in(progress, tcp_wants, pair_wants));
-      if (send_) MINIHV_TRY(move_out(progress, tcp_wants, pair_wants));
+      if (recv_) MINIHV_TRY(first_error(move_in(progress, tcp_wants, pair_wants)));
+      if (send_) {
+        Status out = move_out(progress, tcp_wants, pair_wants);
+        if (!out) stop_sending(std::move(out));
+      }
       if (progress || (recv_ && tls_.has_pending() && in_len_ < in_.size())) continue;
       if (!send_ && !recv_) break;
       pollfd p[3] = {{tcp_, tcp_wants, 0}, {end_.get(), pair_wants, 0}, {stop_.get(), POLLIN, 0}};
@@ -187,8 +190,18 @@ private:
       if (p[2].revents) return Status::ok();
       // Readiness errors come back from the next read or write.
     }
-    return Status::ok();
+    return sending_error_;
   }
+
+  // The peer took no more (it closed, a TLS error): the lane's sends fail from now on, but what the
+  // peer sent before it closed — an ABORT saying why — still reaches the lane, then the error.
+  void stop_sending(Status why) {
+    sending_error_ = std::move(why);
+    send_ = false;
+    ::shutdown(end_.get(), SHUT_RD);
+  }
+  // A receive failing after the send did: the send's error is the one that says why.
+  Status first_error(Status st) const { return (st || sending_error_) ? st : sending_error_; }
 
   UniqueFd end_;
   int tcp_;
@@ -204,6 +217,7 @@ private:
   bool done_ = false;
   std::optional<std::chrono::steady_clock::time_point> drain_until_;
   std::string error_;
+  Status sending_error_ = Status::ok();
   std::thread thread_;
 };
 
