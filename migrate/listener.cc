@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "common/log.h"
@@ -137,17 +138,26 @@ struct Gathering {
   }
   size_t evicted = 0;
 
+  // Beyond the caps, the oldest from the same address goes, else the oldest of all.
   void add(Pending p) {
-    if (pending.size() >= kMaxHalfOpen) {
-      // Said at the 1st, 10th, 100th, ...: a flood must not flood the log too.
-      if (++evicted == next_report) {
-        LOG_WARN("migration listener: %zu connections without TLS handshake and STREAM_OPEN: closing the oldest "
-                 "(%s; %zu closed so far)", pending.size(), pending.front().from.c_str(), evicted);
-        next_report *= 10;
-      }
-      pending.erase(pending.begin());
-    }
+    auto same = [&](const Pending& q) { return q.from == p.from; };
+    auto victim = pending.end();
+    if (static_cast<size_t>(std::ranges::count_if(pending, same)) >= kMaxHalfOpenPerAddress)
+      victim = std::ranges::find_if(pending, same);
+    else if (pending.size() >= kMaxHalfOpen)
+      victim = pending.begin();
+    if (victim != pending.end()) evict(victim);
     pending.push_back(std::move(p));
+  }
+  void evict(std::vector<Pending>::iterator victim) {
+    // Said at the 1st, 10th, 100th, ...: a flood must not flood the log too.
+    if (++evicted == next_report) {
+      LOG_WARN("migration listener: %zu connections without TLS handshake and STREAM_OPEN (at most %zu, %zu from one "
+               "address): closing the oldest of %s (%zu closed so far)",
+               pending.size(), kMaxHalfOpen, kMaxHalfOpenPerAddress, victim->from.c_str(), evicted);
+      next_report *= 10;
+    }
+    pending.erase(victim);
   }
   void expire(Clock::time_point now) {
     std::erase_if(pending, [&](const Pending& p) {

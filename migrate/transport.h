@@ -78,9 +78,12 @@ inline constexpr std::string_view kMigrationStreamLabel = "stream";
 // keys::derive(file_key, keys::migration_label(kMigrationStreamLabel)) as a tls::Psk.
 Result<tls::Psk> migration_psk(const keys::Secret& file_key);
 // A listener's limits against idle or slow peers (connections that have not finished their TLS
-// handshake and STREAM_OPEN): each gets kOpenDeadline; beyond kMaxHalfOpen the oldest is closed.
+// handshake and STREAM_OPEN): each gets kOpenDeadline; beyond kMaxHalfOpenPerAddress from one
+// address that address's oldest is closed, beyond kMaxHalfOpen in all the oldest: one host's flood
+// closes only its own connections (room for a whole session and its retry per address).
 inline constexpr std::chrono::milliseconds kOpenDeadline{5000};
 inline constexpr size_t kMaxHalfOpen = 64;
+inline constexpr size_t kMaxHalfOpenPerAddress = 2 * kMaxStreams;
 
 // One target tried by connect(): its address and what happened (ok for the one used).
 struct ConnectAttempt {

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -189,17 +191,56 @@ TEST(MigrateTransportTls, AnAbortSentBeforeThePeerClosedIsReadAfterTheRelaysWrit
   EXPECT_EQ(heard, "gave up first") << st.message();
 }
 
-// Connects to 127.0.0.1:port and leaves the connection idle (blocking connect: one at a time, so
-// the listener's small backlog never overflows).
-UniqueFd idle_connection(uint16_t port) {
+// Connects to 127.0.0.1:port from `from` (a loopback address) and leaves the connection idle
+// (blocking connect: one at a time, so the listener's small backlog never overflows).
+UniqueFd idle_connection(uint16_t port, in_addr_t from = INADDR_LOOPBACK) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in a{};
   a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(from);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
   a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
   return fd;
 }
+
+// Whether the listener closed `fd` (EOF) within `limit`.
+bool closed_within(int fd, std::chrono::milliseconds limit) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(limit.count())) != 1) return false;
+  char c;
+  return ::recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+}
+
+// One host flooding the listener closes only its own half-open connections: another address's
+// stays, though the flood's oldest go.
+TEST(MigrateTransportTls, AFloodFromOneAddressClosesOnlyItsOwnHalfOpenConnections) {
+  auto d = listening(test_psk(), 30'000ms);
+  UniqueFd cancel(::eventfd(0, EFD_CLOEXEC));
+  std::thread accepting([&] {
+    TransportOptions o;
+    o.psk = test_psk();
+    (void)d.listener.accept(o, 30'000ms, cancel.get());
+  });
+  constexpr in_addr_t kOtherHost = INADDR_LOOPBACK + 1;  // 127.0.0.2
+  UniqueFd other = idle_connection(d.listener.port(), kOtherHost);
+  ASSERT_TRUE(other.valid()) << std::strerror(errno);
+  constexpr size_t kOver = 8;
+  std::vector<UniqueFd> flood;
+  for (size_t i = 0; i < kMaxHalfOpenPerAddress + kOver; ++i) {
+    flood.push_back(idle_connection(d.listener.port()));
+    ASSERT_TRUE(flood.back().valid()) << std::strerror(errno);
+  }
+  // Well within kOpenDeadline, after which every one of them would go.
+  EXPECT_TRUE(closed_within(flood[kOver - 1].get(), kOpenDeadline / 2)) << "the flood's oldest were not closed";
+  EXPECT_FALSE(closed_within(flood[kOver].get(), 0ms)) << "more of the flood closed than the cap says";
+  EXPECT_FALSE(closed_within(other.get(), 0ms)) << "another address's connection was closed by the flood";
+  const uint64_t one = 1;
+  ASSERT_EQ(::write(cancel.get(), &one, sizeof one), 8);
+  accepting.join();
+}
+
 
 TEST(MigrateTransportTls, ElevenHundredIdleConnectionsDoNotKeepARealSourceOut) {
   constexpr size_t kIdle = 1100;
@@ -213,7 +254,7 @@ TEST(MigrateTransportTls, ElevenHundredIdleConnectionsDoNotKeepARealSourceOut) {
     ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
   }
   // Generous waits: under ASan the listener needs about a minute for the 1100 (each accepted
-  // connection costs a TLS object and steps of every pending handshake), ~8 s without.
+  // connection costs a TLS object), ~8 s without.
   auto d = listening(test_psk(), 300'000ms);
   d.start();
   std::vector<UniqueFd> idle;
