@@ -27,12 +27,12 @@ namespace {
 constexpr size_t kRelayBuffer = 256u << 10;
 // The socketpair's buffers: room for the lane's io_uring to run ahead of the relay thread.
 constexpr int kPairBuffer = 4 << 20;
-// Whether a lane's io_uring sends straight into a kTLS socket. Off: in the hw lane (Linux 6.1 L1,
-// Debian's OpenSSL 3.0: kTLS send, user-space receive) a migration whose lane sent through kTLS while
-// the relay read the same socket stalled after ~54 MB (the source waited 30 s for ROUND_ACK; not
-// understood yet). With it off the relay does both directions and OpenSSL still hands its writes
-// to the kernel's TLS (SSL_write on a kTLS socket): one user per socket, no lane zero-copy.
-constexpr bool kLaneSendsThroughKtls = false;
+// Whether a lane's io_uring sends straight into a kTLS socket (plain buffers, gathered from guest
+// RAM) while a receive-only relay reads the same socket. It was off while that stalled in the hw
+// lane after ~54 MB: the relay, blocking in the socket for the next record, still held part of the
+// last one (may_read() now forbids that). On since hw_lane and hw_lane_smp passed with it.
+// Off: the relay does both directions, OpenSSL still writing through kTLS (one user per socket).
+constexpr bool kLaneSendsThroughKtls = true;
 
 // io_uring's socket operations on an O_NONBLOCK file end in -EAGAIN instead of waiting: a socket a
 // lane uses must block. A relay that does both directions needs it non-blocking (one thread, one

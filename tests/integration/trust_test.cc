@@ -27,6 +27,7 @@
 #include "common/net.h"
 #include "common/tls.h"
 #include "tests/harness/cluster_lab.h"
+#include "tests/loopback_connect.h"
 
 namespace minihv::test {
 namespace {
@@ -51,17 +52,8 @@ UniqueFd plain_connect(const std::string& host_port) {
 
 // A TCP connection to `host_port` (on 127.0.0.1) from another loopback address.
 UniqueFd connect_from(const char* source, const std::string& host_port) {
-  const auto ep = endpoint(host_port);
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  ::inet_pton(AF_INET, source, &a.sin_addr);
-  EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(ep.port);
-  ::inet_pton(AF_INET, ep.host.c_str(), &to.sin_addr);
-  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof to), 0) << std::strerror(errno);
+  UniqueFd fd = testnet::connect_loopback(endpoint(host_port).port, source);
+  EXPECT_TRUE(fd.valid()) << std::strerror(errno);
   return fd;
 }
 

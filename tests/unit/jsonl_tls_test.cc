@@ -9,6 +9,8 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -18,6 +20,7 @@
 #include "common/jsonl.h"
 #include "common/net.h"
 #include "common/tls.h"
+#include "tests/loopback_connect.h"
 
 namespace minihv {
 namespace {
@@ -68,16 +71,8 @@ UniqueFd connect(const net::Endpoint& at) {
 
 // A connection from another loopback address (127.0.0.0/8 is all local): another "peer".
 UniqueFd connect_from(const char* source, const net::Endpoint& at) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  ::inet_pton(AF_INET, source, &a.sin_addr);
-  EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(at.port);
-  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+  UniqueFd fd = testnet::connect_loopback(at.port, source);
+  EXPECT_TRUE(fd.valid()) << std::strerror(errno);
   return fd;
 }
 

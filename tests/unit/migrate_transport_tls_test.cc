@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "migrate/transport.h"
+#include "tests/loopback_connect.h"
 #include "tests/unit/migrate_test_util.h"
 
 namespace minihv::migrate {
@@ -191,18 +192,10 @@ TEST(MigrateTransportTls, AnAbortSentBeforeThePeerClosedIsReadAfterTheRelaysWrit
   EXPECT_EQ(heard, "gave up first") << st.message();
 }
 
-// Connects to 127.0.0.1:port from `from` (a loopback address) and leaves the connection idle
-// (blocking connect: one at a time, so the listener's small backlog never overflows).
-UniqueFd idle_connection(uint16_t port, in_addr_t from = INADDR_LOOPBACK) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(from);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
-  return fd;
+// An idle connection to 127.0.0.1:port from `from` (blocking connect: one at a time, so the
+// listener's small backlog never overflows).
+UniqueFd idle_connection(uint16_t port, const char* from = "127.0.0.1") {
+  return testnet::connect_loopback(port, from);
 }
 
 // Whether the listener closed `fd` (EOF) within `limit`.
@@ -223,7 +216,7 @@ TEST(MigrateTransportTls, AFloodFromOneAddressClosesOnlyItsOwnHalfOpenConnection
     o.psk = test_psk();
     (void)d.listener.accept(o, 30'000ms, cancel.get());
   });
-  constexpr in_addr_t kOtherHost = INADDR_LOOPBACK + 1;  // 127.0.0.2
+  constexpr const char* kOtherHost = "127.0.0.2";
   UniqueFd other = idle_connection(d.listener.port(), kOtherHost);
   ASSERT_TRUE(other.valid()) << std::strerror(errno);
   constexpr size_t kOver = 8;
