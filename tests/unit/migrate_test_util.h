@@ -22,6 +22,18 @@ inline Frame tagged_pages_frame(uint32_t tag_value, size_t bytes) {
   return f;
 }
 
+// Sends 1 MiB PAGES frames on stream 0 until sending fails (a peer that closed), at most 1000:
+// the last status, an error unless the peer took a whole GiB.
+template <class SessionT>
+Status send_until_refused(SessionT& s) {
+  Status sent;
+  for (uint32_t i = 0; sent && i < 1000; ++i) {
+    sent = s.send(kControlStream, tagged_pages_frame(i, 1 << 20));
+    if (sent) sent = s.flush();
+  }
+  return sent;
+}
+
 // A channel key for the tests (TLS is the default); another `fill` is another key.
 inline tls::Psk test_psk(uint8_t fill = 0x42) {
   std::array<uint8_t, keys::kKeyBytes> b;
