@@ -145,10 +145,11 @@ bool wait_all_sent_from(uint16_t port, std::chrono::milliseconds limit) {
 
 // A destination that gave up sent its ABORT and closed while our relay was still sending (the CI
 // run where a source stayed "in doubt" after a refused round): sending fails, and everything the
-// destination sent before it closed, the ABORT last, still reaches the lane. (The race itself —
-// the ABORT arriving between the relay's read and its failing write — fails this test in ~4 of 5
-// runs without the fix when the lane reads nothing and the bulk overruns the socketpair, but then
-// the destination's own unsent bytes die with the reset too; this test keeps what it can decide.)
+// destination sent before it closed, the ABORT last, still reaches the lane. This test does NOT
+// catch the race itself (it passes without the fix: the relay has read the ABORT before its write
+// fails); a variant with more bulk than the socketpair holds failed ~4 of 5 runs without the fix,
+// but also now and then with it (the destination's unsent bytes die with the reset). The race is
+// what MigrationOutOfOrder's round_repeated hits now and then.
 TEST(MigrateTransportTls, AnAbortSentBeforeThePeerClosedIsReadAfterTheRelaysWriteFailed) {
   auto d = listening(test_psk(), 5000ms);
   std::unique_ptr<Session> rx;
@@ -228,7 +229,6 @@ TEST(MigrateTransportTls, AFloodFromOneAddressClosesOnlyItsOwnHalfOpenConnection
   ASSERT_EQ(::write(cancel.get(), &one, sizeof one), 8);
   accepting.join();
 }
-
 
 TEST(MigrateTransportTls, ElevenHundredIdleConnectionsDoNotKeepARealSourceOut) {
   constexpr size_t kIdle = 1100;
