@@ -21,6 +21,7 @@
 #include "common/net.h"
 #include "common/units.h"
 #include "migrate/migration.h"
+#include "vmm/devices/net_spec.h"
 #include "vmm/api.h"
 #include "vmm/control.h"
 #include "vmm/events.h"
@@ -353,11 +354,19 @@ Command add_run_command(CLI::App& app) {
                        "--incoming: the source's")
           ->capture_default_str();
   run_app->add_option("--disk", o->vm.disks, "Raw disk image for a virtio-blk device (repeatable)");
+  run_app
+      ->add_option("--net", o->vm.nets,
+                   "virtio-net on a tap: tap=NAME[,mac=MAC][,queues=1] (repeatable); a tap that does not exist is "
+                   "created and brought up; without mac= a random local one (a migration keeps the guest's)")
+      ->check([](const std::string& v) {
+        auto spec = parse_nic_spec(v);
+        return spec ? std::string() : spec.message();
+      });
   run_app->add_option("--console", o->vm.console_path, "Write the serial console to FILE, not stdout");
   run_app->add_option("--api", o->api, "Serve the JSON-lines control socket at PATH");
   run_app->add_option("--incoming", o->incoming,
                       "Wait on HOST:PORT for a VM migrating here: memory, vCPUs and CPU model come from the "
-                      "source (given, they must match); give one --disk for each of the source's");
+                      "source (given, they must match); give one --disk and --net for each of the source's, in its order");
   run_app->add_option("--tls-psk", o->tls_psk,
                       "With --incoming: key file (64 hex digits, mode 0600) the source holds too: the streams run "
                       "TLS 1.3 with a key derived from it (default: $MINIHV_TLS_PSK)");

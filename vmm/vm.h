@@ -29,6 +29,7 @@
 #include "vmm/devices/power.h"
 #include "vmm/devices/uart.h"
 #include "vmm/devices/virtio_blk.h"
+#include "vmm/devices/virtio_net.h"
 #include "vmm/devices/virtio_mmio.h"
 #include "vmm/irq_kvm.h"
 #include "vmm/dirty_log.h"
@@ -49,6 +50,7 @@ struct VmConfig {
   uint64_t mem_bytes = 512ull << 20;
   unsigned cpus = 1;
   std::vector<std::string> disks;   // raw image files or VOLUME:DISK, one virtio-blk each
+  std::vector<std::string> nets;    // tap=NAME[,mac=MAC][,queues=N], one virtio-net each
   std::string console_path;         // empty: stdout
   bool hugetlb = false;
   // cpuid/: host, compat, x86-64-v1..v4, or a profile .json ("" for an incoming VM: the source's)
@@ -163,6 +165,11 @@ private:
   void throttle_loop();
   void stop_throttle();
   Status create_virtio_devices();
+  Result<std::unique_ptr<VirtioNet>> create_nic(const std::string& text);
+  // Puts `device` behind the next virtio-mmio window with its IRQ and queue-notify ioeventfds.
+  Status add_virtio_device(std::unique_ptr<VirtioDevice> device, const std::string& what);
+  // After an incoming VM resumed: every NIC tells the network the guest is here now.
+  void announce_nics();
   Result<BlockBackend> open_volume_disk(const blockdev::VolumeDiskSpec& spec);
   void stop_virtio_devices();
   std::vector<boot::VirtioMmioWindow> virtio_windows() const;
@@ -180,6 +187,7 @@ private:
   std::unique_ptr<I8042> i8042_;
   std::vector<std::unique_ptr<VirtioMmio>> virtio_;  // window i = layout::kVirtioMmioBase + i * size
   std::vector<VirtioBlk*> blks_;                      // owned by their transports in virtio_
+  std::vector<VirtioNet*> nics_;                      // likewise, after the disks
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::optional<cpuid::GuestCpuid> cpuid_;         // set by create_vcpus()
   std::optional<cpuid::Profile> cpuid_applied_;  // vCPU 0's table read back with KVM_GET_CPUID2

@@ -66,40 +66,65 @@ Result<BlockBackend> Vm::open_volume_disk(const blockdev::VolumeDiskSpec& spec) 
   return backend;
 }
 
+Result<std::unique_ptr<VirtioNet>> Vm::create_nic(const std::string& text) {
+  auto spec = parse_nic_spec(text);
+  if (!spec) return spec.status();
+  auto tap = Tap::open(spec->tap);
+  if (!tap) return tap.status();
+  const bool fixed = spec->mac.has_value();
+  return VirtioNet::create(std::move(tap).value(), fixed ? *spec->mac : random_mac(), fixed);
+}
+
 Status Vm::create_virtio_devices() {
-  if (config_.disks.size() > layout::kVirtioMaxDevices)
-    return Status::invalid("at most " + std::to_string(layout::kVirtioMaxDevices) + " disks");
-  for (size_t i = 0; i < config_.disks.size(); ++i) {
-    const std::string& path = config_.disks[i];
+  if (config_.disks.size() + config_.nets.size() > layout::kVirtioMaxDevices)
+    return Status::invalid("at most " + std::to_string(layout::kVirtioMaxDevices) + " disks and NICs together");
+  for (const std::string& path : config_.disks) {
     const auto spec = blockdev::parse_volume_disk(path);
     auto backend = spec ? open_volume_disk(*spec) : BlockBackend::open_file(path, {});
     if (!backend) return Status::invalid("--disk " + path + ": " + backend.message());
     auto blk = VirtioBlk::create(std::move(backend).value());
     if (!blk) return blk.status().context("--disk " + path);
     VirtioBlk* disk = blk->get();
-    const unsigned gsi = layout::kVirtioIrqBase + static_cast<unsigned>(i);
-    auto irq = KvmIrqLine::create(vm_fd_.get(), gsi);
-    if (!irq) return irq.status();
-    auto dev = VirtioMmio::create(*mem_, **irq, std::move(blk).value());
-    if (!dev) return dev.status().context("--disk " + path);
-    const uint64_t base = layout::kVirtioMmioBase + i * layout::kVirtioMmioSize;
-    if (!mmio_.add(base, layout::kVirtioMmioSize, dev->get()))
-      return Status::error("virtio-mmio window overlaps another device");
-    for (unsigned q = 0; q < (*dev)->num_queues(); ++q) {
-      kvm_ioeventfd ev{};
-      ev.addr = base + VirtioMmio::kNotifyOffset;
-      ev.len = VirtioMmio::kNotifyLen;
-      ev.fd = (*dev)->notify_eventfd(q);
-      ev.datamatch = q;
-      ev.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;
-      int rc = kvm_ioctl(vm_fd_.get(), KVM_IOEVENTFD, &ev);
-      if (rc < 0) return kvm_error("KVM_IOEVENTFD", rc);
-    }
-    irqs_.push_back(std::move(irq).value());
-    virtio_.push_back(std::move(dev).value());
+    MINIHV_TRY(add_virtio_device(std::move(blk).value(), "--disk " + path));
     blks_.push_back(disk);
   }
+  for (const std::string& text : config_.nets) {
+    auto nic = create_nic(text);
+    if (!nic) return nic.status().context("--net " + text);
+    VirtioNet* net = nic->get();
+    MINIHV_TRY(add_virtio_device(std::move(nic).value(), "--net " + text));
+    nics_.push_back(net);
+  }
   return Status::ok();
+}
+
+Status Vm::add_virtio_device(std::unique_ptr<VirtioDevice> device, const std::string& what) {
+  const size_t i = virtio_.size();
+  const unsigned gsi = layout::kVirtioIrqBase + static_cast<unsigned>(i);
+  auto irq = KvmIrqLine::create(vm_fd_.get(), gsi);
+  if (!irq) return irq.status();
+  auto dev = VirtioMmio::create(*mem_, **irq, std::move(device));
+  if (!dev) return dev.status().context(what);
+  const uint64_t base = layout::kVirtioMmioBase + i * layout::kVirtioMmioSize;
+  if (!mmio_.add(base, layout::kVirtioMmioSize, dev->get()))
+    return Status::error("virtio-mmio window overlaps another device");
+  for (unsigned q = 0; q < (*dev)->num_queues(); ++q) {
+    kvm_ioeventfd ev{};
+    ev.addr = base + VirtioMmio::kNotifyOffset;
+    ev.len = VirtioMmio::kNotifyLen;
+    ev.fd = (*dev)->notify_eventfd(q);
+    ev.datamatch = q;
+    ev.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;
+    int rc = kvm_ioctl(vm_fd_.get(), KVM_IOEVENTFD, &ev);
+    if (rc < 0) return kvm_error("KVM_IOEVENTFD", rc);
+  }
+  irqs_.push_back(std::move(irq).value());
+  virtio_.push_back(std::move(dev).value());
+  return Status::ok();
+}
+
+void Vm::announce_nics() {
+  for (VirtioNet* n : nics_) n->announce();
 }
 
 std::vector<boot::VirtioMmioWindow> Vm::virtio_windows() const {
@@ -125,8 +150,9 @@ Status Vm::acquire_disk_leases(std::chrono::milliseconds timeout) {
 
 void Vm::stop_virtio_devices() {
   // Resetting a transport stops its device's I/O thread; in-flight requests complete first.
-  virtio_.clear();
   blks_.clear();
+  nics_.clear();
+  virtio_.clear();
   volume_disks_.clear();  // releases the disks' leases: nothing of ours is in flight any more
 }
 
@@ -144,9 +170,25 @@ nlohmann::json Vm::stats() const {
                      {"bytes_written", s.write_bytes},
                      {"errors", s.errors}});
   }
+  nlohmann::json nics = nlohmann::json::array();
+  for (VirtioNet* n : nics_) {
+    const auto s = n->stats();
+    nics.push_back({{"tap", n->tap_name()},
+                    {"mac", format_mac(n->mac())},
+                    {"link_up", s.link_up},
+                    {"rx_frames", s.rx_frames},
+                    {"rx_bytes", s.rx_bytes},
+                    {"tx_frames", s.tx_frames},
+                    {"tx_bytes", s.tx_bytes},
+                    {"rx_dropped", s.rx_dropped},
+                    {"tx_dropped", s.tx_dropped},
+                    {"errors", s.errors},
+                    {"announcements", s.announcements}});
+  }
   auto [rss, guest_rss] = resident_kib(*mem_);
   return {{"vcpus", vcpus},
           {"disks", disks},
+          {"nics", nics},
           {"console_tx_bytes", uart_->tx_bytes()},
           {"rss_bytes", rss << 10},
           {"guest_rss_bytes", guest_rss << 10},

@@ -118,7 +118,7 @@ Status Vm::restore_machine(const MachineState& m) {
                          std::to_string(vcpus_.size()) + ": start the destination with the same --cpus");
   if (m.devices.virtio.size() != virtio_.size())
     return Status::error("the saved VM has " + std::to_string(m.devices.virtio.size()) + " virtio devices, this one " +
-                         std::to_string(virtio_.size()) + ": give the destination the same disks");
+                         std::to_string(virtio_.size()) + ": give the destination the same disks and NICs");
   auto caps = VcpuStateCaps::probe(kvm_, vm_fd_.get());
   if (!caps) return caps.status();
   restore_notes_.clear();

@@ -1,7 +1,7 @@
 // vmm/devices/virtio_spec.h — the numbers of the VIRTIO 1.2 specification that minihv uses.
 //
 // Owns: feature bits, device status bits, split-ring layout and flags, virtio-mmio register offsets,
-// virtio-blk request types and status codes. Every other virtio file names these, never a literal.
+// virtio-blk request types and status codes, virtio-net's header, config and control commands. Every other virtio file names these, never a literal.
 #pragma once
 
 #include <cstdint>
@@ -107,5 +107,51 @@ constexpr uint32_t kCfgSegMax = 12;    // u32
 constexpr uint32_t kCfgBlkSize = 20;   // u32
 constexpr uint32_t kCfgSize = 24;      // we expose up to blk_size; the rest reads as zero
 }  // namespace blk
+
+// --- virtio-net (5.1) ---
+namespace net {
+constexpr uint32_t kDeviceId = 1;
+constexpr uint64_t kFCsum = feature(0);          // device takes partial checksums (guest -> tap)
+constexpr uint64_t kFGuestCsum = feature(1);     // driver takes partial checksums (tap -> guest)
+constexpr uint64_t kFMac = feature(5);
+constexpr uint64_t kFGuestTso4 = feature(7);
+constexpr uint64_t kFGuestTso6 = feature(8);
+constexpr uint64_t kFGuestEcn = feature(9);
+constexpr uint64_t kFHostTso4 = feature(11);
+constexpr uint64_t kFHostTso6 = feature(12);
+constexpr uint64_t kFHostEcn = feature(13);
+constexpr uint64_t kFMrgRxbuf = feature(15);
+constexpr uint64_t kFStatus = feature(16);
+constexpr uint64_t kFCtrlVq = feature(17);
+constexpr uint64_t kFGuestAnnounce = feature(21);
+
+// struct virtio_net_hdr_v1: flags u8, gso_type u8, hdr_len u16, gso_size u16, csum_start u16,
+// csum_offset u16, num_buffers u16. With VERSION_1 every frame carries all 12 bytes.
+constexpr uint32_t kHdrSize = 12;
+constexpr uint32_t kHdrFlags = 0;
+constexpr uint32_t kHdrGsoType = 1;
+constexpr uint32_t kHdrNumBuffers = 10;
+constexpr uint8_t kHdrFNeedsCsum = 1;
+constexpr uint8_t kGsoNone = 0;
+
+// Config space (struct virtio_net_config): mac[6], status u16, max_virtqueue_pairs u16.
+constexpr uint32_t kCfgMac = 0;
+constexpr uint32_t kCfgStatus = 6;
+constexpr uint32_t kCfgMaxPairs = 8;
+constexpr uint32_t kCfgSize = 10;
+constexpr uint16_t kSLinkUp = 1;
+constexpr uint16_t kSAnnounce = 2;
+
+// Queues of a single-pair device with a control queue.
+constexpr unsigned kRxQueue = 0;
+constexpr unsigned kTxQueue = 1;
+constexpr unsigned kCtrlQueue = 2;
+
+// Control queue (5.1.6.5): class u8, command u8, data..., then one writable ack byte.
+constexpr uint8_t kCtrlClassAnnounce = 3;
+constexpr uint8_t kCtrlAnnounceAck = 0;
+constexpr uint8_t kCtrlOk = 0;
+constexpr uint8_t kCtrlErr = 1;
+}  // namespace net
 
 }  // namespace minihv::virtio

@@ -216,16 +216,25 @@ QueueError Virtqueue::walk_indirect(uint64_t table_gpa, uint32_t table_len,
 }
 
 void Virtqueue::add_used(uint16_t head, uint32_t len) {
-  if (!active()) return;
-  const uint16_t slot = st_.used_idx & (st_.size - 1);
-  uint8_t* elem = used_ + kRingHeaderSize + uint64_t{kUsedElemSize} * slot;
-  store32(elem, head);
-  store32(elem + 4, len);
-  ++st_.used_idx;
-  store16(used_ + 2, st_.used_idx);  // release: the element is visible before the new idx
-  mem_->mark_dirty(st_.device_gpa + (elem - used_), kUsedElemSize);
+  const UsedElem e{head, len};
+  add_used(std::span<const UsedElem>(&e, 1));
+}
+
+void Virtqueue::add_used(std::span<const UsedElem> elems) {
+  if (!active() || elems.empty()) return;
+  for (const UsedElem& e : elems) {
+    const uint16_t slot = st_.used_idx & (st_.size - 1);
+    uint8_t* elem = used_ + kRingHeaderSize + uint64_t{kUsedElemSize} * slot;
+    store32(elem, e.head);
+    store32(elem + 4, e.len);
+    mem_->mark_dirty(st_.device_gpa + (elem - used_), kUsedElemSize);
+    ++st_.used_idx;
+  }
+  store16(used_ + 2, st_.used_idx);  // release: the elements are visible before the new idx
   mem_->mark_dirty(st_.device_gpa + 2, 2);
 }
+
+void Virtqueue::rewind(uint16_t n) { st_.last_avail_idx = static_cast<uint16_t>(st_.last_avail_idx - n); }
 
 bool Virtqueue::should_notify() {
   if (!active()) return false;

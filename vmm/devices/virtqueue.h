@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/status.h"
@@ -44,6 +45,12 @@ struct VirtqBuffer {
   uint32_t len = 0;
   bool writable = false;
   uint8_t* host = nullptr;
+};
+
+// One entry of the used ring: a chain's head and how many bytes the device wrote into it.
+struct UsedElem {
+  uint16_t head = 0;
+  uint32_t len = 0;
 };
 
 struct DescriptorChain {
@@ -100,6 +107,12 @@ public:
   QueueError broken_reason() const { return broken_; }
   // Puts `head` back with `len` bytes written by the device; marks the used ring dirty.
   void add_used(uint16_t head, uint32_t len);
+  // Puts several chains back with one index update, so the driver sees all of them or none (the
+  // buffers of one merged RX frame).
+  void add_used(std::span<const UsedElem> elems);
+  // Takes back the last `n` chains popped and not yet used, as if they had never been popped (a
+  // device that found too little room for a frame). n must not exceed what was popped.
+  void rewind(uint16_t n);
   // True when the driver wants an interrupt for what was added since the last call.
   bool should_notify();
   // Requests not yet popped (avail idx - last_avail_idx); 0 for an inactive queue.

@@ -1,0 +1,98 @@
+// vmm/devices/virtio_net.h — virtio-net (VIRTIO 1.2 §5.1) on a tap, one queue pair and a control
+// queue.
+//
+// Owns: the device's identity, features (mergeable RX buffers, checksum/TSO offloads where the tap
+// takes them, MAC, link status, GUEST_ANNOUNCE), its config space, its I/O worker (one thread per
+// activation, virtio_net_worker.h), quiesce/resume, the saved state (MAC and status) and the
+// self-announce after a migration: RARP rounds on the tap and VIRTIO_NET_S_ANNOUNCE for a driver
+// that negotiated it.
+// Must not know: the transport registers, KVM, migration (the VM calls announce()).
+//
+// Threads: the transport calls the VirtioDevice methods (vCPU threads, serialised); the VM thread
+// calls quiesce/resume/announce/stats; the worker and the announcer thread report through
+// atomics and the transport's lock-free signals.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "common/status.h"
+#include "vmm/devices/net_spec.h"
+#include "vmm/devices/tap.h"
+#include "vmm/devices/virtio_device.h"
+#include "vmm/devices/virtio_net_worker.h"
+
+namespace minihv {
+
+class VirtioNet final : public VirtioDevice {
+public:
+  static constexpr uint16_t kQueueSize = 256;
+
+  // `mac_fixed`: the MAC was given (--net mac=); a restore then refuses a different saved MAC. A
+  // NIC with a generated MAC takes the saved one (the guest keeps its address across a move).
+  static Result<std::unique_ptr<VirtioNet>> create(Tap tap, MacAddress mac, bool mac_fixed);
+  ~VirtioNet() override;
+
+  // --- VirtioDevice ---
+  uint32_t device_id() const override;
+  uint64_t features() const override;
+  unsigned num_queues() const override { return 3; }
+  uint16_t queue_max_size() const override { return kQueueSize; }
+  void read_config(uint64_t offset, uint8_t* data, uint32_t len) const override;
+  void write_config(uint64_t offset, const uint8_t* data, uint32_t len) override;
+  Status activate(const VirtioActivation& act) override;
+  void reset() override;
+  // Stops moving frames either way (the source of a migration sends nothing of the guest's after
+  // its pause) until resume(); stays quiesced across reset/activate.
+  Status quiesce() override;
+  void resume() override;
+  std::vector<uint8_t> save_state() const override;
+  Status restore_state(std::span<const uint8_t> blob) override;
+
+  // Tells the network that the guest is here now (after a migration's resume): RARP rounds from
+  // the guest's MAC on the tap (QEMU's schedule, net_announce.h), and VIRTIO_NET_S_ANNOUNCE with a
+  // configuration interrupt for a driver that negotiated GUEST_ANNOUNCE. Returns at once.
+  void announce();
+
+  struct Stats {
+    uint64_t rx_frames = 0, rx_bytes = 0, tx_frames = 0, tx_bytes = 0;
+    uint64_t rx_dropped = 0, tx_dropped = 0, errors = 0, announcements = 0;
+    bool link_up = false;
+  };
+  Stats stats() const;
+  const std::string& tap_name() const { return tap_.name(); }
+  MacAddress mac() const;
+
+private:
+  VirtioNet(Tap tap, MacAddress mac, bool mac_fixed);
+  uint16_t config_status() const;
+  void tap_gone(const std::string& why);
+  void run_announcer(std::stop_token stop);
+
+  Tap tap_;
+  const bool mac_fixed_;
+  NetStats stats_;
+  std::atomic<uint64_t> announcements_{0};
+  std::atomic<bool> link_up_{true};
+  std::atomic<bool> announce_pending_{false};  // VIRTIO_NET_S_ANNOUNCE, until the driver's ACK
+  // Of the current activation (0 / nullptr when not activated); read by the worker and announcer.
+  std::atomic<uint64_t> features_{0};
+  std::atomic<VirtioSignals*> signals_{nullptr};
+
+  mutable std::mutex mu_;  // everything below (vCPU thread via the transport, VM thread)
+  MacAddress mac_;
+  bool quiesced_ = false;
+  std::unique_ptr<NetWorker> worker_;
+
+  // The announcer: one round now, the rest on QEMU's schedule; a new announce() starts over.
+  std::mutex announce_mu_;
+  std::condition_variable_any announce_cv_;
+  unsigned announce_round_ = 0;    // the next round to send
+  bool announce_started_ = false;  // announce() asked for a new series
+  std::jthread announcer_;  // declared last: stops first
+};
+
+}  // namespace minihv

@@ -1,0 +1,383 @@
+#include "vmm/devices/virtio_net_worker.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "vmm/devices/virtio_spec.h"
+
+namespace minihv {
+
+using namespace virtio;
+using namespace virtio::net;
+
+namespace {
+
+// Errors after which a tap fd is useless: the interface was deleted (the fd is detached).
+bool tap_is_gone(int err) { return err == EBADFD || err == ENODEV || err == ENXIO; }
+
+// Copies `src` into the writable buffers of `chain` from its start; marks what it wrote dirty.
+uint32_t copy_to_chain(GuestMemory& mem, const DescriptorChain& chain, const uint8_t* src, uint32_t len) {
+  uint32_t done = 0;
+  for (const VirtqBuffer& b : chain.buffers) {
+    if (!b.writable || done == len) continue;
+    const uint32_t n = std::min(b.len, len - done);
+    std::memcpy(b.host, src + done, n);
+    mem.mark_dirty(b.gpa, n);
+    done += n;
+  }
+  return done;
+}
+
+// Copies the first `len` readable bytes of `chain` into `dst`; returns how many there were.
+uint32_t copy_from_chain(const DescriptorChain& chain, uint8_t* dst, uint32_t len) {
+  uint32_t done = 0;
+  for (const VirtqBuffer& b : chain.buffers) {
+    if (b.writable || done == len) continue;
+    const uint32_t n = std::min(b.len, len - done);
+    std::memcpy(dst + done, b.host, n);
+    done += n;
+  }
+  return done;
+}
+
+uint8_t* first_writable_byte(const DescriptorChain& chain) {
+  for (const VirtqBuffer& b : chain.buffers)
+    if (b.writable && b.len > 0) return b.host;
+  return nullptr;
+}
+
+void drain_eventfd(int fd) {
+  uint64_t v;
+  while (::read(fd, &v, sizeof v) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<NetWorker>> NetWorker::start(NetWorkerContext ctx, bool paused) {
+  const auto& act = ctx.act;
+  if (act.queues.size() < 2 || !act.queues[kRxQueue].active() || !act.queues[kTxQueue].active() ||
+      act.notify_fds.size() < act.queues.size())
+    return Status::error("virtio-net: receive and transmit queues not set up by the driver");
+  std::unique_ptr<NetWorker> w(new NetWorker(std::move(ctx), paused));
+  w->ctl_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!w->ctl_fd_.valid()) return Status::from_errno("virtio-net: control eventfd");
+  w->thread_ = std::jthread([p = w.get()](std::stop_token st) { p->run(std::move(st)); });
+  return w;
+}
+
+NetWorker::NetWorker(NetWorkerContext ctx, bool paused)
+    : ctx_(std::move(ctx)), mrg_rxbuf_(ctx_.act.features & kFMrgRxbuf), paused_(paused),
+      frame_(kHdrSize + kMaxFrame) {
+  // A control queue the driver did not set up is not ours to poll.
+  if (ctx_.act.queues.size() > kCtrlQueue && !ctx_.act.queues[kCtrlQueue].active())
+    ctx_.act.queues = ctx_.act.queues.first(kCtrlQueue);
+}
+
+NetWorker::~NetWorker() {
+  if (!thread_.joinable()) return;
+  thread_.request_stop();
+  const uint64_t one = 1;
+  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one)
+    LOG_ERROR("virtio-net: cannot wake the I/O thread to stop it");
+  thread_.join();
+}
+
+void NetWorker::pause() {
+  std::unique_lock lock(mu_);
+  paused_ = true;
+  const uint64_t seq = ++req_seq_;
+  const uint64_t one = 1;
+  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one) return;
+  cv_.wait(lock, [&] { return ack_seq_ >= seq; });
+}
+
+void NetWorker::unpause() {
+  std::lock_guard lock(mu_);
+  paused_ = false;
+  ++req_seq_;
+  const uint64_t one = 1;
+  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one)
+    LOG_ERROR("virtio-net: cannot wake the I/O thread to resume it");
+}
+
+void NetWorker::apply_control(const std::stop_token& stop) {
+  std::lock_guard lock(mu_);
+  stopping_ = stop.stop_requested();
+  running_ = !paused_ && !stopping_ && !broken_;
+  // Nothing is in flight between passes: what we saw is acknowledged once this pass ends.
+  pending_ack_ = req_seq_;
+}
+
+void NetWorker::ack_control() {
+  if (pending_ack_ == ack_seq_) return;
+  std::lock_guard lock(mu_);
+  ack_seq_ = pending_ack_;
+  cv_.notify_all();
+}
+
+void NetWorker::run(std::stop_token stop) {
+  apply_control(stop);
+  for (;;) {
+    if (running_) {
+      process_ctrl();
+      process_tx();
+      process_rx();
+    }
+    notify_driver();
+    ack_control();
+    if (stopping_) return;
+    wait_for_work(stop);
+  }
+}
+
+void NetWorker::wait_for_work(const std::stop_token& stop) {
+  pollfd fds[5];
+  nfds_t n = 0;
+  fds[n++] = {ctl_fd_.get(), POLLIN, 0};
+  const size_t queues = ctx_.act.queues.size();
+  for (size_t q = 0; q < queues; ++q) fds[n++] = {ctx_.act.notify_fds[q], POLLIN, 0};
+  const bool want_tap = running_ && tap_ok_ && !rx_waiting_;
+  if (want_tap) fds[n++] = {ctx_.tap_fd, POLLIN, 0};
+  const int timeout = running_ && more_tx_ ? 0 : -1;
+  if (::poll(fds, n, timeout) < 0) return;  // EINTR: the next pass looks again
+  for (size_t q = 0; q < queues; ++q)
+    if (fds[1 + q].revents & POLLIN) {
+      drain_eventfd(ctx_.act.notify_fds[q]);
+      if (q == kRxQueue) rx_waiting_ = false;
+    }
+  if (fds[0].revents & POLLIN) {
+    drain_eventfd(ctl_fd_.get());
+    apply_control(stop);
+  }
+}
+
+void NetWorker::notify_driver() {
+  bool notify = false;
+  for (size_t q = 0; q < ctx_.act.queues.size(); ++q)
+    if (used_added_[q]) {
+      used_added_[q] = false;
+      if (ctx_.act.queues[q].should_notify()) notify = true;
+    }
+  if (notify) ctx_.act.signals->signal_used();
+}
+
+void NetWorker::queue_broken(unsigned q) {
+  LOG_WARN("virtio-net: queue %u: %s; device needs reset", q,
+           queue_error_name(ctx_.act.queues[q].broken_reason()));
+  ++ctx_.stats->errors;
+  broken_ = true;
+  running_ = false;
+  ctx_.act.signals->set_needs_reset();
+}
+
+void NetWorker::bad_chain(unsigned q) {
+  ++ctx_.stats->errors;
+  if (!warned_) {
+    warned_ = true;  // a hostile guest must not be able to flood the log
+    LOG_WARN("virtio-net: queue %u: bad descriptor chain: %s", q, queue_error_name(chain_.error));
+  }
+  ctx_.act.queues[q].add_used(chain_.head, 0);
+  used_added_[q] = true;
+}
+
+bool NetWorker::pop(unsigned q, DescriptorChain& out) {
+  for (;;) {
+    switch (ctx_.act.queues[q].pop(out)) {
+      case Virtqueue::Pop::kEmpty: return false;
+      case Virtqueue::Pop::kChain: return true;
+      case Virtqueue::Pop::kBadChain:
+        if (&out != &chain_) chain_ = out;
+        bad_chain(q);
+        continue;
+      case Virtqueue::Pop::kBroken: queue_broken(q); return false;
+    }
+  }
+}
+
+void NetWorker::tap_failed(const char* op, int err) {
+  if (!tap_is_gone(err)) {
+    if (!warned_tap_) LOG_WARN("virtio-net: tap %s: %s; frame dropped", op, std::strerror(err));
+    warned_tap_ = true;
+    return;
+  }
+  if (!tap_ok_) return;
+  tap_ok_ = false;
+  const std::string why = std::string("tap ") + op + ": " + std::strerror(err);
+  LOG_ERROR("virtio-net: %s: the tap is gone; the guest's link is down and its frames are dropped", why.c_str());
+  if (ctx_.on_tap_gone) ctx_.on_tap_gone(why);
+}
+
+// ---- guest -> tap ----
+
+void NetWorker::process_tx() {
+  more_tx_ = false;
+  for (unsigned i = 0; i < kBatch && running_; ++i) {
+    if (!pop(kTxQueue, chain_)) return;
+    send_chain();
+    ctx_.act.queues[kTxQueue].add_used(chain_.head, 0);
+    used_added_[kTxQueue] = true;
+  }
+  more_tx_ = running_;
+}
+
+void NetWorker::send_chain() {
+  const uint64_t bytes = chain_.readable_bytes();
+  if (bytes < kHdrSize || bytes > kHdrSize + kMaxFrame) {
+    ++ctx_.stats->tx_dropped;
+    ++ctx_.stats->errors;
+    return;
+  }
+  uint8_t hdr[kHdrSize];
+  copy_from_chain(chain_, hdr, kHdrSize);
+  const uint64_t f = ctx_.act.features;
+  if (!(f & kFCsum)) hdr[kHdrFlags] = 0;  // offloads the driver did not negotiate are not its to ask
+  if (hdr[kHdrGsoType] != kGsoNone && !(f & (kFHostTso4 | kFHostTso6))) {
+    ++ctx_.stats->tx_dropped;
+    ++ctx_.stats->errors;
+    return;
+  }
+  hdr[kHdrNumBuffers] = hdr[kHdrNumBuffers + 1] = 0;
+  iov_.clear();
+  iov_.push_back({hdr, kHdrSize});
+  uint32_t skip = kHdrSize;
+  for (const VirtqBuffer& b : chain_.buffers) {
+    if (b.writable) continue;
+    const uint32_t s = std::min(skip, b.len);
+    skip -= s;
+    if (b.len > s) iov_.push_back({b.host + s, b.len - s});
+  }
+  if (!tap_ok_) {
+    ++ctx_.stats->tx_dropped;
+    return;
+  }
+  ssize_t n;
+  do n = ::writev(ctx_.tap_fd, iov_.data(), static_cast<int>(iov_.size()));
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    ++ctx_.stats->tx_dropped;
+    return tap_failed("write", errno);
+  }
+  ++ctx_.stats->tx_frames;
+  ctx_.stats->tx_bytes += bytes - kHdrSize;
+}
+
+// ---- tap -> guest ----
+
+void NetWorker::process_rx() {
+  for (unsigned i = 0; i < kBatch && running_; ++i) {
+    if (frame_len_ == 0 && !read_frame()) return;
+    if (deliver_frame() == Delivery::kNoBuffers) {
+      rx_waiting_ = true;  // the driver's next kick (new buffers) clears it
+      return;
+    }
+    frame_len_ = 0;
+  }
+}
+
+bool NetWorker::read_frame() {
+  while (tap_ok_) {
+    const ssize_t n = ::read(ctx_.tap_fd, frame_.data(), frame_.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) tap_failed("read", errno);
+      return false;
+    }
+    if (n < static_cast<ssize_t>(kHdrSize)) {  // not a frame: the tap's header alone is 12 bytes
+      ++ctx_.stats->rx_dropped;
+      continue;
+    }
+    frame_len_ = static_cast<uint32_t>(n);
+    return true;
+  }
+  return false;
+}
+
+NetWorker::Delivery NetWorker::deliver_frame() {
+  if (mrg_rxbuf_) return deliver_merged();
+  Virtqueue& q = ctx_.act.queues[kRxQueue];
+  if (!pop(kRxQueue, chain_)) return Delivery::kNoBuffers;
+  if (chain_.writable_bytes() < frame_len_) {
+    q.rewind(1);  // keep the buffer for a frame that fits; this one cannot be delivered
+    ++ctx_.stats->rx_dropped;
+    return Delivery::kDropped;
+  }
+  frame_[kHdrNumBuffers] = 1;
+  frame_[kHdrNumBuffers + 1] = 0;
+  copy_to_chain(*ctx_.act.mem, chain_, frame_.data(), frame_len_);
+  q.add_used(chain_.head, frame_len_);
+  used_added_[kRxQueue] = true;
+  count_rx();
+  return Delivery::kDone;
+}
+
+NetWorker::Delivery NetWorker::deliver_merged() {
+  Virtqueue& q = ctx_.act.queues[kRxQueue];
+  held_.clear();
+  uint64_t room = 0;
+  while (room < frame_len_) {
+    if (held_.size() == q.size()) {  // the whole ring cannot hold it: tiny buffers, drop the frame
+      q.rewind(static_cast<uint16_t>(held_.size()));
+      ++ctx_.stats->rx_dropped;
+      return Delivery::kDropped;
+    }
+    held_.emplace_back();
+    if (!pop(kRxQueue, held_.back())) {
+      q.rewind(static_cast<uint16_t>(held_.size() - 1));
+      return Delivery::kNoBuffers;
+    }
+    room += held_.back().writable_bytes();
+  }
+  frame_[kHdrNumBuffers] = static_cast<uint8_t>(held_.size());
+  frame_[kHdrNumBuffers + 1] = static_cast<uint8_t>(held_.size() >> 8);
+  used_.clear();
+  uint32_t done = 0;
+  for (const DescriptorChain& c : held_) {
+    const uint32_t n = copy_to_chain(*ctx_.act.mem, c, frame_.data() + done, frame_len_ - done);
+    used_.push_back({c.head, n});
+    done += n;
+  }
+  q.add_used(used_);
+  used_added_[kRxQueue] = true;
+  count_rx();
+  return Delivery::kDone;
+}
+
+void NetWorker::count_rx() {
+  ++ctx_.stats->rx_frames;
+  ctx_.stats->rx_bytes += frame_len_ - kHdrSize;
+}
+
+// ---- control queue ----
+
+void NetWorker::process_ctrl() {
+  if (!has_ctrl()) return;
+  for (unsigned i = 0; i < kBatch && running_; ++i) {
+    if (!pop(kCtrlQueue, chain_)) return;
+    uint8_t cmd[2] = {};
+    uint8_t* ack = first_writable_byte(chain_);
+    uint32_t used = 0;
+    if (copy_from_chain(chain_, cmd, sizeof cmd) == sizeof cmd && ack) {
+      const bool announce_ack = cmd[0] == kCtrlClassAnnounce && cmd[1] == kCtrlAnnounceAck &&
+                                (ctx_.act.features & kFGuestAnnounce);
+      if (announce_ack && ctx_.on_announce_ack) ctx_.on_announce_ack();
+      *ack = announce_ack ? kCtrlOk : kCtrlErr;
+      used = 1;
+      for (const VirtqBuffer& b : chain_.buffers)
+        if (b.host == ack) ctx_.act.mem->mark_dirty(b.gpa, 1);
+    } else {
+      ++ctx_.stats->errors;
+    }
+    ctx_.act.queues[kCtrlQueue].add_used(chain_.head, used);
+    used_added_[kCtrlQueue] = true;
+  }
+}
+
+}  // namespace minihv

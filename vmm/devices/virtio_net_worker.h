@@ -1,0 +1,113 @@
+// vmm/devices/virtio_net_worker.h — the I/O thread of one activated virtio-net device.
+//
+// Owns: one thread for the life of an activation (DRIVER_OK until reset). It polls the tap, the
+// three queues' notify eventfds and a control eventfd; moves frames tap -> RX queue (through one
+// frame buffer, spread over several buffers when MRG_RXBUF is negotiated) and TX queue -> tap
+// (writev straight from guest memory behind a header we checked), answers the control queue, and
+// raises the interrupt. While paused it touches neither the queues nor the tap.
+// Must not know: the transport's registers, migration, KVM.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/status.h"
+#include "vmm/devices/virtio_device.h"
+
+namespace minihv {
+
+// Counters for the VM's `stats` command; shared by the device and its workers.
+struct NetStats {
+  std::atomic<uint64_t> rx_frames{0}, rx_bytes{0}, tx_frames{0}, tx_bytes{0};
+  std::atomic<uint64_t> rx_dropped{0};  // frames from the tap the guest had no room for
+  std::atomic<uint64_t> tx_dropped{0};  // frames of the guest the tap refused (or no tap)
+  std::atomic<uint64_t> errors{0};      // broken chains and malformed requests of the driver
+};
+
+// What the worker needs of its device, set once at start.
+struct NetWorkerContext {
+  VirtioActivation act;
+  int tap_fd = -1;
+  NetStats* stats = nullptr;
+  // Control-queue ANNOUNCE_ACK from the driver (clears VIRTIO_NET_S_ANNOUNCE).
+  std::function<void()> on_announce_ack;
+  // The tap failed for good (deleted under us): the device reports link down once.
+  std::function<void(const std::string& why)> on_tap_gone;
+};
+
+class NetWorker {
+public:
+  static constexpr uint32_t kMaxFrame = 65536 + 14 + 4;  // a TSO frame with Ethernet and VLAN header
+  static constexpr unsigned kBatch = 64;  // frames per direction per pass, so neither starves
+
+  static Result<std::unique_ptr<NetWorker>> start(NetWorkerContext ctx, bool paused);
+  ~NetWorker();  // stops and joins the thread
+  NetWorker(const NetWorker&) = delete;
+  NetWorker& operator=(const NetWorker&) = delete;
+
+  // Stops touching the queues and the tap; returns when the thread has seen it.
+  void pause();
+  void unpause();
+
+private:
+  explicit NetWorker(NetWorkerContext ctx, bool paused);
+  void run(std::stop_token stop);
+  void apply_control(const std::stop_token& stop);
+  void ack_control();
+  void wait_for_work(const std::stop_token& stop);
+  // Pops the next usable chain of queue q; broken chains are answered (length 0) and skipped.
+  bool pop(unsigned q, DescriptorChain& out);
+  void bad_chain(unsigned q);
+  void queue_broken(unsigned q);
+  void process_tx();
+  void send_chain();
+  void process_rx();
+  bool read_frame();
+  enum class Delivery { kDone, kNoBuffers, kDropped };
+  Delivery deliver_frame();
+  Delivery deliver_merged();
+  void count_rx();
+  void process_ctrl();
+  void tap_failed(const char* op, int err);
+  void notify_driver();
+  bool has_ctrl() const { return ctx_.act.queues.size() > 2; }
+
+  // Set at construction, read-only afterwards.
+  NetWorkerContext ctx_;
+  bool mrg_rxbuf_ = false;
+
+  // Shared with pause()/unpause()/~NetWorker (under mu_).
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool paused_ = false;
+  uint64_t req_seq_ = 0, ack_seq_ = 0;
+
+  // The thread's own state.
+  bool running_ = false, stopping_ = false, broken_ = false, tap_ok_ = true;
+  bool warned_ = false, warned_tap_ = false;
+  uint64_t pending_ack_ = 0;
+  bool used_added_[3] = {};
+  bool more_tx_ = false;     // the last TX pass stopped at kBatch: look again without waiting
+  bool rx_waiting_ = false;  // a frame waits in frame_ for RX buffers: wait for the driver's kick
+  uint32_t frame_len_ = 0;   // bytes in frame_ (virtio header included), 0 = none
+  std::vector<uint8_t> frame_;
+  DescriptorChain chain_;
+  std::vector<DescriptorChain> held_;  // RX chains popped for one merged frame
+  std::vector<UsedElem> used_;
+  std::vector<iovec> iov_;
+
+  UniqueFd ctl_fd_;
+  std::jthread thread_;  // declared last: stops first
+};
+
+}  // namespace minihv
