@@ -194,7 +194,7 @@ int Vm::run() {
   }
   resume_devices();  // an incoming VM's devices wait for this (the disk lease is ours by now)
   for (auto& v : vcpus_) v->start();
-  if (incoming_) announce_nics();
+  if (arrived_) announce_nics();
   {
     std::unique_lock lock(mu_);
     ended_cv_.wait(lock, [&] { return ended_; });

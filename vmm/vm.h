@@ -202,6 +202,7 @@ private:
 
   DirtyLog dirty_log_;
   bool incoming_ = false;          // built by create_incoming(); restore_machine() allowed once
+  bool arrived_ = false;           // restored from a migration: run() announces the NICs
   std::atomic<bool> sized_{false};  // memory, devices and vCPUs exist (set last, by build_machine)
   bool devices_quiesced_ = false;  // by save_machine() or restore_machine(); undone by resume/run
   std::vector<std::string> restore_notes_;

@@ -154,6 +154,7 @@ Status Vm::restore_machine(const MachineState& m) {
   if (applied) cpuid_applied_ = std::move(applied).value();
   for (const auto& n : restore_notes_) LOG_WARN("restore: %s", n.c_str());
   incoming_ = false;  // restored once; run() continues the guest
+  arrived_ = true;    // ... and tells the network where it is now
   return Status::ok();
 }
 

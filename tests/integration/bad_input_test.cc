@@ -55,6 +55,38 @@ TEST(BadInput, UnreadableDisk) {
                      "/nonexistent/disk.img");
 }
 
+// --net: every part of the value is checked before anything starts, and the message names it.
+TEST(BadInput, NetValuesNameTheirProblem) {
+  const Case cases[] = {
+      {"no tap", {"--net", "mac=52:54:00:00:00:01"}, "tap=NAME is required"},
+      {"no value", {"--net", "tap"}, "want KEY=VALUE"},
+      {"bad mac", {"--net", "tap=t0,mac=52:54:00:zz:00:01"}, "mac=52:54:00:zz:00:01: not a MAC address"},
+      {"multicast mac", {"--net", "tap=t0,mac=01:00:5e:00:00:01"}, "multicast"},
+      {"zero mac", {"--net", "tap=t0,mac=00:00:00:00:00:00"}, "all zeros"},
+      {"queues", {"--net", "tap=t0,queues=4"}, "queues=4: only 1 queue pair"},
+      {"unknown key", {"--net", "tap=t0,vhost=on"}, "unknown option 'vhost'"},
+      {"long name", {"--net", "tap=abcdefghijklmnop"}, "not an interface name"},
+      {"slash", {"--net", "tap=a/b"}, "not an interface name"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<std::string> args = {"run", "--kernel", testguest_elf()};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    expect_usage_error(args, c.must_say);
+  }
+}
+
+TEST(BadInput, NetOnAnInterfaceThatIsNotATap) {
+  // `lo` exists in every namespace and is no tap: attaching must fail with the tap's name.
+  expect_usage_error({"run", "--kernel", testguest_elf(), "--net", "tap=lo"}, "tap lo: cannot attach");
+}
+
+TEST(BadInput, MoreDevicesThanWindows) {
+  std::vector<std::string> args = {"run", "--kernel", testguest_elf()};
+  for (int i = 0; i < 9; ++i) args.insert(args.end(), {"--net", "tap=mhvbad" + std::to_string(i)});
+  expect_usage_error(args, "at most 8 disks and NICs");
+}
+
 TEST(BadInput, UnknownFlag) { expect_usage_error({"run", "--kernel", testguest_elf(), "--frobnicate"}, "frobnicate"); }
 
 TEST(BadInput, MissingKernelFlag) { expect_usage_error({"run"}, "--kernel"); }

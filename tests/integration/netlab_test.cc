@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "common/fd.h"
+#include "tests/harness/guest_lan.h"
 #include "tests/harness/netns.h"
 
 namespace minihv::test {
@@ -28,25 +29,13 @@ using namespace std::chrono_literals;
 
 constexpr int kClosedPort = 9;  // discard: nothing listens on it in a fresh namespace
 
-// A TCP socket that lives in namespace `ns`: made by a thread that joined it (a socket keeps the
-// namespace it was created in; the thread's own switch ends with the thread).
-UniqueFd socket_in(const std::string& ns) {
-  int fd = -1;
-  std::thread([&] {
-    UniqueFd nsfd(open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC));
-    if (nsfd.valid() && setns(nsfd.get(), CLONE_NEWNET) == 0)
-      fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  }).join();
-  return UniqueFd(fd);
-}
-
 // What a TCP connect from inside `ns` to addr:port met. A live host with nothing on the port
 // answers with a RST, which proves the round trip as well as ping would (and ping is not a
 // dependency); silence until the timeout means there is no path.
 enum class Probe { accepted, refused, silent };
 Probe probe(const std::string& ns, const std::string& addr, int port,
             std::chrono::milliseconds timeout = 1s) {
-  UniqueFd s = socket_in(ns);
+  UniqueFd s = socket_in(ns, SOCK_STREAM | SOCK_NONBLOCK);
   EXPECT_TRUE(s.valid()) << "no socket in namespace " << ns << ": " << std::strerror(errno);
   if (!s.valid()) return Probe::silent;
   sockaddr_in sa{};

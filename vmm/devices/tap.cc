@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
 
 #include "vmm/devices/virtio_spec.h"
 
@@ -34,6 +35,14 @@ Status bring_up(const std::string& name) {
   return Status::ok();
 }
 
+// Why TUNSETIFF may have refused, in words: sysfs shows tun_flags only for tun/tap interfaces.
+std::string attach_hint(const std::string& name, bool creating) {
+  if (creating) return "creating it failed";
+  if (::access(("/sys/class/net/" + name + "/tun_flags").c_str(), F_OK) != 0)
+    return "an interface of that name exists and is not a tap";
+  return "is it a tap (not a tun), and not attached to another process?";
+}
+
 }  // namespace
 
 Result<Tap> Tap::open(const std::string& name) {
@@ -46,9 +55,7 @@ Result<Tap> Tap::open(const std::string& name) {
                                       " (is the tun module loaded, and are we root?)");
   ifreq ifr = named(name);
   ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-  if (::ioctl(t.fd_.get(), TUNSETIFF, &ifr) < 0)
-    return Status::invalid_from_errno("tap " + name + ": cannot attach (" +
-                                      (t.created_ ? "creating it failed" : "is it a tap, not a tun, and not in use?") + ")");
+  if (::ioctl(t.fd_.get(), TUNSETIFF, &ifr) < 0) return Status::invalid_from_errno("tap " + name + ": cannot attach (" + attach_hint(name, t.created_) + ")");
   int hdr = virtio::net::kHdrSize;
   if (::ioctl(t.fd_.get(), TUNSETVNETHDRSZ, &hdr) < 0)
     return Status::from_errno("tap " + name + ": TUNSETVNETHDRSZ");

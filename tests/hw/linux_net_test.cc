@@ -1,0 +1,101 @@
+// Runs in the hw lane (scripts/hw-lane; L1 loads tun and bridge). Debian's kernel with its own
+// virtio_net driver on a minihv NIC: the guest answers ping from the host and pings back, then it
+// live-migrates to a second minihv whose tap is on the same bridge and keeps answering, its MAC
+// kept and announced (RARP rounds; Linux negotiates GUEST_ANNOUNCE and acknowledges).
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <thread>
+
+#include "tests/harness/guest_lan.h"
+#include "tests/harness/harness.h"
+#include "vmm/api.h"
+
+namespace minihv::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kBridge = "mhbr0";
+constexpr const char* kHostAddr = "10.77.0.1";
+constexpr const char* kGuestAddr = "10.77.0.2";
+const std::string kMac = "52:54:00:77:00:02";
+
+void sh(const std::vector<std::string>& argv) {
+  const CmdResult r = run_cmd(argv);
+  ASSERT_EQ(r.status, 0) << argv[0] << " " << argv[1] << ": " << r.err;
+}
+
+// A bridge with the host's address and two persistent taps on it (source and destination).
+class Bridge {
+public:
+  Bridge() {
+    sh({"brctl", "addbr", kBridge});
+    sh({"ip", "addr", "add", std::string(kHostAddr) + "/24", "dev", kBridge});
+    sh({"ip", "link", "set", kBridge, "up"});
+    for (const char* tap : {"mhs0", "mhd0"}) {
+      sh({"tunctl", "-t", tap});
+      sh({"brctl", "addif", kBridge, tap});
+      sh({"ip", "link", "set", tap, "up"});
+    }
+  }
+  ~Bridge() {
+    for (const char* dev : {"mhs0", "mhd0"}) (void)run_cmd({"tunctl", "-d", dev});
+    (void)run_cmd({"ip", "link", "set", kBridge, "down"});
+    (void)run_cmd({"brctl", "delbr", kBridge});
+  }
+};
+
+nlohmann::json nic(const std::string& api) {
+  auto s = api_call(api, {{"cmd", "stats"}});
+  return s && !(*s)["nics"].empty() ? (*s)["nics"][0] : nlohmann::json::object();
+}
+
+TEST(HwLinux, AGuestOnABridgeAnswersPingAcrossALiveMigration) {
+  const std::string kit = source_dir() + "/guest-kit";
+  struct stat st{};
+  ASSERT_EQ(stat((kit + "/vmlinuz").c_str(), &st), 0) << "run scripts/guest-kit";
+  Bridge bridge;
+  TempDir dir;
+  const std::vector<std::string> machine{"--kernel", kit + "/vmlinuz", "--initrd", kit + "/initrd.cpio.gz",
+                                         "--mem", "256M", "--cpus", "1", "--cmdline", "console=ttyS0 panic=-1"};
+  std::vector<std::string> a{"run", "--api", dir.file("src.sock"), "--net", "tap=mhs0,mac=" + kMac};
+  a.insert(a.end(), machine.begin(), machine.end());
+  VmProcess src(VmProcess::WithTerminal{}, a);
+  ASSERT_TRUE(src.wait_line("init: modules loaded", 120s)) << src.stdout_text() << src.stderr_text();
+  ASSERT_TRUE(src.type(std::string("ip link set eth0 up && ip addr add ") + kGuestAddr +
+                       "/24 dev eth0 && cat /sys/class/net/eth0/address && echo up-$((1+1))\n"));
+  ASSERT_TRUE(src.wait_line("^up-2\\r?$", 30s)) << src.stdout_text();
+  EXPECT_FALSE(src.lines_matching("^" + kMac).empty()) << "the guest sees the MAC of --net mac=\n" << src.stdout_text();
+  EXPECT_EQ(ping("", kGuestAddr, 10, 100ms, 5s), 10u) << src.stdout_text() << src.stderr_text();
+  ASSERT_TRUE(src.type(std::string("ping -c 3 -W 5 ") + kHostAddr + " >/dev/null && echo pong-$((2+2))\n"));
+  EXPECT_TRUE(src.wait_line("^pong-4\\r?$", 30s)) << "the guest reaches the host\n" << src.stdout_text();
+  const auto before = nic(dir.file("src.sock"));
+  EXPECT_GT(before.value("rx_frames", 0u), 10u) << before.dump();
+  EXPECT_EQ(before.value("errors", 1u), 0u) << before.dump();
+
+  const int port = free_port();
+  std::vector<std::string> b{"-v", "run", "--api", dir.file("dst.sock"), "--net", "tap=mhd0"};
+  b.insert(b.end(), machine.begin(), machine.end());
+  b.insert(b.end(), {"--incoming", "127.0.0.1:" + std::to_string(port)});
+  VmProcess dst(VmProcess::WithTerminal{}, b);
+  ASSERT_TRUE(dst.wait_stderr("waiting for a migrating VM", 30s)) << dst.stderr_text();
+  auto r = migrate(dir.file("src.sock"), "127.0.0.1:" + std::to_string(port));
+  ASSERT_EQ(r.exit, 0) << r.stderr_text << "\n" << dst.stderr_text();
+  EXPECT_EQ(src.wait_exit(60s), 0) << src.stderr_text();
+  // The bridge learned the guest's MAC on mhs0; it answers behind mhd0 now, at once.
+  EXPECT_EQ(ping("", kGuestAddr, 10, 100ms, 5s), 10u) << dst.stdout_text() << dst.stderr_text();
+  std::this_thread::sleep_for(1s);  // the last announce round leaves 800 ms after the resume
+  const auto after = nic(dir.file("dst.sock"));
+  EXPECT_EQ(after.value("mac", ""), kMac) << "a migration keeps the guest's MAC";
+  EXPECT_EQ(after.value("announcements", 0u), 5u) << after.dump();
+  EXPECT_GT(after.value("rx_frames", 0u), 5u) << after.dump();
+  EXPECT_EQ(after.value("errors", 1u), 0u) << after.dump();
+  ASSERT_TRUE(dst.type("poweroff -f\n"));
+  EXPECT_EQ(dst.wait_exit(60s), 0) << dst.stderr_text();
+}
+
+}  // namespace
+}  // namespace minihv::test

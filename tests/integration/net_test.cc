@@ -1,0 +1,87 @@
+// virtio-net with the test guest's `net` workload on a lab LAN (tests/harness/guest_lan.h): ping, UDP
+// and TCP echo from a client, two NICs, a tap deleted under a running VM, and a TCP conversation
+// that goes on, byte-exact, while the VM moves between hosts.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "tests/harness/net_guest.h"
+#include "vmm/api.h"
+
+namespace minihv::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class GuestNet : public ::testing::Test {
+protected:
+  void SetUp() override { lan_.add_tap(0, "vt0"); }
+  GuestLan lan_{2};
+  TempDir dir_;
+  std::string api_ = dir_.file("a.sock");
+};
+
+TEST_F(GuestNet, AnswersPingUdpAndTcpEcho) {
+  auto vm = net_guest(lan_, 0, "vt0", api_);
+  ASSERT_TRUE(vm->wait_line("^NET mac=" + kGuestMac, kGuestUp)) << vm->stdout_text() << vm->stderr_text();
+  auto tcp = echo_probe(lan_, EchoProbe::Kind::kTcp);
+  ASSERT_TRUE(tcp);
+  EXPECT_EQ(ping(lan_.hub(), lan_.guest_addr(0), 5, 20ms, 2s), 5u);
+  auto udp = echo_probe(lan_, EchoProbe::Kind::kUdp);
+  ASSERT_TRUE(udp);
+  std::this_thread::sleep_for(2s);
+  const EchoReport t = tcp->finish(5s), u = udp->finish(2s);
+  expect_clean(t, "tcp");
+  EXPECT_GT(t.sent, 500u);
+  EXPECT_EQ(t.echoed, t.sent) << "every TCP message comes back";
+  EXPECT_EQ(u.bad, 0u);
+  EXPECT_GT(u.echoed, u.sent * 9 / 10) << "UDP may lose a few, not most: " << u.echoed << "/" << u.sent;
+  const auto n = nic_stats(api_);
+  EXPECT_GT(n.value("rx_frames", 0u), t.sent / 2) << n.dump();
+  EXPECT_GT(n.value("tx_frames", 0u), t.sent / 2) << n.dump();
+  EXPECT_EQ(n.value("errors", 1u), 0u) << n.dump();
+  EXPECT_EQ(n.value("mac", ""), kGuestMac);
+  EXPECT_TRUE(vm->lines_matching("errs=[1-9]|CORRUPT|PANIC").empty()) << vm->stdout_text();
+}
+
+TEST_F(GuestNet, TwoNicsEachGetTheirOwnTapAndMac) {
+  lan_.add_tap(0, "vt1");
+  auto vm = net_guest(lan_, 0, "vt0", api_, {"--net", "tap=vt1"});
+  ASSERT_TRUE(vm->wait_line("^NET mac=" + kGuestMac, kGuestUp)) << vm->stdout_text() << vm->stderr_text();
+  auto tcp = echo_probe(lan_, EchoProbe::Kind::kTcp);
+  ASSERT_TRUE(tcp);
+  std::this_thread::sleep_for(500ms);
+  expect_clean(tcp->finish(5s), "tcp");
+  const auto a = nic_stats(api_, 0), b = nic_stats(api_, 1);
+  EXPECT_EQ(a.value("tap", ""), "vt0");
+  EXPECT_EQ(b.value("tap", ""), "vt1");
+  EXPECT_NE(b.value("mac", kGuestMac), kGuestMac) << "the second NIC has a MAC of its own";
+  EXPECT_TRUE(b.value("link_up", false));
+}
+
+TEST_F(GuestNet, ATapDeletedUnderTheVmDropsTheLinkAndTheVmGoesOn) {
+  auto vm = net_guest(lan_, 0, "vt0", api_);
+  ASSERT_TRUE(vm->wait_line("^NET mac=", kGuestUp)) << vm->stdout_text() << vm->stderr_text();
+  auto tcp = echo_probe(lan_, EchoProbe::Kind::kTcp);
+  ASSERT_TRUE(tcp);
+  ASSERT_EQ(run_cmd({"ip", "-n", lan_.host(0), "link", "del", "vt0"}).status, 0);
+  EXPECT_TRUE(vm->wait_stderr("the tap is gone", 10s)) << vm->stderr_text();
+  const auto seq = vm->lines_matching("^HB cpu=0 ").size();
+  ASSERT_TRUE(vm->wait_line("^HB cpu=0 seq=" + std::to_string(seq + 2) + " ", 20s))
+      << "the VM must keep running:\n" << vm->stdout_text() << vm->stderr_text();
+  EXPECT_FALSE(nic_stats(api_).value("link_up", true));
+  auto st = api_call(api_, {{"cmd", "status"}});
+  ASSERT_TRUE(st) << st.message();
+  EXPECT_EQ((*st)["state"], "running");
+}
+
+TEST_F(GuestNet, ATcpConversationGoesOnAcrossTwoMoves) {
+  std::vector<long> gaps;
+  migrate_back_and_forth(lan_, dir_, 2, gaps);
+  EXPECT_EQ(gaps.size(), 2u);
+}
+
+}  // namespace
+}  // namespace minihv::test
