@@ -143,6 +143,7 @@ struct ClusterCli {
   double timeout_s = std::chrono::duration<double>(kDefaultWait).count();
   cluster::VmSpec spec;
   std::string mem = "256M", preferred;
+  std::vector<std::string> nets;  // vm add --net bridge=NAME[,mac=MAC]
   // vm set: only what was given changes.
   std::string set_mem, set_cpu_model;
   unsigned set_cpus = 0;
@@ -237,13 +238,36 @@ std::string absolute(const std::string& path) {
   return path.empty() ? path : ::realpath(path.c_str(), abs) ? std::string(abs) : path;
 }
 
+// `--net bridge=NAME[,mac=MAC]` of `cluster vm add`, as the request's "nics".
+Result<Json> nics_request(const std::vector<std::string>& nets) {
+  Json nics = Json::array();
+  for (const std::string& text : nets) {
+    cluster::VmNic nic;
+    for (const std::string& part : split_list(text)) {
+      const size_t eq = part.find('=');
+      const std::string key = part.substr(0, eq), value = eq == std::string::npos ? "" : part.substr(eq + 1);
+      if (key == "bridge") nic.bridge = value;
+      else if (key == "mac") nic.mac = value;
+      else return Status::invalid("--net " + text + ": want bridge=NAME[,mac=MAC]");
+    }
+    cluster::VmSpec one;
+    one.nics.push_back(nic);
+    if (nic.bridge.empty()) return Status::invalid("--net " + text + ": bridge=NAME is required");
+    MINIHV_TRY(cluster::check_nics(one).context("--net " + text));
+    nics.push_back({{"bridge", nic.bridge}, {"mac", nic.mac}});
+  }
+  return nics;
+}
+
 Result<Json> add_request(const ClusterCli& c) {
   auto mem = parse_size(c.mem, 1ull << 20);
   if (!mem) return Status::invalid("--mem: " + mem.message());
+  auto nics = nics_request(c.nets);
+  if (!nics) return nics.status();
   Json spec = {{"kernel", absolute(c.spec.kernel)}, {"initrd", absolute(c.spec.initrd)}, {"cmdline", c.spec.cmdline},
                {"mem_bytes", *mem},     {"cpus", c.spec.cpus},          {"cpu_model", c.spec.cpu_model},
                {"disk", c.spec.disk},   {"preferred_owners", split_list(c.preferred)}, {"ha", !c.no_ha},
-               {"start", c.start}};
+               {"start", c.start},      {"nics", *nics}};
   return Json{{"cmd", "vm_add"}, {"vm", c.vm}, {"spec", spec}};
 }
 
@@ -498,6 +522,9 @@ Command add_vm_add_command(CLI::App* vm, const ClusterCliPtr& c) {
   add->add_option("--cpu-model", c->spec.cpu_model, "baseline (the nodes' common CPU), host, compat, x86-64-v1..v4 or a profile")
       ->capture_default_str();
   add->add_option("--disk", c->spec.disk, "A disk of the cluster's volume (minihv volume disk create)");
+  add->add_option("--net", c->nets,
+                  "A NIC on a bridge every node has: bridge=NAME[,mac=MAC] (repeatable; without mac= the cluster "
+                  "picks one, kept across failover and moves)");
   add->add_option("--preferred", c->preferred, "Preferred owner nodes, in order (A,B,...)");
   add->add_flag("--no-ha", c->no_ha, "Do not restart it elsewhere when its node dies");
   add->add_flag("--start", c->start, "Start it now");

@@ -356,8 +356,9 @@ Command add_run_command(CLI::App& app) {
   run_app->add_option("--disk", o->vm.disks, "Raw disk image for a virtio-blk device (repeatable)");
   run_app
       ->add_option("--net", o->vm.nets,
-                   "virtio-net on a tap: tap=NAME[,mac=MAC][,queues=1] (repeatable); a tap that does not exist is "
-                   "created and brought up; without mac= a random local one (a migration keeps the guest's)")
+                   "virtio-net on a tap: tap=NAME[,mac=MAC][,bridge=NAME][,queues=1] (repeatable); a tap that does not "
+                   "exist is created and brought up, with bridge= it joins that bridge; without mac= a random local "
+                   "one (a migration keeps the guest's)")
       ->check([](const std::string& v) {
         auto spec = parse_nic_spec(v);
         return spec ? std::string() : spec.message();

@@ -1,11 +1,14 @@
 #include "cluster/config.h"
 
+#include "common/ether.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <set>
 #include <thread>
 
 #include "cluster/timings.h"
+#include "common/ether.h"
 #include "common/units.h"
 
 namespace minihv::cluster {
@@ -34,6 +37,8 @@ nlohmann::json vm_json(const VmSpec& v) {
           {"cpus", v.cpus},       {"cpu_model", v.cpu_model}, {"disk", v.disk},
           {"preferred_owners", v.preferred_owners},           {"ha", v.ha},
           {"running", v.running}, {"generation", v.generation}};
+  j["nics"] = nlohmann::json::array();
+  for (const VmNic& n : v.nics) j["nics"].push_back({{"bridge", n.bridge}, {"mac", n.mac}});
   if (const auto& f = v.last_failure)
     j["last_failure"] = {{"reason", f->reason}, {"node", f->node}, {"unix_ms", f->unix_ms}, {"generation", f->generation}};
   return j;
@@ -62,6 +67,8 @@ VmSpec vm_spec_from_json(const nlohmann::json& v) {
   s.cpus = v.value("cpus", 1u);
   s.cpu_model = v.value("cpu_model", "baseline");
   s.disk = v.value("disk", "");
+  for (const auto& n : v.value("nics", nlohmann::json::array()))
+    s.nics.push_back({n.at("bridge").get<std::string>(), n.value("mac", "")});
   s.preferred_owners = v.value("preferred_owners", std::vector<std::string>{});
   s.ha = v.value("ha", true);
   return s;
@@ -78,6 +85,15 @@ nlohmann::json to_json(const ClusterConfig& c) {
   for (const auto& n : c.nodes) j["nodes"].push_back(node_json(n));
   for (const auto& v : c.vms) j["vms"].push_back(vm_json(v));
   return j;
+}
+
+Status check_nics(const VmSpec& v) {
+  if (v.nics.size() > kMaxVmNics) return Status::invalid("at most " + std::to_string(kMaxVmNics) + " NICs");
+  for (const VmNic& n : v.nics) {
+    if (!valid_interface_name(n.bridge)) return Status::invalid("bridge=" + n.bridge + ": not an interface name");
+    if (!n.mac.empty()) MINIHV_TRY(parse_mac(n.mac).status());
+  }
+  return Status::ok();
 }
 
 Result<ClusterConfig> config_from_json(const nlohmann::json& j) {
@@ -116,6 +132,7 @@ Result<ClusterConfig> config_from_json(const nlohmann::json& j) {
       if (c.vm(s.name)) return Status::invalid("cluster configuration: two VMs named " + s.name);
       if (s.index >= kMaxVms || !indexes.insert(s.index).second)
         return Status::invalid("cluster configuration: VM " + s.name + " has a bad or duplicate index");
+      MINIHV_TRY(check_nics(s).context("cluster configuration: VM " + s.name));
       c.vms.push_back(std::move(s));
     }
   } catch (const nlohmann::json::exception& e) {

@@ -40,6 +40,14 @@ struct VmFailure {
   int64_t generation = 0;  // the VmSpec::generation it happened in (vm start waits on its own)
 };
 
+// A NIC of a VM: on every node its tap joins `bridge`; the MAC is fixed when the VM is added, so a
+// restart on another node (failover) and a live move keep it.
+struct VmNic {
+  std::string bridge;
+  std::string mac;  // "52:54:00:..."; empty in a request: the node picks one
+};
+constexpr size_t kMaxVmNics = 4;
+
 struct VmSpec {
   std::string name;
   uint32_t index = 0;       // VM lease slot kFirstVmSlot + index
@@ -48,6 +56,7 @@ struct VmSpec {
   unsigned cpus = 1;
   std::string cpu_model = "baseline";  // "baseline": the cluster's common profile
   std::string disk;                    // a disk of this volume, or empty
+  std::vector<VmNic> nics;
   std::vector<std::string> preferred_owners;
   bool ha = true;                      // restart on a survivor when its node dies
   bool running = false;                // desired state
@@ -72,6 +81,8 @@ nlohmann::json to_json(const ClusterConfig& c);
 nlohmann::json to_json(const VmSpec& v);
 // What a VM is made of (kernel .. ha) from its JSON; throws nlohmann::json errors on wrong types.
 VmSpec vm_spec_from_json(const nlohmann::json& j);
+// A VM's NICs: at most kMaxVmNics, bridge names Linux accepts, MACs (when set) unicast.
+Status check_nics(const VmSpec& v);
 // Checks every field; a config another version wrote with unknown fields keeps them out.
 Result<ClusterConfig> config_from_json(const nlohmann::json& j);
 Result<ClusterConfig> read_config(blockdev::Volume& vol);

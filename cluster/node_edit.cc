@@ -13,6 +13,7 @@
 #include "cluster/probe.h"
 #include "cluster/rpc.h"
 #include "cluster/timings.h"
+#include "common/ether.h"
 #include "common/fd.h"
 #include "common/units.h"
 #include "cpuid/guest_cpuid.h"
@@ -55,6 +56,20 @@ Status check_vm_spec(blockdev::Volume& vol, const VmSpec& v, const ClusterConfig
   }
   for (const auto& p : v.preferred_owners)
     if (!c.node(p)) return Status::invalid("preferred owner '" + p + "' is not a node of this cluster");
+  MINIHV_TRY(check_nics(v));
+  for (const VmNic& n : v.nics)
+    for (const auto& other : c.vms)
+      for (const VmNic& o : other.nics)
+        if (other.name != v.name && !n.mac.empty() && o.mac == n.mac)
+          return Status::invalid("mac " + n.mac + " already belongs to VM " + other.name);
+  return Status::ok();
+}
+
+// Every NIC's bridge exists here: a VM that cannot be put on its network is refused before it starts.
+Status check_bridges_here(const VmSpec& v, const std::string& node) {
+  for (const VmNic& n : v.nics)
+    if (!bridge_exists(n.bridge))
+      return Status::invalid("node " + node + " has no bridge " + n.bridge + " (every node needs each VM NIC's bridge)");
   return Status::ok();
 }
 
@@ -63,6 +78,7 @@ Status check_vm_spec(blockdev::Volume& vol, const VmSpec& v, const ClusterConfig
 // resolves here ("baseline" is the nodes' common profile: always).
 Status check_vm_here(const VmSpec& v, const std::string& node, const ImageDirs& images) {
   MINIHV_TRY(check_boot_files(v, node, images));
+  MINIHV_TRY(check_bridges_here(v, node));
   MINIHV_TRY(check_readable("kernel", v.kernel));
   if (!v.initrd.empty()) MINIHV_TRY(check_readable("initrd", v.initrd));
   const uint64_t total = meminfo().first;
@@ -122,6 +138,8 @@ nlohmann::json Node::add_vm(const nlohmann::json& req) {
   VmSpec v = vm_spec_from_json(j);
   v.name = name;
   v.running = j.value("start", false);
+  for (VmNic& n : v.nics)
+    if (n.mac.empty()) n.mac = format_mac(random_mac());  // fixed from now on: failover keeps it
   {
     std::lock_guard lock(mu_);
     if (Status s = check_vm_spec(*vol_, v, config_); !s) return error_reply(s);

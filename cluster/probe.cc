@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -17,6 +18,8 @@
 namespace minihv::cluster {
 
 namespace {
+
+constexpr const char* kSysNet = "/sys/class/net";  // interfaces of our network namespace
 
 constexpr KvmCap kKvmCaps[] = {
     {"irqchip", true, "in-kernel interrupt controllers", KVM_CAP_IRQCHIP},
@@ -158,7 +161,23 @@ nlohmann::json probe_local(const ProbeContext& ctx) {
                                 std::chrono::system_clock::now().time_since_epoch()).count()},
           {"mem_available_bytes", available},
           {"mem_total_bytes", total},
-          {"vms_mem_bytes", ctx.vms_mem_bytes}};
+          {"vms_mem_bytes", ctx.vms_mem_bytes},
+          {"bridges", bridges()}};
+}
+
+bool bridge_exists(const std::string& name) {
+  std::error_code ec;
+  return !name.empty() && name.find('/') == std::string::npos &&
+         std::filesystem::exists(std::string(kSysNet) + "/" + name + "/bridge", ec);
+}
+
+std::vector<std::string> bridges() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(kSysNet, ec))
+    if (bridge_exists(e.path().filename().string())) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace minihv::cluster

@@ -45,8 +45,13 @@ std::span<const KvmCap> kvm_caps();
 // {node, host_id, pid, listen, migration_networks, volume{path, uuid, cluster, disks},
 //  kvm{ok, error, api_version, caps{...}, software_kvm_pvm, advisory, advisory_reason},
 //  cpu{vendor, model_name, profile, error}, lease_io{reads, p50_us, p99_us, max_us, error},
-//  clock_unix_ms, mem_available_bytes, mem_total_bytes, vms_mem_bytes}
+//  clock_unix_ms, mem_available_bytes, mem_total_bytes, vms_mem_bytes, bridges[]}
 nlohmann::json probe_local(const ProbeContext& ctx);
+
+// Whether `name` is a bridge in this host's (this network namespace's) network.
+bool bridge_exists(const std::string& name);
+// The bridges of this host, sorted.
+std::vector<std::string> bridges();
 
 // MemTotal and MemAvailable from /proc/meminfo, in bytes (0 when absent).
 std::pair<uint64_t, uint64_t> meminfo();

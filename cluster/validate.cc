@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <stdexcept>
 
 #include "cluster/probe.h"
@@ -267,6 +268,21 @@ void check_config(Run& r, Check& c) {
   c.on_pass(count(cfg.nodes.size(), "node") + " and " + count(cfg.vms.size(), "VM") + " configured consistently");
 }
 
+// Every bridge a VM's NIC joins exists on every node that answered (a VM can run anywhere).
+void check_vm_networks(Run& r, Check& c) {
+  std::set<std::string> wanted;
+  for (const VmSpec& vm : r.in.config.vms)
+    for (const VmNic& n : vm.nics) wanted.insert(n.bridge);
+  for (const NodeResult* n : r.up) {
+    const auto& have = field(*n->probe, "bridges");
+    for (const std::string& br : wanted)
+      if (!have.is_array() || std::find(have.begin(), have.end(), br) == have.end())
+        c.fail(label(*n) + " has no bridge " + br + ": a VM whose NIC joins it cannot run there");
+  }
+  c.note("each VM NIC's tap joins its bridge on whichever node runs the VM (minihv cluster vm add --net)");
+  c.on_pass(wanted.empty() ? "no VM has a NIC" : "bridge " + join({wanted.begin(), wanted.end()}) + " " + on_all(r.up.size()));
+}
+
 struct CheckDef {
   const char* id;
   const char* title;
@@ -283,6 +299,7 @@ constexpr CheckDef kChecks[] = {
     {"migration_networks", "Migration networks", check_migration_networks, true},
     {"clock", "Clock skew", check_clock, true},
     {"memory", "Memory", check_memory, true},
+    {"vm_networks", "VM networks", check_vm_networks, true},
     {"config", "Configuration", check_config, false},
 };
 

@@ -10,7 +10,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "vmm/devices/net_spec.h"
+#include "common/ether.h"
 
 namespace minihv {
 

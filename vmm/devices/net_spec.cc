@@ -1,96 +1,49 @@
 #include "vmm/devices/net_spec.h"
 
-#include <sys/random.h>
-
-#include <cctype>
-#include <cstdio>
+#include <algorithm>
 
 namespace minihv {
 
 namespace {
 
-constexpr uint8_t kMulticastBit = 0x01;       // first octet: a group address
-constexpr uint8_t kLocalBit = 0x02;           // first octet: locally administered
-constexpr size_t kMaxInterfaceName = 15;      // IFNAMSIZ - 1
+constexpr const char* kForm = "tap=NAME[,mac=MAC][,bridge=NAME][,queues=1]";
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+Result<std::string> interface_name(const std::string& key, const std::string& value) {
+  if (!valid_interface_name(value))
+    return Status::invalid(key + "=" + value + ": not an interface name (1-15 characters, no '/', ':' or spaces)");
+  return value;
 }
 
-Status bad_mac(const std::string& text, const char* why) {
-  return Status::invalid("mac=" + text + ": " + why + " (want six hex pairs, e.g. 52:54:00:12:34:56)");
+Status apply_option(NicSpec& spec, const std::string& key, const std::string& value) {
+  if (key == "tap" || key == "bridge") {
+    auto name = interface_name(key, value);
+    if (!name) return name.status();
+    (key == "tap" ? spec.tap : spec.bridge) = *name;
+  } else if (key == "mac") {
+    auto mac = parse_mac(value);
+    if (!mac) return mac.status();
+    spec.mac = *mac;
+  } else if (key == "queues") {
+    if (value != "1")
+      return Status::invalid("queues=" + value + ": only 1 queue pair is supported (multi-queue is not implemented)");
+  } else {
+    return Status::invalid("unknown option '" + key + "' (known: tap, mac, bridge, queues)");
+  }
+  return Status::ok();
 }
 
 }  // namespace
 
-Result<MacAddress> parse_mac(const std::string& text) {
-  MacAddress mac{};
-  if (text.size() != 17) return bad_mac(text, "not a MAC address");
-  for (size_t i = 0; i < mac.size(); ++i) {
-    const int hi = hex_digit(text[3 * i]), lo = hex_digit(text[3 * i + 1]);
-    if (hi < 0 || lo < 0) return bad_mac(text, "not a MAC address");
-    if (i + 1 < mac.size() && text[3 * i + 2] != ':' && text[3 * i + 2] != '-')
-      return bad_mac(text, "not a MAC address");
-    mac[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
-  if (mac[0] & kMulticastBit) return bad_mac(text, "a multicast address cannot be a NIC's own");
-  if (mac == MacAddress{}) return bad_mac(text, "all zeros is not an address");
-  return mac;
-}
-
-std::string format_mac(const MacAddress& mac) {
-  char buf[18];
-  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
-                mac[4], mac[5]);
-  return buf;
-}
-
-MacAddress random_mac() {
-  MacAddress mac{};
-  for (size_t got = 0; got < mac.size();) {
-    const ssize_t n = getrandom(mac.data() + got, mac.size() - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  mac[0] = static_cast<uint8_t>((mac[0] & ~kMulticastBit) | kLocalBit);
-  return mac;
-}
-
-bool valid_interface_name(const std::string& name) {
-  if (name.empty() || name.size() > kMaxInterfaceName || name == "." || name == "..") return false;
-  for (char c : name)
-    if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || !std::isprint(static_cast<unsigned char>(c)))
-      return false;
-  return true;
-}
-
 Result<NicSpec> parse_nic_spec(const std::string& text) {
   NicSpec spec;
-  size_t pos = 0;
-  while (pos <= text.size()) {
+  for (size_t pos = 0; pos <= text.size();) {
     const size_t comma = std::min(text.find(',', pos), text.size());
     const std::string part = text.substr(pos, comma - pos);
     pos = comma + 1;
     const size_t eq = part.find('=');
-    const std::string key = part.substr(0, eq), value = eq == std::string::npos ? "" : part.substr(eq + 1);
-    if (eq == std::string::npos || value.empty())
-      return Status::invalid("'" + part + "': want KEY=VALUE (tap=NAME[,mac=MAC][,queues=N])");
-    if (key == "tap") {
-      if (!valid_interface_name(value))
-        return Status::invalid("tap=" + value + ": not an interface name (1-15 characters, no '/', ':' or spaces)");
-      spec.tap = value;
-    } else if (key == "mac") {
-      auto mac = parse_mac(value);
-      if (!mac) return mac.status();
-      spec.mac = *mac;
-    } else if (key == "queues") {
-      if (value != "1")
-        return Status::invalid("queues=" + value + ": only 1 queue pair is supported (multi-queue is not implemented)");
-      spec.queues = 1;
-    } else {
-      return Status::invalid("unknown option '" + key + "' (known: tap, mac, queues)");
-    }
+    if (eq == std::string::npos || eq + 1 == part.size())
+      return Status::invalid("'" + part + "': want KEY=VALUE (" + kForm + ")");
+    MINIHV_TRY(apply_option(spec, part.substr(0, eq), part.substr(eq + 1)));
   }
   if (spec.tap.empty()) return Status::invalid("'" + text + "': tap=NAME is required");
   return spec;

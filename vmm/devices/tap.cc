@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "vmm/devices/virtio_spec.h"
@@ -35,6 +37,22 @@ Status bring_up(const std::string& name) {
   return Status::ok();
 }
 
+// Makes `tap` a port of `bridge` unless it is one already (a node restarting a VM finds it so).
+Status join_bridge(const std::string& tap, const std::string& bridge) {
+  std::error_code ec;
+  if (!std::filesystem::exists("/sys/class/net/" + bridge + "/bridge", ec))
+    return Status::invalid("bridge " + bridge + ": no such bridge on this host (create it, e.g. `ip link add " +
+                           bridge + " type bridge`)");
+  const auto master = std::filesystem::read_symlink("/sys/class/net/" + tap + "/master", ec);
+  if (!ec && master.filename() == bridge) return Status::ok();
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s.valid()) return Status::from_errno("bridge " + bridge + ": socket");
+  ifreq ifr = named(bridge);
+  ifr.ifr_ifindex = static_cast<int>(::if_nametoindex(tap.c_str()));
+  if (::ioctl(s.get(), SIOCBRADDIF, &ifr) < 0) return Status::from_errno("tap " + tap + ": cannot join bridge " + bridge);
+  return Status::ok();
+}
+
 // Why TUNSETIFF may have refused, in words: sysfs shows tun_flags only for tun/tap interfaces.
 std::string attach_hint(const std::string& name, bool creating) {
   if (creating) return "creating it failed";
@@ -45,7 +63,7 @@ std::string attach_hint(const std::string& name, bool creating) {
 
 }  // namespace
 
-Result<Tap> Tap::open(const std::string& name) {
+Result<Tap> Tap::open(const std::string& name, const std::string& bridge) {
   Tap t;
   t.name_ = name;
   t.created_ = ::if_nametoindex(name.c_str()) == 0;
@@ -61,7 +79,8 @@ Result<Tap> Tap::open(const std::string& name) {
     return Status::from_errno("tap " + name + ": TUNSETVNETHDRSZ");
   t.offloads_available_ = ::ioctl(t.fd_.get(), TUNSETOFFLOAD, kAllOffloads) == 0;
   MINIHV_TRY(t.set_offloads(false, false, false, false));
-  if (t.created_) MINIHV_TRY(bring_up(name));
+  if (!bridge.empty()) MINIHV_TRY(join_bridge(name, bridge));
+  if (t.created_ || !bridge.empty()) MINIHV_TRY(bring_up(name));
   return t;
 }
 

@@ -1,7 +1,7 @@
 // vmm/devices/tap.h — a Linux tap interface opened for a virtio-net device.
 //
 // Owns: opening /dev/net/tun as IFF_TAP | IFF_NO_PI | IFF_VNET_HDR with the 12-byte virtio 1.x
-// header, which offloads the tap can take, switching them, and bringing an interface we created up.
+// header, which offloads the tap can take, switching them, bringing the tap up and onto a bridge.
 // Must not know: virtio queues or guest memory (the device reads and writes frames on fd()).
 #pragma once
 
@@ -16,8 +16,9 @@ namespace minihv {
 class Tap {
 public:
   // Attaches to the tap `name`, or creates it (not persistent: it goes when minihv exits) and
-  // brings it up. The fd is non-blocking. Errors name the tap and say what to check.
-  static Result<Tap> open(const std::string& name);
+  // brings it up. With `bridge`, the tap is made a port of that bridge (which must exist) and
+  // brought up. The fd is non-blocking. Errors name the tap or bridge and say what to check.
+  static Result<Tap> open(const std::string& name, const std::string& bridge = "");
 
   int fd() const { return fd_.get(); }
   const std::string& name() const { return name_; }
