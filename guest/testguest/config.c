@@ -2,12 +2,15 @@
  * Problems are recorded in cfg.error and reported after the boot line. */
 #include "user.h"
 
-struct config cfg = {.wl = W_IDLE, .wl_name = "idle", .stall_ms = 50, .slots = 256, .bs = 4096, .qd = 1};
+#define IP_DEFAULT_PREFIX 24
+
+struct config cfg = {.wl = W_IDLE, .wl_name = "idle", .stall_ms = 50, .slots = 256, .bs = 4096, .qd = 1,
+                     .prefix = IP_DEFAULT_PREFIX};
 
 static const char *const workloads[] = {
     [W_IDLE] = "idle", [W_DIRTY] = "dirty", [W_DISK] = "disk", [W_CPUID] = "cpuid", [W_CPUID3] = "cpuid3",
     [W_POWEROFF] = "poweroff", [W_REBOOT] = "reboot", [W_PANIC] = "panic", [W_DISKBENCH] = "diskbench",
-    [W_CHATTER] = "chatter", [W_ECHO] = "echo",
+    [W_CHATTER] = "chatter", [W_ECHO] = "echo", [W_NET] = "net",
 };
 
 const char *const bench_patterns[4] = {
@@ -78,6 +81,26 @@ static void parse_vmmio(const char *v, const char *end, const char *w)
         cfg.vmmio[cfg.nvmmio++] = base;
 }
 
+/* A.B.C.D[/N], each part decimal: 1 if well formed. */
+static int parse_ip(const char *v, const char *end)
+{
+    u64 part, ip = 0, prefix = IP_DEFAULT_PREFIX;
+    for (int i = 0; i < 4; i++) {
+        if (i && (v >= end || *v++ != '.'))
+            return 0;
+        if (v >= end || *v < '0' || *v > '9' || !(v = parse_num(v, end, &part)) || part > 255)
+            return 0;
+        ip = ip << 8 | part;
+    }
+    if (v < end && *v == '/' && (!(v = parse_num(v + 1, end, &prefix)) || prefix < 1 || prefix > 32))
+        return 0;
+    if (v != end || ip == 0)
+        return 0;
+    cfg.ip = (u32)ip;
+    cfg.prefix = (u32)prefix;
+    return 1;
+}
+
 static int linux_word(const char *w, usize n, usize keylen)
 {
     static const char *const prefixes[] = {"console=", "earlyprintk", "reboot=", "panic=", "quiet"};
@@ -123,6 +146,11 @@ static void option(const char *w, usize n)
             error("bad value", w, n);
         else
             cfg.pattern = (enum bench_pattern)v;
+        return;
+    }
+    if (kl == 2 && !strncmp(w, "ip", 2) && kl < n) {
+        if (!parse_ip(w + 3, w + n))
+            error("bad value", w, n);
         return;
     }
     if (kl == 4 && !strncmp(w, "fill", 4) && kl < n) {
@@ -182,6 +210,8 @@ void config_parse(const char *s)
         error("bad value", "bs (4k..1m, a multiple of 4k)", 29);
     if (cfg.qd == 0 || cfg.qd > 64)
         error("bad value", "qd (1..64)", 10);
+    if (cfg.wl == W_NET && !cfg.ip)
+        error("missing option", "ip=A.B.C.D[/N] (net)", 20);
     if (cfg.stall_ms == 0)
         cfg.stall_ms = 1;
 }

@@ -28,6 +28,10 @@ static NORETURN void run(u32 cpu)
         if (cpu == 0)
             work_echo(cpu);
         work_idle(cpu);
+    case W_NET:
+        if (cpu == 0)
+            work_net(cpu);
+        work_idle(cpu);
     default:
         break;
     }

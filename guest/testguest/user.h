@@ -20,7 +20,7 @@ int addr_is_ram(u64 a);
 
 /* ---- configuration from the command line (config.c) ---- */
 enum workload { W_IDLE, W_DIRTY, W_DISK, W_CPUID, W_CPUID3, W_POWEROFF, W_REBOOT, W_PANIC,
-               W_DISKBENCH, W_CHATTER, W_ECHO };
+               W_DISKBENCH, W_CHATTER, W_ECHO, W_NET };
 enum bench_pattern { P_RANDREAD, P_RANDWRITE, P_SEQREAD, P_SEQWRITE };
 /* dirty: what a page holds (docs/test-guest.md) */
 enum dirty_fill { F_MIXED, F_RANDOM, F_TEXT, F_ZEROS };
@@ -32,6 +32,7 @@ struct config {
     u64 bs, qd;                 /* diskbench */
     enum bench_pattern pattern; /* diskbench */
     enum dirty_fill fill;       /* dirty */
+    u32 ip, prefix;             /* net: ip=A.B.C.D[/N], host byte order */
     u64 vmmio[TG_MAX_VMMIO];    /* virtio_mmio.device= base addresses */
     int nvmmio;
     char error[96];             /* first problem found, reported after boot */
@@ -82,6 +83,7 @@ NORETURN void work_disk(u32 cpu);
 NORETURN void work_diskbench(u32 cpu);
 NORETURN void work_chatter(u32 cpu);
 NORETURN void work_echo(u32 cpu);
+NORETURN void work_net(u32 cpu);
 extern const char *const bench_patterns[4];
 extern const char *const dirty_fills[4];
 NORETURN void work_cpuid(void (*cpuid)(u32, u32, u32[4]));

@@ -12,7 +12,7 @@
 struct vblk {
     u64 base;           /* MMIO window */
     u64 capacity;       /* 512-byte sectors */
-    u16 qsize, last_used;
+    u16 qsize;
 };
 
 /* Finds and initialises the first virtio-blk device: virtio_mmio.device=
