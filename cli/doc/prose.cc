@@ -34,7 +34,9 @@ const Section kJsonOutput = {
                    "(`in_doubt`, and what is in doubt), `incoming` (an `--incoming` VM that waits: phase, "
                    "address), `cpu` (model, vendor, advisory, features, profile, applied: only with "
                    "`--cpuid`). The control socket's own replies: docs/vmm.md."},
-     {"vm stats", "`ok`, `vcpus` (exit counts), `disks` (request counters), `console_tx_bytes`, "
+     {"vm stats", "`ok`, `vcpus` (exit counts), `disks` (request counters), `nics` (per NIC: `tap`, `mac`, "
+                  "`link_up`, `rx_frames`, `rx_bytes`, `tx_frames`, `tx_bytes`, `rx_dropped`, `tx_dropped`, "
+                  "`errors`, `announcements`: RARP frames sent after arriving by migration), `console_tx_bytes`, "
                   "`rss_bytes`, `guest_rss_bytes`, `vmm_rss_bytes`."},
      {"ps", "an array of `name`, `pid`, `state`, `mem_bytes`, `cpus`, `api` (null without one), "
             "`uptime_ms`, `kernel`."},
