@@ -107,7 +107,7 @@ static void resend_oldest(struct tcb *c)
 {
     u32 end = tcb_data_end(c), n = end - c->snd_una;
     u8 due = c->ack_due;
-    if (c->snd_una == c->iss)
+    if (c->state == T_SYN_RCVD)
         tcp_send_syn_ack(c);
     else if (c->snd_una != end)
         tcp_send_data(c, c->snd_una, n < tcb_seg_max(c) ? n : tcb_seg_max(c));
@@ -260,7 +260,7 @@ void tcp_rx(const u8 *src_mac, u32 src_ip, u8 *t, u32 len)
  * a bare ACK if one is due and nothing else carried it. */
 static void output(struct tcb *c)
 {
-    if (c->snd_nxt == c->iss) {
+    if (c->state == T_SYN_RCVD && c->snd_nxt == c->iss) {  /* the state: seq wraps after 4 GiB */
         if (!tcp_send_syn_ack(c))
             return;
         c->snd_nxt = c->iss + 1;
