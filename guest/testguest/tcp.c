@@ -8,9 +8,6 @@
 #include "tcp.h"
 
 #define TCP_DEFAULT_MSS 536             /* RFC 9293 3.7.1: no MSS option */
-#define TCP_OPT_END 0
-#define TCP_OPT_NOP 1
-#define TCP_OPT_MSS 2
 #define RTO_INIT_MS 200
 #define RTO_MAX_MS 2000
 #define MAX_TIMEOUTS 15                 /* in a row, then abort: ~25 s without an ACK */
@@ -18,8 +15,9 @@
 
 struct seg {
     u32 seq, ack, wnd, dlen;
-    u8 flags;
+    u8 flags, has_ts;
     u16 mss;                            /* option on a SYN, 0 if none */
+    u32 tsval;                          /* the peer's timestamp, if has_ts */
     const u8 *data;
 };
 
@@ -40,7 +38,7 @@ static void set_timer(struct tcb *c)
     c->timer = waiting ? rdtsc() + c->rto : 0;
 }
 
-static void seg_mss(struct seg *s, const u8 *opt, u32 len)
+static void seg_opts(struct seg *s, const u8 *opt, u32 len)
 {
     for (u32 i = 0; i < len && opt[i] != TCP_OPT_END;) {
         if (opt[i] == TCP_OPT_NOP) {
@@ -49,8 +47,13 @@ static void seg_mss(struct seg *s, const u8 *opt, u32 len)
         }
         if (i + 1 >= len || opt[i + 1] < 2)
             return;
-        if (opt[i] == TCP_OPT_MSS && opt[i + 1] == 4 && i + 4 <= len)
+        if (opt[i] == TCP_OPT_MSS && opt[i + 1] == TCP_OPT_MSS_LEN && i + TCP_OPT_MSS_LEN <= len &&
+            (s->flags & TCP_SYN))
             s->mss = get16(opt + i + 2);
+        if (opt[i] == TCP_OPT_TS && opt[i + 1] == TCP_OPT_TS_LEN && i + TCP_OPT_TS_LEN <= len) {
+            s->has_ts = 1;
+            s->tsval = get32(opt + i + 2);
+        }
         i += opt[i + 1];
     }
 }
@@ -62,9 +65,9 @@ static int seg_parse(struct seg *s, u32 src, const u8 *t, u32 len)
     if (len < TCP_HDR_LEN || hl < TCP_HDR_LEN || hl > len ||
         csum_fold(csum_add(csum_pseudo(src, net.ip, IP_PROTO_TCP, len), t, len)))
         return 0;
-    *s = (struct seg){get32(t + 4), get32(t + 8), get16(t + 14), len - hl, t[13], 0, t + hl};
-    if (s->flags & TCP_SYN)
-        seg_mss(s, t + TCP_HDR_LEN, hl - TCP_HDR_LEN);
+    *s = (struct seg){.seq = get32(t + 4), .ack = get32(t + 8), .wnd = get16(t + 14), .dlen = len - hl,
+                      .flags = t[13], .data = t + hl};
+    seg_opts(s, t + TCP_HDR_LEN, hl - TCP_HDR_LEN);
     return 1;
 }
 
@@ -89,6 +92,8 @@ static struct tcb *accept(const u8 *mac, u32 ip, u16 port, const struct seg *s)
                       .snd_nxt = iss, .snd_max = iss, .snd_wnd = s->wnd, .rcv_nxt = s->seq + 1,
                       .buf_seq = iss + 1, .rto = rto_init()};
     memcpy(c->mac, mac, 6);
+    c->ts_ok = s->has_ts;
+    c->ts_recent = s->tsval;
     u16 mss = s->mss ? s->mss : TCP_DEFAULT_MSS;
     c->mss = mss < TCP_MSS ? mss : TCP_MSS;
     net.st.tcp_conns++;
@@ -102,10 +107,10 @@ static void resend_oldest(struct tcb *c)
 {
     u32 end = tcb_data_end(c), n = end - c->snd_una;
     u8 due = c->ack_due;
-    if (c->snd_una == c->iss)
+    if (c->state == T_SYN_RCVD)
         tcp_send_syn_ack(c);
     else if (c->snd_una != end)
-        tcp_send_data(c, c->snd_una, n < c->mss ? n : c->mss);
+        tcp_send_data(c, c->snd_una, n < tcb_seg_max(c) ? n : tcb_seg_max(c));
     else
         tcp_send_ctl(c, end, TCP_FIN | TCP_ACK);
     c->ack_due = due;
@@ -188,6 +193,7 @@ static void data_rx(struct tcb *c, const struct seg *s)
         return;                         /* all old, or after the peer's FIN */
     if (s->seq + skip != c->rcv_nxt) {
         net.st.drops++;                 /* a hole before it: the peer sends it again */
+        tcp_send_dup_ack(c);            /* one per segment, at once: the peer counts three (RFC 5681 4.2) */
         return;
     }
     n -= skip;
@@ -206,6 +212,8 @@ static void conn_free(struct tcb *c) { c->state = T_FREE; }
 static void conn_rx(struct tcb *c, const u8 *mac, const struct seg *s)
 {
     memcpy(c->mac, mac, 6);             /* the peer may have moved (its MAC changed) */
+    if (c->ts_ok && s->has_ts && seq_le(s->seq, c->rcv_nxt) && (int)(s->tsval - c->ts_recent) >= 0)
+        c->ts_recent = s->tsval;        /* RFC 7323 4.3: the newest from a segment not past our ACK */
     if (s->flags & TCP_RST) {
         if (seq_le(c->rcv_nxt, s->seq) && seq_le(s->seq, c->rcv_nxt + TCP_BUF))
             conn_free(c);
@@ -252,7 +260,7 @@ void tcp_rx(const u8 *src_mac, u32 src_ip, u8 *t, u32 len)
  * a bare ACK if one is due and nothing else carried it. */
 static void output(struct tcb *c)
 {
-    if (c->snd_nxt == c->iss) {
+    if (c->state == T_SYN_RCVD && c->snd_nxt == c->iss) {  /* the state: seq wraps after 4 GiB */
         if (!tcp_send_syn_ack(c))
             return;
         c->snd_nxt = c->iss + 1;
@@ -261,7 +269,7 @@ static void output(struct tcb *c)
     while (seq_lt(c->snd_nxt, end) && seq_lt(c->snd_nxt, wnd_end)) {
         u32 n = end - c->snd_nxt, room = wnd_end - c->snd_nxt;
         n = n < room ? n : room;
-        n = n < c->mss ? n : c->mss;
+        n = n < tcb_seg_max(c) ? n : tcb_seg_max(c);
         if (!tcp_send_data(c, c->snd_nxt, n))
             break;
         c->snd_nxt += n;
