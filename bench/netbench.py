@@ -111,6 +111,15 @@ def lan_up():
         sh("ip", "-n", ns, "link", "set", TAPS[i], "master", BRIDGE, "up")
 
 
+def lan_forget():
+    """Forgets where the guest was: the previous run's guest ended on either host, and a new one
+    boots on A without a word (it sends no ARP or announcement of its own), so the bridges would
+    keep sending its MAC to the old port until their entries age out (and the hub its ARP entry)."""
+    for ns in (HUB, *HOSTS):
+        sh("ip", "-n", ns, "link", "set", "dev", BRIDGE, "type", "bridge", "fdb_flush")
+    sh("ip", "-n", HUB, "neigh", "flush", "dev", BRIDGE)
+
+
 # ---------------------------------------------------------------- the clients (hub namespace)
 
 def client(mode, *args, timeout=120):
@@ -288,6 +297,7 @@ VMS = {"minihv": MinihvVM, "qemu": QemuVM}
 
 def run_tool(tool, a, d, port):
     """One guest of `tool`: throughput, latency, then --moves migrations under the echo probe."""
+    lan_forget()
     vm = VMS[tool](a, d)
     probe = None
     res = {"tool": tool, "moves": []}
@@ -393,7 +403,10 @@ def report(a, results, elapsed, built, head):
              f"checked in order (tests/harness/echo_probe); the guest moves A → B → A … {a.moves} times per run "
              "over the LAN, 300 ms downtime target for both; echo gap = the largest gap between echo arrivals "
              f"from just before the migration until {AFTER_MOVE} more messages came back; guest-seen downtime = "
-             f"the STALL line on the destination console (\"<{STALL_MS}\" = none, counted as 0 in medians and in the first target below, which makes it strict).")
+             f"the STALL line on the destination console (\"<{STALL_MS}\" = none, counted as 0 in medians and in the first target below, which makes it strict). The row "
+             "'300 echoes without a migration' is the same window with no move: the machine's own noise floor (the guest's vCPU "
+             "polls without pause, so on 2 host cores it competes with the VMM's I/O thread, the client and "
+             "whatever else runs).")
     L.append("")
     L.append(machine_line(a.runs, elapsed, built, head, per="tool") + f"; load average at the end "
              f"{os.getloadavg()[0]:.1f}.")
