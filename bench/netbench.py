@@ -339,7 +339,7 @@ def run_tool(tool, a, d, port):
             res["moves"].append(mv)
             log(f"{NAMES[tool]:6} move {m + 1} -> {HOSTS[vm.host]}: echo gap {mv['gap_ms']:.1f} ms, downtime "
                 f"{mv['downtime_ms']} ms (tool) / {fmt(mv['guest_ms'])} ms (guest), total {mv['total_ms']} ms, "
-                f"largest STALL source/destination {fmt(mv['src_stall_ms'])}/{fmt(mv['stall_max_ms'])} ms"
+                f"largest STALL on the source {fmt(mv['src_stall_ms'])} ms, on either side {fmt(mv['stall_max_ms'])} ms"
                 f"{'' if ok else ', the echo did not continue: ' + (st['error'] or 'no echoes')}")
             if not ok:
                 break
