@@ -53,11 +53,13 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import (QMP, Procs, check_guest, guest_downtime, in_ns, machine_line, med, qemu_cmd, read,
+                      resumed, sh, snapshot_binaries, tree_head, wait_for, warmed_up)
 
 NS_A, NS_B = "mhvb-a", "mhvb-b"
 VETH_A, VETH_B = "mhvb-va", "mhvb-vb"
@@ -104,22 +106,6 @@ CONFIGS = [  # (tool, label, options)
 VETH_CONFIGS = {"minihv s1 none", "minihv s4 none", "minihv s4 auto", "QEMU multifd off", "QEMU multifd 4"}
 # The QEMU run a minihv run is compared to: the same number of channels.
 QEMU_FOR = {1: "QEMU multifd off", 2: "QEMU multifd 2", 4: "QEMU multifd 4", 8: "QEMU multifd 8"}
-
-STALL = re.compile(r"^STALL cpu=(\d+) ms=(\d+)")
-HB = re.compile(r"^HB cpu=(\d+) ")
-BAD = re.compile(r"^CORRUPT|^PANIC|errs=[1-9]")
-
-
-def sh(*cmd, check=True):
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
-    return r.stdout
-
-
-def in_ns(ns, cmd):
-    return ["ip", "netns", "exec", ns, *cmd]
-
 
 # ---------------------------------------------------------------- network namespaces
 
@@ -206,79 +192,7 @@ def tcp_bandwidth(link, port, nbytes):
     return int(n) * 8 / float(secs) / 1e6
 
 
-# ---------------------------------------------------------------- guest console
-
-def wait_for(pred, timeout, what):
-    t = time.monotonic() + timeout
-    while time.monotonic() < t:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
-def warmed_up(console):
-    """The guest has run its workload for a while (cpu 0's second heartbeat, ≥ 1 s in)."""
-    return lambda: "HB cpu=0 seq=2 " in read(console)
-
-
-def resumed(console):
-    """Every vCPU has printed a heartbeat on the destination (the overdue one comes at once)."""
-    return lambda: {m.group(1) for m in map(HB.match, read(console).splitlines()) if m} >= {str(c) for c in range(CPUS)}
-
-
-def guest_downtime(console):
-    """Largest first-STALL gap of the vCPUs on the destination console (None: every gap < STALL_MS)."""
-    first = {}
-    seen_hb = set()
-    for line in read(console).splitlines():
-        m = STALL.match(line)
-        if m and m.group(1) not in first and m.group(1) not in seen_hb:
-            first[m.group(1)] = int(m.group(2))
-        h = HB.match(line)
-        if h:
-            seen_hb.add(h.group(1))
-    return max(first.values()) if first else None
-
-
-def check_guest(console, who):
-    bad = [l for l in read(console).splitlines() if BAD.search(l)]
-    if bad:
-        raise RuntimeError(f"{who}: the guest reported errors: {bad[:3]}")
-
-
 # ---------------------------------------------------------------- minihv
-
-class Procs:
-    def __init__(self):
-        self.p = []
-
-    def start(self, cmd, log):
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=open(log, "w"))
-        self.p.append(p)
-        return p
-
-    def stop(self):
-        for p in self.p:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.p:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.p = []
-
 
 # vCPU threads: minihv names them vcpuN, QEMU "CPU N/KVM". Their time is the guest's, not the
 # migration's, and is left out of the CPU cost.
@@ -398,7 +312,7 @@ def run_minihv(a, d, link, cmdline, opts, port, rounds_out=None):
         s.close()
         if not summary or summary.get("result") != "ok":
             raise RuntimeError(f"minihv migration failed: {summary} {read(d + '/a.log')[-500:]}")
-        wait_for(resumed(bcon), 10, "heartbeats on the destination")
+        wait_for(resumed(bcon, CPUS), 10, "heartbeats on the destination")
         src.wait(10)
         check_guest(bcon, "minihv destination")
         return {"total_ms": summary["total_ms"], "downtime_ms": summary["downtime_ms"],
@@ -413,36 +327,6 @@ def run_minihv(a, d, link, cmdline, opts, port, rounds_out=None):
 
 # ---------------------------------------------------------------- QEMU
 
-class QMP:
-    def __init__(self, path):
-        wait_for(lambda: os.path.exists(path), 10, path)
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.connect(path)
-        self.f = self.s.makefile("rw")
-        self.f.readline()  # greeting
-        self.cmd("qmp_capabilities")
-
-    def cmd(self, name, **args):
-        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
-        self.f.flush()
-        while True:
-            r = json.loads(self.f.readline())
-            if "error" in r:
-                raise RuntimeError(f"QMP {name}: {r['error']}")
-            if "return" in r:
-                return r["return"]
-
-    def close(self):
-        self.s.close()
-
-
-def qemu_cmd(a, cmdline, console, qmp, incoming=False):
-    return ["qemu-system-x86_64", "-M", "microvm,acpi=on", "-accel", "kvm", "-cpu", "host,-arch-capabilities",
-            "-m", MEM, "-smp", str(CPUS), "-nodefaults", "-nographic", "-no-reboot",
-            "-kernel", a.elf, "-append", cmdline, "-serial", f"file:{console}",
-            "-qmp", f"unix:{qmp},server=on,wait=off", *(["-incoming", "defer"] if incoming else [])]
-
-
 def run_qemu(a, d, link, cmdline, opts, port, rounds_out=None):
     src_ns, dst_ns, addr = LINKS[link]
     procs = Procs()
@@ -452,8 +336,8 @@ def run_qemu(a, d, link, cmdline, opts, port, rounds_out=None):
             os.unlink(f)
     A = B = None
     try:
-        qdst = procs.start(in_ns(dst_ns, qemu_cmd(a, cmdline, bcon, bsock, incoming=True)), f"{d}/qb.log")
-        qsrc = procs.start(in_ns(src_ns, qemu_cmd(a, cmdline, acon, asock)), f"{d}/qa.log")
+        qdst = procs.start(in_ns(dst_ns, qemu_cmd(a.elf, cmdline, bcon, bsock, MEM, CPUS, incoming=True)), f"{d}/qb.log")
+        qsrc = procs.start(in_ns(src_ns, qemu_cmd(a.elf, cmdline, acon, asock, MEM, CPUS)), f"{d}/qa.log")
         A, B = QMP(asock), QMP(bsock)
         multifd = opts["multifd"] > 0
         for q in (A, B):
@@ -492,7 +376,7 @@ def run_qemu(a, d, link, cmdline, opts, port, rounds_out=None):
         w1 = wire_bytes(link)
         if st != "completed":
             raise RuntimeError(f"QEMU migration {st}: {r}")
-        wait_for(resumed(bcon), 10, "heartbeats on the destination")
+        wait_for(resumed(bcon, CPUS), 10, "heartbeats on the destination")
         check_guest(bcon, "QEMU destination")
         ram = r["ram"]
         return {"total_ms": r["total-time"], "downtime_ms": r["downtime"], "guest_ms": guest_downtime(bcon),
@@ -567,11 +451,6 @@ unset multiplot
 
 # ---------------------------------------------------------------- main
 
-def med(v):
-    v = [x for x in v if x is not None]
-    return statistics.median(v) if v else None
-
-
 def fmt(x, nd=0):
     if x is None:
         return f"<{STALL_MS}"
@@ -594,19 +473,13 @@ def main():
         with open(a.replot) as f:
             draw(json.load(f)["rounds"], a.svg)
         return
-    # Private copies: a rebuild of the tree during the run (the machine is shared) must not mix two
-    # binaries into one table.
-    snap = tempfile.mkdtemp(prefix="mhvb-bin-")
-    atexit.register(shutil.rmtree, snap, True)
-    built = time.strftime("%Y-%m-%d %H:%M", time.gmtime(os.path.getmtime(f"{a.build}/minihv")))
-    a.minihv = shutil.copy2(f"{a.build}/minihv", f"{snap}/minihv")
-    a.elf = shutil.copy2(f"{a.build}/guest/testguest.elf", f"{snap}/testguest.elf")
+    a.minihv, a.elf, snap, built = snapshot_binaries(a.build, "mhvb-bin-")
     # The TLS rows' key file (common/keys.h's format: 64 hex digits, mode 0600).
     a.key_hex = os.urandom(32).hex()
     a.key_file = f"{snap}/migration.key"
     with os.fdopen(os.open(a.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
         f.write(a.key_hex + "\n")
-    head = subprocess.run(["git", "log", "-1", "--format=%h %cs"], capture_output=True, text=True).stdout.strip()
+    head = tree_head()
     cases = a.cases.split(",")
     links = a.links.split(",")
     configs = [c for c in CONFIGS if not a.configs or c[1] in a.configs.split(",")]
@@ -665,11 +538,7 @@ def main():
                        "rounds": rounds}, f, indent=1)
 
     # ---- tables
-    u = os.uname()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"machine: {os.cpu_count()} cpus ({cpu}), kernel {u.release}; {a.runs} interleaved runs per row, "
-          f"medians; benchmark took {elapsed / 60:.1f} min; minihv built {built} "
-          f"UTC, tree at {head}; QEMU {sh('qemu-system-x86_64', '--version').splitlines()[0]}\n")
+    print(machine_line(a.runs, elapsed, built, head) + "\n")
     for link, v in bw.items():
         print(f"raw TCP bandwidth, {link} (one Python stream): median {med(v):.0f} Mbit/s "
               f"({min(v):.0f}-{max(v):.0f})")
