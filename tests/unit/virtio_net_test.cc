@@ -180,6 +180,9 @@ TEST_F(VirtioNetTest, QuiesceStopsTxAndRxUntilResume) {
   EXPECT_EQ(used_idx(kTxQueue), 0);
   EXPECT_EQ(used_idx(kRxQueue), 0);
   mmio_->device().resume();
+  // resume() returns after one pass of the I/O thread: both were handled by then.
+  EXPECT_EQ(used_idx(kTxQueue), 1);
+  EXPECT_EQ(used_idx(kRxQueue), 1);
   auto got = host_recv();
   ASSERT_TRUE(got);
   EXPECT_EQ(*got, out);
