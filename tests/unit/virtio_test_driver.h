@@ -4,6 +4,7 @@
 // and lays its rings and buffers out in a real GuestMemory. Knows nothing of the device's inside.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -23,15 +24,27 @@ public:
   std::atomic<int> count{0};
 };
 
-// Where the test driver puts things in guest RAM (16 MiB guests).
+// Where the test driver puts things in guest RAM (16 MiB guests). Queue q's rings sit at
+// kDesc/kAvail/kUsed + q * kQueueStride: a 256-entry queue fits in one stride.
 struct TestLayout {
   static constexpr uint64_t kDesc = 0x10000;      // descriptor table (up to 256 * 16 bytes)
   static constexpr uint64_t kAvail = 0x20000;
   static constexpr uint64_t kUsed = 0x30000;
+  static constexpr uint64_t kQueueStride = 0x1000;
+  static constexpr unsigned kMaxQueues = 8;
   static constexpr uint64_t kIndirect = 0x40000;  // indirect tables
   static constexpr uint64_t kHeaders = 0x50000;   // blk request headers, 16 bytes per slot
   static constexpr uint64_t kStatus = 0x60000;    // blk status bytes, one per slot
   static constexpr uint64_t kData = 0x100000;     // data buffers
+};
+
+// The driver side of one queue: where its rings are and how far the driver got.
+struct TestRing {
+  uint16_t size = 16;
+  uint64_t desc = TestLayout::kDesc, avail = TestLayout::kAvail, used = TestLayout::kUsed;
+  uint16_t avail_idx = 0;
+  uint16_t seen_used = 0;
+  unsigned next_desc = 0;
 };
 
 class VirtioTestDriver {
@@ -72,17 +85,23 @@ public:
     return status() & virtio::kStatusFeaturesOk;
   }
 
-  void setup_queue(uint16_t size, uint64_t desc = TestLayout::kDesc,
-                   uint64_t avail = TestLayout::kAvail, uint64_t used = TestLayout::kUsed) {
-    size_ = size;
-    avail_idx_ = 0;
-    seen_used_ = 0;
-    next_desc_ = 0;
+  // Which queue the ring helpers below (desc, push_avail, kick, used_*, setup_queue) act on.
+  void select(unsigned q) { q_ = q; }
+  unsigned selected() const { return q_; }
+
+  // Sets up the selected queue; its rings default to the queue's own slots of TestLayout.
+  void setup_queue(uint16_t size) {
+    const uint64_t off = TestLayout::kQueueStride * q_;
+    setup_queue(size, TestLayout::kDesc + off, TestLayout::kAvail + off, TestLayout::kUsed + off);
+  }
+  void setup_queue(uint16_t size, uint64_t desc, uint64_t avail = TestLayout::kAvail,
+                   uint64_t used = TestLayout::kUsed) {
+    ring() = TestRing{size, desc, avail, used};
     // Fresh rings: a previous run's leftovers must not look like requests.
-    std::vector<uint8_t> zero(0x10000, 0);
-    (void)mem_.write(TestLayout::kAvail, zero.data(), zero.size());
-    (void)mem_.write(TestLayout::kUsed, zero.data(), zero.size());
-    wr(virtio::mmio::kQueueSel, 0);
+    std::vector<uint8_t> zero(TestLayout::kQueueStride, 0);
+    (void)mem_.write(avail, zero.data(), zero.size());
+    (void)mem_.write(used, zero.data(), zero.size());
+    wr(virtio::mmio::kQueueSel, q_);
     wr(virtio::mmio::kQueueNum, size);
     wr64(virtio::mmio::kQueueDescLow, desc);
     wr64(virtio::mmio::kQueueDriverLow, avail);
@@ -110,23 +129,24 @@ public:
     (void)mem_.write(table + 16ull * i, d, 16);
   }
   void desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next = 0) {
-    desc_at(TestLayout::kDesc, i, addr, len, flags, next);
+    desc_at(ring().desc, i, addr, len, flags, next);
   }
-  uint16_t alloc_desc() { return static_cast<uint16_t>(next_desc_++ % size_); }
+  uint16_t alloc_desc() { return static_cast<uint16_t>(ring().next_desc++ % ring().size); }
 
   void set_avail_idx(uint16_t idx) {
-    auto* p = reinterpret_cast<uint16_t*>(mem_.host_ptr(TestLayout::kAvail + 2, 2));
+    auto* p = reinterpret_cast<uint16_t*>(mem_.host_ptr(ring().avail + 2, 2));
     __atomic_store_n(p, idx, __ATOMIC_RELEASE);
-    avail_idx_ = idx;
+    ring().avail_idx = idx;
   }
   void push_avail(uint16_t head) {
-    (void)mem_.write_obj<uint16_t>(TestLayout::kAvail + 4 + 2ull * (avail_idx_ % size_), head);
-    set_avail_idx(static_cast<uint16_t>(avail_idx_ + 1));
+    TestRing& r = ring();
+    (void)mem_.write_obj<uint16_t>(r.avail + 4 + 2ull * (r.avail_idx % r.size), head);
+    set_avail_idx(static_cast<uint16_t>(r.avail_idx + 1));
   }
-  void kick() { wr(virtio::mmio::kQueueNotify, 0); }
+  void kick() { wr(virtio::mmio::kQueueNotify, q_); }
 
   uint16_t used_idx() {
-    auto* p = reinterpret_cast<uint16_t*>(mem_.host_ptr(TestLayout::kUsed + 2, 2));
+    auto* p = reinterpret_cast<uint16_t*>(mem_.host_ptr(ring().used + 2, 2));
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
   }
   struct UsedElem {
@@ -134,7 +154,7 @@ public:
   };
   UsedElem used_elem(uint16_t i) {
     UsedElem e;
-    const uint64_t at = TestLayout::kUsed + 4 + 8ull * (i % size_);
+    const uint64_t at = ring().used + 4 + 8ull * (i % ring().size);
     e.id = *mem_.read_obj<uint32_t>(at);
     e.len = *mem_.read_obj<uint32_t>(at + 4);
     return e;
@@ -196,27 +216,28 @@ public:
   BlkDone submit_and_wait(uint16_t head, int ms = 5000) {
     kick();
     BlkDone r;
-    const uint16_t target = static_cast<uint16_t>(seen_used_ + 1);
+    const uint16_t target = static_cast<uint16_t>(ring().seen_used + 1);
     if (!wait_used(target, ms)) return r;
-    const UsedElem e = used_elem(seen_used_);
-    seen_used_ = target;
+    const UsedElem e = used_elem(ring().seen_used);
+    ring().seen_used = target;
     r.completed = true;
     r.used_id = e.id;
     r.used_len = e.len;
     r.status = blk_status_of(head);
     return r;
   }
-  uint16_t& seen_used() { return seen_used_; }
-  uint16_t avail_idx() const { return avail_idx_; }
+  uint16_t& seen_used() { return ring().seen_used; }
+  uint16_t avail_idx() const { return rings_[q_].avail_idx; }
+  TestRing& ring() { return rings_[q_]; }
+  GuestMemory& mem() { return mem_; }
+  VirtioMmio& transport() { return dev_; }
 
 private:
   VirtioMmio& dev_;
   GuestMemory& mem_;
   uint64_t features_ = 0;
-  uint16_t size_ = 16;
-  uint16_t avail_idx_ = 0;
-  uint16_t seen_used_ = 0;
-  unsigned next_desc_ = 0;
+  unsigned q_ = 0;
+  std::array<TestRing, TestLayout::kMaxQueues> rings_{};
 };
 
 }  // namespace minihv::testing

@@ -84,6 +84,11 @@ Result<Tap> Tap::open(const std::string& name, const std::string& bridge) {
   return t;
 }
 
+bool Tap::attached() const {
+  ifreq ifr{};
+  return ::ioctl(fd_.get(), TUNGETIFF, &ifr) == 0;  // EBADFD once detached
+}
+
 Status Tap::set_offloads(bool csum, bool tso4, bool tso6, bool ecn) {
   unsigned flags = 0;
   if (csum && offloads_available_) {  // TSO without checksum offload is refused by the tap

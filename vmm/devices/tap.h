@@ -25,6 +25,8 @@ public:
   bool created() const { return created_; }
   // The tap takes partial checksums and TSO/ECN from us (tap -> guest direction offloads).
   bool offloads_available() const { return offloads_available_; }
+  // False once the interface was deleted under us: the fd is detached and every use fails.
+  bool attached() const;
   // Turns the tap's offloads (TUN_F_*) on or off to match what the driver negotiated.
   Status set_offloads(bool csum, bool tso4, bool tso6, bool ecn);
 

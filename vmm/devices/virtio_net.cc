@@ -77,7 +77,12 @@ Status VirtioNet::activate(const VirtioActivation& act) {
   std::lock_guard lock(mu_);
   worker_.reset();
   const uint64_t f = act.features;
-  MINIHV_TRY(tap_.set_offloads(f & kFGuestCsum, f & kFGuestTso4, f & kFGuestTso6, f & kFGuestEcn));
+  // A tap deleted under us takes no offloads, but the driver still gets a device: link down, its
+  // frames dropped (the worker reports the dead fd), as after a deletion while it ran.
+  if (tap_.attached())
+    MINIHV_TRY(tap_.set_offloads(f & kFGuestCsum, f & kFGuestTso4, f & kFGuestTso6, f & kFGuestEcn));
+  else
+    link_up_ = false;
   features_ = f;
   signals_ = act.signals;
   NetWorkerContext ctx;

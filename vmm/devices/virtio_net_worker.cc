@@ -100,12 +100,15 @@ void NetWorker::pause() {
 }
 
 void NetWorker::unpause() {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   paused_ = false;
-  ++req_seq_;
+  const uint64_t seq = ++req_seq_;
   const uint64_t one = 1;
-  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one)
+  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one) {
     LOG_ERROR("virtio-net: cannot wake the I/O thread to resume it");
+    return;
+  }
+  cv_.wait(lock, [&] { return ack_seq_ >= seq; });
 }
 
 void NetWorker::apply_control(const std::stop_token& stop) {
@@ -178,13 +181,14 @@ void NetWorker::queue_broken(unsigned q) {
   ctx_.act.signals->set_needs_reset();
 }
 
-void NetWorker::bad_chain(unsigned q) {
+void NetWorker::bad_chain(unsigned q, uint16_t head, const char* why) {
   ++ctx_.stats->errors;
+  ++bad_chains_;
   if (!warned_) {
     warned_ = true;  // a hostile guest must not be able to flood the log
-    LOG_WARN("virtio-net: queue %u: bad descriptor chain: %s", q, queue_error_name(chain_.error));
+    LOG_WARN("virtio-net: queue %u: bad descriptor chain: %s", q, why);
   }
-  ctx_.act.queues[q].add_used(chain_.head, 0);
+  ctx_.act.queues[q].add_used(head, 0);
   used_added_[q] = true;
 }
 
@@ -193,10 +197,7 @@ bool NetWorker::pop(unsigned q, DescriptorChain& out) {
     switch (ctx_.act.queues[q].pop(out)) {
       case Virtqueue::Pop::kEmpty: return false;
       case Virtqueue::Pop::kChain: return true;
-      case Virtqueue::Pop::kBadChain:
-        if (&out != &chain_) chain_ = out;
-        bad_chain(q);
-        continue;
+      case Virtqueue::Pop::kBadChain: bad_chain(q, out.head, queue_error_name(out.error)); continue;
       case Virtqueue::Pop::kBroken: queue_broken(q); return false;
     }
   }
@@ -282,6 +283,14 @@ void NetWorker::process_rx() {
   }
 }
 
+bool NetWorker::pop_rx(DescriptorChain& out) {
+  while (pop(kRxQueue, out)) {
+    if (out.readable_bytes() == 0) return true;
+    bad_chain(kRxQueue, out.head, "device-readable buffer in a receive chain");
+  }
+  return false;
+}
+
 bool NetWorker::read_frame() {
   while (tap_ok_) {
     const ssize_t n = ::read(ctx_.tap_fd, frame_.data(), frame_.size());
@@ -303,7 +312,7 @@ bool NetWorker::read_frame() {
 NetWorker::Delivery NetWorker::deliver_frame() {
   if (mrg_rxbuf_) return deliver_merged();
   Virtqueue& q = ctx_.act.queues[kRxQueue];
-  if (!pop(kRxQueue, chain_)) return Delivery::kNoBuffers;
+  if (!pop_rx(chain_)) return Delivery::kNoBuffers;
   if (chain_.writable_bytes() < frame_len_) {
     q.rewind(1);  // keep the buffer for a frame that fits; this one cannot be delivered
     ++ctx_.stats->rx_dropped;
@@ -329,7 +338,16 @@ NetWorker::Delivery NetWorker::deliver_merged() {
       return Delivery::kDropped;
     }
     held_.emplace_back();
-    if (!pop(kRxQueue, held_.back())) {
+    const uint64_t bad_before = bad_chains_;
+    const bool got = pop_rx(held_.back());
+    if (bad_chains_ != bad_before && held_.size() > 1) {
+      // The chains we hold came before one the driver broke, which is in the used ring now:
+      // rewind() would count back over it (handing it back twice and losing ours), so ours go
+      // back to the driver empty and the frame waits for the chains after the broken one.
+      return_held(held_.size() - 1);
+      room = 0;
+    }
+    if (!got) {
       q.rewind(static_cast<uint16_t>(held_.size() - 1));
       return Delivery::kNoBuffers;
     }
@@ -348,6 +366,14 @@ NetWorker::Delivery NetWorker::deliver_merged() {
   used_added_[kRxQueue] = true;
   count_rx();
   return Delivery::kDone;
+}
+
+void NetWorker::return_held(size_t n) {
+  used_.clear();
+  for (size_t i = 0; i < n; ++i) used_.push_back({held_[i].head, 0});
+  ctx_.act.queues[kRxQueue].add_used(used_);
+  used_added_[kRxQueue] = true;
+  held_.erase(held_.begin(), held_.begin() + static_cast<ptrdiff_t>(n));
 }
 
 void NetWorker::count_rx() {

@@ -57,6 +57,8 @@ public:
 
   // Stops touching the queues and the tap; returns when the thread has seen it.
   void pause();
+  // Starts again; returns when the thread has made one full pass over the queues and the tap, so
+  // what was made available before the call has been looked at (tests and the fuzzer rely on it).
   void unpause();
 
 private:
@@ -67,7 +69,9 @@ private:
   void wait_for_work(const std::stop_token& stop);
   // Pops the next usable chain of queue q; broken chains are answered (length 0) and skipped.
   bool pop(unsigned q, DescriptorChain& out);
-  void bad_chain(unsigned q);
+  // pop() for the receive queue: a chain with a device-readable buffer is skipped as broken too.
+  bool pop_rx(DescriptorChain& out);
+  void bad_chain(unsigned q, uint16_t head, const char* why);
   void queue_broken(unsigned q);
   void process_tx();
   void send_chain();
@@ -76,6 +80,8 @@ private:
   enum class Delivery { kDone, kNoBuffers, kDropped };
   Delivery deliver_frame();
   Delivery deliver_merged();
+  // Gives the first n chains of held_ back to the driver with nothing written, and forgets them.
+  void return_held(size_t n);
   void count_rx();
   void process_ctrl();
   void tap_failed(const char* op, int err);
@@ -95,6 +101,7 @@ private:
   // The thread's own state.
   bool running_ = false, stopping_ = false, broken_ = false, tap_ok_ = true;
   bool warned_ = false, warned_tap_ = false;
+  uint64_t bad_chains_ = 0;  // answered by bad_chain(): deliver_merged() must not rewind over one
   uint64_t pending_ack_ = 0;
   bool used_added_[3] = {};
   bool more_tx_ = false;     // the last TX pass stopped at kBatch: look again without waiting
