@@ -109,7 +109,17 @@ TEST(NetSpec, ParsesMacAndQueuesInAnyOrder) {
   }
 }
 
+TEST(NetSpec, ParsesABridge) {
+  auto s = parse_nic_spec("tap=tap0,bridge=br-lab");
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ(s->bridge, "br-lab");
+  auto none = parse_nic_spec("tap=tap0");
+  ASSERT_TRUE(none) << none.message();
+  EXPECT_TRUE(none->bridge.empty());
+}
+
 TEST(NetSpec, RefusesBadSpecsNamingThePart) {
+  expect_bad_spec("tap=tap0,bridge=a b", {"bridge=a b", "not an interface name"});
   expect_bad_spec("", {"want KEY=VALUE"});
   expect_bad_spec("tap0", {"'tap0'", "want KEY=VALUE"});
   expect_bad_spec("tap=", {"'tap='", "want KEY=VALUE"});
@@ -120,7 +130,7 @@ TEST(NetSpec, RefusesBadSpecsNamingThePart) {
   expect_bad_spec("tap=tap0,mac=01:00:5e:00:00:01", {"multicast"});
   expect_bad_spec("tap=tap0,queues=2", {"queues=2", "only 1 queue pair"});
   expect_bad_spec("tap=tap0,queues=x", {"queues=x"});
-  expect_bad_spec("tap=tap0,speed=10", {"unknown option 'speed'", "tap, mac, queues"});
+  expect_bad_spec("tap=tap0,speed=10", {"unknown option 'speed'", "tap, mac, bridge, queues"});
   expect_bad_spec("mac=52:54:00:12:34:56", {"tap=NAME is required"});
 }
 

@@ -31,6 +31,7 @@ constexpr uint16_t kDescFNext = 1;
 constexpr uint16_t kDescFWrite = 2;
 constexpr uint16_t kDescFIndirect = 4;
 constexpr uint16_t kAvailFNoInterrupt = 1;
+constexpr uint16_t kUsedFNoNotify = 1;
 constexpr uint32_t kDescSize = 16;        // addr u64, len u32, flags u16, next u16
 constexpr uint32_t kUsedElemSize = 8;     // id u32, len u32
 constexpr uint32_t kRingHeaderSize = 4;   // flags u16, idx u16 (avail and used)

@@ -236,6 +236,14 @@ void Virtqueue::add_used(std::span<const UsedElem> elems) {
 
 void Virtqueue::rewind(uint16_t n) { st_.last_avail_idx = static_cast<uint16_t>(st_.last_avail_idx - n); }
 
+void Virtqueue::set_kicks(bool wanted) {
+  if (!active() || event_idx_) return;
+  store16(used_, wanted ? 0 : kUsedFNoNotify);
+  mem_->mark_dirty(st_.device_gpa, 2);
+  // The flag must be visible before the caller looks at the avail idx again.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
 bool Virtqueue::should_notify() {
   if (!active()) return false;
   // Our used idx store must be visible before we read the driver's suppression fields.

@@ -113,6 +113,11 @@ public:
   // Takes back the last `n` chains popped and not yet used, as if they had never been popped (a
   // device that found too little room for a frame). n must not exceed what was popped.
   void rewind(uint16_t n);
+  // Whether the driver should kick after making buffers available. Without EVENT_IDX this is the
+  // used ring's NO_NOTIFY flag; with EVENT_IDX pop() already asks for a kick only once it found the
+  // ring empty, so it does nothing. After turning kicks on, look at pending() once more: buffers
+  // the driver added before it saw the request came without a kick.
+  void set_kicks(bool wanted);
   // True when the driver wants an interrupt for what was added since the last call.
   bool should_notify();
   // Requests not yet popped (avail idx - last_avail_idx); 0 for an inactive queue.
