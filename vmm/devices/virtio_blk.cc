@@ -56,9 +56,7 @@ void VirtioBlk::read_config(uint64_t offset, uint8_t* data, uint32_t len) const 
   put_le<uint64_t>(cfg, kCfgCapacity, backend_.capacity_sectors());
   put_le<uint32_t>(cfg, kCfgSegMax, kSegMax);
   put_le<uint32_t>(cfg, kCfgBlkSize, backend_.block_size());
-  std::memset(data, 0, len);
-  if (offset >= kCfgSize) return;
-  std::memcpy(data, cfg + offset, std::min<uint64_t>(len, kCfgSize - offset));
+  copy_config_window(cfg, kCfgSize, offset, data, len);
 }
 
 void VirtioBlk::write_config(uint64_t, const uint8_t*, uint32_t) {

@@ -35,8 +35,7 @@ Result<std::unique_ptr<BlkWorker>> BlkWorker::start(const VirtioActivation& act,
   if (act.queues.empty() || !act.queues[0].active() || act.notify_fds.empty())
     return Status::error("virtio-blk: request queue not set up by the driver");
   std::unique_ptr<BlkWorker> w(new BlkWorker(act, backend, serial, stats, paused));
-  w->ctl_fd_.reset(eventfd(0, EFD_CLOEXEC));
-  if (!w->ctl_fd_.valid()) return Status::from_errno("virtio-blk: control eventfd");
+  MINIHV_TRY(w->control_.init("virtio-blk"));
   MINIHV_TRY(w->ring_.init(kRingEntries).context("virtio-blk"));
   w->thread_ = std::jthread([p = w.get()](std::stop_token st) { p->run(std::move(st)); });
   return w;
@@ -45,35 +44,21 @@ Result<std::unique_ptr<BlkWorker>> BlkWorker::start(const VirtioActivation& act,
 BlkWorker::BlkWorker(const VirtioActivation& act, const BlockBackend& backend,
                      const std::string& serial, BlkStats& stats, bool paused)
     : act_(act), backend_(backend), serial_(serial), stats_(stats), queue_(act.queues[0]),
-      paused_(paused), slots_(kMaxInFlight) {
+      control_(paused), slots_(kMaxInFlight) {
   for (unsigned i = kMaxInFlight; i-- > 0;) free_.push_back(i);
 }
 
 BlkWorker::~BlkWorker() {
   if (!thread_.joinable()) return;
   thread_.request_stop();
-  const uint64_t one = 1;
-  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one)
-    LOG_ERROR("virtio-blk: cannot wake the I/O thread to stop it");
+  if (!control_.wake()) LOG_ERROR("virtio-blk: cannot wake the I/O thread to stop it");
   thread_.join();
 }
 
-void BlkWorker::pause() {
-  std::unique_lock lock(mu_);
-  paused_ = true;
-  const uint64_t seq = ++req_seq_;
-  const uint64_t one = 1;
-  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one) return;
-  cv_.wait(lock, [&] { return ack_seq_ >= seq; });
-}
+void BlkWorker::pause() { control_.request(true, true); }
 
 void BlkWorker::unpause() {
-  std::lock_guard lock(mu_);
-  paused_ = false;
-  ++req_seq_;
-  const uint64_t one = 1;
-  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one)
-    LOG_ERROR("virtio-blk: cannot wake the I/O thread to resume it");
+  if (!control_.request(false, false)) LOG_ERROR("virtio-blk: cannot wake the I/O thread to resume it");
 }
 
 io_uring_sqe* BlkWorker::get_sqe() {
@@ -93,17 +78,16 @@ void BlkWorker::arm_eventfd_read(int fd, uint64_t tag, uint64_t* buf) {
 }
 
 void BlkWorker::apply_control(const std::stop_token& stop) {
-  std::lock_guard lock(mu_);
+  const WorkerControl::Request r = control_.take();
   stopping_ = stop.stop_requested();
-  running_ = !paused_ && !stopping_ && !broken_;
-  pending_ack_ = req_seq_;
+  running_ = !r.paused && !stopping_ && !broken_;
+  pending_ack_ = r.seq;
 }
 
 void BlkWorker::ack_if_drained() {
-  if (in_flight_ || pending_ack_ == ack_seq_) return;
-  std::lock_guard lock(mu_);
-  ack_seq_ = pending_ack_;
-  cv_.notify_all();
+  if (in_flight_ || pending_ack_ == acked_) return;
+  control_.ack(pending_ack_);
+  acked_ = pending_ack_;
 }
 
 void BlkWorker::notify_driver() {
@@ -114,7 +98,7 @@ void BlkWorker::notify_driver() {
 
 void BlkWorker::run(std::stop_token stop) {
   arm_eventfd_read(act_.notify_fds[0], kTagNotify, &notify_buf_);
-  arm_eventfd_read(ctl_fd_.get(), kTagControl, &ctl_buf_);
+  arm_eventfd_read(control_.fd(), kTagControl, &ctl_buf_);
   apply_control(stop);
   process_queue();  // requests made available before activation (e.g. a restored queue)
   unsigned failures = 0;
@@ -140,7 +124,7 @@ void BlkWorker::run(std::stop_token stop) {
     });
     if (kicked) arm_eventfd_read(act_.notify_fds[0], kTagNotify, &notify_buf_);
     if (control) {
-      arm_eventfd_read(ctl_fd_.get(), kTagControl, &ctl_buf_);
+      arm_eventfd_read(control_.fd(), kTagControl, &ctl_buf_);
       apply_control(stop);
     }
     if (kicked || control || completed) process_queue();
@@ -150,9 +134,7 @@ void BlkWorker::run(std::stop_token stop) {
 void BlkWorker::give_up(const char* why) {
   LOG_ERROR("virtio-blk %s: I/O thread stops: %s", backend_.name().c_str(), why);
   act_.signals->set_needs_reset();
-  std::lock_guard lock(mu_);
-  ack_seq_ = req_seq_ = UINT64_MAX;  // nobody waits for a thread that is gone
-  cv_.notify_all();
+  control_.abandon();  // nobody waits for a thread that is gone
 }
 
 void BlkWorker::process_queue() {

@@ -25,6 +25,7 @@
 #include "vmm/devices/virtio_blk_backend.h"
 #include "vmm/devices/virtio_blk_request.h"
 #include "vmm/devices/virtio_device.h"
+#include "vmm/devices/worker_control.h"
 
 namespace minihv {
 
@@ -93,16 +94,13 @@ private:
   BlkStats& stats_;
   Virtqueue& queue_;
 
-  // Shared with pause()/unpause()/~BlkWorker (under mu_).
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool paused_ = false;
-  uint64_t req_seq_ = 0, ack_seq_ = 0;
+  // The device's requests (pause, resume) and the thread's acknowledgements.
+  WorkerControl control_;
 
   // The thread's own state.
   bool running_ = false, stopping_ = false, broken_ = false, warned_ = false;
   bool used_added_ = false;
-  uint64_t pending_ack_ = 0;
+  uint64_t pending_ack_ = 0, acked_ = 0;  // the request seen, the one acknowledged
   unsigned in_flight_ = 0;
   std::vector<Slot> slots_;
   std::vector<unsigned> free_;
@@ -111,7 +109,6 @@ private:
   // Declared last: the thread stops first, then the ring (cancelling the eventfd reads into these
   // buffers), then the buffers.
   uint64_t notify_buf_ = 0, ctl_buf_ = 0;
-  UniqueFd ctl_fd_;
   Uring ring_;
   std::jthread thread_;
 };

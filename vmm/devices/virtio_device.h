@@ -39,6 +39,12 @@ struct VirtioActivation {
   VirtioSignals* signals = nullptr;
 };
 
+// For read_config(): bytes [offset, offset + len) of a config space `cfg` of `size` bytes; what lies
+// beyond it reads as zero.
+inline void copy_config_window(const uint8_t* cfg, uint32_t size, uint64_t offset, uint8_t* data, uint32_t len) {
+  for (uint32_t i = 0; i < len; ++i) data[i] = offset + i < size ? cfg[offset + i] : 0;
+}
+
 class VirtioDevice {
 public:
   virtual ~VirtioDevice() = default;

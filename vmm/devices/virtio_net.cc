@@ -64,9 +64,7 @@ void VirtioNet::read_config(uint64_t offset, uint8_t* data, uint32_t len) const 
   cfg[kCfgStatus] = static_cast<uint8_t>(status);
   cfg[kCfgStatus + 1] = static_cast<uint8_t>(status >> 8);
   cfg[kCfgMaxPairs] = 1;
-  std::memset(data, 0, len);
-  if (offset >= kCfgSize) return;
-  std::memcpy(data, cfg + offset, std::min<uint64_t>(len, kCfgSize - offset));
+  copy_config_window(cfg, kCfgSize, offset, data, len);
 }
 
 void VirtioNet::write_config(uint64_t, const uint8_t*, uint32_t) {

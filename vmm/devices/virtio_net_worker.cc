@@ -67,14 +67,13 @@ Result<std::unique_ptr<NetWorker>> NetWorker::start(NetWorkerContext ctx, bool p
       act.notify_fds.size() < act.queues.size())
     return Status::error("virtio-net: receive and transmit queues not set up by the driver");
   std::unique_ptr<NetWorker> w(new NetWorker(std::move(ctx), paused));
-  w->ctl_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!w->ctl_fd_.valid()) return Status::from_errno("virtio-net: control eventfd");
+  MINIHV_TRY(w->control_.init("virtio-net"));
   w->thread_ = std::jthread([p = w.get()](std::stop_token st) { p->run(std::move(st)); });
   return w;
 }
 
 NetWorker::NetWorker(NetWorkerContext ctx, bool paused)
-    : ctx_(std::move(ctx)), mrg_rxbuf_(ctx_.act.features & kFMrgRxbuf), paused_(paused),
+    : ctx_(std::move(ctx)), mrg_rxbuf_(ctx_.act.features & kFMrgRxbuf), control_(paused),
       frame_(kHdrSize + kMaxFrame) {
   // A control queue the driver did not set up is not ours to poll.
   if (ctx_.act.queues.size() > kCtrlQueue && !ctx_.act.queues[kCtrlQueue].active())
@@ -84,46 +83,28 @@ NetWorker::NetWorker(NetWorkerContext ctx, bool paused)
 NetWorker::~NetWorker() {
   if (!thread_.joinable()) return;
   thread_.request_stop();
-  const uint64_t one = 1;
-  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one)
-    LOG_ERROR("virtio-net: cannot wake the I/O thread to stop it");
+  if (!control_.wake()) LOG_ERROR("virtio-net: cannot wake the I/O thread to stop it");
   thread_.join();
 }
 
-void NetWorker::pause() {
-  std::unique_lock lock(mu_);
-  paused_ = true;
-  const uint64_t seq = ++req_seq_;
-  const uint64_t one = 1;
-  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one) return;
-  cv_.wait(lock, [&] { return ack_seq_ >= seq; });
-}
+void NetWorker::pause() { control_.request(true, true); }
 
 void NetWorker::unpause() {
-  std::unique_lock lock(mu_);
-  paused_ = false;
-  const uint64_t seq = ++req_seq_;
-  const uint64_t one = 1;
-  if (::write(ctl_fd_.get(), &one, sizeof one) != sizeof one) {
-    LOG_ERROR("virtio-net: cannot wake the I/O thread to resume it");
-    return;
-  }
-  cv_.wait(lock, [&] { return ack_seq_ >= seq; });
+  if (!control_.request(false, true)) LOG_ERROR("virtio-net: cannot wake the I/O thread to resume it");
 }
 
 void NetWorker::apply_control(const std::stop_token& stop) {
-  std::lock_guard lock(mu_);
+  const WorkerControl::Request r = control_.take();
   stopping_ = stop.stop_requested();
-  running_ = !paused_ && !stopping_ && !broken_;
+  running_ = !r.paused && !stopping_ && !broken_;
   // Nothing is in flight between passes: what we saw is acknowledged once this pass ends.
-  pending_ack_ = req_seq_;
+  pending_ack_ = r.seq;
 }
 
 void NetWorker::ack_control() {
-  if (pending_ack_ == ack_seq_) return;
-  std::lock_guard lock(mu_);
-  ack_seq_ = pending_ack_;
-  cv_.notify_all();
+  if (pending_ack_ == acked_) return;
+  control_.ack(pending_ack_);
+  acked_ = pending_ack_;
 }
 
 void NetWorker::run(std::stop_token stop) {
@@ -144,7 +125,7 @@ void NetWorker::run(std::stop_token stop) {
 void NetWorker::wait_for_work(const std::stop_token& stop) {
   pollfd fds[5];
   nfds_t n = 0;
-  fds[n++] = {ctl_fd_.get(), POLLIN, 0};
+  fds[n++] = {control_.fd(), POLLIN, 0};
   const size_t queues = ctx_.act.queues.size();
   for (size_t q = 0; q < queues; ++q) fds[n++] = {ctx_.act.notify_fds[q], POLLIN, 0};
   const bool want_tap = running_ && tap_ok_ && !rx_waiting_;
@@ -157,7 +138,7 @@ void NetWorker::wait_for_work(const std::stop_token& stop) {
       if (q == kRxQueue) rx_waiting_ = false;
     }
   if (fds[0].revents & POLLIN) {
-    drain_eventfd(ctl_fd_.get());
+    drain_eventfd(control_.fd());
     apply_control(stop);
   }
 }

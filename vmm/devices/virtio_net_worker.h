@@ -23,6 +23,7 @@
 #include "common/fd.h"
 #include "common/status.h"
 #include "vmm/devices/virtio_device.h"
+#include "vmm/devices/worker_control.h"
 
 namespace minihv {
 
@@ -92,17 +93,14 @@ private:
   NetWorkerContext ctx_;
   bool mrg_rxbuf_ = false;
 
-  // Shared with pause()/unpause()/~NetWorker (under mu_).
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool paused_ = false;
-  uint64_t req_seq_ = 0, ack_seq_ = 0;
+  // The device's requests (pause, resume) and the thread's acknowledgements.
+  WorkerControl control_;
 
   // The thread's own state.
   bool running_ = false, stopping_ = false, broken_ = false, tap_ok_ = true;
   bool warned_ = false, warned_tap_ = false;
   uint64_t bad_chains_ = 0;  // answered by bad_chain(): deliver_merged() must not rewind over one
-  uint64_t pending_ack_ = 0;
+  uint64_t pending_ack_ = 0, acked_ = 0;  // the request seen, the one acknowledged
   bool used_added_[3] = {};
   bool more_tx_ = false;     // the last TX pass stopped at kBatch: look again without waiting
   bool rx_waiting_ = false;  // a frame waits in frame_ for RX buffers: wait for the driver's kick
@@ -113,7 +111,6 @@ private:
   std::vector<UsedElem> used_;
   std::vector<iovec> iov_;
 
-  UniqueFd ctl_fd_;
   std::jthread thread_;  // declared last: stops first
 };
 
