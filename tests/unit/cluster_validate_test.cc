@@ -44,7 +44,8 @@ nlohmann::json probe_of(char n, const cpuid::Profile& p, const std::string& mode
           {"clock_unix_ms", kAsked + 5},
           {"mem_available_bytes", 8ull << 30},
           {"mem_total_bytes", 16ull << 30},
-          {"vms_mem_bytes", 1ull << 30}};
+          {"vms_mem_bytes", 1ull << 30},
+          {"bridges", {"br-lab", "docker0"}}};
 }
 
 // Nodes a and b are Skylake-SP Xeons, c a Haswell; everything else is in order.
@@ -79,10 +80,12 @@ protected:
     web.mem_bytes = 2ull << 30;
     web.disk = "web-root";
     web.preferred_owners = {"a", "b"};
+    web.nics = {{"br-lab", "52:54:00:00:00:01"}};
     VmSpec batch = web;
     batch.name = "batch";
     batch.index = 1;
     batch.disk = "";
+    batch.nics.clear();
     batch.mem_bytes = 512ull << 20;
     in.config.vms = {web, batch};
   }
@@ -93,7 +96,7 @@ protected:
 
 TEST_F(ClusterValidate, EveryCheckPassesOnAGoodCluster) {
   const nlohmann::json r = validate(in);
-  ASSERT_EQ(r["checks"].size(), 9u);
+  ASSERT_EQ(r["checks"].size(), 10u);
   for (const auto& c : r["checks"]) EXPECT_EQ(c["result"], "pass") << c.dump(2);
   EXPECT_TRUE(r["ok"]);
   EXPECT_EQ(r["nodes"], nlohmann::json({"a", "b", "c"}));
@@ -102,6 +105,17 @@ TEST_F(ClusterValidate, EveryCheckPassesOnAGoodCluster) {
   const auto& lacks = r["baseline"]["weakest_lacks"];
   EXPECT_NE(std::find(lacks.begin(), lacks.end(), "avx512f"), lacks.end()) << lacks.dump();
   EXPECT_EQ(r["baseline"]["features"], r["baseline"]["feature_names"].size());
+}
+
+TEST_F(ClusterValidate, ANodeWithoutAVmNicsBridgeFailsNamingNodeAndBridge) {
+  probe('c')["bridges"] = {"docker0"};
+  const nlohmann::json r = validate(in);
+  EXPECT_FALSE(r["ok"]);
+  const auto& c = check(r, "vm_networks");
+  EXPECT_EQ(c["result"], "fail") << c.dump(2);
+  EXPECT_NE(c["message"].get<std::string>().find("has no bridge br-lab"), std::string::npos) << c.dump(2);
+  EXPECT_NE(c["message"].get<std::string>().find("node c"), std::string::npos) << c.dump(2);
+  EXPECT_EQ(c["message"].get<std::string>().find("node a"), std::string::npos) << c.dump(2);
 }
 
 TEST_F(ClusterValidate, ANodeOnAnotherVolumeFailsNamingBothVolumes) {
