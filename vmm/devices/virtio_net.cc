@@ -118,7 +118,8 @@ void VirtioNet::resume() {
 
 void VirtioNet::tap_gone(const std::string& why) {
   link_up_ = false;
-  LOG_ERROR("virtio-net %s: %s", tap_.name().c_str(), why.c_str());
+  LOG_ERROR("virtio-net %s: %s: the tap is gone; the guest's link is down and its frames are dropped",
+            tap_.name().c_str(), why.c_str());
   if (VirtioSignals* s = signals_.load(); s && (features_.load() & kFStatus)) s->signal_config();
 }
 

@@ -192,9 +192,8 @@ void NetWorker::tap_failed(const char* op, int err) {
   }
   if (!tap_ok_) return;
   tap_ok_ = false;
-  const std::string why = std::string("tap ") + op + ": " + std::strerror(err);
-  LOG_ERROR("virtio-net: %s: the tap is gone; the guest's link is down and its frames are dropped", why.c_str());
-  if (ctx_.on_tap_gone) ctx_.on_tap_gone(why);
+  // The device says so, once, with the tap's name (on_tap_gone).
+  if (ctx_.on_tap_gone) ctx_.on_tap_gone(std::string("tap ") + op + ": " + std::strerror(err));
 }
 
 // ---- guest -> tap ----

@@ -42,7 +42,7 @@ struct NetWorkerContext {
   NetStats* stats = nullptr;
   // Control-queue ANNOUNCE_ACK from the driver (clears VIRTIO_NET_S_ANNOUNCE).
   std::function<void()> on_announce_ack;
-  // The tap failed for good (deleted under us): the device reports link down once.
+  // The tap failed for good (deleted under us): the device logs it (once) and reports link down.
   std::function<void(const std::string& why)> on_tap_gone;
 };
 
