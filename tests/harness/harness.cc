@@ -239,6 +239,14 @@ std::string VmProcess::stdout_text() const {
   return s + out_partial_;
 }
 
+std::string VmProcess::stdout_tail(size_t lines) const {
+  std::lock_guard lock(mu_);
+  const size_t from = out_lines_.size() > lines ? out_lines_.size() - lines : 0;
+  std::string s = from > 0 ? "[... " + std::to_string(from) + " earlier lines]\n" : "";
+  for (size_t i = from; i < out_lines_.size(); ++i) s += out_lines_[i] + "\n";
+  return s + out_partial_;
+}
+
 std::string VmProcess::stderr_text() const {
   std::lock_guard lock(mu_);
   return err_;

@@ -67,6 +67,9 @@ public:
   // Every stdout line matching `re` so far.
   std::vector<std::string> lines_matching(const std::string& re) const;
   std::string stdout_text() const;
+  // The last `lines` lines of stdout, for failure messages: where a boot stopped is at the end, and
+  // a report that cuts a long console keeps its head.
+  std::string stdout_tail(size_t lines = 60) const;
   std::string stderr_text() const;
   // Waits for the process to exit; returns its exit status (128+signal if killed), nullopt on timeout.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);

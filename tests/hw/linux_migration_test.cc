@@ -46,12 +46,12 @@ TEST(HwLinux, AGuestWithADiskMigratesAndCarriesOn) {
   std::vector<std::string> a{"run", "--api", dir.file("src.sock")};
   a.insert(a.end(), machine.begin(), machine.end());
   VmProcess src(VmProcess::WithTerminal{}, a);
-  ASSERT_TRUE(src.wait_line("init: modules loaded", 120s)) << src.stdout_text() << src.stderr_text();
+  ASSERT_TRUE(src.wait_line("init: modules loaded", 120s)) << src.stdout_tail() << src.stderr_text();
   // Write a marker straight to the device, then count in the background.
   ASSERT_TRUE(src.type("echo hw-disk-marker-7 | dd of=/dev/vda conv=fsync 2>/dev/null && echo wrote-$((1+1))\n"));
-  ASSERT_TRUE(src.wait_line("^wrote-2\\r?$", 30s)) << src.stdout_text();
+  ASSERT_TRUE(src.wait_line("^wrote-2\\r?$", 30s)) << src.stdout_tail();
   ASSERT_TRUE(src.type("i=0; while true; do i=$((i+1)); echo \"tick $i\"; usleep 100000; done &\n"));
-  ASSERT_TRUE(src.wait_line("^tick 20\\r?$", 30s)) << src.stdout_text();
+  ASSERT_TRUE(src.wait_line("^tick 20\\r?$", 30s)) << src.stdout_tail();
 
   const int port = free_port();
   std::vector<std::string> b{"-v", "run", "--api", dir.file("dst.sock")};
@@ -67,7 +67,7 @@ TEST(HwLinux, AGuestWithADiskMigratesAndCarriesOn) {
 
   // The loop goes on at the destination from where it was: the consoles joined count on without a
   // gap, a repeat or a restart ("tick 1" again).
-  ASSERT_TRUE(dst.wait_line("^tick " + std::to_string(before.back() + 20) + "\\r?$", 60s)) << dst.stdout_text();
+  ASSERT_TRUE(dst.wait_line("^tick " + std::to_string(before.back() + 20) + "\\r?$", 60s)) << dst.stdout_tail();
   const std::vector<long> all = ticks(src.stdout_text() + dst.stdout_text());
   ASSERT_GT(all.size(), before.size());
   bool counted_on = true;
@@ -75,12 +75,12 @@ TEST(HwLinux, AGuestWithADiskMigratesAndCarriesOn) {
     counted_on = all[i] == all[i - 1] + 1;
     EXPECT_TRUE(counted_on) << "tick " << all[i] << " after tick " << all[i - 1]
                             << (i < before.size() ? " (at the source)" : " (across the move or after it)") << ":\n"
-                            << src.stdout_text() << "\n---- destination:\n" << dst.stdout_text();
+                            << src.stdout_tail() << "\n---- destination:\n" << dst.stdout_tail();
   }
 
   // The disk: drop the page cache, then read the device itself.
   ASSERT_TRUE(dst.type("kill %1; sync; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=17 count=1 2>/dev/null; echo\n"));
-  EXPECT_TRUE(dst.wait_line("^hw-disk-marker-7", 30s)) << dst.stdout_text();
+  EXPECT_TRUE(dst.wait_line("^hw-disk-marker-7", 30s)) << dst.stdout_tail();
   // The kernel has nothing to complain about, at the source or the destination: its TSC and
   // kvm-clock stay in step (they drift apart when L1's KVM has no stable clock to give: see
   // hw_l1_cmdline in scripts/lib/hw-l1.sh).

@@ -67,10 +67,10 @@ TEST(HwLinux, AGuestOnABridgeAnswersPingAcrossALiveMigration) {
   VmProcess src(VmProcess::WithTerminal{}, a);
   // The kit's init brings eth0 up with minihv.ip= and prints the MAC the guest sees.
   ASSERT_TRUE(src.wait_line(std::string("init: eth0 ") + kGuestAddr + "/24 " + kMac, 120s))
-      << src.stdout_text() << src.stderr_text();
-  EXPECT_EQ(ping("", kGuestAddr, 10, 100ms, 5s), 10u) << src.stdout_text() << src.stderr_text();
+      << src.stdout_tail() << src.stderr_text();
+  EXPECT_EQ(ping("", kGuestAddr, 10, 100ms, 5s), 10u) << src.stdout_tail() << src.stderr_text();
   ASSERT_TRUE(src.type(std::string("ping -c 3 -W 5 ") + kHostAddr + " >/dev/null && echo pong-$((2+2))\n"));
-  EXPECT_TRUE(src.wait_line("^pong-4\\r?$", 30s)) << "the guest reaches the host\n" << src.stdout_text();
+  EXPECT_TRUE(src.wait_line("^pong-4\\r?$", 30s)) << "the guest reaches the host\n" << src.stdout_tail();
   const auto before = nic(dir.file("src.sock"));
   EXPECT_GT(before.value("rx_frames", 0u), 10u) << before.dump();
   EXPECT_EQ(before.value("errors", 1u), 0u) << before.dump();
@@ -85,7 +85,7 @@ TEST(HwLinux, AGuestOnABridgeAnswersPingAcrossALiveMigration) {
   ASSERT_EQ(r.exit, 0) << r.stderr_text << "\n" << dst.stderr_text();
   EXPECT_EQ(src.wait_exit(60s), 0) << src.stderr_text();
   // The bridge learned the guest's MAC on mhs0; it answers behind mhd0 now, at once.
-  EXPECT_EQ(ping("", kGuestAddr, 10, 100ms, 5s), 10u) << dst.stdout_text() << dst.stderr_text();
+  EXPECT_EQ(ping("", kGuestAddr, 10, 100ms, 5s), 10u) << dst.stdout_tail() << dst.stderr_text();
   std::this_thread::sleep_for(1s);  // the last announce round leaves 800 ms after the resume
   const auto after = nic(dir.file("dst.sock"));
   EXPECT_EQ(after.value("mac", ""), kMac) << "a migration keeps the guest's MAC";
