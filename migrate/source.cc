@@ -441,6 +441,7 @@ private:
     MINIHV_TRY(send_round(*dirty, true));
     MINIHV_TRY(send_out_of_order("after-final-round"));
     parts.last_page = at();
+    vm_.hold_network_arrivals(*state);  // as late as can be: until the destination announces the guest
     const std::vector<uint8_t> blob = encode_machine_state(*state);
     parts.state_bytes = blob.size();
     for (Frame& f : make_state_frames(blob)) MINIHV_TRY(session_->send(kControlStream, std::move(f)));

@@ -97,6 +97,9 @@ public:
   // reads vCPU, irqchip, PIT, clock and device state. The devices stay quiesced until resume()
   // (migration failed: the VM goes on as before) or the VM ends.
   Result<MachineState> save_machine();
+  // A migration's source, just before it sends `m` (taken by save_machine): the frames that reached
+  // the NICs' taps since go with it (VirtioNet::hold_arrivals), their windows saved again.
+  void hold_network_arrivals(MachineState& m);
   // Incoming VM only, before run(), after guest RAM is in place. Order as Firecracker: PIT2,
   // CLOCK, IRQCHIP x3, then per vCPU CPUID2 (when it differs), MP_STATE, REGS, SREGS, XSAVE, XCRS,
   // DEBUGREGS, LAPIC, MSRS, VCPU_EVENTS, then the UART and virtio transports. The virtio devices

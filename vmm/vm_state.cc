@@ -107,6 +107,15 @@ Result<MachineState> Vm::save_machine() {
   return m;
 }
 
+void Vm::hold_network_arrivals(MachineState& m) {
+  for (size_t w = 0; w < virtio_.size() && w < m.devices.virtio.size(); ++w)
+    for (VirtioNet* nic : nics_)
+      if (&virtio_[w]->device() == nic) {
+        nic->hold_arrivals();
+        m.devices.virtio[w] = virtio_[w]->save();
+      }
+}
+
 Status Vm::restore_machine(const MachineState& m) {
   {
     std::lock_guard lock(mu_);

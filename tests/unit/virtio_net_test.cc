@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+
 #include <bit>
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "tests/unit/virtio_net_fixture.h"
@@ -204,13 +206,25 @@ TEST_F(VirtioNetTest, QuiescedBeforeActivationStaysQuiesced) {
 
 // --- saved state ---
 
-std::vector<uint8_t> state_blob(const MacAddress& mac, uint8_t announce, uint32_t version = 1) {
+// Version 2 carries the held frames (a count, then each length-prefixed); version 1 has none.
+std::vector<uint8_t> state_blob(const MacAddress& mac, uint8_t announce, uint32_t version = 2,
+                                const std::vector<std::vector<uint8_t>>& held = {}) {
   virtio::BlobWriter w;
   w.put<uint32_t>(0x54454e56);  // "VNET"
   w.put<uint32_t>(version);
   for (uint8_t b : mac) w.put<uint8_t>(b);
   w.put<uint8_t>(announce);
+  if (version < 2) return w.take();
+  w.put<uint32_t>(static_cast<uint32_t>(held.size()));
+  for (const auto& f : held) w.put_bytes(f);
   return w.take();
+}
+
+// A frame as the tap gives it: a zero virtio header, then the Ethernet frame.
+std::vector<uint8_t> with_header(const std::vector<uint8_t>& frame) {
+  std::vector<uint8_t> f(kHdrSize, 0);
+  f.insert(f.end(), frame.begin(), frame.end());
+  return f;
 }
 
 constexpr MacAddress kOtherMac{0x02, 0x12, 0x34, 0x56, 0x78, 0x9a};
@@ -243,7 +257,15 @@ TEST_F(VirtioNetTest, RestoreRefusesAnotherMacWhenOneWasGiven) {
 TEST_F(VirtioNetTest, RestoreRefusesGarbage) {
   make(/*mac_fixed=*/false);
   auto good = state_blob(kOtherMac, 0);
-  std::vector<std::vector<uint8_t>> bad = {{}, {1, 2, 3}, state_blob(kOtherMac, 2), state_blob(kOtherMac, 0, 2)};
+  std::vector<std::vector<uint8_t>> bad = {{}, {1, 2, 3}, state_blob(kOtherMac, 2), state_blob(kOtherMac, 0, 3)};
+  // Held frames: too many, one shorter than a header, one longer than the largest frame.
+  bad.push_back(state_blob(kOtherMac, 0, 2,
+                           std::vector<std::vector<uint8_t>>(VirtioNet::kMaxHeldFrames + 1, with_header(test_frame(60, 1)))));
+  bad.push_back(state_blob(kOtherMac, 0, 2, {std::vector<uint8_t>(kHdrSize - 1, 0)}));
+  bad.push_back(state_blob(kOtherMac, 0, 2, {std::vector<uint8_t>(kHdrSize + NetWorker::kMaxFrame + 1, 0)}));
+  auto cut = state_blob(kOtherMac, 0, 2, {with_header(test_frame(60, 1))});
+  cut.pop_back();
+  bad.push_back(cut);
   bad.push_back({good.begin(), good.end() - 1});  // short
   auto longer = good;
   longer.push_back(0);
@@ -253,6 +275,81 @@ TEST_F(VirtioNetTest, RestoreRefusesGarbage) {
   bad.push_back(magic);
   for (const auto& b : bad) EXPECT_FALSE(net_->restore_state(b)) << b.size() << " bytes";
   EXPECT_EQ(net_->mac(), kGuestMac);  // nothing of a refused blob was applied
+}
+
+TEST_F(VirtioNetTest, AVersionOneStateIsStillRead) {
+  make(/*mac_fixed=*/false);
+  ASSERT_TRUE(net_->restore_state(state_blob(kOtherMac, 0, 1)));
+  EXPECT_EQ(net_->mac(), kOtherMac);
+}
+
+// --- frames held across a migration's switchover ---
+
+// The source: what reached the tap after the pause is read by hold_arrivals(), goes with the
+// state, and stays out of the guest while it is paused.
+TEST_F(VirtioNetTest, FramesArrivingAfterThePauseAreHeldAndSaved) {
+  start();
+  post_rx(0, 2048);
+  ASSERT_TRUE(mmio_->device().quiesce());
+  const auto f1 = test_frame(100, 1), f2 = test_frame(1400, 2);
+  ASSERT_TRUE(host_->send(f1));
+  ASSERT_TRUE(host_->send(f2));
+  net_->hold_arrivals();
+  EXPECT_EQ(used_idx(kRxQueue), 0) << "a paused guest received a frame";
+  // Another device (the destination) reads the state back to the same bytes: the frames are in it.
+  const auto blob = net_->save_state();
+  auto tap2 = ns_.run([&] { return Tap::open(tap_name_ + "d"); });
+  ASSERT_TRUE(tap2) << tap2.message();
+  auto other = VirtioNet::create(std::move(*tap2), kGuestMac, false);
+  ASSERT_TRUE(other) << other.message();
+  ASSERT_TRUE((*other)->restore_state(blob));
+  EXPECT_EQ((*other)->save_state(), blob);
+  EXPECT_NE(blob, state_blob(kGuestMac, 0)) << "no frame was held";
+  EXPECT_GE(blob.size(), state_blob(kGuestMac, 0).size() + 2 * (4 + kHdrSize) + f1.size() + f2.size());
+}
+
+// The source again, when the migration fails: the held frames reach its own guest first, in order.
+TEST_F(VirtioNetTest, HeldFramesReachTheGuestFirstWhenTheSourceResumes) {
+  start();
+  std::map<uint16_t, unsigned> slot_of;
+  for (unsigned slot = 0; slot < 3; ++slot) slot_of[post_rx(slot, 2048)] = slot;
+  ASSERT_TRUE(mmio_->device().quiesce());
+  const auto f1 = test_frame(100, 1), f2 = test_frame(200, 2), f3 = test_frame(300, 3);
+  ASSERT_TRUE(host_->send(f1));
+  ASSERT_TRUE(host_->send(f2));
+  net_->hold_arrivals();
+  ASSERT_TRUE(host_->send(f3));  // after the hold: still in the tap
+  mmio_->device().resume();
+  for (const auto* want : {&f1, &f2, &f3}) {
+    auto u = next_used(kRxQueue);
+    ASSERT_TRUE(u);
+    ASSERT_EQ(u->len, kHdrSize + want->size());
+    const auto b = guest(NetLayout::kRx + slot_of.at(static_cast<uint16_t>(u->id)) * NetLayout::kBufStride, u->len);
+    EXPECT_TRUE(std::equal(want->begin(), want->end(), b.begin() + kHdrSize)) << "frame of " << want->size();
+  }
+}
+
+// The destination: frames restored with the state are delivered before the tap's, once it runs.
+TEST_F(VirtioNetTest, RestoredFramesAreDeliveredBeforeTheTapsOnResume) {
+  make(/*mac_fixed=*/false);
+  ASSERT_TRUE(mmio_->device().quiesce());  // as an incoming VM's devices are, until it runs
+  ASSERT_TRUE(init());
+  std::map<uint16_t, unsigned> slot_of;
+  for (unsigned slot = 0; slot < 3; ++slot) slot_of[post_rx(slot, 2048)] = slot;
+  const auto f1 = test_frame(120, 4), f2 = test_frame(240, 5), later = test_frame(90, 6);
+  ASSERT_TRUE(net_->restore_state(state_blob(kGuestMac, 0, 2, {with_header(f1), with_header(f2)})));
+  ASSERT_TRUE(host_->send(later));
+  EXPECT_EQ(used_idx(kRxQueue), 0);
+  mmio_->device().resume();
+  for (const auto* want : {&f1, &f2, &later}) {
+    auto u = next_used(kRxQueue);
+    ASSERT_TRUE(u);
+    ASSERT_EQ(u->len, kHdrSize + want->size());
+    const auto b = guest(NetLayout::kRx + slot_of.at(static_cast<uint16_t>(u->id)) * NetLayout::kBufStride, u->len);
+    EXPECT_EQ(le16_at(b, kHdrNumBuffers), 1);
+    EXPECT_TRUE(std::equal(want->begin(), want->end(), b.begin() + kHdrSize)) << "frame of " << want->size();
+  }
+  EXPECT_EQ(net_->save_state(), state_blob(kGuestMac, 0)) << "delivered frames are not held any more";
 }
 
 TEST_F(VirtioNetTest, RestoredAnnounceFlagShowsInConfig) {

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "common/log.h"
 #include "vmm/devices/net_announce.h"
@@ -19,7 +21,7 @@ using namespace virtio::net;
 namespace {
 
 constexpr uint32_t kStateMagic = 0x54454e56;  // "VNET"
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;  // 2: the held frames (1: without; still read)
 // Offered whether or not the tap takes offloads: they concern only the guest -> tap direction,
 // which the tap always accepts (it checks the header itself).
 constexpr uint64_t kBaseFeatures = kRingFeatures | kFMac | kFStatus | kFMrgRxbuf | kFCtrlVq |
@@ -92,7 +94,15 @@ Status VirtioNet::activate(const VirtioActivation& act) {
   auto w = NetWorker::start(std::move(ctx), quiesced_);
   if (!w) return w.status();
   worker_ = std::move(w).value();
+  hand_held_to_worker();
   return Status::ok();
+}
+
+// Under mu_. The worker delivers them before the tap's frames once it runs.
+void VirtioNet::hand_held_to_worker() {
+  if (!worker_ || held_.empty()) return;
+  worker_->inject(std::move(held_));
+  held_.clear();
 }
 
 void VirtioNet::reset() {
@@ -113,6 +123,7 @@ Status VirtioNet::quiesce() {
 void VirtioNet::resume() {
   std::lock_guard lock(mu_);
   quiesced_ = false;
+  hand_held_to_worker();
   if (worker_) worker_->unpause();
 }
 
@@ -125,6 +136,21 @@ void VirtioNet::tap_gone(const std::string& why) {
 
 // ---- migration ----
 
+void VirtioNet::hold_arrivals() {
+  std::lock_guard lock(mu_);
+  size_t bytes = 0;
+  for (const auto& f : held_) bytes += f.size();
+  std::vector<uint8_t> buf(kHdrSize + NetWorker::kMaxFrame);
+  while (tap_.attached() && held_.size() < kMaxHeldFrames && bytes + buf.size() <= kMaxHeldBytes) {
+    const ssize_t n = ::read(tap_.fd(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;  // EAGAIN: nothing more (or the tap is gone: the worker says so when it runs)
+    if (n < static_cast<ssize_t>(kHdrSize)) continue;
+    held_.emplace_back(buf.begin(), buf.begin() + n);
+    bytes += static_cast<size_t>(n);
+  }
+}
+
 std::vector<uint8_t> VirtioNet::save_state() const {
   BlobWriter w;
   w.put<uint32_t>(kStateMagic);
@@ -132,8 +158,32 @@ std::vector<uint8_t> VirtioNet::save_state() const {
   const MacAddress mac = this->mac();
   for (uint8_t b : mac) w.put<uint8_t>(b);
   w.put<uint8_t>(announce_pending_.load());
+  std::lock_guard lock(mu_);
+  w.put<uint32_t>(static_cast<uint32_t>(held_.size()));
+  for (const auto& f : held_) w.put_bytes(f);
   return w.take();
 }
+
+namespace {
+
+// The held frames of a version-2 state; an error names what is wrong.
+Result<std::vector<std::vector<uint8_t>>> read_held(BlobReader& r) {
+  std::vector<std::vector<uint8_t>> held;
+  const uint32_t count = r.get<uint32_t>();
+  if (!r.ok() || count > VirtioNet::kMaxHeldFrames) return Status::error("virtio-net state: bad held frame count");
+  size_t bytes = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    const auto b = r.get_bytes();
+    bytes += b.size();
+    if (!r.ok()) return Status::error("virtio-net state: held frame " + std::to_string(i) + " is cut short");
+    if (b.size() < kHdrSize || b.size() > kHdrSize + NetWorker::kMaxFrame || bytes > VirtioNet::kMaxHeldBytes)
+      return Status::error("virtio-net state: held frame " + std::to_string(i) + " has a bad length");
+    held.emplace_back(b.begin(), b.end());
+  }
+  return held;
+}
+
+}  // namespace
 
 Status VirtioNet::restore_state(std::span<const uint8_t> blob) {
   BlobReader r(blob);
@@ -141,15 +191,24 @@ Status VirtioNet::restore_state(std::span<const uint8_t> blob) {
   MacAddress mac{};
   for (uint8_t& b : mac) b = r.get<uint8_t>();
   const uint8_t announce = r.get<uint8_t>();
-  if (!r.ok() || !r.at_end() || magic != kStateMagic) return Status::error("not a virtio-net state");
-  if (version != kStateVersion) return Status::error("virtio-net state version unsupported");
+  if (!r.ok() || magic != kStateMagic) return Status::error("not a virtio-net state");
+  if (version != 1 && version != kStateVersion) return Status::error("virtio-net state version unsupported");
   if (announce > 1) return Status::error("virtio-net state: bad announce flag");
+  std::vector<std::vector<uint8_t>> held;
+  if (version >= 2) {
+    auto h = read_held(r);
+    if (!h) return h.status();
+    held = std::move(h).value();
+  }
+  if (!r.at_end()) return Status::error("not a virtio-net state");
   std::lock_guard lock(mu_);
   if (mac_fixed_ && mac != mac_)
     return Status::error("NIC on tap " + tap_.name() + " has mac=" + format_mac(mac_) + ", the guest has " +
                          format_mac(mac) + ": give the destination the same mac= or none");
   mac_ = mac;
   announce_pending_ = announce;
+  held_ = std::move(held);
+  hand_held_to_worker();
   return Status::ok();
 }
 

@@ -57,6 +57,16 @@ public:
   // configuration interrupt for a driver that negotiated GUEST_ANNOUNCE. Returns at once.
   void announce();
 
+  // On a migration's source, after the pause and as late as it can: reads the frames that reached
+  // the tap since (the network sends them here until the destination announces the guest) and
+  // keeps them, up to kMaxHeldFrames / kMaxHeldBytes (the rest stay in the tap). They go with
+  // save_state() and are delivered first by whichever side runs the guest next: the destination,
+  // or this one when the migration fails (resume()). A frame the network got from the guest is
+  // then not lost to the move, and its TCP sender need not recover it.
+  void hold_arrivals();
+  static constexpr size_t kMaxHeldFrames = 256;
+  static constexpr size_t kMaxHeldBytes = 4u << 20;
+
   struct Stats {
     uint64_t rx_frames = 0, rx_bytes = 0, tx_frames = 0, tx_bytes = 0;
     uint64_t rx_dropped = 0, tx_dropped = 0, errors = 0, announcements = 0;
@@ -71,6 +81,7 @@ private:
   uint16_t config_status() const;
   void tap_gone(const std::string& why);
   void run_announcer(std::stop_token stop);
+  void hand_held_to_worker();
 
   Tap tap_;
   const bool mac_fixed_;
@@ -86,6 +97,7 @@ private:
   MacAddress mac_;
   bool quiesced_ = false;
   std::unique_ptr<NetWorker> worker_;
+  std::vector<std::vector<uint8_t>> held_;  // hold_arrivals() or a restored state; not yet delivered
 
   // The announcer: one round now, the rest on QEMU's schedule; a new announce() starts over.
   std::mutex announce_mu_;

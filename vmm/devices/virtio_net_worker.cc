@@ -93,6 +93,11 @@ void NetWorker::unpause() {
   if (!control_.request(false, true)) LOG_ERROR("virtio-net: cannot wake the I/O thread to resume it");
 }
 
+void NetWorker::inject(std::vector<std::vector<uint8_t>> frames) {
+  std::lock_guard lock(injected_mu_);
+  for (auto& f : frames) injected_.push_back(std::move(f));
+}
+
 void NetWorker::apply_control(const std::stop_token& stop) {
   const WorkerControl::Request r = control_.take();
   stopping_ = stop.stop_requested();
@@ -130,7 +135,7 @@ void NetWorker::wait_for_work(const std::stop_token& stop) {
   for (size_t q = 0; q < queues; ++q) fds[n++] = {ctx_.act.notify_fds[q], POLLIN, 0};
   const bool want_tap = running_ && tap_ok_ && !rx_waiting_;
   if (want_tap) fds[n++] = {ctx_.tap_fd, POLLIN, 0};
-  const int timeout = running_ && more_tx_ ? 0 : -1;
+  const int timeout = running_ && (more_tx_ || (!rx_waiting_ && has_injected())) ? 0 : -1;
   if (::poll(fds, n, timeout) < 0) return;  // EINTR: the next pass looks again
   for (size_t q = 0; q < queues; ++q)
     if (fds[1 + q].revents & POLLIN) {
@@ -281,7 +286,31 @@ bool NetWorker::pop_rx(DescriptorChain& out) {
   return false;
 }
 
+bool NetWorker::has_injected() {
+  std::lock_guard lock(injected_mu_);
+  return !injected_.empty();
+}
+
+// The next injected frame into frame_; false when none is left. Sizes were checked by whoever
+// made them (the device's saved state); a frame that does not fit is dropped all the same.
+bool NetWorker::take_injected() {
+  std::lock_guard lock(injected_mu_);
+  while (!injected_.empty()) {
+    std::vector<uint8_t> f = std::move(injected_.front());
+    injected_.pop_front();
+    if (f.size() < kHdrSize || f.size() > frame_.size()) {
+      ++ctx_.stats->rx_dropped;
+      continue;
+    }
+    std::copy(f.begin(), f.end(), frame_.begin());
+    frame_len_ = static_cast<uint32_t>(f.size());
+    return true;
+  }
+  return false;
+}
+
 bool NetWorker::read_frame() {
+  if (take_injected()) return true;
   while (tap_ok_) {
     const ssize_t n = ::read(ctx_.tap_fd, frame_.data(), frame_.size());
     if (n < 0) {

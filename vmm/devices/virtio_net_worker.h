@@ -13,6 +13,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <memory>
@@ -61,6 +62,9 @@ public:
   // Starts again; returns when the thread has made one full pass over the queues and the tap, so
   // what was made available before the call has been looked at (tests and the fuzzer rely on it).
   void unpause();
+  // Frames (virtio header included, as the tap gives them) delivered to the guest before anything
+  // read from the tap, in order: those a migration brought along. Call while paused.
+  void inject(std::vector<std::vector<uint8_t>> frames);
 
 private:
   explicit NetWorker(NetWorkerContext ctx, bool paused);
@@ -78,6 +82,8 @@ private:
   void send_chain();
   void process_rx();
   bool read_frame();
+  bool take_injected();
+  bool has_injected();
   enum class Delivery { kDone, kNoBuffers, kDropped };
   Delivery deliver_frame();
   Delivery deliver_merged();
@@ -110,6 +116,9 @@ private:
   std::vector<DescriptorChain> held_;  // RX chains popped for one merged frame
   std::vector<UsedElem> used_;
   std::vector<iovec> iov_;
+
+  std::mutex injected_mu_;  // inject() (device thread, while paused) and the thread
+  std::deque<std::vector<uint8_t>> injected_;
 
   std::jthread thread_;  // declared last: stops first
 };
