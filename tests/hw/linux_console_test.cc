@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "tests/harness/harness.h"
+#include "tests/hw/linux_boot.h"
 
 namespace minihv::test {
 namespace {
@@ -20,10 +21,16 @@ TEST(HwLinux, TheShellAnswersACommandTypedOnTheConsole) {
   struct stat st{};
   ASSERT_EQ(stat((kit + "/vmlinuz").c_str(), &st), 0) << kit << "/vmlinuz is missing: run scripts/guest-kit";
   const auto started = std::chrono::steady_clock::now();
-  VmProcess vm(VmProcess::WithTerminal{},
-               {"run", "--kernel", kit + "/vmlinuz", "--initrd", kit + "/initrd.cpio.gz", "--mem", "256M", "--cpus",
-                "1", "--cmdline", "console=ttyS0 panic=-1"});
-  ASSERT_TRUE(vm.wait_line("GUEST-READY", 120s)) << vm.stdout_tail() << "\nstderr:\n" << vm.stderr_text();
+  LinuxBoot boot = boot_linux(
+      [&] {
+        return std::make_unique<VmProcess>(
+            VmProcess::WithTerminal{},
+            std::vector<std::string>{"run", "--kernel", kit + "/vmlinuz", "--initrd", kit + "/initrd.cpio.gz",
+                                     "--mem", "256M", "--cpus", "1", "--cmdline", "console=ttyS0 panic=-1"});
+      },
+      "GUEST-READY", 120s);
+  VmProcess& vm = *boot.vm;
+  ASSERT_TRUE(boot.ready) << vm.stdout_tail() << "\nstderr:\n" << vm.stderr_text();
   // A number for the closing notes (issue 12's target: 30 s in the lane), never an assertion.
   std::printf("[ measured ] Debian's kernel to GUEST-READY in %.1f s\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "tests/harness/harness.h"
+#include "tests/hw/linux_boot.h"
 
 namespace minihv::test {
 namespace {
@@ -45,8 +46,10 @@ TEST(HwLinux, AGuestWithADiskMigratesAndCarriesOn) {
                                          "--cmdline", "console=ttyS0 panic=-1"};
   std::vector<std::string> a{"run", "--api", dir.file("src.sock")};
   a.insert(a.end(), machine.begin(), machine.end());
-  VmProcess src(VmProcess::WithTerminal{}, a);
-  ASSERT_TRUE(src.wait_line("init: modules loaded", 120s)) << src.stdout_tail() << src.stderr_text();
+  LinuxBoot boot = boot_linux([&] { return std::make_unique<VmProcess>(VmProcess::WithTerminal{}, a); },
+                              "init: modules loaded", 120s);
+  VmProcess& src = *boot.vm;
+  ASSERT_TRUE(boot.ready) << src.stdout_tail() << src.stderr_text();
   // Write a marker straight to the device, then count in the background.
   ASSERT_TRUE(src.type("echo hw-disk-marker-7 | dd of=/dev/vda conv=fsync 2>/dev/null && echo wrote-$((1+1))\n"));
   ASSERT_TRUE(src.wait_line("^wrote-2\\r?$", 30s)) << src.stdout_tail();

@@ -11,6 +11,7 @@
 
 #include "tests/harness/guest_lan.h"
 #include "tests/harness/harness.h"
+#include "tests/hw/linux_boot.h"
 #include "vmm/api.h"
 
 namespace minihv::test {
@@ -64,10 +65,11 @@ TEST(HwLinux, AGuestOnABridgeAnswersPingAcrossALiveMigration) {
                                          std::string("console=ttyS0 panic=-1 minihv.ip=") + kGuestAddr + "/24"};
   std::vector<std::string> a{"run", "--api", dir.file("src.sock"), "--net", "tap=mhs0,mac=" + kMac};
   a.insert(a.end(), machine.begin(), machine.end());
-  VmProcess src(VmProcess::WithTerminal{}, a);
   // The kit's init brings eth0 up with minihv.ip= and prints the MAC the guest sees.
-  ASSERT_TRUE(src.wait_line(std::string("init: eth0 ") + kGuestAddr + "/24 " + kMac, 120s))
-      << src.stdout_tail() << src.stderr_text();
+  LinuxBoot boot = boot_linux([&] { return std::make_unique<VmProcess>(VmProcess::WithTerminal{}, a); },
+                              std::string("init: eth0 ") + kGuestAddr + "/24 " + kMac, 120s);
+  VmProcess& src = *boot.vm;
+  ASSERT_TRUE(boot.ready) << src.stdout_tail() << src.stderr_text();
   EXPECT_EQ(ping("", kGuestAddr, 10, 100ms, 5s), 10u) << src.stdout_tail() << src.stderr_text();
   ASSERT_TRUE(src.type(std::string("ping -c 3 -W 5 ") + kHostAddr + " >/dev/null && echo pong-$((2+2))\n"));
   EXPECT_TRUE(src.wait_line("^pong-4\\r?$", 30s)) << "the guest reaches the host\n" << src.stdout_tail();
