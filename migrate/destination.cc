@@ -8,6 +8,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/ether.h"
 #include "common/log.h"
 #include "cpuid/baseline.h"
 #include "cpuid/host.h"
@@ -85,10 +86,13 @@ public:
         if (v.header.stream != kControlStream) return r->last ? Next::kStop : Next::kContinue;
         // Stream 0's round end comes after every other stream's (the barrier): the round is in.
         progress_({{"event", "round"}, {"round", r->round}});
-        if (!r->last) {
-          MINIHV_TRY(s_.send(kControlStream, make_round_ack({r->round})));
-          MINIHV_TRY(s_.flush());
-        }
+        if (r->last && vm_.nic_count() == 0) return Next::kContinue;
+        // The last round ends the source's pause-time pages: the guest is paused there, so the
+        // network may send its frames here now; the source holds what reached it until our
+        // ROUND_ACK and sends that along (VirtioNet::hold_arrivals), so nothing is lost between.
+        if (r->last) vm_.announce_nics_once();
+        MINIHV_TRY(s_.send(kControlStream, make_round_ack({r->round})));
+        MINIHV_TRY(s_.flush());
         return Next::kContinue;
       }
       case FrameType::kState: return on_state(v);
@@ -131,6 +135,7 @@ private:
     if (why.empty()) why = size_from(source);
     if (why.empty()) why = check_vm_fits(source, describe_vm(vm_));  // now the exact layout too
     if (why.empty()) why = check_cpu(h->cpu_profile_json);
+    if (why.empty()) why = adopt_nics(source);
     if (why.empty()) {
       // Memory first, then the answer: the source sends pages once it has it, and the other
       // streams' threads write them into this memory (ReceiveOrder refuses any page before).
@@ -143,6 +148,21 @@ private:
     if (!why.empty()) return Status::error("refused the incoming VM: " + why);
     progress_({{"event", "accepted"}, {"peer", s_.peer()}});
     return Next::kContinue;
+  }
+
+  // The guest keeps its MACs: this VM's NICs take them before a page moves, so the RARP that
+  // goes out when the source pauses (on_round_end) already names the guest.
+  std::string adopt_nics(const nlohmann::json& source) {
+    const auto nics = source.value("nics", nlohmann::json::array());
+    if (!nics.is_array()) return "unreadable NIC list";
+    std::vector<MacAddress> macs;
+    for (const auto& m : nics) {
+      auto mac = m.is_string() ? parse_mac(m.get<std::string>()) : Result<MacAddress>(Status::error("not a string"));
+      if (!mac) return "unreadable MAC of NIC " + std::to_string(macs.size()) + ": " + mac.message();
+      macs.push_back(*mac);
+    }
+    const Status st = vm_.adopt_nic_macs(macs);
+    return st ? "" : st.message();
   }
 
   // An incoming VM started without --mem/--cpus/--cpu-model is built now, as the source describes it.
@@ -274,6 +294,9 @@ nlohmann::json describe_vm(const Vm& vm) {
                    {"cpu_model", vm.configured_cpu_model()},
                    {"disks", vm.disk_count()}};
   if (!vm.sized()) return d;  // an incoming VM that takes its size from the source: no layout yet
+  nlohmann::json nics = nlohmann::json::array();
+  for (const MacAddress& m : vm.nic_macs()) nics.push_back(format_mac(m));
+  d["nics"] = nics;
   nlohmann::json regions = nlohmann::json::array();
   for (const MemoryRegion& r : vm.memory().regions()) regions.push_back({{"gpa", r.gpa}, {"size", r.size}});
   d["regions"] = regions;

@@ -51,6 +51,7 @@ struct DowntimeParts {
   double paused = 0;        // vCPUs stopped
   double saved = 0;         // devices quiesced and the machine state saved
   double last_page = 0;     // final dirty pages encoded and handed to the kernel
+  double announced = 0;     // a destination with NICs announced the guest (0 without NICs)
   uint64_t final_pages = 0; // pages harvested in the pause
   double state_sent = 0;    // machine state handed to the kernel
   uint64_t state_bytes = 0;

@@ -30,7 +30,8 @@
 namespace minihv::migrate {
 
 inline constexpr uint32_t kMagic = 0x4D56484D;  // bytes 'M' 'H' 'V' 'M' on the wire
-inline constexpr uint16_t kVersion = 4;  // 2: ROUND_ACK; 3: QUERY / QUERY_REPLY; 4: RAW_PAGES
+// 2: ROUND_ACK; 3: QUERY / QUERY_REPLY; 4: RAW_PAGES; 5: ROUND_ACK of the last round (VM with NICs)
+inline constexpr uint16_t kVersion = 5;
 inline constexpr size_t kHeaderSize = 32;
 
 // Big enough for a PAGES batch of kMaxPagesPerBatch raw pages plus record headers, and a STATE chunk.
@@ -58,7 +59,8 @@ enum class FrameType : uint16_t {
   kCommit = 9,         // source -> dest, stream 0: "everything is sent, please confirm"
   kAck = 10,           // dest -> source, stream 0: "I have it all and will run it"
   kAbort = 11,         // either way, stream 0 (any stream is accepted): give up, with a reason
-  kRoundAck = 12,      // dest -> source, stream 0: every page of round r is in guest memory
+  kRoundAck = 12,      // dest -> source, stream 0: every page of round r is in guest memory (the
+                       // last round's only for a VM with NICs, once they announced the guest)
   kQuery = 13,         // source -> dest, on a connection of its own: "did session S commit?"
   kQueryReply = 14,    // dest -> source, on that connection: the answer
   kRawPages = 15,      // source -> dest, stream_for_page: raw pages, their bytes after the frame

@@ -203,6 +203,7 @@ public:
     if (paused_) {
       Status s = vm_.resume();
       if (!s) LOG_ERROR("migration rollback: resume failed: %s", s.message().c_str());
+      vm_.announce_nics();  // the destination may have announced the guest already
     }
     vm_.set_throttle(0);
     if (logging_) (void)vm_.stop_dirty_log();
@@ -441,7 +442,14 @@ private:
     MINIHV_TRY(send_round(*dirty, true));
     MINIHV_TRY(send_out_of_order("after-final-round"));
     parts.last_page = at();
-    vm_.hold_network_arrivals(*state);  // as late as can be: until the destination announces the guest
+    // A destination with NICs announces the guest on the last round's end and then acknowledges
+    // it: from then on the network sends the guest's frames there. What reached this side's taps
+    // until then goes with the state.
+    if (vm_.nic_count() > 0) {
+      MINIHV_TRY(await_round_ack(sum_.rounds - 1));
+      parts.announced = at();
+    }
+    vm_.hold_network_arrivals(*state);
     const std::vector<uint8_t> blob = encode_machine_state(*state);
     parts.state_bytes = blob.size();
     for (Frame& f : make_state_frames(blob)) MINIHV_TRY(session_->send(kControlStream, std::move(f)));
@@ -656,7 +664,8 @@ Summary migrate_out(Vm& vm, const SourceOptions& options, const ProgressFn& prog
 nlohmann::json DowntimeParts::to_json() const {
   return {{"paused_ms", paused},       {"saved_ms", saved},           {"last_page_ms", last_page},
           {"final_pages", final_pages}, {"state_sent_ms", state_sent}, {"state_bytes", state_bytes},
-          {"verified_ms", verified},   {"acked_ms", acked},           {"expected_ms", expected}};
+          {"verified_ms", verified},   {"acked_ms", acked},           {"expected_ms", expected},
+          {"announced_ms", announced}};
 }
 
 nlohmann::json Summary::to_json() const {

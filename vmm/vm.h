@@ -100,6 +100,19 @@ public:
   // A migration's source, just before it sends `m` (taken by save_machine): the frames that reached
   // the NICs' taps since go with it (VirtioNet::hold_arrivals), their windows saved again.
   void hold_network_arrivals(MachineState& m);
+  // The NICs (--net, in order): how many, and their MACs (empty until the VM is built).
+  size_t nic_count() const { return config_.nets.size(); }
+  std::vector<MacAddress> nic_macs() const;
+  // An incoming VM takes the source's NIC MACs before any page moves (sized VM only); refused,
+  // naming the NIC, when the count differs or a NIC's mac= was given and differs.
+  Status adopt_nic_macs(const std::vector<MacAddress>& macs);
+  // A migration's destination, once the source has paused the guest: one RARP per NIC, so the
+  // network sends the guest's frames here from now on (announce_nics() follows when it runs).
+  void announce_nics_once();
+  // Every NIC tells the network the guest is here (RARP rounds, and S_ANNOUNCE for the driver):
+  // an incoming VM when it starts, and a source that resumes after a failed migration (its
+  // destination may have announced the guest already).
+  void announce_nics();
   // Incoming VM only, before run(), after guest RAM is in place. Order as Firecracker: PIT2,
   // CLOCK, IRQCHIP x3, then per vCPU CPUID2 (when it differs), MP_STATE, REGS, SREGS, XSAVE, XCRS,
   // DEBUGREGS, LAPIC, MSRS, VCPU_EVENTS, then the UART and virtio transports. The virtio devices
@@ -171,8 +184,6 @@ private:
   Result<std::unique_ptr<VirtioNet>> create_nic(const std::string& text);
   // Puts `device` behind the next virtio-mmio window with its IRQ and queue-notify ioeventfds.
   Status add_virtio_device(std::unique_ptr<VirtioDevice> device, const std::string& what);
-  // After an incoming VM resumed: every NIC tells the network the guest is here now.
-  void announce_nics();
   Result<BlockBackend> open_volume_disk(const blockdev::VolumeDiskSpec& spec);
   void stop_virtio_devices();
   std::vector<boot::VirtioMmioWindow> virtio_windows() const;

@@ -127,6 +127,25 @@ void Vm::announce_nics() {
   for (VirtioNet* n : nics_) n->announce();
 }
 
+void Vm::announce_nics_once() {
+  for (VirtioNet* n : nics_) n->send_rarp();
+}
+
+std::vector<MacAddress> Vm::nic_macs() const {
+  std::vector<MacAddress> out;
+  for (const VirtioNet* n : nics_) out.push_back(n->mac());
+  return out;
+}
+
+Status Vm::adopt_nic_macs(const std::vector<MacAddress>& macs) {
+  if (macs.size() != nics_.size())
+    return Status::error("the VM has " + std::to_string(macs.size()) + " NIC(s), this destination " +
+                         std::to_string(nics_.size()) + " (start it with as many --net)");
+  for (size_t i = 0; i < macs.size(); ++i)
+    MINIHV_TRY(nics_[i]->adopt_mac(macs[i]).context("NIC " + std::to_string(i)));
+  return Status::ok();
+}
+
 std::vector<boot::VirtioMmioWindow> Vm::virtio_windows() const {
   std::vector<boot::VirtioMmioWindow> out;
   for (size_t i = 0; i < virtio_.size(); ++i)

@@ -42,8 +42,8 @@ const Section kJsonOutput = {
             "`uptime_ms`, `kernel`."},
      {"migrate", "`ok`, `result` (ok, failed, in-doubt), `error`, `target`, `tried` (address, ok, error "
                  "per target), `session`, `streams`, `rounds`, `total_ms`, `setup_ms`, `downtime_ms`, "
-                 "`downtime_parts` (paused_ms, saved_ms, state_sent_ms, last_page_ms, acked_ms, "
-                 "verified_ms, expected_ms, final_pages, state_bytes), `ram_bytes`, `bytes_sent`, "
+                 "`downtime_parts` (paused_ms, saved_ms, state_sent_ms, last_page_ms, announced_ms, "
+                 "acked_ms, verified_ms, expected_ms, final_pages, state_bytes), `ram_bytes`, `bytes_sent`, "
                  "`throughput_mbps`, `pages` (zero, unchanged, lz4, raw), `hit_rates`, "
                  "`throttle_percent`, `dirty_log` (method, harvests, harvest_ms), `switchover`, "
                  "`verified`, `tls` (what carried the streams: \"user-space TLS (no kernel TLS)\", "

@@ -1,6 +1,7 @@
 // virtio-net with the test guest's `net` workload on a lab LAN (tests/harness/guest_lan.h): ping, UDP
 // and TCP echo from a client, two NICs, a tap deleted under a running VM, and a TCP conversation
-// that goes on, byte-exact, while the VM moves between hosts.
+// that goes on, byte-exact and without a lost datagram, while the VM moves between hosts, and a
+// destination whose NICs differ refused before a page moves.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -75,6 +76,35 @@ TEST_F(GuestNet, ATapDeletedUnderTheVmDropsTheLinkAndTheVmGoesOn) {
   auto st = api_call(api_, {{"cmd", "status"}});
   ASSERT_TRUE(st) << st.message();
   EXPECT_EQ((*st)["state"], "running");
+}
+
+// The guest keeps its MACs, so a destination must have as many NICs and no other mac=: checked in
+// HELLO, before a page moves, with both named; the VM goes on at the source.
+TEST_F(GuestNet, ADestinationWithOtherNicsIsRefusedBeforeAPageMoves) {
+  lan_.add_tap(1, "vt0");
+  auto vm = net_guest(lan_, 0, "vt0", api_);
+  ASSERT_TRUE(vm->wait_line("^NET mac=" + kGuestMac, kGuestUp)) << vm->stdout_text() << vm->stderr_text();
+  const std::string other_mac = "02:aa:bb:cc:dd:ee";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{}, "the VM has 1 NIC(s), this destination 0"},
+      {{"--net", "tap=vt0,mac=" + other_mac}, "has mac=" + other_mac + ", the guest has " + kGuestMac}};
+  for (const auto& [nets, why] : cases) {
+    const int port = free_port();
+    std::vector<std::string> a{"run", "--mem", "64M", "--incoming", lan_.host_addr(1) + ":" + std::to_string(port)};
+    a.insert(a.end(), nets.begin(), nets.end());
+    VmProcess dst(a, {}, lan_.exec_prefix(1));
+    ASSERT_TRUE(dst.wait_stderr("waiting for a migrating VM", 20s)) << dst.stderr_text();
+    auto r = migrate(api_, lan_.host_addr(1) + ":" + std::to_string(port));
+    EXPECT_NE(r.exit, 0);
+    EXPECT_NE(r.stderr_text.find(why), std::string::npos) << r.stderr_text;
+    EXPECT_NE(r.stderr_text.find("refused"), std::string::npos) << r.stderr_text;
+    EXPECT_TRUE(dst.wait_exit(20s)) << "the refusing destination ends";
+  }
+  // Still here, still answering.
+  EXPECT_EQ(ping(lan_.hub(), lan_.guest_addr(0), 3, 20ms, 2s), 3u);
+  auto s = api_call(api_, {{"cmd", "status"}});
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ((*s).value("state", ""), "running") << s->dump();
 }
 
 TEST_F(GuestNet, ATcpConversationGoesOnAcrossTwoMoves) {

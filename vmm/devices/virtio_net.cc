@@ -202,9 +202,7 @@ Status VirtioNet::restore_state(std::span<const uint8_t> blob) {
   }
   if (!r.at_end()) return Status::error("not a virtio-net state");
   std::lock_guard lock(mu_);
-  if (mac_fixed_ && mac != mac_)
-    return Status::error("NIC on tap " + tap_.name() + " has mac=" + format_mac(mac_) + ", the guest has " +
-                         format_mac(mac) + ": give the destination the same mac= or none");
+  MINIHV_TRY(check_mac(mac));
   mac_ = mac;
   announce_pending_ = announce;
   held_ = std::move(held);
@@ -212,7 +210,31 @@ Status VirtioNet::restore_state(std::span<const uint8_t> blob) {
   return Status::ok();
 }
 
+Status VirtioNet::check_mac(const MacAddress& mac) const {
+  if (mac_fixed_ && mac != mac_)
+    return Status::error("NIC on tap " + tap_.name() + " has mac=" + format_mac(mac_) + ", the guest has " +
+                         format_mac(mac) + ": give the destination the same mac= or none");
+  return Status::ok();
+}
+
+Status VirtioNet::adopt_mac(const MacAddress& mac) {
+  std::lock_guard lock(mu_);
+  MINIHV_TRY(check_mac(mac));
+  mac_ = mac;
+  return Status::ok();
+}
+
 // ---- self-announce ----
+
+void VirtioNet::send_rarp() {
+  const auto frame = rarp_frame(mac());
+  uint8_t hdr[kHdrSize] = {};
+  iovec iov[2] = {{hdr, sizeof hdr}, {const_cast<uint8_t*>(frame.data()), frame.size()}};
+  if (::writev(tap_.fd(), iov, 2) < 0)
+    LOG_DEBUG("virtio-net %s: RARP: %s", tap_.name().c_str(), std::strerror(errno));
+  else
+    ++announcements_;
+}
 
 void VirtioNet::announce() {
   if (VirtioSignals* s = signals_.load(); s && (features_.load() & kFGuestAnnounce)) {
@@ -235,13 +257,7 @@ void VirtioNet::run_announcer(std::stop_token stop) {
     if (!announce_cv_.wait(lock, stop, [&] { return announce_started_; })) return;
     const unsigned round = announce_round_++;
     if (announce_round_ >= kAnnounceRounds) announce_started_ = false;
-    const auto frame = rarp_frame(mac());
-    uint8_t hdr[kHdrSize] = {};
-    iovec iov[2] = {{hdr, sizeof hdr}, {const_cast<uint8_t*>(frame.data()), frame.size()}};
-    if (::writev(tap_.fd(), iov, 2) < 0)
-      LOG_DEBUG("virtio-net %s: announce round %u: %s", tap_.name().c_str(), round + 1, std::strerror(errno));
-    else
-      ++announcements_;
+    send_rarp();
     if (!announce_started_) continue;
     // Wait out the gap, unless a new announce() starts the series over or we are stopped.
     const unsigned expect = announce_round_;

@@ -56,6 +56,13 @@ public:
   // the guest's MAC on the tap (QEMU's schedule, net_announce.h), and VIRTIO_NET_S_ANNOUNCE with a
   // configuration interrupt for a driver that negotiated GUEST_ANNOUNCE. Returns at once.
   void announce();
+  // One RARP frame from the guest's MAC now, nothing else: a migration's destination once the
+  // source has paused the guest, so the network sends its frames here from then on (they wait in
+  // the tap until the guest runs; announce() follows then).
+  void send_rarp();
+  // The guest's MAC from a migration's source, before any page moves; refused (naming both) when
+  // this NIC's mac= was given and differs.
+  Status adopt_mac(const MacAddress& mac);
 
   // On a migration's source, after the pause and as late as it can: reads the frames that reached
   // the tap since (the network sends them here until the destination announces the guest) and
@@ -79,6 +86,7 @@ public:
 private:
   VirtioNet(Tap tap, MacAddress mac, bool mac_fixed);
   uint16_t config_status() const;
+  Status check_mac(const MacAddress& mac) const;  // under mu_
   void tap_gone(const std::string& why);
   void run_announcer(std::stop_token stop);
   void hand_held_to_worker();
