@@ -107,6 +107,35 @@ TEST_F(GuestNet, ADestinationWithOtherNicsIsRefusedBeforeAPageMoves) {
   EXPECT_EQ((*s).value("state", ""), "running") << s->dump();
 }
 
+// The destination announces the guest before COMMIT (when the source's pause ends the last round);
+// when it then refuses the COMMIT, the source resumes and announces the guest itself: the
+// conversation goes on there, every byte in order.
+TEST_F(GuestNet, AMigrationThatFailsAfterTheAnnouncementLeavesTheConversationAtTheSource) {
+  lan_.add_tap(1, "vt0");
+  auto vm = net_guest(lan_, 0, "vt0", api_);
+  ASSERT_TRUE(vm->wait_line("^NET mac=" + kGuestMac, kGuestUp)) << vm->stdout_text() << vm->stderr_text();
+  auto tcp = echo_probe(lan_, EchoProbe::Kind::kTcp);
+  ASSERT_TRUE(tcp);
+  std::this_thread::sleep_for(300ms);
+  const int port = free_port();
+  VmProcess dst({"run", "--mem", "64M", "--net", "tap=vt0", "--incoming", lan_.host_addr(1) + ":" + std::to_string(port)},
+                {"MINIHV_MIGRATE_TEST_REFUSE_COMMIT=1"}, lan_.exec_prefix(1));
+  ASSERT_TRUE(dst.wait_stderr("waiting for a migrating VM", 20s)) << dst.stderr_text();
+  const uint64_t announced_before = nic_stats(api_).value("announcements", 0u);
+  auto r = migrate(api_, lan_.host_addr(1) + ":" + std::to_string(port));
+  EXPECT_NE(r.exit, 0) << r.stderr_text;
+  EXPECT_GT(r.json["downtime_parts"].value("announced_ms", 0.0), 0.0) << r.json.dump();
+  EXPECT_TRUE(dst.wait_exit(20s));
+  const uint64_t want = tcp->echoed() + 300;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (tcp->echoed() < want && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  EXPECT_GE(tcp->echoed(), want) << "the conversation did not come back to the source\n" << vm->stdout_text();
+  EXPECT_GT(nic_stats(api_).value("announcements", 0u), announced_before) << "the source announced the guest";
+  const EchoReport t = tcp->finish(5s);
+  expect_clean(t, "tcp");
+  EXPECT_EQ(t.echoed, t.sent);
+}
+
 TEST_F(GuestNet, ATcpConversationGoesOnAcrossTwoMoves) {
   std::vector<long> gaps;
   migrate_back_and_forth(lan_, dir_, 2, gaps);
