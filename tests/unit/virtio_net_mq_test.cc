@@ -3,6 +3,7 @@
 // driver sets more, each pair on its own tap queue both ways, quiesce over every pair, the active
 // pair count in the saved state, and a tap that is not multi_queue.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <optional>
@@ -323,6 +324,28 @@ TEST_F(VirtioNetMqTest, MultiQueueTapHasAnFdPerPair) {
   EXPECT_TRUE(tap->enable_queues(3));
   EXPECT_TRUE(tap->enable_queues(1));
   EXPECT_TRUE(tap->set_offloads(true, true, true, true));
+}
+
+// Before any driver runs, the host's frames all go to queue 0: none wait on a queue that a guest
+// using one pair would never read.
+TEST_F(VirtioNetMqTest, AFreshMultiQueueTapHandsEverythingToQueueZero) {
+  auto tap = ns_.run([&] { return Tap::open(tap_name_, "", kPairs); });
+  ASSERT_TRUE(tap) << tap.message();
+  HostPort host(ns_, tap_name_);
+  ASSERT_TRUE(host.valid());
+  constexpr unsigned kFrames = 8;
+  for (unsigned i = 0; i < kFrames; ++i)
+    ASSERT_TRUE(host.send(udp_frame(static_cast<uint8_t>(i + 1), static_cast<uint16_t>(2000 + i), 200, 7, kGuestMac,
+                                    kPeerMac)));
+  std::this_thread::sleep_for(100ms);
+  const auto frames_on = [&](unsigned q) {
+    unsigned n = 0;
+    std::vector<uint8_t> buf(kHdrSize + 2048);
+    while (::read(tap->fd(q), buf.data(), buf.size()) > 0) ++n;
+    return n;
+  };
+  EXPECT_EQ(frames_on(1), 0u);
+  EXPECT_EQ(frames_on(0), kFrames);
 }
 
 }  // namespace
