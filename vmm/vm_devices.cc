@@ -183,7 +183,8 @@ nlohmann::json Vm::stats() const {
                     {"rx_dropped", s.rx_dropped},
                     {"tx_dropped", s.tx_dropped},
                     {"errors", s.errors},
-                    {"announcements", s.announcements}});
+                    {"announcements", s.announcements},
+                    {"queue_pairs", s.queue_pairs}});
   }
   auto [rss, guest_rss] = resident_kib(*mem_);
   return {{"vcpus", vcpus},

@@ -76,6 +76,7 @@ TEST_F(GuestNet, AOnePairDriverOnATwoPairNicUsesTheFirstPair) {
   EXPECT_EQ(t.echoed, t.sent);
   const auto n = nic_stats(api_);
   EXPECT_EQ(n.value("tap", ""), "vtq");
+  EXPECT_EQ(n.value("queue_pairs", 0u), 1u);
   EXPECT_EQ(n.value("errors", 1u), 0u) << n.dump();
 }
 

@@ -121,6 +121,7 @@ TEST_F(VirtioNetMqTest, PairsSetTakesOneToMaxAndRefusesTheRest) {
     ASSERT_TRUE(ack);
     EXPECT_EQ(*ack, kCtrlOk) << good << " pairs";
     EXPECT_EQ(net_->active_pairs(), good);
+    EXPECT_EQ(stats().queue_pairs, good);
   }
   EXPECT_EQ(stats().errors, errors);  // well-formed refusals are not the driver's errors
 }

@@ -267,6 +267,7 @@ VirtioNet::Stats VirtioNet::stats() const {
   s.errors = stats_.errors.load();
   s.announcements = announcements_.load();
   s.link_up = link_up_.load();
+  s.queue_pairs = active_pairs_.load();
   return s;
 }
 

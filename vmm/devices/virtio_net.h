@@ -66,6 +66,7 @@ public:
     uint64_t rx_frames = 0, rx_bytes = 0, tx_frames = 0, tx_bytes = 0;
     uint64_t rx_dropped = 0, tx_dropped = 0, errors = 0, announcements = 0;
     bool link_up = false;
+    unsigned queue_pairs = 1;  // the pairs the driver uses (VQ_PAIRS_SET)
   };
   Stats stats() const;
   const std::string& tap_name() const { return tap_.name(); }
