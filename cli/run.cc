@@ -356,9 +356,10 @@ Command add_run_command(CLI::App& app) {
   run_app->add_option("--disk", o->vm.disks, "Raw disk image for a virtio-blk device (repeatable)");
   run_app
       ->add_option("--net", o->vm.nets,
-                   "virtio-net on a tap: tap=NAME[,mac=MAC][,bridge=NAME][,queues=1] (repeatable); a tap that does not "
+                   "virtio-net on a tap: tap=NAME[,mac=MAC][,bridge=NAME][,queues=N] (repeatable); a tap that does not "
                    "exist is created and brought up, with bridge= it joins that bridge; without mac= a random local "
-                   "one (a migration keeps the guest's)")
+                   "one (a migration keeps the guest's); queues=2..8 gives the guest that many queue pairs on a "
+                   "multi_queue tap (default 1)")
       ->check([](const std::string& v) {
         auto spec = parse_nic_spec(v);
         return spec ? std::string() : spec.message();

@@ -69,7 +69,7 @@ Result<BlockBackend> Vm::open_volume_disk(const blockdev::VolumeDiskSpec& spec) 
 Result<std::unique_ptr<VirtioNet>> Vm::create_nic(const std::string& text) {
   auto spec = parse_nic_spec(text);
   if (!spec) return spec.status();
-  auto tap = Tap::open(spec->tap, spec->bridge);
+  auto tap = Tap::open(spec->tap, spec->bridge, spec->queues);
   if (!tap) return tap.status();
   const bool fixed = spec->mac.has_value();
   return VirtioNet::create(std::move(tap).value(), fixed ? *spec->mac : random_mac(), fixed);
@@ -202,7 +202,8 @@ nlohmann::json Vm::stats() const {
                     {"rx_dropped", s.rx_dropped},
                     {"tx_dropped", s.tx_dropped},
                     {"errors", s.errors},
-                    {"announcements", s.announcements}});
+                    {"announcements", s.announcements},
+                    {"queue_pairs", s.queue_pairs}});
   }
   auto [rss, guest_rss] = resident_kib(*mem_);
   return {{"vcpus", vcpus},

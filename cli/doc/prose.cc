@@ -36,7 +36,8 @@ const Section kJsonOutput = {
                    "`--cpuid`). The control socket's own replies: docs/vmm.md."},
      {"vm stats", "`ok`, `vcpus` (exit counts), `disks` (request counters), `nics` (per NIC: `tap`, `mac`, "
                   "`link_up`, `rx_frames`, `rx_bytes`, `tx_frames`, `tx_bytes`, `rx_dropped`, `tx_dropped`, "
-                  "`errors`, `announcements`: RARP frames sent after arriving by migration), `console_tx_bytes`, "
+                  "`errors`, `announcements`: RARP frames sent after arriving by migration, `queue_pairs`: the queue pairs the "
+                  "guest uses), `console_tx_bytes`, "
                   "`rss_bytes`, `guest_rss_bytes`, `vmm_rss_bytes`."},
      {"ps", "an array of `name`, `pid`, `state`, `mem_bytes`, `cpus`, `api` (null without one), "
             "`uptime_ms`, `kernel`."},

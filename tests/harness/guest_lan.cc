@@ -91,8 +91,10 @@ void GuestLan::build() {
   }
 }
 
-void GuestLan::add_tap(unsigned i, const std::string& name) {
-  must({"ip", "-n", host(i), "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr"});
+void GuestLan::add_tap(unsigned i, const std::string& name, bool multi_queue) {
+  std::vector<std::string> add{"ip", "-n", host(i), "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr"};
+  if (multi_queue) add.push_back("multi_queue");
+  must(add);
   must({"ip", "-n", host(i), "link", "set", name, "master", kBridge, "up"});
 }
 

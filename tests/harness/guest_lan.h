@@ -29,8 +29,9 @@ public:
   std::string host_addr(unsigned i) const;                 // 10.<base>.200.(100+i)
   std::string guest_addr(unsigned n) const;                // 10.<base>.200.(10+n)
   // A persistent tap `name` in host i's namespace, on its bridge and up; it stays until the lab
-  // goes, so a VM that ends or moves away leaves no hole for the next one.
-  void add_tap(unsigned i, const std::string& name);
+  // goes, so a VM that ends or moves away leaves no hole for the next one. `multi_queue`: for a NIC
+  // with queues=N > 1.
+  void add_tap(unsigned i, const std::string& name, bool multi_queue = false);
   std::vector<std::string> exec_prefix(unsigned i) const;  // {"ip", "netns", "exec", host(i)}
 
 private:

@@ -1,7 +1,8 @@
 // Runs in the hw lane (scripts/hw-lane; L1 loads tun and bridge). Debian's kernel with its own
 // virtio_net driver on a minihv NIC (the guest kit's init brings eth0 up): the guest answers ping from the host and pings back, then it
 // live-migrates to a second minihv whose tap is on the same bridge and keeps answering, its MAC
-// kept and announced (RARP rounds; Linux negotiates GUEST_ANNOUNCE and acknowledges).
+// kept and announced (RARP rounds; Linux negotiates GUEST_ANNOUNCE and acknowledges). With
+// queues=2 and two vCPUs Linux negotiates MQ and uses both pairs.
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -96,6 +97,33 @@ TEST(HwLinux, AGuestOnABridgeAnswersPingAcrossALiveMigration) {
   EXPECT_EQ(after.value("errors", 1u), 0u) << after.dump();
   ASSERT_TRUE(dst.type("poweroff -f\n"));
   EXPECT_EQ(dst.wait_exit(60s), 0) << dst.stderr_text();
+}
+
+// Linux sets as many pairs as it has CPUs (VQ_PAIRS_SET 2): eth0 shows two queues each way, and
+// the guest still answers on them.
+TEST(HwLinux, AGuestWithTwoCpusGetsTwoQueuePairs) {
+  const std::string kit = source_dir() + "/guest-kit";
+  struct stat st{};
+  ASSERT_EQ(stat((kit + "/vmlinuz").c_str(), &st), 0) << "run scripts/guest-kit";
+  constexpr const char* kTap = "mhmq0";
+  constexpr const char* kMqHost = "10.78.0.1";
+  constexpr const char* kMqGuest = "10.78.0.2";
+  TempDir dir;
+  VmProcess vm(VmProcess::WithTerminal{},
+               {"run", "--api", dir.file("mq.sock"), "--net", std::string("tap=") + kTap + ",queues=2,mac=" + kMac,
+                "--kernel", kit + "/vmlinuz", "--initrd", kit + "/initrd.cpio.gz", "--mem", "256M", "--cpus", "2",
+                "--cmdline", std::string("console=ttyS0 panic=-1 minihv.ip=") + kMqGuest + "/24"});
+  ASSERT_TRUE(vm.wait_line(std::string("init: eth0 ") + kMqGuest + "/24 " + kMac, 120s))
+      << vm.stdout_tail() << vm.stderr_text();
+  sh({"ip", "addr", "add", std::string(kMqHost) + "/24", "dev", kTap});  // minihv made the tap and brought it up
+  ASSERT_TRUE(vm.type("echo queues=$(ls /sys/class/net/eth0/queues)=\n"));
+  EXPECT_TRUE(vm.wait_line("queues=rx-0 rx-1 tx-0 tx-1=", 30s)) << vm.stdout_tail();
+  EXPECT_EQ(ping("", kMqGuest, 10, 100ms, 5s), 10u) << vm.stdout_tail() << vm.stderr_text();
+  const auto stats = nic(dir.file("mq.sock"));
+  EXPECT_EQ(stats.value("queue_pairs", 0u), 2u) << "the driver's VQ_PAIRS_SET 2 was taken: " << stats.dump();
+  EXPECT_EQ(stats.value("errors", 1u), 0u) << stats.dump();
+  ASSERT_TRUE(vm.type("poweroff -f\n"));
+  EXPECT_EQ(vm.wait_exit(60s), 0) << vm.stderr_text();
 }
 
 }  // namespace

@@ -62,6 +62,32 @@ TEST_F(GuestNet, TwoNicsEachGetTheirOwnTapAndMac) {
   EXPECT_TRUE(b.value("link_up", false));
 }
 
+// The test guest's driver knows one pair (no MQ): on a two-pair NIC it finds the control queue at
+// 2 and everything goes over pair 0, which is tap queue 0, the only one the tap hands frames to.
+TEST_F(GuestNet, AOnePairDriverOnATwoPairNicUsesTheFirstPair) {
+  lan_.add_tap(0, "vtq", /*multi_queue=*/true);
+  auto vm = net_guest(lan_, 0, "vtq,queues=2", api_);
+  ASSERT_TRUE(vm->wait_line("^NET mac=" + kGuestMac, kGuestUp)) << vm->stdout_text() << vm->stderr_text();
+  auto tcp = echo_probe(lan_, EchoProbe::Kind::kTcp);
+  ASSERT_TRUE(tcp);
+  EXPECT_EQ(ping(lan_.hub(), lan_.guest_addr(0), 5, 20ms, 2s), 5u);
+  std::this_thread::sleep_for(1s);
+  const EchoReport t = tcp->finish(5s);
+  expect_clean(t, "tcp");
+  EXPECT_EQ(t.echoed, t.sent);
+  const auto n = nic_stats(api_);
+  EXPECT_EQ(n.value("tap", ""), "vtq");
+  EXPECT_EQ(n.value("queue_pairs", 0u), 1u);
+  EXPECT_EQ(n.value("errors", 1u), 0u) << n.dump();
+}
+
+TEST_F(GuestNet, TwoPairsOnATapWithoutMultiQueueAreRefusedNamingIt) {
+  auto vm = net_guest(lan_, 0, "vt0,queues=2", api_);
+  EXPECT_EQ(vm->wait_exit(10s), 2) << vm->stderr_text();
+  EXPECT_NE(vm->stderr_text().find("tap vt0"), std::string::npos) << vm->stderr_text();
+  EXPECT_NE(vm->stderr_text().find("without multi_queue"), std::string::npos) << vm->stderr_text();
+}
+
 TEST_F(GuestNet, ATapDeletedUnderTheVmDropsTheLinkAndTheVmGoesOn) {
   auto vm = net_guest(lan_, 0, "vt0", api_);
   ASSERT_TRUE(vm->wait_line("^NET mac=", kGuestUp)) << vm->stdout_text() << vm->stderr_text();

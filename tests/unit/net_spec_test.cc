@@ -109,6 +109,17 @@ TEST(NetSpec, ParsesMacAndQueuesInAnyOrder) {
   }
 }
 
+TEST(NetSpec, ParsesOneToEightQueuePairs) {
+  for (unsigned n = 1; n <= NicSpec::kMaxQueuePairs; ++n) {
+    auto s = parse_nic_spec("tap=tap0,queues=" + std::to_string(n));
+    ASSERT_TRUE(s) << n << ": " << s.message();
+    EXPECT_EQ(s->queues, n);
+  }
+  auto s = parse_nic_spec("tap=tap0,queues=08");
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ(s->queues, 8u);
+}
+
 TEST(NetSpec, ParsesABridge) {
   auto s = parse_nic_spec("tap=tap0,bridge=br-lab");
   ASSERT_TRUE(s) << s.message();
@@ -128,7 +139,11 @@ TEST(NetSpec, RefusesBadSpecsNamingThePart) {
   expect_bad_spec("tap=1234567890123456", {"not an interface name"});
   expect_bad_spec("tap=tap0,mac=zz", {"mac=zz", "not a MAC address"});
   expect_bad_spec("tap=tap0,mac=01:00:5e:00:00:01", {"multicast"});
-  expect_bad_spec("tap=tap0,queues=2", {"queues=2", "only 1 queue pair"});
+  expect_bad_spec("tap=tap0,queues=0", {"queues=0", "want 1 to 8 queue pairs"});
+  expect_bad_spec("tap=tap0,queues=9", {"queues=9", "want 1 to 8 queue pairs"});
+  expect_bad_spec("tap=tap0,queues=100", {"queues=100", "want 1 to 8"});
+  expect_bad_spec("tap=tap0,queues=-1", {"queues=-1", "want 1 to 8"});
+  expect_bad_spec("tap=tap0,queues=2x", {"queues=2x", "want 1 to 8"});
   expect_bad_spec("tap=tap0,queues=x", {"queues=x"});
   expect_bad_spec("tap=tap0,speed=10", {"unknown option 'speed'", "tap, mac, bridge, queues"});
   expect_bad_spec("mac=52:54:00:12:34:56", {"tap=NAME is required"});

@@ -1,7 +1,7 @@
 // tests/unit/virtio_net_fixture.h — virtio-net end to end for the unit tests: a real tap in a
-// private network namespace, the real device and its I/O thread, the real transport and guest
-// memory, driven by VirtioTestDriver over its three queues; the "network" is a packet socket on
-// the tap (HostPort).
+// private network namespace, the real device and its I/O threads, the real transport and guest
+// memory, driven by VirtioTestDriver over its queues (three, or 2 per pair and control with
+// make_mq()); the "network" is a packet socket on the tap (HostPort).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -15,6 +15,7 @@
 
 #include "tests/unit/net_test_netns.h"
 #include "tests/unit/virtio_test_driver.h"
+#include "vmm/devices/virtio_blob.h"
 #include "vmm/devices/virtio_net.h"
 #include "vmm/layout.h"
 
@@ -54,6 +55,23 @@ inline std::vector<uint8_t> test_frame(size_t len, uint8_t seed, const MacAddres
   return f;
 }
 
+// A "VNET" device state (docs/virtio.md): version 1 is mac and announce only; version 2 adds the
+// active pair count (none written when `pairs` is empty: a malformed blob) and the held frames.
+inline std::vector<uint8_t> vnet_state_blob(const MacAddress& mac, uint8_t announce, uint32_t version = 2,
+                                            std::optional<uint16_t> pairs = 1,
+                                            const std::vector<std::vector<uint8_t>>& held = {}) {
+  virtio::BlobWriter w;
+  w.put<uint32_t>(0x54454e56);  // "VNET"
+  w.put<uint32_t>(version);
+  for (uint8_t b : mac) w.put<uint8_t>(b);
+  w.put<uint8_t>(announce);
+  if (version < 2) return w.take();
+  if (pairs) w.put<uint16_t>(*pairs);
+  w.put<uint32_t>(static_cast<uint32_t>(held.size()));
+  for (const auto& f : held) w.put_bytes(f);
+  return w.take();
+}
+
 inline uint16_t le16_at(const std::vector<uint8_t>& b, size_t at) {
   return static_cast<uint16_t>(b[at] | b[at + 1] << 8);
 }
@@ -80,7 +98,7 @@ protected:
 
   // Tap (created in the namespace), device, transport, driver and the host's packet socket.
   void make(bool mac_fixed = true, MacAddress mac = kGuestMac) {
-    auto tap = ns_.run([&] { return Tap::open(tap_name_); });
+    auto tap = ns_.run([&] { return Tap::open(tap_name_, "", pairs_); });
     ASSERT_TRUE(tap) << tap.message();
     host_ = std::make_unique<HostPort>(ns_, tap_name_);
     ASSERT_TRUE(host_->valid()) << "packet socket on " << tap_name_;
@@ -93,10 +111,20 @@ protected:
     drv_ = std::make_unique<VirtioTestDriver>(*mmio_, *mem_);
   }
 
-  // Negotiates `features`, sets up all three queues, DRIVER_OK; true when the device runs.
+  // A device of `pairs` queue pairs on a multi-queue tap.
+  void make_mq(unsigned pairs) {
+    pairs_ = pairs;
+    make();
+  }
+
+  // Negotiates `features`, sets up the queues (with MQ all of them; without, the first pair and
+  // the control queue after it, as a driver that knows one pair does), DRIVER_OK; true when the
+  // device runs.
   bool init(uint64_t features = kNetWant, uint16_t size = kNetQueueSize) {
     if (!drv_->negotiate(features)) return false;
-    for (unsigned q : {kRxQueue, kTxQueue, kCtrlQueue}) {
+    const unsigned queues = features & kFMq ? 2 * pairs_ + 1 : kCtrlQueue + 1;
+    ctrlq_ = queues - 1;
+    for (unsigned q = 0; q < queues; ++q) {
       drv_->select(q);
       drv_->setup_queue(size);
     }
@@ -140,25 +168,27 @@ protected:
     return drv_->used_idx();
   }
 
-  // An RX buffer in slot `slot` of `len` bytes.
-  uint16_t post_rx(unsigned slot, uint32_t len, bool kick = true) {
-    return post(kRxQueue, {{NetLayout::kRx + NetLayout::kBufStride * slot, len, true}}, kick);
+  // An RX buffer in slot `slot` of `len` bytes, on queue q.
+  uint16_t post_rx(unsigned slot, uint32_t len, bool kick = true, unsigned q = kRxQueue) {
+    return post(q, {{NetLayout::kRx + NetLayout::kBufStride * slot, len, true}}, kick);
   }
-  // `frame` on the TX queue behind `hdr`, header and frame in separate buffers of slot `slot`.
-  uint16_t post_tx(unsigned slot, const std::vector<uint8_t>& frame, std::array<uint8_t, kHdrSize> hdr = {}) {
+  // `frame` on TX queue q behind `hdr`, header and frame in separate buffers of slot `slot`.
+  uint16_t post_tx(unsigned slot, const std::vector<uint8_t>& frame, std::array<uint8_t, kHdrSize> hdr = {},
+                   unsigned q = kTxQueue) {
     const uint64_t h = NetLayout::kTxHdr + 16 * slot, d = NetLayout::kTx + NetLayout::kBufStride * slot;
     EXPECT_TRUE(mem_->write(h, hdr.data(), hdr.size()));
     EXPECT_TRUE(mem_->write(d, frame.data(), frame.size()));
-    return post(kTxQueue, {{h, kHdrSize}, {d, static_cast<uint32_t>(frame.size())}});
+    return post(q, {{h, kHdrSize}, {d, static_cast<uint32_t>(frame.size())}});
   }
-  // A control command (class, command), its ack byte; returns the ack the device wrote.
-  std::optional<uint8_t> control(uint8_t cls, uint8_t cmd) {
-    const uint8_t c[2] = {cls, cmd};
+  // A control command (class, command, then `data`) in one buffer, its ack byte in another;
+  // returns the ack the device wrote.
+  std::optional<uint8_t> control(uint8_t cls, uint8_t cmd, std::vector<uint8_t> data = {}) {
+    data.insert(data.begin(), {cls, cmd});
     const uint64_t ack = NetLayout::kCtrl + 0x100;
-    EXPECT_TRUE(mem_->write(NetLayout::kCtrl, c, 2));
+    EXPECT_TRUE(mem_->write(NetLayout::kCtrl, data.data(), data.size()));
     EXPECT_TRUE(mem_->write_obj<uint8_t>(ack, 0xff));
-    post(kCtrlQueue, {{NetLayout::kCtrl, 2}, {ack, 1, true}});
-    auto u = next_used(kCtrlQueue);
+    post(ctrlq_, {{NetLayout::kCtrl, static_cast<uint32_t>(data.size())}, {ack, 1, true}});
+    auto u = next_used(ctrlq_);
     if (!u) return std::nullopt;
     EXPECT_EQ(u->len, 1u);
     return *mem_->read_obj<uint8_t>(ack);
@@ -204,6 +234,8 @@ protected:
   }
 
   TestNetns ns_;
+  unsigned pairs_ = 1;                // the tap's queues: the device's queue pairs
+  unsigned ctrlq_ = kCtrlQueue;       // where init() put the control queue
   const std::string tap_name_ = "mhvt" + std::to_string(::getpid());
   std::unique_ptr<GuestMemory> mem_;
   CountingIrq irq_;

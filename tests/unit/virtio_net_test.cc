@@ -206,18 +206,10 @@ TEST_F(VirtioNetTest, QuiescedBeforeActivationStaysQuiesced) {
 
 // --- saved state ---
 
-// Version 2 carries the held frames (a count, then each length-prefixed); version 1 has none.
+// One pair; version 2 carries the held frames (a count, then each length-prefixed), version 1 none.
 std::vector<uint8_t> state_blob(const MacAddress& mac, uint8_t announce, uint32_t version = 2,
                                 const std::vector<std::vector<uint8_t>>& held = {}) {
-  virtio::BlobWriter w;
-  w.put<uint32_t>(0x54454e56);  // "VNET"
-  w.put<uint32_t>(version);
-  for (uint8_t b : mac) w.put<uint8_t>(b);
-  w.put<uint8_t>(announce);
-  if (version < 2) return w.take();
-  w.put<uint32_t>(static_cast<uint32_t>(held.size()));
-  for (const auto& f : held) w.put_bytes(f);
-  return w.take();
+  return vnet_state_blob(mac, announce, version, 1, held);
 }
 
 // A frame as the tap gives it: a zero virtio header, then the Ethernet frame.

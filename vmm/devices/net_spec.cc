@@ -1,17 +1,28 @@
 #include "vmm/devices/net_spec.h"
 
 #include <algorithm>
+#include <string>
 
 namespace minihv {
 
 namespace {
 
-constexpr const char* kForm = "tap=NAME[,mac=MAC][,bridge=NAME][,queues=1]";
+constexpr const char* kForm = "tap=NAME[,mac=MAC][,bridge=NAME][,queues=N]";
 
 Result<std::string> interface_name(const std::string& key, const std::string& value) {
   if (!valid_interface_name(value))
     return Status::invalid(key + "=" + value + ": not an interface name (1-15 characters, no '/', ':' or spaces)");
   return value;
+}
+
+Result<unsigned> queue_pairs(const std::string& value) {
+  const bool digits = !value.empty() && value.size() <= 2 &&
+                      std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const unsigned n = digits ? static_cast<unsigned>(std::stoul(value)) : 0;
+  if (n < 1 || n > NicSpec::kMaxQueuePairs)
+    return Status::invalid("queues=" + value + ": want 1 to " + std::to_string(NicSpec::kMaxQueuePairs) +
+                           " queue pairs");
+  return n;
 }
 
 Status apply_option(NicSpec& spec, const std::string& key, const std::string& value) {
@@ -24,8 +35,9 @@ Status apply_option(NicSpec& spec, const std::string& key, const std::string& va
     if (!mac) return mac.status();
     spec.mac = *mac;
   } else if (key == "queues") {
-    if (value != "1")
-      return Status::invalid("queues=" + value + ": only 1 queue pair is supported (multi-queue is not implemented)");
+    auto n = queue_pairs(value);
+    if (!n) return n.status();
+    spec.queues = *n;
   } else {
     return Status::invalid("unknown option '" + key + "' (known: tap, mac, bridge, queues)");
   }

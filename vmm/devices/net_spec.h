@@ -13,11 +13,13 @@
 namespace minihv {
 
 struct NicSpec {
-  static constexpr unsigned kMaxQueuePairs = 1;  // multi-queue is not implemented (docs/vmm.md)
+  // A tap takes up to 256 queues; 8 pairs is one per vCPU of the guests we run, and each pair is
+  // a thread of ours (docs/vmm.md).
+  static constexpr unsigned kMaxQueuePairs = 8;
   std::string tap;
   std::optional<MacAddress> mac;  // none: random_mac() at start; a migration keeps the source's
   std::string bridge;             // non-empty: the tap is put on this bridge (it must exist)
-  unsigned queues = 1;
+  unsigned queues = 1;  // queue pairs, 1 to kMaxQueuePairs
 };
 
 // Parses one `--net` value; the error names the bad part ("mac=zz: not a MAC address ...").

@@ -1,16 +1,18 @@
-// vmm/devices/virtio_net.h — virtio-net (VIRTIO 1.2 §5.1) on a tap, one queue pair and a control
-// queue.
+// vmm/devices/virtio_net.h — virtio-net (VIRTIO 1.2 §5.1) on a tap, one or more queue pairs and a
+// control queue.
 //
 // Owns: the device's identity, features (mergeable RX buffers, checksum/TSO offloads where the tap
-// takes them, MAC, link status, GUEST_ANNOUNCE), its config space, its I/O worker (one thread per
-// activation, virtio_net_worker.h), quiesce/resume, the saved state (MAC and status) and the
-// self-announce after a migration: RARP rounds on the tap and VIRTIO_NET_S_ANNOUNCE for a driver
-// that negotiated it.
+// takes them, MAC, link status, GUEST_ANNOUNCE, MQ with a multi-queue tap), its config space, its
+// I/O workers (one thread per queue pair per activation, virtio_net_worker.h), which pairs the
+// driver uses (VQ_PAIRS_SET; pair i is tap queue i), quiesce/resume, the saved state (MAC, status,
+// active pairs) and the self-announce after a migration: RARP rounds on the tap and
+// VIRTIO_NET_S_ANNOUNCE for a driver that negotiated it.
 // Must not know: the transport registers, KVM, migration (the VM calls announce()).
 //
 // Threads: the transport calls the VirtioDevice methods (vCPU threads, serialised); the VM thread
-// calls quiesce/resume/announce/stats; the worker and the announcer thread report through
-// atomics and the transport's lock-free signals.
+// calls quiesce/resume/announce/stats; the workers and the announcer thread report through
+// atomics and the transport's lock-free signals. Pair 0's worker sets the active pairs
+// (set_pairs(), under pairs_mu_ only: quiesce() holds mu_ while it waits for that worker).
 #pragma once
 
 #include <atomic>
@@ -18,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 #include "vmm/devices/net_spec.h"
@@ -33,13 +36,15 @@ public:
 
   // `mac_fixed`: the MAC was given (--net mac=); a restore then refuses a different saved MAC. A
   // NIC with a generated MAC takes the saved one (the guest keeps its address across a move).
+  // One queue pair per queue of the tap.
   static Result<std::unique_ptr<VirtioNet>> create(Tap tap, MacAddress mac, bool mac_fixed);
   ~VirtioNet() override;
 
   // --- VirtioDevice ---
   uint32_t device_id() const override;
   uint64_t features() const override;
-  unsigned num_queues() const override { return 3; }
+  // Fixed by the tap: 2 per pair and the control queue, whatever the driver negotiates.
+  unsigned num_queues() const override { return 2 * max_pairs_ + 1; }
   uint16_t queue_max_size() const override { return kQueueSize; }
   void read_config(uint64_t offset, uint8_t* data, uint32_t len) const override;
   void write_config(uint64_t offset, const uint8_t* data, uint32_t len) override;
@@ -78,25 +83,34 @@ public:
     uint64_t rx_frames = 0, rx_bytes = 0, tx_frames = 0, tx_bytes = 0;
     uint64_t rx_dropped = 0, tx_dropped = 0, errors = 0, announcements = 0;
     bool link_up = false;
+    unsigned queue_pairs = 1;  // the pairs the driver uses (VQ_PAIRS_SET)
   };
   Stats stats() const;
   const std::string& tap_name() const { return tap_.name(); }
   MacAddress mac() const;
+  // The queue pairs the driver uses now (1 until it sends VQ_PAIRS_SET).
+  unsigned active_pairs() const { return active_pairs_.load(); }
 
 private:
   VirtioNet(Tap tap, MacAddress mac, bool mac_fixed);
   uint16_t config_status() const;
   Status check_mac(const MacAddress& mac) const;  // under mu_
   void tap_gone(const std::string& why);
+  bool set_pairs(unsigned pairs);
+  void stop_workers();
   void run_announcer(std::stop_token stop);
   void hand_held_to_worker();
 
   Tap tap_;
+  const unsigned max_pairs_;  // the tap's queues; MQ is offered when more than one
   const bool mac_fixed_;
   NetStats stats_;
   std::atomic<uint64_t> announcements_{0};
   std::atomic<bool> link_up_{true};
   std::atomic<bool> announce_pending_{false};  // VIRTIO_NET_S_ANNOUNCE, until the driver's ACK
+  std::atomic<bool> tap_gone_logged_{false};   // of this activation: every pair's worker reports it
+  // VQ_PAIRS_SET's count: 1 after reset, the saved one after a restore; workers read it.
+  std::atomic<unsigned> active_pairs_{1};
   // Of the current activation (0 / nullptr when not activated); read by the worker and announcer.
   std::atomic<uint64_t> features_{0};
   std::atomic<VirtioSignals*> signals_{nullptr};
@@ -104,8 +118,13 @@ private:
   mutable std::mutex mu_;  // everything below (vCPU thread via the transport, VM thread)
   MacAddress mac_;
   bool quiesced_ = false;
-  std::unique_ptr<NetWorker> worker_;
-  std::vector<std::vector<uint8_t>> held_;  // hold_arrivals() or a restored state; not yet delivered
+  // hold_arrivals() or a restored state, not yet delivered: pair 0's worker delivers them first.
+  std::vector<std::vector<uint8_t>> held_;
+
+  // Pair 0's worker (set_pairs) reads the others and switches the tap's queues: activate and reset
+  // change them under mu_ and this.
+  std::mutex pairs_mu_;
+  std::vector<std::unique_ptr<NetWorker>> workers_;  // [i]: pair i, for the pairs the driver set up
 
   // The announcer: one round now, the rest on QEMU's schedule; a new announce() starts over.
   std::mutex announce_mu_;

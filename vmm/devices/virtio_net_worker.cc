@@ -63,9 +63,11 @@ void drain_eventfd(int fd) {
 
 Result<std::unique_ptr<NetWorker>> NetWorker::start(NetWorkerContext ctx, bool paused) {
   const auto& act = ctx.act;
-  if (act.queues.size() < 2 || !act.queues[kRxQueue].active() || !act.queues[kTxQueue].active() ||
-      act.notify_fds.size() < act.queues.size())
-    return Status::error("virtio-net: receive and transmit queues not set up by the driver");
+  const unsigned rx = rx_queue(ctx.pair), tx = tx_queue(ctx.pair);
+  if (act.queues.size() <= tx || !act.queues[rx].active() || !act.queues[tx].active() ||
+      act.notify_fds.size() < act.queues.size() || act.queues.size() > kMaxQueues || !ctx.active_pairs)
+    return Status::error("virtio-net: receive and transmit queues of pair " + std::to_string(ctx.pair) +
+                         " not set up by the driver");
   std::unique_ptr<NetWorker> w(new NetWorker(std::move(ctx), paused));
   MINIHV_TRY(w->control_.init("virtio-net"));
   w->thread_ = std::jthread([p = w.get()](std::stop_token st) { p->run(std::move(st)); });
@@ -73,11 +75,11 @@ Result<std::unique_ptr<NetWorker>> NetWorker::start(NetWorkerContext ctx, bool p
 }
 
 NetWorker::NetWorker(NetWorkerContext ctx, bool paused)
-    : ctx_(std::move(ctx)), mrg_rxbuf_(ctx_.act.features & kFMrgRxbuf), control_(paused),
-      frame_(kHdrSize + kMaxFrame) {
+    : ctx_(std::move(ctx)), mrg_rxbuf_(ctx_.act.features & kFMrgRxbuf), rxq_(rx_queue(ctx_.pair)),
+      txq_(tx_queue(ctx_.pair)), control_(paused), frame_(kHdrSize + kMaxFrame) {
   // A control queue the driver did not set up is not ours to poll.
-  if (ctx_.act.queues.size() > kCtrlQueue && !ctx_.act.queues[kCtrlQueue].active())
-    ctx_.act.queues = ctx_.act.queues.first(kCtrlQueue);
+  const unsigned c = ctx_.ctrl_queue;
+  if (c < ctx_.act.queues.size() && ctx_.act.queues[c].active()) ctrlq_ = c;
 }
 
 NetWorker::~NetWorker() {
@@ -98,10 +100,17 @@ void NetWorker::inject(std::vector<std::vector<uint8_t>> frames) {
   for (auto& f : frames) injected_.push_back(std::move(f));
 }
 
+void NetWorker::refresh() {
+  if (!control_.refresh()) LOG_ERROR("virtio-net: cannot wake the I/O thread of pair %u", ctx_.pair);
+}
+
 void NetWorker::apply_control(const std::stop_token& stop) {
   const WorkerControl::Request r = control_.take();
   stopping_ = stop.stop_requested();
-  running_ = !r.paused && !stopping_ && !broken_;
+  const bool was_running = running_;
+  running_ = !r.paused && !stopping_ && !broken_ && pair_active();
+  // A pair the driver starts (again) has had its kicks drained while parked: look at its RX ring.
+  if (running_ && !was_running) rx_waiting_ = false;
   // Nothing is in flight between passes: what we saw is acknowledged once this pass ends.
   pending_ack_ = r.seq;
 }
@@ -128,19 +137,20 @@ void NetWorker::run(std::stop_token stop) {
 }
 
 void NetWorker::wait_for_work(const std::stop_token& stop) {
+  const unsigned queues[] = {rxq_, txq_, ctrlq_};
+  const size_t nq = has_ctrl() ? 3 : 2;
   pollfd fds[5];
   nfds_t n = 0;
   fds[n++] = {control_.fd(), POLLIN, 0};
-  const size_t queues = ctx_.act.queues.size();
-  for (size_t q = 0; q < queues; ++q) fds[n++] = {ctx_.act.notify_fds[q], POLLIN, 0};
+  for (size_t i = 0; i < nq; ++i) fds[n++] = {ctx_.act.notify_fds[queues[i]], POLLIN, 0};
   const bool want_tap = running_ && tap_ok_ && !rx_waiting_;
   if (want_tap) fds[n++] = {ctx_.tap_fd, POLLIN, 0};
   const int timeout = running_ && (more_tx_ || (!rx_waiting_ && has_injected())) ? 0 : -1;
   if (::poll(fds, n, timeout) < 0) return;  // EINTR: the next pass looks again
-  for (size_t q = 0; q < queues; ++q)
-    if (fds[1 + q].revents & POLLIN) {
-      drain_eventfd(ctx_.act.notify_fds[q]);
-      if (q == kRxQueue) rx_waiting_ = false;
+  for (size_t i = 0; i < nq; ++i)
+    if (fds[1 + i].revents & POLLIN) {
+      drain_eventfd(ctx_.act.notify_fds[queues[i]]);
+      if (queues[i] == rxq_) rx_waiting_ = false;
     }
   if (fds[0].revents & POLLIN) {
     drain_eventfd(control_.fd());
@@ -150,8 +160,8 @@ void NetWorker::wait_for_work(const std::stop_token& stop) {
 
 void NetWorker::notify_driver() {
   bool notify = false;
-  for (size_t q = 0; q < ctx_.act.queues.size(); ++q)
-    if (used_added_[q]) {
+  for (unsigned q : {rxq_, txq_, ctrlq_})
+    if (q != NetWorkerContext::kNoQueue && used_added_[q]) {
       used_added_[q] = false;
       if (ctx_.act.queues[q].should_notify()) notify = true;
     }
@@ -206,10 +216,10 @@ void NetWorker::tap_failed(const char* op, int err) {
 void NetWorker::process_tx() {
   more_tx_ = false;
   for (unsigned i = 0; i < kBatch && running_; ++i) {
-    if (!pop(kTxQueue, chain_)) return;
+    if (!pop(txq_, chain_)) return;
     send_chain();
-    ctx_.act.queues[kTxQueue].add_used(chain_.head, 0);
-    used_added_[kTxQueue] = true;
+    ctx_.act.queues[txq_].add_used(chain_.head, 0);
+    used_added_[txq_] = true;
   }
   more_tx_ = running_;
 }
@@ -260,7 +270,7 @@ void NetWorker::send_chain() {
 // While the RX ring has buffers the driver need not kick after refilling it (an exit per frame
 // saved on a guest without EVENT_IDX, as QEMU does); kicks are asked for only when a frame waits.
 void NetWorker::process_rx() {
-  Virtqueue& q = ctx_.act.queues[kRxQueue];
+  Virtqueue& q = ctx_.act.queues[rxq_];
   q.set_kicks(false);
   for (unsigned i = 0; i < kBatch && running_; ++i) {
     if (frame_len_ == 0 && !read_frame()) return;
@@ -279,9 +289,9 @@ void NetWorker::process_rx() {
 }
 
 bool NetWorker::pop_rx(DescriptorChain& out) {
-  while (pop(kRxQueue, out)) {
+  while (pop(rxq_, out)) {
     if (out.readable_bytes() == 0) return true;
-    bad_chain(kRxQueue, out.head, "device-readable buffer in a receive chain");
+    bad_chain(rxq_, out.head, "device-readable buffer in a receive chain");
   }
   return false;
 }
@@ -330,7 +340,7 @@ bool NetWorker::read_frame() {
 
 NetWorker::Delivery NetWorker::deliver_frame() {
   if (mrg_rxbuf_) return deliver_merged();
-  Virtqueue& q = ctx_.act.queues[kRxQueue];
+  Virtqueue& q = ctx_.act.queues[rxq_];
   if (!pop_rx(chain_)) return Delivery::kNoBuffers;
   if (chain_.writable_bytes() < frame_len_) {
     q.rewind(1);  // keep the buffer for a frame that fits; this one cannot be delivered
@@ -341,13 +351,13 @@ NetWorker::Delivery NetWorker::deliver_frame() {
   frame_[kHdrNumBuffers + 1] = 0;
   copy_to_chain(*ctx_.act.mem, chain_, frame_.data(), frame_len_);
   q.add_used(chain_.head, frame_len_);
-  used_added_[kRxQueue] = true;
+  used_added_[rxq_] = true;
   count_rx();
   return Delivery::kDone;
 }
 
 NetWorker::Delivery NetWorker::deliver_merged() {
-  Virtqueue& q = ctx_.act.queues[kRxQueue];
+  Virtqueue& q = ctx_.act.queues[rxq_];
   held_.clear();
   uint64_t room = 0;
   while (room < frame_len_) {
@@ -382,7 +392,7 @@ NetWorker::Delivery NetWorker::deliver_merged() {
     done += n;
   }
   q.add_used(used_);
-  used_added_[kRxQueue] = true;
+  used_added_[rxq_] = true;
   count_rx();
   return Delivery::kDone;
 }
@@ -390,8 +400,8 @@ NetWorker::Delivery NetWorker::deliver_merged() {
 void NetWorker::return_held(size_t n) {
   used_.clear();
   for (size_t i = 0; i < n; ++i) used_.push_back({held_[i].head, 0});
-  ctx_.act.queues[kRxQueue].add_used(used_);
-  used_added_[kRxQueue] = true;
+  ctx_.act.queues[rxq_].add_used(used_);
+  used_added_[rxq_] = true;
   held_.erase(held_.begin(), held_.begin() + static_cast<ptrdiff_t>(n));
 }
 
@@ -405,24 +415,46 @@ void NetWorker::count_rx() {
 void NetWorker::process_ctrl() {
   if (!has_ctrl()) return;
   for (unsigned i = 0; i < kBatch && running_; ++i) {
-    if (!pop(kCtrlQueue, chain_)) return;
-    uint8_t cmd[2] = {};
+    if (!pop(ctrlq_, chain_)) return;
+    uint8_t cmd[kCtrlHeaderSize + kCtrlMqDataSize] = {};
     uint8_t* ack = first_writable_byte(chain_);
+    const uint32_t len = copy_from_chain(chain_, cmd, sizeof cmd);
     uint32_t used = 0;
-    if (copy_from_chain(chain_, cmd, sizeof cmd) == sizeof cmd && ack) {
-      const bool announce_ack = cmd[0] == kCtrlClassAnnounce && cmd[1] == kCtrlAnnounceAck &&
-                                (ctx_.act.features & kFGuestAnnounce);
-      if (announce_ack && ctx_.on_announce_ack) ctx_.on_announce_ack();
-      *ack = announce_ack ? kCtrlOk : kCtrlErr;
+    if (len >= kCtrlHeaderSize && ack) {
+      *ack = control_answer(cmd, len);
       used = 1;
       for (const VirtqBuffer& b : chain_.buffers)
         if (b.host == ack) ctx_.act.mem->mark_dirty(b.gpa, 1);
     } else {
       ++ctx_.stats->errors;
     }
-    ctx_.act.queues[kCtrlQueue].add_used(chain_.head, used);
-    used_added_[kCtrlQueue] = true;
+    ctx_.act.queues[ctrlq_].add_used(chain_.head, used);
+    used_added_[ctrlq_] = true;
   }
+}
+
+// `cmd`: class, command and the first bytes of the command's data (`len` in all).
+uint8_t NetWorker::control_answer(const uint8_t* cmd, uint32_t len) {
+  const uint64_t f = ctx_.act.features;
+  if (cmd[0] == kCtrlClassAnnounce && cmd[1] == kCtrlAnnounceAck && (f & kFGuestAnnounce)) {
+    if (ctx_.on_announce_ack) ctx_.on_announce_ack();
+    return kCtrlOk;
+  }
+  if (cmd[0] == kCtrlClassMq && cmd[1] == kCtrlMqVqPairsSet && (f & kFMq))
+    return set_pairs(cmd + kCtrlHeaderSize, len - kCtrlHeaderSize);
+  return kCtrlErr;
+}
+
+// VQ_PAIRS_SET: the device checks the count (1 to what the driver set up) and parks or starts the
+// other pairs before we answer, so no frame lands on a receive queue the driver gave up once it
+// has seen the answer (5.1.6.5.5).
+uint8_t NetWorker::set_pairs(const uint8_t* data, uint32_t len) {
+  if (len < kCtrlMqDataSize) {
+    ++ctx_.stats->errors;  // a command cut short is the driver's error, not a request for 0 pairs
+    return kCtrlErr;
+  }
+  const unsigned pairs = static_cast<unsigned>(data[0] | data[1] << 8);
+  return ctx_.on_pairs_set && ctx_.on_pairs_set(pairs) ? kCtrlOk : kCtrlErr;
 }
 
 }  // namespace minihv

@@ -1,11 +1,18 @@
-// vmm/devices/virtio_net_worker.h — the I/O thread of one activated virtio-net device.
+// vmm/devices/virtio_net_worker.h — the I/O thread of one queue pair of an activated virtio-net
+// device.
 //
-// Owns: one thread for the life of an activation (DRIVER_OK until reset). It polls the tap, the
-// three queues' notify eventfds and a control eventfd; moves frames tap -> RX queue (through one
-// frame buffer, spread over several buffers when MRG_RXBUF is negotiated) and TX queue -> tap
-// (writev straight from guest memory behind a header we checked), answers the control queue, and
-// raises the interrupt. While paused it touches neither the queues nor the tap.
-// Must not know: the transport's registers, migration, KVM.
+// Owns: one thread for the life of an activation (DRIVER_OK until reset). It polls its tap queue,
+// its pair's notify eventfds (and the control queue's, on pair 0) and a control eventfd; moves
+// frames tap -> RX queue (through one frame buffer, spread over several buffers when MRG_RXBUF is
+// negotiated) and TX queue -> tap (writev straight from guest memory behind a header we checked),
+// answers the control queue, and raises the interrupt. While paused, or while its pair is not
+// among the driver's active pairs, it touches neither its queues nor the tap.
+// Must not know: the transport's registers, migration, KVM, the other pairs' workers.
+//
+// Why a thread per pair, not one for all: multi-queue is there so that the guest's CPUs move
+// frames in parallel; one host thread for all pairs would serialise them again. The pairs share
+// nothing but the counters (atomics) and the interrupt (lock-free signals); the control queue
+// lives on pair 0, whose thread asks the device to start or park the others (on_pairs_set).
 #pragma once
 
 #include <sys/uio.h>
@@ -23,6 +30,7 @@
 
 #include "common/fd.h"
 #include "common/status.h"
+#include "vmm/devices/net_spec.h"
 #include "vmm/devices/virtio_device.h"
 #include "vmm/devices/worker_control.h"
 
@@ -38,9 +46,17 @@ struct NetStats {
 
 // What the worker needs of its device, set once at start.
 struct NetWorkerContext {
+  static constexpr unsigned kNoQueue = ~0u;
   VirtioActivation act;
+  unsigned pair = 0;               // queues rx_queue(pair), tx_queue(pair); tap queue `pair`
+  unsigned ctrl_queue = kNoQueue;  // pair 0 only
   int tap_fd = -1;
   NetStats* stats = nullptr;
+  // How many pairs the driver uses (VQ_PAIRS_SET): a pair at or beyond it is parked. Read at each
+  // control request (refresh()); pair 0 always runs.
+  const std::atomic<unsigned>* active_pairs = nullptr;
+  // Control-queue VQ_PAIRS_SET (on pair 0's thread): true if the device now uses that many pairs.
+  std::function<bool(unsigned pairs)> on_pairs_set;
   // Control-queue ANNOUNCE_ACK from the driver (clears VIRTIO_NET_S_ANNOUNCE).
   std::function<void()> on_announce_ack;
   // The tap failed for good (deleted under us): the device logs it (once) and reports link down.
@@ -51,6 +67,7 @@ class NetWorker {
 public:
   static constexpr uint32_t kMaxFrame = 65536 + 14 + 4;  // a TSO frame with Ethernet and VLAN header
   static constexpr unsigned kBatch = 64;  // frames per direction per pass, so neither starves
+  static constexpr unsigned kMaxQueues = 2 * NicSpec::kMaxQueuePairs + 1;  // the pairs and control
 
   static Result<std::unique_ptr<NetWorker>> start(NetWorkerContext ctx, bool paused);
   ~NetWorker();  // stops and joins the thread
@@ -65,6 +82,9 @@ public:
   // Frames (virtio header included, as the tap gives them) delivered to the guest before anything
   // read from the tap, in order: those a migration brought along. Call while paused.
   void inject(std::vector<std::vector<uint8_t>> frames);
+  // The active pair count changed: returns when the thread has seen it (a pair parked no longer
+  // touches its queues, a pair started has made one pass). Paused stays paused.
+  void refresh();
 
 private:
   explicit NetWorker(NetWorkerContext ctx, bool paused);
@@ -91,13 +111,17 @@ private:
   void return_held(size_t n);
   void count_rx();
   void process_ctrl();
+  uint8_t control_answer(const uint8_t* cmd, uint32_t len);
+  uint8_t set_pairs(const uint8_t* data, uint32_t len);
   void tap_failed(const char* op, int err);
   void notify_driver();
-  bool has_ctrl() const { return ctx_.act.queues.size() > 2; }
+  bool has_ctrl() const { return ctrlq_ != NetWorkerContext::kNoQueue; }
+  bool pair_active() const { return ctx_.pair == 0 || ctx_.pair < ctx_.active_pairs->load(); }
 
   // Set at construction, read-only afterwards.
   NetWorkerContext ctx_;
   bool mrg_rxbuf_ = false;
+  unsigned rxq_ = 0, txq_ = 0, ctrlq_ = NetWorkerContext::kNoQueue;  // this pair's queues
 
   // The device's requests (pause, resume) and the thread's acknowledgements.
   WorkerControl control_;
@@ -107,7 +131,7 @@ private:
   bool warned_ = false, warned_tap_ = false;
   uint64_t bad_chains_ = 0;  // answered by bad_chain(): deliver_merged() must not rewind over one
   uint64_t pending_ack_ = 0, acked_ = 0;  // the request seen, the one acknowledged
-  bool used_added_[3] = {};
+  bool used_added_[kMaxQueues] = {};
   bool more_tx_ = false;     // the last TX pass stopped at kBatch: look again without waiting
   bool rx_waiting_ = false;  // a frame waits in frame_ for RX buffers: wait for the driver's kick
   uint32_t frame_len_ = 0;   // bytes in frame_ (virtio header included), 0 = none

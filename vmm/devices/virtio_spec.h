@@ -125,6 +125,7 @@ constexpr uint64_t kFMrgRxbuf = feature(15);
 constexpr uint64_t kFStatus = feature(16);
 constexpr uint64_t kFCtrlVq = feature(17);
 constexpr uint64_t kFGuestAnnounce = feature(21);
+constexpr uint64_t kFMq = feature(22);  // more than one queue pair (max_virtqueue_pairs in config)
 
 // struct virtio_net_hdr_v1: flags u8, gso_type u8, hdr_len u16, gso_size u16, csum_start u16,
 // csum_offset u16, num_buffers u16. With VERSION_1 every frame carries all 12 bytes.
@@ -143,14 +144,22 @@ constexpr uint32_t kCfgSize = 10;
 constexpr uint16_t kSLinkUp = 1;
 constexpr uint16_t kSAnnounce = 2;
 
-// Queues of a single-pair device with a control queue.
+// Queues of a single-pair device with a control queue (and of any device whose driver did not
+// negotiate MQ). With MQ, pair i is queues 2i (RX) and 2i + 1 (TX) and the control queue comes
+// after the last pair (5.1.2).
 constexpr unsigned kRxQueue = 0;
 constexpr unsigned kTxQueue = 1;
 constexpr unsigned kCtrlQueue = 2;
+constexpr unsigned rx_queue(unsigned pair) { return 2 * pair; }
+constexpr unsigned tx_queue(unsigned pair) { return 2 * pair + 1; }
 
 // Control queue (5.1.6.5): class u8, command u8, data..., then one writable ack byte.
 constexpr uint8_t kCtrlClassAnnounce = 3;
 constexpr uint8_t kCtrlAnnounceAck = 0;
+constexpr uint8_t kCtrlClassMq = 4;
+constexpr uint8_t kCtrlMqVqPairsSet = 0;  // data: virtqueue_pairs u16, 1 to max_virtqueue_pairs
+constexpr uint32_t kCtrlHeaderSize = 2;   // class, command
+constexpr uint32_t kCtrlMqDataSize = 2;
 constexpr uint8_t kCtrlOk = 0;
 constexpr uint8_t kCtrlErr = 1;
 }  // namespace net

@@ -25,6 +25,14 @@ bool WorkerControl::request(bool paused, bool wait) {
   return true;
 }
 
+bool WorkerControl::refresh() {
+  std::unique_lock lock(mu_);
+  const uint64_t seq = ++req_seq_;
+  if (!wake()) return false;
+  cv_.wait(lock, [&] { return ack_seq_ >= seq; });
+  return true;
+}
+
 WorkerControl::Request WorkerControl::take() {
   std::lock_guard lock(mu_);
   return {paused_, req_seq_};

@@ -29,6 +29,9 @@ public:
   // Asks the thread to pause or run; with `wait`, returns once the thread has acknowledged it.
   // False when the thread could not be woken (then nothing is waited for).
   bool request(bool paused, bool wait);
+  // A new request with the same paused state, for a thread that reads more than paused_ when it
+  // takes a request (virtio-net's active pairs); returns once it was acknowledged.
+  bool refresh();
   // Wakes the thread (e.g. after its jthread was asked to stop). False if the eventfd write failed.
   bool wake();
 
