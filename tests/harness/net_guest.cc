@@ -42,11 +42,14 @@ void expect_clean(const EchoReport& r, const char* what) {
 // The guest moves host 0 -> host 1 -> host 0 ... while a client sends a numbered message every
 // millisecond over one TCP connection and UDP: no reset, every TCP byte back in order, every UDP
 // datagram answered, and the largest gap per move. `moves` migrations; the gaps are printed for the record.
-void migrate_back_and_forth(GuestLan& lan, TempDir& dir, int moves, std::vector<long>& gaps_ms) {
-  lan.add_tap(1, "vt0");
+void migrate_back_and_forth(GuestLan& lan, TempDir& dir, int moves, std::vector<long>& gaps_ms, unsigned queues) {
+  const bool mq = queues > 1;
+  const std::string tap = mq ? "vtq" : "vt0", nic = mq ? tap + ",queues=" + std::to_string(queues) : tap;
+  if (mq) lan.add_tap(0, tap, true);
+  lan.add_tap(1, tap, mq);
   std::unique_ptr<VmProcess> vm[2];
   const std::string api[2] = {dir.file("h0.sock"), dir.file("h1.sock")};
-  vm[0] = net_guest(lan, 0, "vt0", api[0]);
+  vm[0] = net_guest(lan, 0, nic, api[0]);
   ASSERT_TRUE(vm[0]->wait_line("^NET mac=" + kGuestMac, kGuestUp)) << vm[0]->stdout_text() << vm[0]->stderr_text();
   auto tcp = echo_probe(lan, EchoProbe::Kind::kTcp);
   auto udp = echo_probe(lan, EchoProbe::Kind::kUdp);
@@ -56,7 +59,7 @@ void migrate_back_and_forth(GuestLan& lan, TempDir& dir, int moves, std::vector<
   for (int m = 0; m < moves; ++m) {
     const unsigned from = m % 2, to = 1 - from;
     const int port = free_port();
-    std::vector<std::string> a{"run", "--mem", "64M", "--net", "tap=vt0", "--api", api[to], "--incoming",
+    std::vector<std::string> a{"run", "--mem", "64M", "--net", "tap=" + nic, "--api", api[to], "--incoming",
                                lan.host_addr(to) + ":" + std::to_string(port)};
     vm[to] = std::make_unique<VmProcess>(a, std::vector<std::string>{}, lan.exec_prefix(to));
     ASSERT_TRUE(vm[to]->wait_stderr("waiting for a migrating VM", 20s)) << vm[to]->stderr_text();
@@ -71,6 +74,7 @@ void migrate_back_and_forth(GuestLan& lan, TempDir& dir, int moves, std::vector<
     ASSERT_GE(tcp->echoed(), want) << "move " << m << ": the TCP echo did not continue\n" << vm[to]->stdout_text();
     gaps_ms.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(tcp->max_gap_since_mark()).count());
     EXPECT_EQ(nic_stats(api[to]).value("mac", ""), kGuestMac);
+    EXPECT_EQ(nic_stats(api[to]).value("tap", ""), tap);
   }
   const EchoReport t = tcp->finish(5s), u = udp->finish(2s);
   expect_clean(t, "tcp");

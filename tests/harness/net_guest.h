@@ -33,6 +33,8 @@ void expect_clean(const EchoReport& r, const char* what);
 // The guest moves host 0 -> 1 -> 0 ... `moves` times while a client sends a numbered message every
 // millisecond over one TCP connection and UDP: no reset, every TCP byte back in order. `gaps_ms`
 // gets the largest echo gap of each move (also printed). Fails the test (gtest) when one goes wrong.
-void migrate_back_and_forth(GuestLan& lan, TempDir& dir, int moves, std::vector<long>& gaps_ms);
+// `queues` > 1: the NIC has that many queue pairs, on multi-queue taps "vtq" (made here on both
+// hosts); else on "vt0" (host 0's made by the caller).
+void migrate_back_and_forth(GuestLan& lan, TempDir& dir, int moves, std::vector<long>& gaps_ms, unsigned queues = 1);
 
 }  // namespace minihv::test

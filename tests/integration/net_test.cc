@@ -81,6 +81,14 @@ TEST_F(GuestNet, AOnePairDriverOnATwoPairNicUsesTheFirstPair) {
   EXPECT_EQ(n.value("errors", 1u), 0u) << n.dump();
 }
 
+// A two-pair NIC moves like a one-pair one (the destination has as many pairs): the conversation
+// goes on, every datagram answered.
+TEST_F(GuestNet, ATwoPairNicMovesAndTheConversationGoesOn) {
+  std::vector<long> gaps;
+  migrate_back_and_forth(lan_, dir_, 2, gaps, 2);
+  EXPECT_EQ(gaps.size(), 2u);
+}
+
 TEST_F(GuestNet, TwoPairsOnATapWithoutMultiQueueAreRefusedNamingIt) {
   auto vm = net_guest(lan_, 0, "vt0,queues=2", api_);
   EXPECT_EQ(vm->wait_exit(10s), 2) << vm->stderr_text();
