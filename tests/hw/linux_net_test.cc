@@ -110,12 +110,14 @@ TEST(HwLinux, AGuestWithTwoCpusGetsTwoQueuePairs) {
   constexpr const char* kMqHost = "10.78.0.1";
   constexpr const char* kMqGuest = "10.78.0.2";
   TempDir dir;
-  VmProcess vm(VmProcess::WithTerminal{},
-               {"run", "--api", dir.file("mq.sock"), "--net", std::string("tap=") + kTap + ",queues=2,mac=" + kMac,
-                "--kernel", kit + "/vmlinuz", "--initrd", kit + "/initrd.cpio.gz", "--mem", "256M", "--cpus", "2",
-                "--cmdline", std::string("console=ttyS0 panic=-1 minihv.ip=") + kMqGuest + "/24"});
-  ASSERT_TRUE(vm.wait_line(std::string("init: eth0 ") + kMqGuest + "/24 " + kMac, 120s))
-      << vm.stdout_tail() << vm.stderr_text();
+  const std::vector<std::string> args{
+      "run", "--api", dir.file("mq.sock"), "--net", std::string("tap=") + kTap + ",queues=2,mac=" + kMac,
+      "--kernel", kit + "/vmlinuz", "--initrd", kit + "/initrd.cpio.gz", "--mem", "256M", "--cpus", "2",
+      "--cmdline", std::string("console=ttyS0 panic=-1 minihv.ip=") + kMqGuest + "/24"};
+  LinuxBoot boot = boot_linux([&] { return std::make_unique<VmProcess>(VmProcess::WithTerminal{}, args); },
+                              std::string("init: eth0 ") + kMqGuest + "/24 " + kMac, 120s);
+  VmProcess& vm = *boot.vm;
+  ASSERT_TRUE(boot.ready) << vm.stdout_tail() << vm.stderr_text();
   sh({"ip", "addr", "add", std::string(kMqHost) + "/24", "dev", kTap});  // minihv made the tap and brought it up
   ASSERT_TRUE(vm.type("echo queues=$(ls /sys/class/net/eth0/queues)=\n"));
   EXPECT_TRUE(vm.wait_line("queues=rx-0 rx-1 tx-0 tx-1=", 30s)) << vm.stdout_tail();
