@@ -282,10 +282,12 @@ Result<std::unique_ptr<CommitWitness>> migrate_in(Vm& vm, const DestinationOptio
     return st;
   }
   // Committed: from now on this process answers a source that asks whether it did (in_doubt.h).
+  // The session closes on the witness's thread while the VM starts here; nothing of it may reach
+  // `run` (ours, gone on return) meanwhile.
+  (*session)->set_attachment_sink(nullptr);
   const uint64_t id = (*session)->session_id();
-  session->reset();
   const auto silent = std::chrono::milliseconds(witness_silent_ms_from_env().value_or(0));
-  return CommitWitness::start(std::move(*listener), id, options.psk, silent);
+  return CommitWitness::start(std::move(*listener), id, options.psk, silent, std::move(*session));
 }
 
 nlohmann::json describe_vm(const Vm& vm) {

@@ -135,9 +135,12 @@ Asked ask_committed(std::span<const Endpoint> targets, uint64_t session, std::ch
 
 std::unique_ptr<CommitWitness> CommitWitness::start(Listener listener, uint64_t session,
                                                     std::optional<tls::Psk> psk,
-                                                    std::chrono::milliseconds silent_for) {
+                                                    std::chrono::milliseconds silent_for,
+                                                    std::unique_ptr<Session> finished) {
   std::unique_ptr<CommitWitness> w(new CommitWitness(std::move(listener), session, std::move(psk)));
-  w->thread_ = std::thread([p = w.get(), silent_for] { p->serve(silent_for); });
+  w->thread_ = std::thread([p = w.get(), silent_for, f = std::move(finished)]() mutable {
+    p->serve(silent_for, std::move(f));
+  });
   return w;
 }
 
@@ -146,7 +149,8 @@ CommitWitness::~CommitWitness() {
   if (thread_.joinable()) thread_.join();
 }
 
-void CommitWitness::serve(std::chrono::milliseconds silent_for) {
+void CommitWitness::serve(std::chrono::milliseconds silent_for, std::unique_ptr<Session> finished) {
+  finished.reset();
   const auto speak_from = Clock::now() + silent_for;
   while (!stop_) {
     if (Clock::now() < speak_from) {

@@ -42,8 +42,11 @@ Asked ask_committed(std::span<const Endpoint> targets, uint64_t session, std::ch
 class CommitWitness {
 public:
   // `silent_for`: answer nothing for this long first (a test's network cut; 0 in production).
+  // `finished`: the migration's session, closed by the witness's thread first (its streams' and
+  // relays' teardown takes a few hundred microseconds the guest need not wait for).
   static std::unique_ptr<CommitWitness> start(Listener listener, uint64_t session, std::optional<tls::Psk> psk,
-                                              std::chrono::milliseconds silent_for = {});
+                                              std::chrono::milliseconds silent_for = {},
+                                              std::unique_ptr<Session> finished = nullptr);
   ~CommitWitness();
   CommitWitness(const CommitWitness&) = delete;
   CommitWitness& operator=(const CommitWitness&) = delete;
@@ -51,7 +54,7 @@ public:
 private:
   CommitWitness(Listener listener, uint64_t session, std::optional<tls::Psk> psk)
       : listener_(std::move(listener)), session_(session), psk_(std::move(psk)) {}
-  void serve(std::chrono::milliseconds silent_for);
+  void serve(std::chrono::milliseconds silent_for, std::unique_ptr<Session> finished);
   void answer(int fd);
 
   Listener listener_;
