@@ -6,8 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -171,6 +173,25 @@ protected:
   // An RX buffer in slot `slot` of `len` bytes, on queue q.
   uint16_t post_rx(unsigned slot, uint32_t len, bool kick = true, unsigned q = kRxQueue) {
     return post(q, {{NetLayout::kRx + NetLayout::kBufStride * slot, len, true}}, kick);
+  }
+  // RX buffers of 2048 bytes in slots 0..n-1; which slot each head is.
+  std::map<uint16_t, unsigned> post_rx_slots(unsigned n) {
+    std::map<uint16_t, unsigned> slot_of;
+    for (unsigned slot = 0; slot < n; ++slot) slot_of[post_rx(slot, 2048)] = slot;
+    return slot_of;
+  }
+  // The next used RX buffers (posted by post_rx_slots) hold `frames`, in this order, each behind a
+  // header with num_buffers 1.
+  void expect_received(const std::map<uint16_t, unsigned>& slot_of,
+                       std::initializer_list<const std::vector<uint8_t>*> frames) {
+    for (const auto* want : frames) {
+      auto u = next_used(kRxQueue);
+      ASSERT_TRUE(u);
+      ASSERT_EQ(u->len, kHdrSize + want->size());
+      const auto b = guest(NetLayout::kRx + slot_of.at(static_cast<uint16_t>(u->id)) * NetLayout::kBufStride, u->len);
+      EXPECT_EQ(le16_at(b, kHdrNumBuffers), 1);
+      EXPECT_TRUE(std::equal(want->begin(), want->end(), b.begin() + kHdrSize)) << "frame of " << want->size();
+    }
   }
   // `frame` on TX queue q behind `hdr`, header and frame in separate buffers of slot `slot`.
   uint16_t post_tx(unsigned slot, const std::vector<uint8_t>& frame, std::array<uint8_t, kHdrSize> hdr = {},

@@ -8,7 +8,6 @@
 
 #include <bit>
 #include <chrono>
-#include <map>
 #include <thread>
 
 #include "tests/unit/virtio_net_fixture.h"
@@ -303,8 +302,7 @@ TEST_F(VirtioNetTest, FramesArrivingAfterThePauseAreHeldAndSaved) {
 // The source again, when the migration fails: the held frames reach its own guest first, in order.
 TEST_F(VirtioNetTest, HeldFramesReachTheGuestFirstWhenTheSourceResumes) {
   start();
-  std::map<uint16_t, unsigned> slot_of;
-  for (unsigned slot = 0; slot < 3; ++slot) slot_of[post_rx(slot, 2048)] = slot;
+  const auto slot_of = post_rx_slots(3);
   ASSERT_TRUE(mmio_->device().quiesce());
   const auto f1 = test_frame(100, 1), f2 = test_frame(200, 2), f3 = test_frame(300, 3);
   ASSERT_TRUE(host_->send(f1));
@@ -312,13 +310,7 @@ TEST_F(VirtioNetTest, HeldFramesReachTheGuestFirstWhenTheSourceResumes) {
   net_->hold_arrivals();
   ASSERT_TRUE(host_->send(f3));  // after the hold: still in the tap
   mmio_->device().resume();
-  for (const auto* want : {&f1, &f2, &f3}) {
-    auto u = next_used(kRxQueue);
-    ASSERT_TRUE(u);
-    ASSERT_EQ(u->len, kHdrSize + want->size());
-    const auto b = guest(NetLayout::kRx + slot_of.at(static_cast<uint16_t>(u->id)) * NetLayout::kBufStride, u->len);
-    EXPECT_TRUE(std::equal(want->begin(), want->end(), b.begin() + kHdrSize)) << "frame of " << want->size();
-  }
+  expect_received(slot_of, {&f1, &f2, &f3});
 }
 
 // The destination: frames restored with the state are delivered before the tap's, once it runs.
@@ -326,21 +318,13 @@ TEST_F(VirtioNetTest, RestoredFramesAreDeliveredBeforeTheTapsOnResume) {
   make(/*mac_fixed=*/false);
   ASSERT_TRUE(mmio_->device().quiesce());  // as an incoming VM's devices are, until it runs
   ASSERT_TRUE(init());
-  std::map<uint16_t, unsigned> slot_of;
-  for (unsigned slot = 0; slot < 3; ++slot) slot_of[post_rx(slot, 2048)] = slot;
+  const auto slot_of = post_rx_slots(3);
   const auto f1 = test_frame(120, 4), f2 = test_frame(240, 5), later = test_frame(90, 6);
   ASSERT_TRUE(net_->restore_state(state_blob(kGuestMac, 0, 2, {with_header(f1), with_header(f2)})));
   ASSERT_TRUE(host_->send(later));
   EXPECT_EQ(used_idx(kRxQueue), 0);
   mmio_->device().resume();
-  for (const auto* want : {&f1, &f2, &later}) {
-    auto u = next_used(kRxQueue);
-    ASSERT_TRUE(u);
-    ASSERT_EQ(u->len, kHdrSize + want->size());
-    const auto b = guest(NetLayout::kRx + slot_of.at(static_cast<uint16_t>(u->id)) * NetLayout::kBufStride, u->len);
-    EXPECT_EQ(le16_at(b, kHdrNumBuffers), 1);
-    EXPECT_TRUE(std::equal(want->begin(), want->end(), b.begin() + kHdrSize)) << "frame of " << want->size();
-  }
+  expect_received(slot_of, {&f1, &f2, &later});
   EXPECT_EQ(net_->save_state(), state_blob(kGuestMac, 0)) << "delivered frames are not held any more";
 }
 
