@@ -169,6 +169,7 @@ void VirtioNet::reset() {
 }
 
 Status VirtioNet::quiesce() {
+  hold_announcements(true);  // outside mu_: the announcer takes mu_ (mac()) under announce_mu_
   std::lock_guard lock(mu_);
   quiesced_ = true;
   for (auto& w : workers_) w->pause();
@@ -176,10 +177,13 @@ Status VirtioNet::quiesce() {
 }
 
 void VirtioNet::resume() {
-  std::lock_guard lock(mu_);
-  quiesced_ = false;
-  hand_held_to_worker();
-  for (auto& w : workers_) w->unpause();
+  {
+    std::lock_guard lock(mu_);
+    quiesced_ = false;
+    hand_held_to_worker();
+    for (auto& w : workers_) w->unpause();
+  }
+  hold_announcements(false);
 }
 
 void VirtioNet::tap_gone(const std::string& why) {
@@ -317,10 +321,22 @@ void VirtioNet::announce() {
   announce_cv_.notify_all();
 }
 
+// A quiesced device does not speak for its guest: after a migration's pause the network must
+// learn the destination's port, and a round from here (this series began when the guest last
+// arrived) would take the guest's frames back to a source that is about to exit. The rounds left
+// go on when the device resumes here. Returns once no round is being sent.
+void VirtioNet::hold_announcements(bool hold) {
+  {
+    std::lock_guard lock(announce_mu_);
+    announce_held_ = hold;
+  }
+  announce_cv_.notify_all();
+}
+
 void VirtioNet::run_announcer(std::stop_token stop) {
   std::unique_lock lock(announce_mu_);
   for (;;) {
-    if (!announce_cv_.wait(lock, stop, [&] { return announce_started_; })) return;
+    if (!announce_cv_.wait(lock, stop, [&] { return announce_started_ && !announce_held_; })) return;
     const unsigned round = announce_round_++;
     if (announce_round_ >= kAnnounceRounds) announce_started_ = false;
     send_rarp();

@@ -59,7 +59,9 @@ public:
 
   // Tells the network that the guest is here now (after a migration's resume): RARP rounds from
   // the guest's MAC on the tap (QEMU's schedule, net_announce.h), and VIRTIO_NET_S_ANNOUNCE with a
-  // configuration interrupt for a driver that negotiated GUEST_ANNOUNCE. Returns at once.
+  // configuration interrupt for a driver that negotiated GUEST_ANNOUNCE. Returns at once. No round
+  // goes out while the device is quiesced (a migration's source, from its pause on); the rest of
+  // the series follows resume().
   void announce();
   // One RARP frame from the guest's MAC now, nothing else: a migration's destination once the
   // source has paused the guest, so the network sends its frames here from then on (they wait in
@@ -99,6 +101,7 @@ private:
   bool set_pairs(unsigned pairs);
   void stop_workers();
   void run_announcer(std::stop_token stop);
+  void hold_announcements(bool hold);
   void hand_held_to_worker();
 
   Tap tap_;
@@ -131,6 +134,7 @@ private:
   std::condition_variable_any announce_cv_;
   unsigned announce_round_ = 0;    // the next round to send
   bool announce_started_ = false;  // announce() asked for a new series
+  bool announce_held_ = false;     // quiesced: no round goes out until resume()
   std::jthread announcer_;  // declared last: stops first
 };
 
