@@ -23,6 +23,11 @@ void encode_disk_record(const DiskEntry* e, Block& b, uint64_t offset, const Uui
   seal_record(b, RecordKind::kDisk, block_index(offset), uuid);
 }
 
+bool disk_record_flag_valid(const Block& b) {
+  Block copy = b;
+  return RecordView(copy).u32(kInUse) <= 1;
+}
+
 bool decode_disk_record(const Block& b, uint32_t slot, DiskEntry& out) {
   Block copy = b;
   RecordView v(copy);

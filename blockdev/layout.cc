@@ -53,10 +53,12 @@ Status Geometry::validate() const {
       node_slots != w.node_slots || vm_slots != w.vm_slots || disk_slots != w.disk_slots ||
       config_copy_blocks != w.config_copy_blocks)
     return Status::error("superblock geometry does not match format version 1");
+  static_assert(kBackupSuperOffset == 1090 * kBlockSize, "the second superblock's place is part of format version 1");
+  if (kBackupSuperOffset >= data_start) return Status::error("superblock geometry leaves no room for its second copy");
   return Status::ok();
 }
 
-void Superblock::encode(Block& b) const {
+void Superblock::encode(Block& b, uint64_t offset) const {
   b = Block{};
   RecordView v(b);
   v.put_u64(kSbSize, geo.volume_size);
@@ -78,11 +80,11 @@ void Superblock::encode(Block& b) const {
   v.put_u64(kSbCreated, static_cast<uint64_t>(created_unix_ms));
   v.put_str(kSbCluster, cluster);
   v.put_str(kSbCreatedBy, created_by);
-  seal_record(b, RecordKind::kSuper, 0, uuid);
+  seal_record(b, RecordKind::kSuper, block_index(offset), uuid);
 }
 
-Result<Superblock> Superblock::decode(const Block& b, const std::string& what) {
-  const RecordCheck c = check_record_any_uuid(b, RecordKind::kSuper, 0);
+Result<Superblock> Superblock::decode(const Block& b, const std::string& what, uint64_t offset) {
+  const RecordCheck c = check_record_any_uuid(b, RecordKind::kSuper, block_index(offset));
   if (c == RecordCheck::kBlank || c == RecordCheck::kForeign)
     return Status::invalid(what + ": not a minihv volume (create one with 'minihv volume format')");
   if (c != RecordCheck::kOk) return Status::error(what + ": superblock is " + to_string(c) + "; not trusted");
@@ -111,6 +113,8 @@ Result<Superblock> Superblock::decode(const Block& b, const std::string& what) {
   s.created_by = v.str(kSbCreatedBy);
   MINIHV_TRY(s.geo.validate().context(what));
   MINIHV_TRY(s.timings.validate().context(what));
+  MINIHV_TRY(validate_name("cluster name", s.cluster).context(what + ": superblock"));
+  if (!printable(s.created_by)) return Status::error(what + ": superblock: created-by is not printable text");
   return s;
 }
 

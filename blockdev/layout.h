@@ -7,6 +7,7 @@
 //   512 blocks             VM lease slots (slot i guards disk-table entry i; 256.. for the cluster)
 //   2 x 128 blocks         cluster configuration, two copies (A/B, newest valid generation wins)
 //   256 blocks             disk table, one record per entry (name -> extent)
+//   1 block                the superblock's second copy (read when block 0 is damaged)
 //   from data_start (1 MiB aligned)   data extents
 #pragma once
 
@@ -25,6 +26,10 @@ constexpr uint32_t kDiskSlots = 256;             // <= kVmSlots: disk i owns VM 
 constexpr uint32_t kConfigCopyBlocks = 128;      // header + 127 blocks of JSON per copy
 constexpr uint64_t kExtentAlign = 1ull << 20;    // data_start and every extent: 1 MiB
 constexpr uint64_t kMinDataBytes = kExtentAlign; // a volume must hold at least one small disk
+// The superblock's second copy: the block after the disk table, at the same place on every
+// version-1 volume (so it can be found when block 0 cannot be read). Before data_start.
+constexpr uint64_t kBackupSuperOffset =
+    (2 + uint64_t{kNodeSlots} + kVmSlots + 2 * uint64_t{kConfigCopyBlocks} + kDiskSlots) * kBlockSize;
 
 // Lease timings, per volume (stored in the superblock). See docs/volume-format.md "Leases".
 struct LeaseTimings {
@@ -68,9 +73,10 @@ struct Superblock {
   int64_t created_unix_ms = 0;
   std::string created_by;
 
-  void encode(Block& b) const;
+  // `offset`: 0, or kBackupSuperOffset for the second copy.
+  void encode(Block& b, uint64_t offset = 0) const;
   // Checks the record and the geometry; `what` names the device in messages.
-  static Result<Superblock> decode(const Block& b, const std::string& what);
+  static Result<Superblock> decode(const Block& b, const std::string& what, uint64_t offset = 0);
 };
 
 // A record's index in its header: its block number on the volume.

@@ -103,12 +103,16 @@ Status Lease::renew() {
 
 Status Lease::release() {
   std::lock_guard lock(mu_);
+  const Nanos until = validity_->until();
   const bool was_valid = validity_->may_write();
   validity_->revoke();  // first: the data path stops writing before the record says "free"
   if (lost_ || !was_valid) return Status::ok();  // not ours to free: others take over after `dead`
   auto r = read_lease(dev_, uuid_, slot_.offset);
   if (!r) return r.status().context("releasing the lease on " + slot_.resource);
   if (!r->ok() || r->rec.nonce != mine_.nonce || r->rec.state != LeaseState::kHeld) return Status::ok();
+  // The read may have stalled past our validity, and then someone may have claimed the record
+  // since: writing "free" over their claim would hand the disk to a third. Others take it after `dead`.
+  if (clock_.now() >= until) return lose("the read before the release took past the fail timeout");
   LeaseRecord freed = mine_;
   freed.state = LeaseState::kFree;
   freed.counter = mine_.counter + 1;
@@ -132,6 +136,7 @@ void Lease::abandon() {
 Status Lease::hand_over(const std::string& owner, uint64_t nonce) {
   std::lock_guard lock(mu_);
   if (lost_) return Status::error("lease on " + slot_.resource + " lost: " + lost_why_);
+  const Nanos until = validity_->until();
   const bool was_valid = validity_->may_write();
   validity_->revoke();  // first: nothing of ours is written once the record names the new holder
   if (!was_valid) return lose("not renewed for " + std::to_string(t_.fail.count()) + " ms (fail timeout)");
@@ -139,6 +144,9 @@ Status Lease::hand_over(const std::string& owner, uint64_t nonce) {
   if (!r) return r.status().context("handing over the lease on " + slot_.resource);
   if (!r->ok() || r->rec.nonce != mine_.nonce || r->rec.state != LeaseState::kHeld)
     return lose("taken over before the hand-over");
+  // Again after the read, which may have stalled: past our validity the record may be someone
+  // else's by the time our write lands.
+  if (clock_.now() >= until) return lose("the read before the hand-over took past the fail timeout");
   LeaseRecord next = mine_;
   next.generation = mine_.generation + 1;
   next.nonce = nonce;
@@ -147,7 +155,7 @@ Status Lease::hand_over(const std::string& owner, uint64_t nonce) {
   next.acquired_unix_ms = next.renewed_unix_ms = clock_.wall_unix_ms();
   Block b;
   next.encode(b, slot_.offset, uuid_);
-  // Still inside our validity (checked above, a few instructions ago): the record stays alive.
+  // Still inside our validity (checked just above, after the read): the record stays alive.
   MINIHV_TRY(dev_.write(slot_.offset, b.span()).context("handing over the lease on " + slot_.resource));
   mine_ = next;
   lost_ = true;

@@ -7,6 +7,17 @@ namespace minihv::blockdev {
 namespace {
 constexpr size_t kState = 32, kGeneration = 40, kNonce = 48, kCounter = 56, kAcquired = 64,
                  kRenewed = 72, kOwner = 80, kResource = 144;
+// Fields no minihv writes (a state other than free or held, an owner or resource that is not
+// printable text) make a record with a good checksum invalid: it is then treated like a damaged
+// one — held by someone unknown until it stands still for `dead` — and never shown as text.
+bool fields_valid(const Block& b) {
+  Block copy = b;
+  RecordView v(copy);
+  const uint32_t state = v.u32(kState);
+  return (state == static_cast<uint32_t>(LeaseState::kFree) || state == static_cast<uint32_t>(LeaseState::kHeld)) &&
+         printable(v.str(kOwner)) && printable(v.str(kResource));
+}
+
 }  // namespace
 
 void LeaseRecord::encode(Block& b, uint64_t offset, const Uuid& uuid) const {
@@ -42,6 +53,7 @@ Result<LeaseRead> read_lease(Device& dev, const Uuid& uuid, uint64_t offset) {
   LeaseRead r;
   MINIHV_TRY(dev.read(offset, r.raw.span()));
   r.check = check_record(r.raw, RecordKind::kLease, block_index(offset), uuid);
+  if (r.ok() && !fields_valid(r.raw)) r.check = RecordCheck::kInvalid;
   if (r.ok()) r.rec = LeaseRecord::decode(r.raw);
   return r;
 }

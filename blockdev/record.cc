@@ -64,6 +64,7 @@ const char* to_string(RecordCheck c) {
     case RecordCheck::kForeign: return "foreign (another volume's or not a minihv record)";
     case RecordCheck::kMisplaced: return "misplaced (belongs to another slot)";
     case RecordCheck::kNewer: return "written by a newer minihv";
+    case RecordCheck::kInvalid: return "invalid (breaks the format's rules)";
   }
   return "?";
 }
@@ -77,6 +78,10 @@ void RecordView::put_str(size_t off, std::string_view s, size_t max) {
 std::string RecordView::str(size_t off, size_t max) const {
   const auto* p = reinterpret_cast<const char*>(b_.bytes + off);
   return std::string(p, strnlen(p, max));
+}
+
+bool printable(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
 }
 
 void seal_record(Block& b, RecordKind kind, uint32_t index, const Uuid& uuid) {

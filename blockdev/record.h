@@ -39,6 +39,8 @@ enum class RecordCheck {
   kForeign,    // wrong magic or another volume's uuid
   kMisplaced,  // right volume, wrong slot
   kNewer,      // written by a newer format version
+  kInvalid,    // checksum and header fine, but a field breaks the format's rules (an extent past
+               // the end, an overlap, a state or name no minihv writes): a bug or a forged record
 };
 const char* to_string(RecordCheck c);
 
@@ -74,6 +76,9 @@ RecordCheck check_record(const Block& b, RecordKind kind, uint32_t index, const 
 // The same without a known uuid (the superblock, where the uuid comes from).
 RecordCheck check_record_any_uuid(const Block& b, RecordKind kind, uint32_t index);
 Uuid record_uuid(const Block& b);
+// Whether a string field read from a record is plain printable ASCII (what minihv writes there);
+// anything else is never shown or used.
+bool printable(std::string_view s);
 bool has_magic(const Block& b, RecordKind kind);
 
 }  // namespace minihv::blockdev

@@ -11,6 +11,7 @@
 #include "blockdev/disk_record.h"
 #include "blockdev/file_device.h"
 #include "common/fd.h"
+#include "common/log.h"
 
 namespace minihv::blockdev {
 
@@ -143,9 +144,11 @@ Status Volume::write_volume(Device& dev, const FormatOptions& o, Clock& clock) {
   sb.created_unix_ms = clock.wall_unix_ms();
   sb.created_by = o.created_by.empty() ? default_owner() : o.created_by;
 
-  // First unmake any old volume (a half-done format must not look like the old one), then write
-  // every metadata record, then the superblock that makes it a volume.
+  // First unmake any old volume (a half-done format must not look like the old one): its second
+  // superblock, then block 0, so a reader never finds block 0 gone and the old copy still there.
+  // Then every metadata record, then the second copy and the superblock that make it a volume.
   Block zero;
+  MINIHV_TRY(dev.write(kBackupSuperOffset, zero.span()));
   MINIHV_TRY(dev.write(0, zero.span()));
   AlignedBuffer meta(sb.geo.data_start);
   std::memset(meta.data(), 0, meta.size());
@@ -167,6 +170,8 @@ Status Volume::write_volume(Device& dev, const FormatOptions& o, Clock& clock) {
     MINIHV_TRY(dev.write(off, {meta.data() + off, n}));
   }
   Block b;
+  sb.encode(b, kBackupSuperOffset);
+  MINIHV_TRY(dev.write(kBackupSuperOffset, b.span()));
   sb.encode(b);
   return dev.write(0, b.span());
 }
@@ -182,11 +187,39 @@ Result<std::unique_ptr<Volume>> Volume::open_device(std::shared_ptr<Device> dev,
   Block b;
   MINIHV_TRY(dev->read(0, b.span()));
   auto sb = Superblock::decode(b, dev->name());
+  std::string note;
+  // Block 0 damaged or overwritten: the second copy (never for a newer format, which we must not read).
+  if (!sb && check_record_any_uuid(b, RecordKind::kSuper, 0) != RecordCheck::kNewer) {
+    auto copy = read_super_copy(*dev);
+    if (copy) {
+      note = sb.status().message() + "; using the copy at block " + std::to_string(block_index(kBackupSuperOffset));
+      LOG_WARN("volume %s", note.c_str());
+      sb = std::move(copy);
+    }
+  }
   if (!sb) return sb.status();
   if (sb->geo.volume_size > dev->size())
     return Status::error(dev->name() + ": the volume is " + std::to_string(sb->geo.volume_size) +
                          " bytes but the device only " + std::to_string(dev->size()) + " (truncated?)");
-  return std::unique_ptr<Volume>(new Volume(std::move(dev), clock, std::move(*sb)));
+  auto vol = std::unique_ptr<Volume>(new Volume(std::move(dev), clock, std::move(*sb)));
+  vol->super_note_ = std::move(note);
+  return vol;
+}
+
+Result<Superblock> Volume::read_super_copy(Device& dev) {
+  if (dev.size() < kBackupSuperOffset + kBlockSize) return Status::error(dev.name() + ": too small for a superblock copy");
+  Block b;
+  MINIHV_TRY(dev.read(kBackupSuperOffset, b.span()));
+  return Superblock::decode(b, dev.name() + " (superblock copy)", kBackupSuperOffset);
+}
+
+std::string Volume::super_copy_state() {
+  Block b, want;
+  if (!dev_->read(kBackupSuperOffset, b.span())) return "unreadable";
+  const RecordCheck c = check_record(b, RecordKind::kSuper, block_index(kBackupSuperOffset), sb_.uuid);
+  if (c != RecordCheck::kOk) return to_string(c);
+  sb_.encode(want, kBackupSuperOffset);
+  return std::memcmp(b.bytes, want.bytes, kBlockSize) == 0 ? "ok" : "differs from the superblock in use";
 }
 
 LeaseSlot Volume::admin_slot() const { return {sb_.geo.admin_lease, "admin"}; }

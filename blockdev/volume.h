@@ -46,6 +46,10 @@ struct DiskSlot {
   uint32_t slot = 0;
   RecordCheck check = RecordCheck::kBlank;
   std::optional<DiskEntry> disk;  // set when the record is ok and in use
+  std::string problem;            // kInvalid: which rule the record breaks
+  // What a damaged record says (when it can be decoded): never used, but whatever part of its
+  // extent lies in the data area is never given to a new disk (it may still be someone's).
+  std::optional<DiskEntry> untrusted;
 };
 
 class Volume {
@@ -98,6 +102,8 @@ public:
 
   // Everything `minihv volume inspect` shows, including who holds which lease and since when.
   Result<nlohmann::json> inspect();
+  // Why block 0's superblock was not used (the second copy was), or "".
+  const std::string& super_note() const { return super_note_; }
 
 private:
   Volume(std::shared_ptr<Device> dev, Clock& clock, Superblock sb)
@@ -105,12 +111,21 @@ private:
   // Writes a new, empty volume over `dev` (the checks are the caller's).
   static Status write_volume(Device& dev, const FormatOptions& o, Clock& clock);
   Status write_disk_record(uint32_t slot, const DiskEntry* entry, const Lease& admin);
-  Result<uint64_t> allocate_extent(const std::vector<DiskEntry>& disks, uint64_t size) const;
+  Result<uint64_t> allocate_extent(const std::vector<DiskSlot>& table, uint64_t size) const;
+  DiskSlot read_disk_slot(const Block& b, uint32_t slot) const;
+  std::string entry_problem(const DiskEntry& e) const;
+  bool extent_in_data_area(const DiskEntry& e) const;
+  static void refuse_overlaps(std::vector<DiskSlot>& table);
   Result<std::unique_ptr<Lease>> acquire_admin(const std::string& owner);
+
+  static Result<Superblock> read_super_copy(Device& dev);
+  // The second copy's state as `inspect` shows it: "ok", blank, torn, ... or that it differs.
+  std::string super_copy_state();
 
   std::shared_ptr<Device> dev_;
   Clock& clock_;
   Superblock sb_;
+  std::string super_note_;
 };
 
 }  // namespace minihv::blockdev

@@ -18,22 +18,85 @@ Result<std::vector<DiskSlot>> Volume::read_disk_table() {
   AlignedBuffer buf(uint64_t{g.disk_slots} * kBlockSize);
   MINIHV_TRY(dev_->read(g.disk_table, buf.span()));
   std::vector<DiskSlot> out;
-  for (uint32_t i = 0; i < g.disk_slots; ++i) {
-    const Block& b = *reinterpret_cast<const Block*>(buf.data() + uint64_t{i} * kBlockSize);
-    DiskSlot s;
-    s.slot = i;
-    s.check = check_record(b, RecordKind::kDisk, block_index(g.disk_record(i)), sb_.uuid);
-    DiskEntry e;
-    if (s.check == RecordCheck::kOk && decode_disk_record(b, i, e)) {
-      // An extent outside the data area is damage, whatever its checksum says.
-      if (e.offset < g.data_start || e.size == 0 || e.offset % kExtentAlign || e.size > g.volume_size - e.offset)
-        s.check = RecordCheck::kForeign;
-      else
-        s.disk = std::move(e);
-    }
-    out.push_back(std::move(s));
-  }
+  for (uint32_t i = 0; i < g.disk_slots; ++i)
+    out.push_back(read_disk_slot(*reinterpret_cast<const Block*>(buf.data() + uint64_t{i} * kBlockSize), i));
+  refuse_overlaps(out);
   return out;
+}
+
+// One record, checked on its own: header and checksum, then every field against the format's rules.
+DiskSlot Volume::read_disk_slot(const Block& b, uint32_t i) const {
+  const Geometry& g = sb_.geo;
+  DiskSlot s;
+  s.slot = i;
+  s.check = check_record(b, RecordKind::kDisk, block_index(g.disk_record(i)), sb_.uuid);
+  if (s.check == RecordCheck::kOk && !disk_record_flag_valid(b)) {
+    s.check = RecordCheck::kInvalid;
+    s.problem = "its in-use flag is neither 0 nor 1";
+  }
+  DiskEntry e;
+  if (s.check == RecordCheck::kBlank || !decode_disk_record(b, i, e)) return s;
+  const std::string problem = entry_problem(e);
+  if (s.check == RecordCheck::kOk && problem.empty()) {
+    s.disk = std::move(e);
+    return s;
+  }
+  if (s.check == RecordCheck::kOk) {
+    s.check = RecordCheck::kInvalid;
+    s.problem = problem;
+  }
+  s.untrusted = std::move(e);
+  return s;
+}
+
+bool Volume::extent_in_data_area(const DiskEntry& e) const {
+  const Geometry& g = sb_.geo;
+  return e.size > 0 && e.offset >= g.data_start && e.offset < g.volume_size && e.size <= g.volume_size - e.offset;
+}
+
+// Why an in-use record cannot be trusted, or "": the extent must be 1 MiB aligned and lie in the
+// data area (an offset past the end must not wrap the size check), the name one minihv writes.
+std::string Volume::entry_problem(const DiskEntry& e) const {
+  const Geometry& g = sb_.geo;
+  auto bytes = [](uint64_t v) { return std::to_string(v); };
+  if (Status n = validate_name("disk name", e.name); !n)
+    return printable(e.name) ? n.message() : "its disk name is not printable text";
+  if (e.size == 0) return "disk '" + e.name + "' has an empty extent";
+  if (e.offset % kExtentAlign || e.size % kExtentAlign)
+    return "disk '" + e.name + "' has an extent that is not 1 MiB aligned (offset " + bytes(e.offset) + ", size " +
+           bytes(e.size) + ")";
+  if (e.offset < g.data_start)
+    return "disk '" + e.name + "' starts at byte " + bytes(e.offset) + ", inside the metadata (data starts at " +
+           bytes(g.data_start) + ")";
+  if (!extent_in_data_area(e))
+    return "disk '" + e.name + "' reaches past the end of the volume (offset " + bytes(e.offset) + ", size " +
+           bytes(e.size) + ", volume " + bytes(g.volume_size) + " bytes)";
+  return "";
+}
+
+// Two records that claim the same bytes, or the same name, are both refused: either may be the
+// forged or stale one, and a VM writing through one would write the other's data.
+void Volume::refuse_overlaps(std::vector<DiskSlot>& table) {
+  for (size_t i = 0; i < table.size(); ++i)
+    for (size_t j = i + 1; j < table.size() && table[i].disk; ++j) {
+      if (!table[j].disk) continue;
+      const DiskEntry &a = *table[i].disk, &b = *table[j].disk;
+      const bool overlap = a.offset < b.offset + b.size && b.offset < a.offset + a.size;
+      if (!overlap && a.name != b.name) continue;
+      const std::string what = overlap ? "has an extent that overlaps" : "has the same name as";
+      for (auto [x, y] : {std::pair{&table[i], &table[j]}, std::pair{&table[j], &table[i]}}) {
+        if (x->problem.empty())
+          x->problem = "disk '" + x->disk->name + "' " + what + " disk-table slot " + std::to_string(y->slot) +
+                       " ('" + y->disk->name + "')";
+      }
+      for (DiskSlot* x : {&table[i], &table[j]}) x->check = RecordCheck::kInvalid;
+      // Keep both entries until every pair is seen; they are demoted below.
+    }
+  for (DiskSlot& s : table)
+    if (s.check == RecordCheck::kInvalid && s.disk) {
+      s.untrusted = std::move(s.disk);
+      s.disk.reset();
+    }
 }
 
 Result<std::vector<DiskEntry>> Volume::list_disks() {
@@ -46,19 +109,38 @@ Result<std::vector<DiskEntry>> Volume::list_disks() {
 }
 
 Result<DiskEntry> Volume::find_disk(const std::string& name) {
-  auto disks = list_disks();
-  if (!disks) return disks.status();
-  for (auto& d : *disks)
-    if (d.name == name) return d;
+  auto table = read_disk_table();
+  if (!table) return table.status();
+  std::vector<DiskEntry> disks;
+  for (auto& s : *table) {
+    if (s.disk && s.disk->name == name) return *s.disk;
+    if (s.disk) disks.push_back(*s.disk);
+  }
+  // A record that names it but is not trusted says why, rather than "no such disk".
+  for (auto& s : *table)
+    if (s.untrusted && s.untrusted->name == name)
+      return Status::error("volume " + dev_->name() + ": the record of disk '" + name + "' (disk-table slot " +
+                           std::to_string(s.slot) + ") is " + to_string(s.check) +
+                           (s.problem.empty() ? "" : ": " + s.problem) + "; it is not used");
   std::string names;
-  for (auto& d : *disks) names += (names.empty() ? "" : ", ") + d.name;
+  for (auto& d : disks) names += (names.empty() ? "" : ", ") + d.name;
   return Status::invalid("volume " + dev_->name() + " has no disk '" + name + "' (disks: " +
                          (names.empty() ? "none; create one with 'minihv volume disk create'" : names) + ")");
 }
 
-Result<uint64_t> Volume::allocate_extent(const std::vector<DiskEntry>& disks, uint64_t size) const {
+// First fit in the data area, around every extent a record claims — damaged ones too, as far as
+// their claim reaches into the data area (a forged size must not wrap).
+Result<uint64_t> Volume::allocate_extent(const std::vector<DiskSlot>& table, uint64_t size) const {
+  const Geometry& g = sb_.geo;
   std::vector<std::pair<uint64_t, uint64_t>> used;
-  for (const auto& d : disks) used.push_back({d.offset, d.offset + align_up(d.size, kExtentAlign)});
+  for (const DiskSlot& s : table)
+    for (const auto* d : {s.disk ? &*s.disk : nullptr, s.untrusted ? &*s.untrusted : nullptr}) {
+      if (!d) continue;
+      const uint64_t lo = std::max(d->offset, g.data_start);
+      const uint64_t end = d->size > UINT64_MAX - d->offset ? UINT64_MAX : d->offset + d->size;
+      const uint64_t hi = std::min(align_up(std::min(end, g.volume_size), kExtentAlign), g.volume_size);
+      if (lo < hi) used.push_back({lo, hi});
+    }
   std::sort(used.begin(), used.end());
   uint64_t at = sb_.geo.data_start;
   for (const auto& [lo, hi] : used) {
@@ -94,16 +176,16 @@ Result<DiskEntry> Volume::create_disk(const std::string& name, uint64_t size, co
   if (!admin) return admin.status();
   auto table = read_disk_table();
   if (!table) return table.status();
-  std::vector<DiskEntry> disks;
   std::optional<uint32_t> free_slot;
   for (auto& s : *table) {
-    if (s.disk && s.disk->name == name) return Status::invalid("volume already has a disk named '" + name + "'");
-    if (s.disk) disks.push_back(*s.disk);
+    if ((s.disk && s.disk->name == name) || (s.untrusted && s.untrusted->name == name))
+      return Status::invalid("volume already has a disk named '" + name + "'" +
+                             (s.disk ? "" : " (its record is damaged: see 'minihv volume inspect')"));
     // A damaged record is never reused: its extent may still belong to someone.
     if (!free_slot && s.check == RecordCheck::kOk && !s.disk) free_slot = s.slot;
   }
   if (!free_slot) return Status::invalid("the disk table is full (" + std::to_string(sb_.geo.disk_slots) + " disks)");
-  auto offset = allocate_extent(disks, rounded);
+  auto offset = allocate_extent(*table, rounded);
   if (!offset) return offset.status();
   DiskEntry e{*free_slot, name, *offset, rounded, clock_.wall_unix_ms()};
   MINIHV_TRY(dev_->zero(e.offset, e.size).context("zeroing the new disk"));

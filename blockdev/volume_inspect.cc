@@ -42,6 +42,9 @@ Result<nlohmann::json> Volume::inspect() {
   j["size_bytes"] = g.volume_size;
   j["created_unix_ms"] = sb_.created_unix_ms;
   j["created_by"] = sb_.created_by;
+  // A volume formatted before the second copy existed shows it "blank"; `format` writes both.
+  j["superblock"] = {{"block_0", super_note_.empty() ? std::string("ok") : super_note_},
+                     {"copy", super_copy_state()}};
   j["timings_ms"] = {{"renew", sb_.timings.renew.count()}, {"fail", sb_.timings.fail.count()},
                      {"dead", sb_.timings.dead.count()}, {"io_timeout", sb_.timings.io_timeout.count()}};
   j["geometry"] = {{"block_size", kBlockSize}, {"admin_lease", g.admin_lease}, {"node_leases", g.node_leases},
@@ -71,7 +74,9 @@ Result<nlohmann::json> Volume::inspect() {
   uint64_t used = 0;
   for (const DiskSlot& s : *table) {
     if (s.check != RecordCheck::kOk) {
-      damaged.push_back({{"slot", s.slot}, {"record", to_string(s.check)}});
+      nlohmann::json dj{{"slot", s.slot}, {"record", to_string(s.check)}};
+      if (!s.problem.empty()) dj["problem"] = s.problem;
+      damaged.push_back(dj);
       continue;
     }
     if (!s.disk) continue;

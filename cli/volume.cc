@@ -113,8 +113,14 @@ int inspect(const std::string& path, bool json) {
   if ((*j)["leases"].empty()) std::printf("(none)\n");
   if (j->contains("damaged_disk_records"))
     for (const auto& d : (*j)["damaged_disk_records"])
-      std::printf("WARNING: disk-table slot %d is %s; it is ignored\n", d["slot"].get<int>(),
-                  d["record"].get<std::string>().c_str());
+      std::printf("WARNING: disk-table slot %d is %s%s; it is ignored\n", d["slot"].get<int>(),
+                  d["record"].get<std::string>().c_str(),
+                  d.contains("problem") ? (": " + d["problem"].get<std::string>()).c_str() : "");
+  const auto& sbs = (*j)["superblock"];
+  if (sbs["block_0"] != "ok") std::printf("WARNING: superblock: %s\n", sbs["block_0"].get<std::string>().c_str());
+  if (sbs["copy"] != "ok")
+    std::printf("WARNING: the superblock's second copy is %s (a volume formatted before minihv kept one shows blank)\n",
+                sbs["copy"].get<std::string>().c_str());
   return kExitOk;
 }
 

@@ -166,6 +166,8 @@ Status Node::take_node_lease() {
   node_lease_ = std::make_unique<blockdev::LeaseKeeper>(
       std::move(*lease), [raw](const std::string& why) { raw->on_node_lease_lost(why); },
       [raw](blockdev::Nanos took, bool ok) {
+        const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
+        if (us > raw->counters_.slowest_lease_renewal_us.load()) raw->counters_.slowest_lease_renewal_us.store(us);
         if (ok) raw->counters_.lease_renewal.observe(std::chrono::duration<double>(took).count());
         else raw->counters_.lease_renewal_failures++;
       });

@@ -30,6 +30,7 @@ inline const std::vector<double> kDowntimeBuckets = {0.005, 0.01, 0.025, 0.05, 0
 struct NodeCounters {
   metrics::Histogram lease_renewal{kLeaseRenewalBuckets};  // seconds per successful node lease renewal
   std::atomic<uint64_t> lease_renewal_failures{0};
+  std::atomic<int64_t> slowest_lease_renewal_us{0};  // any renewal, failed ones too (cluster validate)
   std::atomic<uint64_t> migrations_started{0}, migrations_succeeded{0}, migrations_failed{0};
   metrics::Histogram migration_downtime{kDowntimeBuckets};  // seconds, from the migration report
   std::atomic<uint64_t> failovers{0};  // VMs this node started because their node had died

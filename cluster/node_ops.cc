@@ -375,6 +375,7 @@ nlohmann::json Node::probe_reply(const nlohmann::json& req) {
   ctx.volume = obs_vol_.get();
   ctx.volume_path = o_.volume;
   if (auto slot = obs_vol_->node_slot(host_id_)) ctx.lease_slot = *slot;
+  ctx.slowest_renewal_us = counters_.slowest_lease_renewal_us.load();
   {
     std::lock_guard lock(mu_);
     for (auto& [name, l] : locals_) ctx.vms_mem_bytes += l->spec.mem_bytes;

@@ -123,6 +123,7 @@ nlohmann::json probe_lease_io(const ProbeContext& ctx) {
   j["p50_us"] = rank(0.50);
   j["p99_us"] = rank(0.99);
   j["max_us"] = us.back();
+  j["slowest_renewal_us"] = ctx.slowest_renewal_us;
   return j;
 }
 

@@ -28,6 +28,7 @@ struct ProbeContext {
   std::string volume_path;
   blockdev::LeaseSlot lease_slot;      // this node's lease slot, read to time lease I/O
   uint64_t vms_mem_bytes = 0;          // RAM committed to the VMs this node runs
+  int64_t slowest_renewal_us = 0;      // this node's slowest lease renewal (read + write) since it started
 };
 
 constexpr unsigned kLeaseProbeReads = 20;

@@ -158,14 +158,20 @@ void check_lease_io(Run& r, Check& c) {
       c.fail(label(*n) + " cannot read its lease: " + why);
       continue;
     }
+    // A renewal is a read and a write, each allowed the I/O timeout: dead - fail >= 2 x io-timeout
+    // is the margin that covers a write still in flight when its holder stops (docs/volume-format.md).
+    const int64_t renewal = i64(io, "slowest_renewal_us");
     if (max > limit_us)
       c.fail(label(*n) + ": a lease read took " + fmt_us(max) + ", longer than the lease I/O timeout (" +
              fmt_us(limit_us) + "): its leases would lapse under load");
+    else if (renewal > 2 * limit_us)
+      c.fail(label(*n) + ": a lease renewal took " + fmt_us(renewal) + ", longer than the 2 x " + fmt_us(limit_us) +
+             " I/O timeout the dead - fail margin allows: format the volume with a larger --io-timeout-ms");
     else if (p99 > slow_us)
       c.warn(label(*n) + ": lease reads are slow: p99 " + fmt_us(p99) + ", over a quarter of the lease I/O timeout (" +
              fmt_us(limit_us) + ")");
     c.detail(n->name + ": " + std::to_string(reads) + " reads, p50 " + fmt_us(p50) + ", p99 " + fmt_us(p99) + ", max " +
-             fmt_us(max));
+             fmt_us(max) + "; slowest renewal since the node started " + fmt_us(renewal));
   }
   c.on_pass("lease reads stay well within the " + fmt_us(limit_us) + " I/O timeout " + on_all(r.up.size()));
 }

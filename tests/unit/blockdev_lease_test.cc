@@ -2,6 +2,7 @@
 // a torn or foreign record, a frozen holder, release.
 #include <gtest/gtest.h>
 
+#include <utility>
 #include <vector>
 
 #include "blockdev/lease.h"
@@ -317,6 +318,55 @@ TEST(BlockdevLeaseHandOver, AWrongNonceOrALateAdoptionIsRefused) {
   auto late = adopt_lease(*m.dev, m.clock, m.uuid(), disk_slot(m), m.timings(), "B", nonce, asked);
   ASSERT_FALSE(late);
   EXPECT_NE(late.message().find("too late"), std::string::npos);
+}
+
+// A device whose next read stalls: the clock moves on by `stall` while it is in flight.
+class StallingRead final : public Device {
+public:
+  StallingRead(Device& inner, ManualClock& clock) : inner_(inner), clock_(clock) {}
+  uint64_t size() const override { return inner_.size(); }
+  const std::string& name() const override { return inner_.name(); }
+  Status read(uint64_t offset, std::span<uint8_t> buf) override {
+    clock_.advance(std::exchange(stall_, Nanos(0)));
+    return inner_.read(offset, buf);
+  }
+  Status write(uint64_t offset, std::span<const uint8_t> buf) override {
+    ++writes_;
+    return inner_.write(offset, buf);
+  }
+  Status zero(uint64_t offset, uint64_t len) override { return inner_.zero(offset, len); }
+  void stall_next_read(Nanos d) { stall_ = d; }
+  unsigned writes() const { return writes_; }
+
+private:
+  Device& inner_;
+  ManualClock& clock_;
+  Nanos stall_{0};
+  unsigned writes_ = 0;
+};
+
+// release() and hand_over() read the record and then write it. A read that stalls past the
+// holder's validity must not be followed by the write: by then another node may have claimed the
+// record, and "free" or a new holder's name written over that claim would give the disk to a third.
+TEST(BlockdevLeaseHandOver, AReadThatStallsPastValidityWritesNothing) {
+  for (const bool hand_over : {false, true}) {
+    MemVolume m;
+    StallingRead dev(*m.dev, m.clock);
+    auto a = acquire_lease(dev, m.clock, m.uuid(), disk_slot(m), m.timings(), "A");
+    ASSERT_TRUE(a) << a.message();
+    const unsigned writes = dev.writes();
+    dev.stall_next_read(m.timings().fail);
+    const Status s = hand_over ? (*a)->hand_over("B", new_lease_nonce()) : (*a)->release();
+    EXPECT_EQ(dev.writes(), writes) << (hand_over ? "hand_over" : "release") << " wrote after a stalled read";
+    EXPECT_FALSE((*a)->valid());
+    if (hand_over) {
+      EXPECT_FALSE(s) << "a hand-over that wrote nothing is not a hand-over";
+    }
+    auto r = m.vol->read_lease(disk_slot(m));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->rec.owner, "A") << "the record is left for `dead` to settle";
+    EXPECT_TRUE(r->held());
+  }
 }
 
 TEST(BlockdevLeaseHandOver, AnExpiredHolderCannotHandOver) {

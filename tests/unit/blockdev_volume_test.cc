@@ -213,6 +213,7 @@ TEST(BlockdevVolume, RecordOfAnotherVolumeIsRejected) {
 TEST(BlockdevVolume, TornSuperblockIsNotTrusted) {
   MemVolume m;
   m.dev->raw(0)[150] ^= 1;
+  m.dev->raw(kBackupSuperOffset)[150] ^= 1;  // and its copy (alone, block 0 is recovered from it)
   auto v = Volume::open_device(m.dev, m.clock);
   ASSERT_FALSE(v);
   EXPECT_NE(v.message().find("torn"), std::string::npos) << v.message();

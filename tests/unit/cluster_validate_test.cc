@@ -217,6 +217,22 @@ TEST_F(ClusterValidate, SlowLeaseIoWarnsAndTooSlowFails) {
             "leases would lapse under load");
 }
 
+// A renewal (read + write) slower than the 2 x io-timeout that dead - fail allows means a write can
+// still be in flight when a survivor takes the lease over: validate fails and names the remedy.
+TEST_F(ClusterValidate, ALeaseRenewalSlowerThanTheMarginFails) {
+  probe('a')["lease_io"]["slowest_renewal_us"] = 150'000;  // within 2 x 100 ms
+  const nlohmann::json ok = validate(in);
+  EXPECT_EQ(check(ok, "lease_io")["result"], "pass");
+  EXPECT_NE(check(ok, "lease_io").dump().find("slowest renewal since the node started 150.0 ms"), std::string::npos)
+      << check(ok, "lease_io").dump();
+  probe('a')["lease_io"]["slowest_renewal_us"] = 680'000;
+  const nlohmann::json r = validate(in);
+  EXPECT_EQ(check(r, "lease_io")["result"], "fail");
+  EXPECT_EQ(check(r, "lease_io")["message"],
+            "node a (10.0.0.1:7000): a lease renewal took 680.0 ms, longer than the 2 x 100.0 ms I/O timeout the "
+            "dead - fail margin allows: format the volume with a larger --io-timeout-ms");
+}
+
 TEST_F(ClusterValidate, TooLittleMemoryForTheLargestHaVmFails) {
   probe('a')["mem_available_bytes"] = 1ull << 30;
   const nlohmann::json r = validate(in);
