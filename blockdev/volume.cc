@@ -38,13 +38,22 @@ Status refuse_live_holders(Device& dev, Clock& clock) {
                        " live lease(s) on it, formatting would destroy what they guard; stop them first:" + who);
 }
 
+// Whether either superblock (block 0 or its copy) says this device holds a volume: one whose
+// block 0 is damaged still opens from the copy, and nodes may be running on it.
+bool holds_volume(Device& dev, const Block& block0) {
+  if (has_magic(block0, RecordKind::kSuper)) return true;
+  Block copy;
+  return dev.size() >= kBackupSuperOffset + kBlockSize && dev.read(kBackupSuperOffset, copy.span()) &&
+         has_magic(copy, RecordKind::kSuper);
+}
+
 Status check_overwrite(Device& dev, const FormatOptions& o, Clock& clock) {
   Block b;
   MINIHV_TRY(dev.read(0, b.span()));
-  if (has_magic(b, RecordKind::kSuper)) {
+  if (holds_volume(dev, b)) {
     if (!o.force) {
-      auto sb = Superblock::decode(b, dev.name());
-      const std::string cluster = sb ? " of cluster '" + sb->cluster + "'" : "";
+      auto vol = Volume::open_device(borrowed(dev), clock);
+      const std::string cluster = vol ? " of cluster '" + (*vol)->super().cluster + "'" : "";
       return Status::invalid(dev.name() + " is already a minihv volume" + cluster + "; add --force to overwrite it");
     }
     MINIHV_TRY(refuse_live_holders(dev, clock));
@@ -87,9 +96,14 @@ bool Volume::looks_like_volume(const std::string& path) {
   if (!fd.valid()) return false;
   struct stat st {};
   if (fstat(fd.get(), &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) return false;
-  Block b;
-  if (::pread(fd.get(), b.bytes, kBlockSize, 0) != static_cast<ssize_t>(kBlockSize)) return false;
-  return has_magic(b, RecordKind::kSuper);
+  // Block 0, or the superblock's copy (block 0 may be the damaged one).
+  for (const uint64_t at : {uint64_t{0}, kBackupSuperOffset}) {
+    Block b;
+    if (::pread(fd.get(), b.bytes, kBlockSize, static_cast<off_t>(at)) == static_cast<ssize_t>(kBlockSize) &&
+        has_magic(b, RecordKind::kSuper))
+      return true;
+  }
+  return false;
 }
 
 Status Volume::format(const std::string& path, const FormatOptions& o) {

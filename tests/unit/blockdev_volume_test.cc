@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -152,6 +153,29 @@ TEST(BlockdevVolume, ForcedFormatIsRefusedWhileALeaseIsRenewed) {
   EXPECT_EQ(asked, 0) << "nobody is asked to destroy what is in use";
   EXPECT_TRUE(m.vol->find_disk("web")) << "the volume is untouched";
   clock.l = nullptr;
+}
+
+// A volume whose block 0 is damaged still opens from its copy, so nodes may run on it: format
+// treats it as a volume — refused without --force, and with --force while a lease on it is live.
+TEST(BlockdevVolume, FormatTreatsAVolumeWithADamagedBlockZeroAsAVolume) {
+  MemVolume m;
+  auto d = m.vol->create_disk("web", 1 << 20, "t");
+  ASSERT_TRUE(d);
+  auto lease = m.vol->acquire(m.vol->disk_slot(*d), "vm-web");
+  ASSERT_TRUE(lease);
+  std::memset(m.dev->raw(0), 0, kBlockSize);
+  FormatOptions o;
+  o.cluster = "other";
+  Status s = Volume::format_device(*m.dev, o, m.clock);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("already a minihv volume of cluster 'lab'"), std::string::npos) << s.message();
+  RenewOnSleepClock clock(m.clock);
+  clock.l = lease->get();
+  o.force = true;
+  s = Volume::format_device(*m.dev, o, clock);
+  clock.l = nullptr;
+  ASSERT_FALSE(s) << "formatted over a live lease";
+  EXPECT_NE(s.message().find("disk web held by vm-web"), std::string::npos) << s.message();
 }
 
 // A lease nobody renews any more (its holder died) is stale after the dead timeout: no obstacle.
