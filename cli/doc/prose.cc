@@ -60,7 +60,8 @@ const Section kJsonOutput = {
                         "`data_bytes`, `created_unix_ms`, `created_by`, `config_generation`, `timings_ms` "
                         "(renew, fail, dead, io_timeout), `geometry` (byte offsets of each area on the "
                         "volume: docs/volume-format.md), `disks`, `leases` (resource, offset_bytes, owner, "
-                        "renewed_unix_ms, ...)."},
+                        "renewed_unix_ms, ...), `superblock` (`block_0` and `copy`: \"ok\" or what is wrong "
+                        "with each), and `damaged_disk_records` when there are any (slot, record, problem)."},
      {"volume disk list", "an array of `name`, `slot`, `offset_bytes`, `size_bytes`, `created_unix_ms`, "
                           "`lease`."},
      {"cluster status", "`cluster`, `volume_uuid`, `node` (who answered), `unix_ms`, `nodes` (name, "
