@@ -187,7 +187,8 @@ nlohmann::json Vm::stats() const {
                      {"flushes", s.flushes},
                      {"bytes_read", s.read_bytes},
                      {"bytes_written", s.write_bytes},
-                     {"errors", s.errors}});
+                     {"errors", s.errors},
+                     {"bounce_bytes", s.bounce_bytes}});
   }
   nlohmann::json nics = nlohmann::json::array();
   for (VirtioNet* n : nics_) {

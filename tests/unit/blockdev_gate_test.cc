@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 
@@ -141,6 +142,33 @@ TEST_F(BlockdevGate, WritesPastTheExtentAreRefused) {
   UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
   ASSERT_EQ(pread(fd.get(), after.data(), 4096, static_cast<off_t>(disk_.offset + disk_.size)), 4096);
   EXPECT_EQ(after, std::vector<uint8_t>(4096, 0));
+}
+
+// The gate is asked when the writes are handed to the kernel, once for all those taken from one
+// kick, not when each was taken from the queue: with a gate that closes after its first answer, a
+// batch lands whole or not at all. (Asked per request, the first write of the batch landed on an
+// answer the gate had taken back before the batch reached the kernel.)
+TEST_F(BlockdevGate, AWriteReachesTheKernelOnlyOnAnAnswerTakenJustBeforeIt) {
+  std::atomic<int> asked{0};
+  make([&asked] { return asked.fetch_add(1) == 0; });
+  constexpr unsigned kBatch = 4;
+  std::vector<uint16_t> heads;
+  for (unsigned i = 0; i < kBatch; ++i) {
+    std::vector<uint8_t> b(4096, static_cast<uint8_t>(0x60 + i));
+    ASSERT_TRUE(mem_->write(TestLayout::kData + i * 4096ull, b.data(), b.size()));
+    heads.push_back(drv_->blk_queue(kTOut, 8 * i, TestLayout::kData + i * 4096ull, 4096, false));
+  }
+  drv_->kick();
+  ASSERT_TRUE(drv_->wait_used(static_cast<uint16_t>(drv_->seen_used() + kBatch)));
+  drv_->seen_used() = static_cast<uint16_t>(drv_->seen_used() + kBatch);
+  EXPECT_EQ(asked.load(), 1) << "one answer for the batch";
+  for (unsigned i = 0; i < kBatch; ++i) {
+    EXPECT_EQ(drv_->blk_status_of(heads[i]), kSOk) << "write " << i;
+    EXPECT_EQ(on_disk(4096ull * i, 4096), std::vector<uint8_t>(4096, static_cast<uint8_t>(0x60 + i)));
+  }
+  // The gate has closed since: the next write is refused and changes nothing.
+  EXPECT_EQ(write_block(0, 0x70).status, kSIoErr);
+  EXPECT_EQ(on_disk(0, 4096), std::vector<uint8_t>(4096, 0x60));
 }
 
 }  // namespace

@@ -7,10 +7,13 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <numeric>
 #include <string>
+#include <thread>
 
 #include "tests/unit/virtio_test_driver.h"
+#include "vmm/devices/virtio_blk_worker.h"
 #include "vmm/layout.h"
 
 namespace minihv {
@@ -346,6 +349,47 @@ TEST_F(VirtioBlkTest, DirectIoWithUnalignedGuestBuffersUsesBounceBuffers) {
   ASSERT_EQ(drv_->blk(kTIn, 8, aligned, 8192, true).status, kSOk);
   EXPECT_EQ(guest(aligned, 8192), guest(odd, 8192));
   EXPECT_EQ(drv_->blk(kTIn, 1, aligned, 4096, true).status, kSIoErr);  // not 4 KiB-aligned
+}
+
+// Bounce copies are bounded per disk: requests past the budget wait for earlier ones, whose
+// copies are reused or freed; once the disk is idle every copy goes.
+TEST_F(VirtioBlkTest, BounceBuffersStayWithinTheBudgetAndGoWhenIdle) {
+  constexpr uint64_t kEach = 8 << 20;
+  constexpr unsigned kRequests = 5;  // 40 MiB of copies asked for against a 32 MiB budget
+  static_assert(kEach * kRequests > BlkWorker::kBounceBudget);
+  TempImage big(kEach * kRequests);
+  auto m = GuestMemory::create(kEach * kRequests + 16 * layout::kMiB);
+  ASSERT_TRUE(m) << m.message();
+  mem_ = std::move(*m);
+  auto b = BlockBackend::open_file(big.path(), {.direct = true});
+  if (!b) GTEST_SKIP() << "O_DIRECT not available here: " << b.message();
+  make_from(std::move(*b));
+  ASSERT_TRUE(drv_->init(kWant));
+  std::vector<uint16_t> heads;
+  for (unsigned i = 0; i < kRequests; ++i) {
+    const uint64_t gpa = TestLayout::kData + 3 + i * kEach;  // never 4 KiB-aligned: bounced
+    fill(gpa, kEach, static_cast<uint8_t>(i));
+    heads.push_back(drv_->blk_queue(kTOut, i * kEach / kSectorSize, gpa, kEach, false));
+  }
+  drv_->kick();
+  ASSERT_TRUE(drv_->wait_used(static_cast<uint16_t>(drv_->seen_used() + kRequests), 20000));
+  drv_->seen_used() = static_cast<uint16_t>(drv_->seen_used() + kRequests);
+  for (unsigned i = 0; i < kRequests; ++i) {
+    EXPECT_EQ(drv_->blk_status_of(heads[i]), kSOk) << "request " << i;
+    EXPECT_EQ(big.read(i * kEach, kEach), guest(TestLayout::kData + 3 + i * kEach, kEach)) << "request " << i;
+  }
+  const uint64_t held = blk_->stats().bounce_bytes;
+  EXPECT_GT(held, 0u);
+  EXPECT_LE(held, BlkWorker::kBounceBudget);
+  // Idle: the copies go within the idle time (plus slack for a loaded machine).
+  const auto deadline = std::chrono::steady_clock::now() + 4 * std::chrono::milliseconds(BlkWorker::kBounceIdleMs);
+  while (blk_->stats().bounce_bytes != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(blk_->stats().bounce_bytes, 0u) << "copies kept on an idle disk";
+  // And the disk still works after they have gone.
+  const uint64_t odd = TestLayout::kData + 1;
+  ASSERT_EQ(drv_->blk(kTIn, 0, odd, 8192, true).status, kSOk);
+  EXPECT_EQ(guest(odd, 8192), big.read(0, 8192));
 }
 
 // --- hostile guests ---

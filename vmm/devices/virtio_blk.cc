@@ -105,6 +105,7 @@ VirtioBlk::Stats VirtioBlk::stats() const {
   s.read_bytes = stats_.read_bytes.load();
   s.write_bytes = stats_.write_bytes.load();
   s.errors = stats_.errors.load();
+  s.bounce_bytes = stats_.bounce_bytes.load();
   return s;
 }
 

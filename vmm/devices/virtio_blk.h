@@ -54,6 +54,7 @@ public:
 
   struct Stats {
     uint64_t reads = 0, writes = 0, flushes = 0, read_bytes = 0, write_bytes = 0, errors = 0;
+    uint64_t bounce_bytes = 0;  // aligned copies held now (at most BlkWorker::kBounceBudget)
   };
   Stats stats() const;
   const BlockBackend& backend() const { return backend_; }

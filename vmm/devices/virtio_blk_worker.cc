@@ -14,9 +14,11 @@ using namespace virtio::blk;
 
 namespace {
 
-// user_data of the two eventfd reads; request slots use their index (< kMaxInFlight).
+// user_data of the two eventfd reads and the idle timeout; request slots use their index
+// (< kMaxInFlight).
 constexpr uint64_t kTagNotify = uint64_t{1} << 62;
 constexpr uint64_t kTagControl = kTagNotify + 1;
+constexpr uint64_t kTagIdle = kTagNotify + 2;
 // Consecutive io_uring failures after which the thread gives up (never seen in practice).
 constexpr unsigned kMaxRingFailures = 100;
 
@@ -103,6 +105,8 @@ void BlkWorker::run(std::stop_token stop) {
   process_queue();  // requests made available before activation (e.g. a restored queue)
   unsigned failures = 0;
   for (;;) {
+    submit_held_writes();
+    arm_idle_timer();
     notify_driver();
     ack_if_drained();
     if (stopping_ && in_flight_ == 0) break;
@@ -112,11 +116,12 @@ void BlkWorker::run(std::stop_token stop) {
       continue;
     }
     failures = 0;
-    bool kicked = false, control = false;
+    bool kicked = false, control = false, idle = false;
     unsigned completed = 0;
     ring_.reap([&](uint64_t tag, int32_t res) {
       if (tag == kTagNotify) kicked = true;
       else if (tag == kTagControl) control = true;
+      else if (tag == kTagIdle) idle = true;
       else if (tag < kMaxInFlight) {
         complete_io(static_cast<unsigned>(tag), res);
         ++completed;
@@ -127,6 +132,8 @@ void BlkWorker::run(std::stop_token stop) {
       arm_eventfd_read(control_.fd(), kTagControl, &ctl_buf_);
       apply_control(stop);
     }
+    if (idle) on_idle_timer();
+    if (completed) start_bounce_waiters();
     if (kicked || control || completed) process_queue();
   }
 }
@@ -138,7 +145,7 @@ void BlkWorker::give_up(const char* why) {
 }
 
 void BlkWorker::process_queue() {
-  while (running_ && !free_.empty()) {
+  while (running_ && !free_.empty() && bounce_waiters_.empty()) {
     switch (queue_.pop(chain_)) {
       case Virtqueue::Pop::kEmpty: return;
       case Virtqueue::Pop::kChain: handle_chain(true); break;
@@ -184,44 +191,130 @@ void BlkWorker::handle_chain(bool chain_ok) {
     }
     default: break;
   }
-  if (!prepare_io(s)) {
+  const Prep prep = prepare_io(s);
+  if (prep == Prep::kFailed) {
     ++stats_.errors;
     return finish(s.req, kSIoErr, 1);
   }
   free_.pop_back();
   ++in_flight_;
+  if (prep == Prep::kWaitForBounce) return bounce_waiters_.push_back(idx);
   submit_io(idx);
 }
 
-bool BlkWorker::prepare_io(Slot& s) {
+BlkWorker::Prep BlkWorker::prepare_io(Slot& s) {
   s.done = 0;
   s.iov_pos = 0;
   s.iov.clear();
   s.use_bounce = false;
-  if (s.req.op == BlkRequest::Op::kFlush) return true;
+  if (s.req.op == BlkRequest::Op::kFlush) return Prep::kReady;
   const uint32_t align = backend_.alignment();
   if (align > 1 && !is_aligned(s.req.data, align)) {
     // O_DIRECT cannot take these guest buffers: go through an aligned buffer of our own.
-    if (s.req.bytes > kMaxBounceBytes) return false;
-    if (s.bounce_size < s.req.bytes) {
-      s.bounce.reset(static_cast<uint8_t*>(std::aligned_alloc(align, s.req.bytes)));
-      s.bounce_size = s.bounce ? s.req.bytes : 0;
-      if (!s.bounce) return false;
-    }
+    if (s.req.bytes > kMaxBounceBytes) return Prep::kFailed;
     s.use_bounce = true;
-    if (s.req.op == BlkRequest::Op::kWrite) gather_from_guest(s.req.data, {s.bounce.get(), s.req.bytes});
-    return true;
+    return reserve_bounce(s);
   }
   for (const VirtqBuffer& b : s.req.data) s.iov.push_back({b.host, b.len});
-  return true;
+  return Prep::kReady;
 }
 
-void BlkWorker::submit_io(unsigned idx) {
-  Slot& s = slots_[idx];
-  if (s.req.op == BlkRequest::Op::kWrite && !backend_.may_write()) {
-    ++stats_.errors;  // e.g. the volume disk's lease is no longer provably ours: nothing is written
-    return release(idx, kSIoErr, 1);
+// Gives the slot an aligned buffer of at least its request's size, within kBounceBudget for the
+// disk: the idle slots' buffers go first; if that is not enough the request waits.
+BlkWorker::Prep BlkWorker::reserve_bounce(Slot& s) {
+  last_bounce_use_ = std::chrono::steady_clock::now();
+  const uint32_t align = backend_.alignment();
+  const uint64_t size = (s.req.bytes + align - 1) / align * align;
+  if (s.bounce_size >= size) return fill_bounce(s);
+  drop_bounce(s);
+  if (bounce_bytes_ + size > kBounceBudget) drop_idle_bounces();
+  if (bounce_bytes_ + size > kBounceBudget) return Prep::kWaitForBounce;
+  s.bounce.reset(static_cast<uint8_t*>(std::aligned_alloc(align, size)));
+  if (!s.bounce) return Prep::kFailed;
+  s.bounce_size = size;
+  bounce_bytes_ += size;
+  stats_.bounce_bytes = bounce_bytes_;
+  return fill_bounce(s);
+}
+
+// A write's data goes into its copy now: the guest's buffers are the device's until it answers.
+BlkWorker::Prep BlkWorker::fill_bounce(Slot& s) {
+  if (s.req.op == BlkRequest::Op::kWrite) gather_from_guest(s.req.data, {s.bounce.get(), s.req.bytes});
+  return Prep::kReady;
+}
+
+// Requests that waited for the budget, in the order they came, as far as it now allows.
+void BlkWorker::start_bounce_waiters() {
+  while (!bounce_waiters_.empty()) {
+    const unsigned idx = bounce_waiters_.front();
+    const Prep p = reserve_bounce(slots_[idx]);
+    if (p == Prep::kWaitForBounce) return;
+    bounce_waiters_.pop_front();
+    if (p == Prep::kFailed) {
+      ++stats_.errors;
+      release(idx, kSIoErr, 1);
+      continue;
+    }
+    submit_io(idx);
   }
+}
+
+void BlkWorker::drop_bounce(Slot& s) {
+  bounce_bytes_ -= s.bounce_size;
+  stats_.bounce_bytes = bounce_bytes_;
+  s.bounce.reset();
+  s.bounce_size = 0;
+}
+
+void BlkWorker::drop_idle_bounces() {
+  for (const unsigned idx : free_) drop_bounce(slots_[idx]);
+}
+
+// While copies are held and nothing is in flight, a timeout wakes the thread to free them.
+void BlkWorker::arm_idle_timer() {
+  if (idle_timer_armed_ || in_flight_ || bounce_bytes_ == 0) return;
+  io_uring_sqe* sqe = get_sqe();
+  if (!sqe) return;
+  idle_ts_.tv_sec = kBounceIdleMs / 1000;
+  idle_ts_.tv_nsec = (kBounceIdleMs % 1000) * 1'000'000LL;
+  io_uring_prep_timeout(sqe, &idle_ts_, 0, 0);
+  sqe->user_data = kTagIdle;
+  idle_timer_armed_ = true;
+}
+
+void BlkWorker::on_idle_timer() {
+  idle_timer_armed_ = false;
+  const auto idle_for = std::chrono::steady_clock::now() - last_bounce_use_;
+  if (in_flight_ == 0 && idle_for >= std::chrono::milliseconds(kBounceIdleMs)) drop_idle_bounces();
+}
+
+// Writes wait in held_writes_ until the loop is about to enter the kernel: the gate (the lease, or
+// the node's fence) is asked then, once for all of them, not when each was taken from the queue —
+// preparing a batch (up to kMaxInFlight requests with their bounce copies) takes time the guest
+// controls, and a write must not reach the kernel on an answer older than that.
+void BlkWorker::submit_io(unsigned idx) {
+  if (slots_[idx].req.op == BlkRequest::Op::kWrite) return held_writes_.push_back(idx);
+  prep_sqe(idx);
+}
+
+void BlkWorker::submit_held_writes() {
+  while (!held_writes_.empty()) {
+    if (backend_.may_write()) {
+      for (const unsigned idx : held_writes_) prep_sqe(idx);
+      held_writes_.clear();
+      return;
+    }
+    for (const unsigned idx : held_writes_) {
+      ++stats_.errors;  // e.g. the volume disk's lease is no longer provably ours: nothing is written
+      release(idx, kSIoErr, 1);
+    }
+    held_writes_.clear();
+    process_queue();  // the freed slots take the requests still waiting
+  }
+}
+
+void BlkWorker::prep_sqe(unsigned idx) {
+  Slot& s = slots_[idx];
   io_uring_sqe* sqe = get_sqe();
   if (!sqe) return release(idx, kSIoErr, 1);
   const int fd = backend_.fd();

@@ -10,9 +10,11 @@
 #include <sys/uio.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +35,7 @@ namespace minihv {
 struct BlkStats {
   std::atomic<uint64_t> reads{0}, writes{0}, flushes{0}, read_bytes{0}, write_bytes{0};
   std::atomic<uint64_t> errors{0};  // requests answered IOERR or UNSUPP, and broken chains
+  std::atomic<uint64_t> bounce_bytes{0};  // aligned copies held now (see BlkWorker::kBounceBudget)
 };
 
 class BlkWorker {
@@ -40,6 +43,11 @@ public:
   static constexpr unsigned kMaxInFlight = 128;           // requests in flight at once
   static constexpr unsigned kRingEntries = 256;           // > kMaxInFlight + 2 eventfd reads
   static constexpr uint64_t kMaxBounceBytes = 16 << 20;   // largest unaligned O_DIRECT request
+  // Aligned copies one disk may hold at once: two of the largest. A request that would pass it
+  // waits for earlier ones to complete (their buffers are reused or freed first).
+  static constexpr uint64_t kBounceBudget = 2 * kMaxBounceBytes;
+  // Copies are kept for the next request, and all freed once the disk has been idle this long.
+  static constexpr unsigned kBounceIdleMs = 1000;
 
   // Starts the thread; `paused` starts it without taking requests (see pause()).
   static Result<std::unique_ptr<BlkWorker>> start(const VirtioActivation& act,
@@ -79,8 +87,18 @@ private:
   void ack_if_drained();
   void process_queue();
   void handle_chain(bool chain_ok);
-  bool prepare_io(Slot& s);
+  enum class Prep { kReady, kFailed, kWaitForBounce };
+  Prep prepare_io(Slot& s);
+  Prep reserve_bounce(Slot& s);
+  Prep fill_bounce(Slot& s);
+  void start_bounce_waiters();
+  void drop_bounce(Slot& s);
+  void drop_idle_bounces();
+  void arm_idle_timer();
+  void on_idle_timer();
   void submit_io(unsigned idx);
+  void submit_held_writes();
+  void prep_sqe(unsigned idx);
   void complete_io(unsigned idx, int32_t res);
   void finish(const BlkRequest& req, uint8_t status, uint32_t used_len);
   void release(unsigned idx, uint8_t status, uint32_t used_len);
@@ -104,11 +122,17 @@ private:
   unsigned in_flight_ = 0;
   std::vector<Slot> slots_;
   std::vector<unsigned> free_;
+  std::vector<unsigned> held_writes_;  // writes ready for the kernel, gated as one just before it
+  std::deque<unsigned> bounce_waiters_;  // taken from the queue, waiting for the bounce budget
+  uint64_t bounce_bytes_ = 0;          // held by all slots (mirrored in stats_.bounce_bytes)
+  bool idle_timer_armed_ = false;
+  std::chrono::steady_clock::time_point last_bounce_use_;
   DescriptorChain chain_;
 
   // Declared last: the thread stops first, then the ring (cancelling the eventfd reads into these
   // buffers), then the buffers.
   uint64_t notify_buf_ = 0, ctl_buf_ = 0;
+  __kernel_timespec idle_ts_{};
   Uring ring_;
   std::jthread thread_;
 };
