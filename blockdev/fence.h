@@ -7,6 +7,9 @@
 // own clock before every write, exactly as it would a lease of its own. The node moves `until`
 // forward after each successful renewal and to 0 to revoke. A node that is frozen or killed stops
 // moving it, so its VMs stop writing at the same moment its own lease says it must.
+// The page is sealed once the holder has mapped it (F_SEAL_FUTURE_WRITE): the child maps it
+// read-only and can neither map it writable nor write(2) it, so an escaped guest cannot open its
+// own fence.
 #pragma once
 
 #include <algorithm>
@@ -23,13 +26,15 @@ class Fence {
 public:
   // The holder's side: a new page, closed (until = 0). Its fd is inherited by the child.
   static Result<std::shared_ptr<Fence>> create();
-  // The child's side: maps the page behind an inherited fd (which it then owns).
+  // The child's side: maps the page behind an inherited fd (which it then owns), read-only; refuses
+  // an fd whose page is not sealed.
   static Result<std::shared_ptr<Fence>> attach(int fd);
   ~Fence();
   Fence(const Fence&) = delete;
   Fence& operator=(const Fence&) = delete;
 
   int fd() const { return fd_.get(); }
+  // The holder's side only (the child's mapping is read-only).
   // 0 means "never opened"; a closed fence holds 1 (long past), so the VM's watchdog sees it close.
   void extend_to(Nanos until) { word()->store(std::max<int64_t>(until.count(), 1), std::memory_order_release); }
   void revoke() { word()->store(1, std::memory_order_release); }

@@ -1,10 +1,13 @@
 // The parts of a cluster node that need no KVM and no other process: the configuration on the
 // volume, the lease observer and the takeover it seeds, placement, and the cross-process fence.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include <climits>
 
 #include "blockdev/fence.h"
 #include "cluster/config.h"
@@ -184,6 +187,38 @@ TEST(ClusterFence, AChildSeesTheHoldersValidityAndItsRevocation) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_FALSE(blockdev::Fence::attach(open("/dev/null", O_RDONLY)));
+}
+
+// The VM's side of its fence is read-only: an escaped guest cannot keep itself writing after its
+// node has stopped renewing. Every way to write the page from the child's fd is refused.
+TEST(ClusterFence, TheVmsSideCannotWriteTheFence) {
+  auto fence = blockdev::Fence::create();
+  ASSERT_TRUE(fence) << fence.message();
+  (*fence)->extend_to(blockdev::system_clock().now() + 10s);
+  const int fd = dup((*fence)->fd());
+  auto child = blockdev::Fence::attach(fd);
+  ASSERT_TRUE(child) << child.message();
+  errno = 0;
+  EXPECT_EQ(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, (*child)->fd(), 0), MAP_FAILED);
+  EXPECT_EQ(errno, EPERM) << "mapped writable";
+  const int64_t forever = INT64_MAX;
+  EXPECT_EQ(pwrite((*child)->fd(), &forever, sizeof forever, 0), -1) << "write(2) into the page";
+  EXPECT_EQ(ftruncate((*child)->fd(), 0), -1) << "resized";
+  EXPECT_EQ(fcntl((*child)->fd(), F_ADD_SEALS, 0), -1) << "seals can be changed";
+  // Through /proc, as an escaped process would try: a new open file is sealed just the same.
+  UniqueFd again(open(("/proc/self/fd/" + std::to_string((*child)->fd())).c_str(), O_RDWR));
+  ASSERT_TRUE(again.valid());
+  EXPECT_EQ(pwrite(again.get(), &forever, sizeof forever, 0), -1);
+  EXPECT_EQ(mmap(nullptr, 4096, PROT_WRITE, MAP_SHARED, again.get(), 0), MAP_FAILED);
+  // The holder still writes through its own mapping, and the child sees it.
+  (*fence)->revoke();
+  EXPECT_FALSE((*child)->may_write(blockdev::system_clock()));
+  // An unsealed page (not from a node of this version) is refused.
+  UniqueFd plain(memfd_create("plain", MFD_CLOEXEC));
+  ASSERT_EQ(ftruncate(plain.get(), 4096), 0);
+  auto refused = blockdev::Fence::attach(plain.release());
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.message().find("not sealed"), std::string::npos) << refused.message();
 }
 
 }  // namespace
