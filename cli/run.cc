@@ -37,6 +37,7 @@ struct RunOptions {
   VmConfig vm;
   std::string name;      // for `minihv ps`; default: the kernel file's name
   std::string mem = "512M";
+  std::string console_max;  // --console's cap as typed ("" : the default)
   std::string api;
   std::string incoming;  // HOST:PORT: wait for a migrating VM instead of booting a kernel
   std::string tls_psk;   // --incoming: the key file (default: $MINIHV_TLS_PSK)
@@ -212,6 +213,14 @@ int check_options(RunOptions& o, std::optional<net::Endpoint>& incoming) {
     return kExitUsage;
   }
   o.vm.mem_bytes = *mem;
+  if (!o.console_max.empty()) {
+    auto cap = parse_size(o.console_max);
+    if (!cap) {
+      std::fprintf(stderr, "minihv: error: --console-max: %s\n", cap.message().c_str());
+      return kExitUsage;
+    }
+    o.vm.console_max = *cap;
+  }
   if (!o.incoming.empty()) {
     auto ep = net::parse_endpoint(o.incoming);
     if (!ep) {
@@ -364,7 +373,12 @@ Command add_run_command(CLI::App& app) {
         auto spec = parse_nic_spec(v);
         return spec ? std::string() : spec.message();
       });
-  run_app->add_option("--console", o->vm.console_path, "Write the serial console to FILE, not stdout");
+  auto* console = run_app->add_option("--console", o->vm.console_path, "Write the serial console to FILE, not stdout");
+  run_app
+      ->add_option("--console-max", o->console_max,
+                   "Cap --console FILE at SIZE (default 16M): past it FILE becomes FILE.1 (replacing the last) "
+                   "and starts again; 0: no cap")
+      ->needs(console);
   run_app->add_option("--api", o->api, "Serve the JSON-lines control socket at PATH");
   run_app->add_option("--incoming", o->incoming,
                       "Wait on HOST:PORT for a VM migrating here: memory, vCPUs and CPU model come from the "

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 
 #include "blockdev/lease_priority.h"
 #include "cluster/timings.h"
@@ -59,15 +60,16 @@ std::string cut_utf8(std::string s, size_t max) {
   return s;
 }
 
-UniqueFd open_append(const std::string& path) {
-  return UniqueFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+Result<CappedFile> open_append(const std::string& path) {
+  return CappedFile::open(path, kDefaultOutputCap, CappedFile::Start::kAppend);
 }
 
 }  // namespace
 
 // The parent's ends of the child's stdout and stderr, the ends the child gets, and the files.
 struct VmChild::Pipes {
-  UniqueFd out_r, out_w, err_r, err_w, console, log, null;
+  UniqueFd out_r, out_w, err_r, err_w, null;
+  std::optional<CappedFile> console, log;  // capped: a guest that writes without end fills nothing
 
   static Result<Pipes> open(const ChildSpec& spec) {
     Pipes p;
@@ -78,13 +80,16 @@ struct VmChild::Pipes {
     if (::pipe2(err, O_CLOEXEC) != 0) return Status::from_errno("pipe");
     p.err_r.reset(err[0]);
     p.err_w.reset(err[1]);
-    p.console = open_append(spec.console);
-    p.log = open_append(spec.log);
-    if (!p.console.valid() || !p.log.valid()) return Status::from_errno("opening " + spec.console + " / " + spec.log);
+    auto console = open_append(spec.console);
+    if (!console) return console.status();
+    auto log = open_append(spec.log);
+    if (!log) return log.status();
+    p.console.emplace(std::move(*console));
+    p.log.emplace(std::move(*log));
     p.null.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!p.null.valid()) return Status::from_errno("opening /dev/null");
-    (void)!::write(p.console.get(), spec.banner.data(), spec.banner.size());
-    (void)!::write(p.log.get(), spec.banner.data(), spec.banner.size());
+    p.console->write(spec.banner.data(), spec.banner.size());
+    p.log->write(spec.banner.data(), spec.banner.size());
     return p;
   }
 };
@@ -130,18 +135,18 @@ Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const For
 }
 
 void VmChild::start_threads(Pipes pipes) {
-  log_copier_ = std::thread([in = std::move(pipes.err_r), sink = std::move(pipes.log)] {
+  log_copier_ = std::thread([in = std::move(pipes.err_r), sink = std::move(*pipes.log)]() mutable {
     blockdev::use_normal_priority();  // (created by a node's starter thread, which is real-time)
     char buf[4096];
     ssize_t n;
     while ((n = ::read(in.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-      if (n > 0) (void)!::write(sink.get(), buf, static_cast<size_t>(n));
+      if (n > 0) sink.write(buf, static_cast<size_t>(n));
   });
   events_reader_ = std::thread([this] {
     blockdev::use_normal_priority();
     read_events();
   });
-  console_reader_ = std::thread([this, in = std::move(pipes.out_r), sink = std::move(pipes.console)]() mutable {
+  console_reader_ = std::thread([this, in = std::move(pipes.out_r), sink = std::move(*pipes.console)]() mutable {
     blockdev::use_normal_priority();
     read_console(std::move(in), std::move(sink));
   });
@@ -160,13 +165,13 @@ void VmChild::emit(const ChildEvent& e) {
 
 // Copies the console to its file, hands on the lines the node acts on, and reaps the child when
 // its stdout closes.
-void VmChild::read_console(UniqueFd in, UniqueFd sink) {
+void VmChild::read_console(UniqueFd in, CappedFile sink) {
   LineSplitter split(kMaxConsoleLine);
   char buf[4096];
   ssize_t n;
   while ((n = ::read(in.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
     if (n <= 0) continue;
-    (void)!::write(sink.get(), buf, static_cast<size_t>(n));
+    sink.write(buf, static_cast<size_t>(n));
     for (auto& line : split.feed({buf, static_cast<size_t>(n)})) {
       ChildEvent e(ChildEvent::Kind::kConsole);
       e.console = parse_console_line(line);

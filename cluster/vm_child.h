@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster/child_output.h"
+#include "common/capped_file.h"
 #include "common/fd.h"
 #include "common/status.h"
 
@@ -57,7 +58,7 @@ using Forker = std::function<pid_t(const std::function<void()>& in_child)>;
 struct ChildSpec {
   std::vector<std::string> argv;   // argv[0] is the executable's path
   std::string api;                 // the child's control socket (its --api)
-  std::string console, log;        // files its stdout and stderr are appended to
+  std::string console, log;        // files its stdout and stderr are appended to (capped, rotated)
   std::string banner;              // written to both files first
   int fence_fd = -1;               // passed as fd 3 when >= 0
 };
@@ -80,7 +81,7 @@ private:
   VmChild(std::string api, std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event);
   struct Pipes;
   void start_threads(Pipes pipes);
-  void read_console(UniqueFd in, UniqueFd sink);
+  void read_console(UniqueFd in, CappedFile sink);
   void read_events();
   bool connect_events(UniqueFd& fd, std::string& early);
   void on_event_line(const std::string& line);

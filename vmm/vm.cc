@@ -18,6 +18,9 @@ namespace minihv {
 
 namespace {
 
+// `run --console FILE`: the user's own output, readable by others as any file they write.
+constexpr unsigned kConsoleFileMode = 0644;
+
 // Where KVM on Intel hardware keeps its real-mode TSS and identity page table: one page and three
 // pages inside the MMIO gap, below the IOAPIC, where nothing else lives.
 constexpr uint64_t kKvmIdentityMapAddr = 0xFFFBC000;
@@ -138,15 +141,17 @@ Status Vm::create_devices() {
     else
       end(VmEnd::kReboot, "guest asked for a reboot");
   };
-  int out = STDOUT_FILENO;
-  if (!config_.console_path.empty()) {
-    console_fd_.reset(::open(config_.console_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!console_fd_.valid()) return Status::invalid_from_errno("--console " + config_.console_path);
-    out = console_fd_.get();
-  }
   auto com1 = KvmIrqLine::create(vm_fd_.get(), layout::kCom1Irq);
   if (!com1) return com1.status();
-  uart_ = std::make_unique<Uart>(out, **com1);
+  if (config_.console_path.empty()) {
+    uart_ = std::make_unique<Uart>(STDOUT_FILENO, **com1);
+  } else {
+    auto f = CappedFile::open(config_.console_path, config_.console_max, CappedFile::Start::kTruncate,
+                              kConsoleFileMode);
+    if (!f) return Status::invalid("--console " + f.message());
+    console_file_ = std::make_unique<CappedFile>(std::move(*f));
+    uart_ = std::make_unique<Uart>([f = console_file_.get()](const char* p, size_t n) { f->write(p, n); }, **com1);
+  }
   uart_->set_tap([this](const char* data, size_t n) { console_hub_.publish(data, n); });
   irqs_.push_back(std::move(com1).value());
   power_ = std::make_unique<AcpiPower>(power);

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "blockdev/disk_attach.h"
+#include "common/capped_file.h"
 #include "common/fd.h"
 #include "common/status.h"
 #include "cpuid/guest_cpuid.h"
@@ -52,6 +53,7 @@ struct VmConfig {
   std::vector<std::string> disks;   // raw image files or VOLUME:DISK, one virtio-blk each
   std::vector<std::string> nets;    // tap=NAME[,mac=MAC][,queues=N], one virtio-net each
   std::string console_path;         // empty: stdout
+  uint64_t console_max = kDefaultOutputCap;  // console_path's cap; past it, it rotates (0: none)
   bool hugetlb = false;
   // cpuid/: host, compat, x86-64-v1..v4, or a profile .json ("" for an incoming VM: the source's)
   std::string cpu_model = kDefaultCpuModel;
@@ -195,8 +197,8 @@ private:
   Bus pio_, mmio_;
   std::vector<std::unique_ptr<KvmIrqLine>> irqs_;
   ConsoleHub console_hub_;  // before uart_: the UART's tap publishes here until it is gone
+  std::unique_ptr<CappedFile> console_file_;  // before uart_: it writes here until it is gone
   std::unique_ptr<Uart> uart_;
-  UniqueFd console_fd_;
   std::unique_ptr<AcpiPower> power_;
   std::unique_ptr<I8042> i8042_;
   std::vector<std::unique_ptr<VirtioMmio>> virtio_;  // window i = layout::kVirtioMmioBase + i * size

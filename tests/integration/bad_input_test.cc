@@ -117,6 +117,12 @@ TEST(BadInput, ConsoleInAMissingDirectory) {
   expect_usage_error({"run", "--kernel", testguest_elf(), "--console", "/nonexistent/console.log"}, "--console");
 }
 
+TEST(BadInput, AConsoleCapThatIsNoSizeOrHasNoConsole) {
+  expect_usage_error({"run", "--kernel", testguest_elf(), "--console", "/tmp/c.log", "--console-max", "12Q"},
+                     "--console-max");
+  expect_usage_error({"run", "--kernel", testguest_elf(), "--console-max", "1M"}, "--console");
+}
+
 TEST(BadInput, ApiSocketInAMissingDirectory) {
   expect_usage_error({"run", "--kernel", testguest_elf(), "--api", "/nonexistent/api.sock"}, "/nonexistent/api.sock");
 }

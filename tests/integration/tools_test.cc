@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -183,6 +184,29 @@ TEST_F(Tools, ConsoleFromAPipeCarriesOutputBothWays) {
   EXPECT_EQ(vm.wait_exit(20s), 0);
   EXPECT_EQ(second.wait_exit(10s), 0) << "the VM's end ends an attached console";
   EXPECT_NE(second.stderr_text().find("console closed"), std::string::npos) << second.stderr_text();
+}
+
+// A guest that writes without end fills no disk: the console file rotates at its cap.
+TEST_F(Tools, AConsoleFileIsCappedAndRotated) {
+  constexpr uint64_t kCap = 64 * 1024;
+  const std::string api = dir_.file("a.sock"), console = dir_.file("console.txt");
+  VmProcess vm(guest("chatter", {"--api", api, "--console", console, "--console-max", "64K"}));
+  ASSERT_TRUE(wait_for_api(api)) << vm.stderr_text();
+  auto tx = [&] {
+    auto s = api_call(api, {{"cmd", "stats"}}, 2000);
+    return s ? (*s)["console_tx_bytes"].get<uint64_t>() : 0;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (tx() < 5 * kCap && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(100ms);
+  ASSERT_GE(tx(), 5 * kCap) << "the guest's console stopped: " << vm.stderr_text();
+  ASSERT_TRUE(api_call(api, {{"cmd", "stop"}}));
+  EXPECT_EQ(vm.wait_exit(20s), 0) << vm.stderr_text();
+  EXPECT_LE(std::filesystem::file_size(console), kCap);
+  EXPECT_EQ(std::filesystem::file_size(console + ".1"), kCap) << "the older half ends at the cap";
+  EXPECT_FALSE(std::filesystem::exists(console + ".2"));
+  std::ifstream f(console + ".1");
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("TICK "), std::string::npos) << "not the guest's output";
 }
 
 TEST_F(Tools, AConsoleClientThatStopsReadingDoesNotStopTheGuest) {

@@ -17,6 +17,18 @@ constexpr size_t kTxFlushAt = 1024;
 constexpr size_t kRxMax = 4096;
 }  // namespace
 
+Uart::Uart(int out_fd, IrqLine& irq)
+    : Uart(
+          [out_fd](const char* p, size_t left) {
+            while (left > 0) {
+              const ssize_t n = ::write(out_fd, p, left);
+              if (n <= 0) return;  // console gone: the guest keeps running, output is dropped
+              p += n;
+              left -= static_cast<size_t>(n);
+            }
+          },
+          irq) {}
+
 Uart::~Uart() { flush_output(); }
 
 void Uart::bus_read(uint64_t offset, uint8_t* data, uint32_t len) {
@@ -117,14 +129,7 @@ void Uart::transmit(uint8_t c) {
 }
 
 void Uart::write_out() {
-  const char* p = tx_buf_.data();
-  size_t left = tx_buf_.size();
-  while (left > 0) {
-    ssize_t n = ::write(out_fd_, p, left);
-    if (n <= 0) break;  // console gone: the guest keeps running, output is dropped
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
+  if (!tx_buf_.empty()) out_(tx_buf_.data(), tx_buf_.size());
   tx_buf_.clear();
 }
 

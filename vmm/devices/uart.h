@@ -21,8 +21,12 @@ public:
   // Receives every transmitted byte as it leaves, on the vCPU's thread: must not block.
   using Tap = std::function<void(const char* data, size_t n)>;
 
-  // out_fd: where guest output goes (not owned).
-  Uart(int out_fd, IrqLine& irq) : out_fd_(out_fd), irq_(irq) {}
+  // Where guest output goes, a line (or 1 KiB) at a time, with the device's lock held.
+  using Output = std::function<void(const char* data, size_t n)>;
+
+  Uart(Output out, IrqLine& irq) : out_(std::move(out)), irq_(irq) {}
+  // out_fd: not owned; output that cannot be written is dropped (the guest keeps running).
+  Uart(int out_fd, IrqLine& irq);
   ~Uart() override;
   // Before the guest runs.
   void set_tap(Tap tap) { tap_ = std::move(tap); }
@@ -47,9 +51,9 @@ private:
   void write_reg(uint64_t reg, uint8_t v);
   void update_irq();  // recomputes IIR; raises an edge when an interrupt becomes pending
   void transmit(uint8_t c);
-  void write_out();  // the buffered line to out_fd_ (mu_ held)
+  void write_out();  // the buffered line to out_ (mu_ held)
 
-  int out_fd_;
+  Output out_;
   IrqLine& irq_;
   Tap tap_;
   mutable std::mutex mu_;
