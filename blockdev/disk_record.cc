@@ -31,7 +31,7 @@ bool disk_record_flag_valid(const Block& b) {
 bool decode_disk_record(const Block& b, uint32_t slot, DiskEntry& out) {
   Block copy = b;
   RecordView v(copy);
-  if (v.u32(kInUse) != 1) return false;
+  if (v.u32(kInUse) == 0) return false;
   out.slot = slot;
   out.offset = v.u64(kOffset);
   out.size = v.u64(kSize);

@@ -10,8 +10,9 @@ struct DiskEntry;
 
 // A disk-table record: `entry` nullptr = a free slot.
 void encode_disk_record(const DiskEntry* entry, Block& b, uint64_t offset, const Uuid& uuid);
-// After check_record() said kOk: the entry, or false for a free slot (or a flag that is neither
-// free nor in use: disk_record_flag_valid() tells).
+// The entry a record holds, or false for a free slot. A flag that is neither free nor in use
+// (disk_record_flag_valid() tells) still decodes: the record is invalid, but its extent is kept
+// from reuse like any untrusted record's.
 bool decode_disk_record(const Block& b, uint32_t slot, DiskEntry& out);
 bool disk_record_flag_valid(const Block& b);
 

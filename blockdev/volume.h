@@ -114,7 +114,6 @@ private:
   Result<uint64_t> allocate_extent(const std::vector<DiskSlot>& table, uint64_t size) const;
   DiskSlot read_disk_slot(const Block& b, uint32_t slot) const;
   std::string entry_problem(const DiskEntry& e) const;
-  bool extent_in_data_area(const DiskEntry& e) const;
   static void refuse_overlaps(std::vector<DiskSlot>& table);
   Result<std::unique_ptr<Lease>> acquire_admin(const std::string& owner);
 

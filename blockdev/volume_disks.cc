@@ -49,11 +49,6 @@ DiskSlot Volume::read_disk_slot(const Block& b, uint32_t i) const {
   return s;
 }
 
-bool Volume::extent_in_data_area(const DiskEntry& e) const {
-  const Geometry& g = sb_.geo;
-  return e.size > 0 && e.offset >= g.data_start && e.offset < g.volume_size && e.size <= g.volume_size - e.offset;
-}
-
 // Why an in-use record cannot be trusted, or "": the extent must be 1 MiB aligned and lie in the
 // data area (an offset past the end must not wrap the size check), the name one minihv writes.
 std::string Volume::entry_problem(const DiskEntry& e) const {
@@ -68,7 +63,7 @@ std::string Volume::entry_problem(const DiskEntry& e) const {
   if (e.offset < g.data_start)
     return "disk '" + e.name + "' starts at byte " + bytes(e.offset) + ", inside the metadata (data starts at " +
            bytes(g.data_start) + ")";
-  if (!extent_in_data_area(e))
+  if (e.offset >= g.volume_size || e.size > g.volume_size - e.offset)  // (no wrap past the end)
     return "disk '" + e.name + "' reaches past the end of the volume (offset " + bytes(e.offset) + ", size " +
            bytes(e.size) + ", volume " + bytes(g.volume_size) + " bytes)";
   return "";

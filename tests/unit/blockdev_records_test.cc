@@ -123,11 +123,17 @@ TEST(BlockdevRecords, ABadNameOrInUseFlagIsRefused) {
   ASSERT_TRUE(table);
   EXPECT_EQ((*table)[e.slot].problem, "its disk name is not printable text");
   const DiskEntry flag = make_disk(m, "flag");
+  make_disk(m, "after");  // so that flag's extent is a hole a first fit would take
   forge_u32(m, m.vol->geometry().disk_record(flag.slot), RecordKind::kDisk, 32, 7);
   table = m.vol->read_disk_table();
   ASSERT_TRUE(table);
   EXPECT_EQ((*table)[flag.slot].check, RecordCheck::kInvalid);
   EXPECT_NE((*table)[flag.slot].problem.find("in-use flag"), std::string::npos);
+  // Its extent is not free: a new disk lands elsewhere, as beside any other untrusted record.
+  auto next = m.vol->create_disk("next", flag.size, "t");
+  ASSERT_TRUE(next) << next.message();
+  EXPECT_FALSE(next->offset < flag.offset + flag.size && flag.offset < next->offset + next->size)
+      << "the new disk took the bytes of a record with a bad flag";
 }
 
 TEST(BlockdevRecords, ALeaseInAStateNoMinihvWritesIsDamagedNotFree) {
