@@ -23,8 +23,9 @@ using namespace std::chrono_literals;
 std::vector<long> ticks(const std::string& console) {
   std::vector<long> out;
   // The shell's prompt for the next command may come out in front of a tick ("/ # tick 2"): the
-  // loop runs in the background and the prompt is printed when it is started.
-  static const std::regex tick("(?:/ # )?tick ([0-9]+)\r?");
+  // loop runs in the background and the prompt is printed when it is started. Busybox's line
+  // editor may follow the prompt with a cursor-position query ("/ # \x1b[6ntick 2").
+  static const std::regex tick("(?:/ # )?(?:\x1b\\[[0-9;]*[A-Za-z])*tick ([0-9]+)\r?");
   std::istringstream lines(console.substr(0, console.rfind('\n') + 1));
   std::string l;
   std::smatch m;
