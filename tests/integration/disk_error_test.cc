@@ -49,15 +49,6 @@ private:
   bool mounted_;
 };
 
-long last_acknowledged(const VmProcess& vm) {
-  long rec = -1;
-  for (const auto& line : vm.lines_matching("^HB cpu=0 ")) {
-    auto hb = parse_heartbeat(line);
-    if (hb && hb->fields.count("rec")) rec = std::stol(hb->fields.at("rec"));
-  }
-  return rec;
-}
-
 nlohmann::json call(const std::string& api, const std::string& cmd) {
   auto r = api_call(api, {{"cmd", cmd}});
   EXPECT_TRUE(r) << cmd << ": " << r.message();
@@ -75,13 +66,20 @@ bool wait_state(const std::string& api, const std::string& state, std::chrono::m
 
 // The guest's write hits ENOSPC: the VM pauses and says why, the guest sees no error; space is
 // freed, `resume` retries, the guest goes on; a restart finds every acknowledged record.
-TEST(DiskOnError, AFullFilesystemPausesTheVmAndResumeGoesOn) {
+// The filled tmpfs with its image, and a socket path outside it.
+class DiskOnError : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs.mounted()) << "cannot mount a tmpfs (the tests run as root)";
+    make_image(fs.image(), kImageBytes);
+    ASSERT_TRUE(fs.fill());
+  }
   SmallFs fs;
-  ASSERT_TRUE(fs.mounted()) << "cannot mount a tmpfs (the tests run as root)";
-  make_image(fs.image(), kImageBytes);
-  ASSERT_TRUE(fs.fill());
   TempDir dir;
   const std::string api = dir.file("api.sock");
+};
+
+TEST_F(DiskOnError, AFullFilesystemPausesTheVmAndResumeGoesOn) {
   auto args = [&](const std::string& cmdline) {
     return std::vector<std::string>{"run", "--kernel", testguest_elf(), "--cmdline", cmdline, "--mem", "256M",
                                     "--disk", fs.image(), "--api", api};
@@ -119,13 +117,7 @@ TEST(DiskOnError, AFullFilesystemPausesTheVmAndResumeGoesOn) {
 }
 
 // on-error=report: the guest's write fails (its workload says so) and the VM runs on.
-TEST(DiskOnError, ReportHandsTheErrorToTheGuest) {
-  SmallFs fs;
-  ASSERT_TRUE(fs.mounted()) << "cannot mount a tmpfs (the tests run as root)";
-  make_image(fs.image(), kImageBytes);
-  ASSERT_TRUE(fs.fill());
-  TempDir dir;
-  const std::string api = dir.file("api.sock");
+TEST_F(DiskOnError, ReportHandsTheErrorToTheGuest) {
   VmProcess vm({"run", "--kernel", testguest_elf(), "--cmdline", "disk", "--mem", "256M", "--disk",
                 fs.image() + ",on-error=report", "--api", api});
   ASSERT_TRUE(vm.wait_line("^DISK ioerr op=write ", 30s)) << vm.stdout_text() << vm.stderr_text();
@@ -134,7 +126,7 @@ TEST(DiskOnError, ReportHandsTheErrorToTheGuest) {
   EXPECT_EQ(st.count("paused_reason"), 0u) << st.dump();
 }
 
-TEST(DiskOnError, ABadValueIsRefused) {
+TEST(DiskOnErrorValue, ABadValueIsRefused) {
   TempDir dir;
   make_image(dir.file("disk.img"), 1 << 20);
   const MinihvRun r = run_minihv({"run", "--kernel", testguest_elf(), "--disk", dir.file("disk.img") + ",on-error=pause"});
