@@ -21,6 +21,7 @@
 #include "common/net.h"
 #include "common/units.h"
 #include "migrate/migration.h"
+#include "vmm/devices/disk_spec.h"
 #include "vmm/devices/net_spec.h"
 #include "vmm/api.h"
 #include "vmm/control.h"
@@ -362,7 +363,15 @@ Command add_run_command(CLI::App& app) {
                        "CPU model: host, compat, x86-64-v1..v4, or a profile .json (minihv cpuid models); with "
                        "--incoming: the source's")
           ->capture_default_str();
-  run_app->add_option("--disk", o->vm.disks, "Raw disk image for a virtio-blk device (repeatable)");
+  run_app
+      ->add_option("--disk", o->vm.disks,
+                   "virtio-blk disk: IMAGE or VOLUME:DISK[,on-error=stop|report] (repeatable); a read or write the "
+                   "kernel fails with ENOSPC, EDQUOT or EIO pauses the VM (stop, the default; `resume` retries it) "
+                   "or fails in the guest (report)")
+      ->check([](const std::string& v) {
+        auto spec = parse_disk_spec(v);
+        return spec ? std::string() : spec.message();
+      });
   run_app
       ->add_option("--net", o->vm.nets,
                    "virtio-net on a tap: tap=NAME[,mac=MAC][,bridge=NAME][,queues=N] (repeatable); a tap that does not "

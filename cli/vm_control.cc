@@ -79,6 +79,7 @@ void print_row(const char* label, const std::string& value) { std::printf("%-11s
 // The state first, one line per fact: no CPUID tables.
 void print_short(const nlohmann::json& st) {
   print_row("state", text(st, "state"));
+  if (st.contains("paused_reason")) print_row("paused by", text(st, "paused_reason"));
   if (st.contains("incoming")) {
     const auto& in = st["incoming"];
     print_row("incoming", text(in, "phase") + " on " + text(in, "address") +

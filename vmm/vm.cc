@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <utility>
 
 #include "common/log.h"
 #include "cpuid/host.h"
@@ -202,7 +203,14 @@ int Vm::run() {
   if (arrived_) announce_nics();
   {
     std::unique_lock lock(mu_);
-    ended_cv_.wait(lock, [&] { return ended_; });
+    for (;;) {
+      ended_cv_.wait(lock, [&] { return ended_ || !disk_stop_.empty(); });
+      if (ended_) break;
+      const std::string why = std::exchange(disk_stop_, {});
+      lock.unlock();
+      pause_for_disk(why);
+      lock.lock();
+    }
   }
   for (auto& v : vcpus_) v->request(VcpuState::kStopped);
   for (auto& v : vcpus_) v->join();
@@ -236,12 +244,32 @@ std::pair<VmEnd, std::string> Vm::ending() const {
   return {end_why_, end_message_};
 }
 
+void Vm::disk_stopped(const std::string& reason) {
+  std::lock_guard lock(mu_);
+  disk_stop_ = reason;
+  ended_cv_.notify_all();
+}
+
+// On run()'s thread: a disk's I/O thread must not wait for the vCPUs, nor outlive the VM in pause().
+void Vm::pause_for_disk(const std::string& reason) {
+  const Status s = pause();
+  std::lock_guard lock(mu_);
+  if (state_ != VmState::kPaused) {  // e.g. ended meanwhile
+    LOG_WARN("%s; the VM could not pause: %s", reason.c_str(), s.message().c_str());
+    return;
+  }
+  paused_reason_ = reason;
+  LOG_WARN("%s; the VM is paused until `resume` retries the disk's requests", reason.c_str());
+}
+
 void Vm::stop() { end(VmEnd::kStopped, "stopped through the control socket"); }
 
 Status Vm::pause() {
   {
     std::lock_guard lock(mu_);
-    if (state_ != VmState::kRunning) return Status::error(std::string("cannot pause a VM that is ") + to_string(state_));
+    if (state_ != VmState::kRunning)
+      return Status::error(std::string("cannot pause a VM that is ") + to_string(state_) +
+                           (paused_reason_.empty() ? "" : " (" + paused_reason_ + ": resume it first)"));
   }
   for (auto& v : vcpus_) v->request(VcpuState::kPaused);
   for (auto& v : vcpus_) v->wait_for(VcpuState::kPaused);
@@ -256,8 +284,10 @@ Status Vm::resume() {
     std::lock_guard lock(mu_);
     if (state_ != VmState::kPaused) return Status::error(std::string("cannot resume a VM that is ") + to_string(state_));
     state_ = VmState::kRunning;
+    paused_reason_.clear();
   }
   resume_devices();
+  for (VirtioBlk* b : blks_) b->retry();
   for (auto& v : vcpus_) v->request(VcpuState::kRunning);
   return Status::ok();
 }
@@ -286,6 +316,7 @@ nlohmann::json Vm::status() const {
           {"uptime_ms", up},
           {"dirty_log", dirty_log_.method()},
           {"vcpus", vcpus}};
+  if (state_ == VmState::kPaused && !paused_reason_.empty()) j["paused_reason"] = paused_reason_;
   if (sized() && cpuid_) j["cpu"] = cpuid::status_json(*cpuid_, cpuid_applied_ ? &*cpuid_applied_ : nullptr);
   return j;
 }

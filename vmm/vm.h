@@ -50,7 +50,8 @@ struct VmConfig {
   std::string cmdline;
   uint64_t mem_bytes = 512ull << 20;
   unsigned cpus = 1;
-  std::vector<std::string> disks;   // raw image files or VOLUME:DISK, one virtio-blk each
+  // raw image files or VOLUME:DISK, one virtio-blk each, with [,on-error=stop|report] (disk_spec.h)
+  std::vector<std::string> disks;
   std::vector<std::string> nets;    // tap=NAME[,mac=MAC][,queues=N], one virtio-net each
   std::string console_path;         // empty: stdout
   uint64_t console_max = kDefaultOutputCap;  // console_path's cap; past it, it rotates (0: none)
@@ -76,7 +77,9 @@ public:
   int run();
 
   Status pause();
-  Status resume();  // also resumes devices that save_machine() quiesced
+  // Also resumes devices that save_machine() quiesced, and retries requests a disk parked on an
+  // I/O error (on-error=stop).
+  Status resume();
   void stop();  // ends the VM as kStopped (exit status 0)
 
   // --- What live migration needs (docs/vm-state.md); vmm/ knows nothing of migration. ---
@@ -97,7 +100,8 @@ public:
   size_t disk_count() const { return config_.disks.size(); }
   // Paused VM only. Quiesces every virtio device (in-flight I/O drained, disk fdatasync'ed) and
   // reads vCPU, irqchip, PIT, clock and device state. The devices stay quiesced until resume()
-  // (migration failed: the VM goes on as before) or the VM ends.
+  // (migration failed: the VM goes on as before) or the VM ends. Refused while a disk holds
+  // requests parked on an I/O error (they are in no state that could be saved).
   Result<MachineState> save_machine();
   // A migration's source, just before it sends `m` (taken by save_machine): the frames that reached
   // the NICs' taps since go with it (VirtioNet::hold_arrivals), their windows saved again.
@@ -187,6 +191,11 @@ private:
   // Puts `device` behind the next virtio-mmio window with its IRQ and queue-notify ioeventfds.
   Status add_virtio_device(std::unique_ptr<VirtioDevice> device, const std::string& what);
   Result<BlockBackend> open_volume_disk(const blockdev::VolumeDiskSpec& spec);
+  Status create_disk(const std::string& text);
+  // A disk with on-error=stop stopped (its I/O thread): run() pauses the VM with this reason.
+  void disk_stopped(const std::string& reason);
+  void pause_for_disk(const std::string& reason);
+  Status check_no_parked_requests() const;
   void stop_virtio_devices();
   std::vector<boot::VirtioMmioWindow> virtio_windows() const;
 
@@ -214,6 +223,8 @@ private:
   bool ended_ = false;
   VmEnd end_why_ = VmEnd::kStopped;
   std::string end_message_;
+  std::string disk_stop_;      // a disk's stop that run() has yet to turn into a pause
+  std::string paused_reason_;  // why a paused VM is paused, when a disk paused it
   std::chrono::steady_clock::time_point started_;
 
   DirtyLog dirty_log_;

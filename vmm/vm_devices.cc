@@ -66,6 +66,28 @@ Result<BlockBackend> Vm::open_volume_disk(const blockdev::VolumeDiskSpec& spec) 
   return backend;
 }
 
+Status Vm::create_disk(const std::string& text) {
+  auto spec = parse_disk_spec(text);
+  if (!spec) return spec.status().context("--disk " + text);
+  const auto volume_disk = blockdev::parse_volume_disk(spec->target);
+  auto backend = volume_disk ? open_volume_disk(*volume_disk) : BlockBackend::open_file(spec->target, {});
+  if (!backend) return Status::invalid("--disk " + text + ": " + backend.message());
+  auto blk = VirtioBlk::create(std::move(backend).value());
+  if (!blk) return blk.status().context("--disk " + text);
+  VirtioBlk* disk = blk->get();
+  disk->set_error_policy({spec->on_error, [this](const std::string& why) { disk_stopped(why); }});
+  MINIHV_TRY(add_virtio_device(std::move(blk).value(), "--disk " + text));
+  blks_.push_back(disk);
+  return Status::ok();
+}
+
+Status Vm::check_no_parked_requests() const {
+  for (size_t i = 0; i < blks_.size(); ++i)
+    if (blks_[i]->parked_requests())
+      return Status::error("disk " + blks_[i]->backend().name() + " is paused on an I/O error: resume it first");
+  return Status::ok();
+}
+
 Result<std::unique_ptr<VirtioNet>> Vm::create_nic(const std::string& text) {
   auto spec = parse_nic_spec(text);
   if (!spec) return spec.status();
@@ -78,16 +100,7 @@ Result<std::unique_ptr<VirtioNet>> Vm::create_nic(const std::string& text) {
 Status Vm::create_virtio_devices() {
   if (config_.disks.size() + config_.nets.size() > layout::kVirtioMaxDevices)
     return Status::invalid("at most " + std::to_string(layout::kVirtioMaxDevices) + " disks and NICs together");
-  for (const std::string& path : config_.disks) {
-    const auto spec = blockdev::parse_volume_disk(path);
-    auto backend = spec ? open_volume_disk(*spec) : BlockBackend::open_file(path, {});
-    if (!backend) return Status::invalid("--disk " + path + ": " + backend.message());
-    auto blk = VirtioBlk::create(std::move(backend).value());
-    if (!blk) return blk.status().context("--disk " + path);
-    VirtioBlk* disk = blk->get();
-    MINIHV_TRY(add_virtio_device(std::move(blk).value(), "--disk " + path));
-    blks_.push_back(disk);
-  }
+  for (const std::string& text : config_.disks) MINIHV_TRY(create_disk(text));
   for (const std::string& text : config_.nets) {
     auto nic = create_nic(text);
     if (!nic) return nic.status().context("--net " + text);

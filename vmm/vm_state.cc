@@ -72,7 +72,9 @@ Result<MachineState> Vm::save_machine() {
     if (state_ != VmState::kPaused)
       return Status::error(std::string("save_machine needs a paused VM; this one is ") + to_string(state_));
   }
-  // Devices first: no request may be in flight (or complete into RAM) once the state is read.
+  // Devices first: no request may be in flight (or complete into RAM) once the state is read. A
+  // request parked on a disk error is in flight for the guest but in no saved state: refused.
+  MINIHV_TRY(check_no_parked_requests());
   devices_quiesced_ = true;
   for (size_t i = 0; i < virtio_.size(); ++i) {
     Status s = virtio_[i]->device().quiesce();
@@ -80,6 +82,10 @@ Result<MachineState> Vm::save_machine() {
       resume_devices();
       return s.context("quiescing virtio device " + std::to_string(i));
     }
+  }
+  if (Status s = check_no_parked_requests(); !s) {  // parked while quiescing
+    resume_devices();
+    return s;
   }
   auto caps = VcpuStateCaps::probe(kvm_, vm_fd_.get());
   if (!caps) return caps.status();

@@ -30,7 +30,8 @@ const Section kJsonOutput = {
     {{"", "The top-level fields of each command's JSON (a failure is `{\"ok\":false,\"error\":...}`). "
           "A test checks that every field these commands print is listed here."},
      {"vm status", "`ok`, `state` (running, paused, incoming, ...), `pid`, `cpus`, `mem_bytes`, `kernel`, "
-                   "`cmdline`, `disks`, `uptime_ms`, `dirty_log` (method), `vcpus` (id, state), `migration` "
+                   "`cmdline`, `disks`, `uptime_ms`, `dirty_log` (method), `vcpus` (id, state), `paused_reason` (only "
+                   "while a disk error keeps the VM paused), `migration` "
                    "(`in_doubt`, and what is in doubt), `incoming` (an `--incoming` VM that waits: phase, "
                    "address), `cpu` (model, vendor, advisory, features, profile, applied: only with "
                    "`--cpuid`). The control socket's own replies: docs/vmm.md."},

@@ -274,6 +274,15 @@ void VmProcess::kill(int sig) {
   if (!exited_) ::kill(pid_, sig);
 }
 
+long last_acknowledged(const VmProcess& vm) {
+  long rec = -1;
+  for (const auto& line : vm.lines_matching("^HB cpu=0 ")) {
+    auto hb = parse_heartbeat(line);
+    if (hb && hb->fields.count("rec")) rec = std::stol(hb->fields.at("rec"));
+  }
+  return rec;
+}
+
 std::optional<Heartbeat> parse_heartbeat(const std::string& line) {
   const size_t at = line.find("HB ");
   if (at == std::string::npos) return std::nullopt;

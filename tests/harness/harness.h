@@ -128,6 +128,8 @@ struct Heartbeat {
   std::map<std::string, std::string> fields;
 };
 std::optional<Heartbeat> parse_heartbeat(const std::string& line);
+// The `disk` workload's last acknowledged record (`rec=` of vCPU 0's heartbeats so far), -1 if none.
+long last_acknowledged(const VmProcess& vm);
 
 // A disk image file of `bytes` zero bytes.
 void make_image(const std::string& path, uint64_t bytes);

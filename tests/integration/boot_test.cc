@@ -163,15 +163,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-long last_acknowledged(const VmProcess& vm) {
-  long rec = -1;
-  for (const auto& line : vm.lines_matching("^HB cpu=0 ")) {
-    auto hb = parse_heartbeat(line);
-    if (hb && hb->fields.count("rec")) rec = std::stol(hb->fields.at("rec"));
-  }
-  return rec;
-}
-
 TEST(Disk, RecordsSurviveAVmRestart) {
   TempDir dir;
   const std::string img = dir.file("disk.img");

@@ -80,15 +80,6 @@ protected:
   std::string vol_;
 };
 
-long last_acknowledged(const VmProcess& vm) {
-  long rec = -1;
-  for (const auto& line : vm.lines_matching("^HB cpu=0 ")) {
-    auto hb = parse_heartbeat(line);
-    if (hb && hb->fields.count("rec")) rec = std::stol(hb->fields.at("rec"));
-  }
-  return rec;
-}
-
 void expect_clean_disk_run(const VmProcess& vm) {
   EXPECT_TRUE(vm.lines_matching("CORRUPT").empty()) << vm.stdout_text();
   EXPECT_TRUE(vm.lines_matching("errs=[1-9]").empty()) << vm.stdout_text();

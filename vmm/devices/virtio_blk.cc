@@ -66,7 +66,7 @@ void VirtioBlk::write_config(uint64_t, const uint8_t*, uint32_t) {
 Status VirtioBlk::activate(const VirtioActivation& act) {
   std::lock_guard lock(mu_);
   worker_.reset();
-  auto w = BlkWorker::start(act, backend_, serial_, stats_, quiesced_);
+  auto w = BlkWorker::start(act, backend_, serial_, stats_, quiesced_, policy_);
   if (!w) return w.status();
   worker_ = std::move(w).value();
   return Status::ok();
@@ -92,6 +92,21 @@ void VirtioBlk::resume() {
   if (worker_) worker_->unpause();
 }
 
+void VirtioBlk::set_error_policy(DiskErrorPolicy policy) {
+  std::lock_guard lock(mu_);
+  policy_ = std::move(policy);
+}
+
+unsigned VirtioBlk::parked_requests() const {
+  std::lock_guard lock(mu_);
+  return worker_ ? worker_->parked() : 0;
+}
+
+void VirtioBlk::retry() {
+  std::lock_guard lock(mu_);
+  if (worker_ && !quiesced_) worker_->unpause();
+}
+
 bool VirtioBlk::quiesced() const {
   std::lock_guard lock(mu_);
   return quiesced_;
@@ -109,8 +124,8 @@ VirtioBlk::Stats VirtioBlk::stats() const {
   return s;
 }
 
-// Requests are never in flight in a saved state (quiesced), so the device state is only what
-// the destination must agree with: the disk's geometry.
+// Requests are never in flight in a saved state (quiesced, and the VM refuses to save a disk with
+// parked requests), so the device state is only what the destination must agree with: the geometry.
 std::vector<uint8_t> VirtioBlk::save_state() const {
   BlobWriter w;
   w.put<uint32_t>(kStateMagic);

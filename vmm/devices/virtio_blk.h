@@ -59,6 +59,12 @@ public:
   Stats stats() const;
   const BlockBackend& backend() const { return backend_; }
   bool quiesced() const;
+  // What a failed read or write does from the next activation on (default: reported to the guest).
+  void set_error_policy(DiskErrorPolicy policy);
+  // Requests parked on an I/O error (on-error=stop); resume() retries them, and so does retry().
+  unsigned parked_requests() const;
+  // Retries parked requests of a device that is not quiesced (the VM's `resume`).
+  void retry();
 
 private:
   VirtioBlk(BlockBackend backend, std::string serial);
@@ -66,6 +72,7 @@ private:
   BlockBackend backend_;
   std::string serial_;
   BlkStats stats_;
+  DiskErrorPolicy policy_;
   mutable std::mutex mu_;  // worker_ and quiesced_ (vCPU thread via the transport, VM thread)
   bool quiesced_ = false;
   std::unique_ptr<BlkWorker> worker_;

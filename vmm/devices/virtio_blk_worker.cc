@@ -33,10 +33,10 @@ bool is_aligned(const std::vector<VirtqBuffer>& data, uint32_t align) {
 Result<std::unique_ptr<BlkWorker>> BlkWorker::start(const VirtioActivation& act,
                                                     const BlockBackend& backend,
                                                     const std::string& serial, BlkStats& stats,
-                                                    bool paused) {
+                                                    bool paused, DiskErrorPolicy policy) {
   if (act.queues.empty() || !act.queues[0].active() || act.notify_fds.empty())
     return Status::error("virtio-blk: request queue not set up by the driver");
-  std::unique_ptr<BlkWorker> w(new BlkWorker(act, backend, serial, stats, paused));
+  std::unique_ptr<BlkWorker> w(new BlkWorker(act, backend, serial, stats, paused, std::move(policy)));
   MINIHV_TRY(w->control_.init("virtio-blk"));
   MINIHV_TRY(w->ring_.init(kRingEntries).context("virtio-blk"));
   w->thread_ = std::jthread([p = w.get()](std::stop_token st) { p->run(std::move(st)); });
@@ -44,9 +44,9 @@ Result<std::unique_ptr<BlkWorker>> BlkWorker::start(const VirtioActivation& act,
 }
 
 BlkWorker::BlkWorker(const VirtioActivation& act, const BlockBackend& backend,
-                     const std::string& serial, BlkStats& stats, bool paused)
+                     const std::string& serial, BlkStats& stats, bool paused, DiskErrorPolicy policy)
     : act_(act), backend_(backend), serial_(serial), stats_(stats), queue_(act.queues[0]),
-      control_(paused), slots_(kMaxInFlight) {
+      policy_(std::move(policy)), control_(paused), slots_(kMaxInFlight) {
   for (unsigned i = kMaxInFlight; i-- > 0;) free_.push_back(i);
 }
 
@@ -82,7 +82,8 @@ void BlkWorker::arm_eventfd_read(int fd, uint64_t tag, uint64_t* buf) {
 void BlkWorker::apply_control(const std::stop_token& stop) {
   const WorkerControl::Request r = control_.take();
   stopping_ = stop.stop_requested();
-  running_ = !r.paused && !stopping_ && !broken_;
+  if (held_ && !r.paused && !stopping_ && r.seq > held_seq_) retry_parked();
+  running_ = !r.paused && !stopping_ && !broken_ && !held_;
   pending_ack_ = r.seq;
 }
 
@@ -340,6 +341,7 @@ void BlkWorker::complete_io(unsigned idx, int32_t res) {
   Slot& s = slots_[idx];
   BlkRequest& r = s.req;
   if (res == -EINTR || res == -EAGAIN) return submit_io(idx);
+  if (parks(s, res)) return park(idx, res);
   if (res < 0) {
     LOG_DEBUG("virtio-blk %s: I/O error: %s", backend_.name().c_str(), std::strerror(-res));
   } else if (r.op != BlkRequest::Op::kFlush) {
@@ -374,6 +376,39 @@ void BlkWorker::complete_io(unsigned idx, int32_t res) {
   if (!ok) ++stats_.errors;
   const uint32_t used = ok && r.op == BlkRequest::Op::kRead ? static_cast<uint32_t>(r.bytes + 1) : 1;
   release(idx, ok ? kSOk : kSIoErr, used);
+}
+
+bool BlkWorker::parks(const Slot& s, int32_t res) const {
+  const bool data = s.req.op == BlkRequest::Op::kRead || s.req.op == BlkRequest::Op::kWrite;
+  return data && res < 0 && policy_.action == DiskErrorAction::kStop && stops_on_error(-res);
+}
+
+// The request stays unanswered (the guest still waits for it) with what it transferred so far; the
+// first one parked stops the disk and asks for the VM to pause.
+void BlkWorker::park(unsigned idx, int32_t res) {
+  parked_.push_back(idx);
+  parked_count_.store(static_cast<unsigned>(parked_.size()));
+  --in_flight_;
+  if (held_) return;
+  held_ = true;
+  running_ = false;
+  held_seq_ = pending_ack_;
+  const std::string why = "disk error: " + backend_.name() + ": " + std::strerror(-res);
+  LOG_WARN("virtio-blk %s: %s; the disk waits for the VM to be resumed (on-error=stop)",
+           backend_.name().c_str(), std::strerror(-res));
+  if (policy_.on_stop) policy_.on_stop(why);
+}
+
+// Resubmits every parked request from where it stopped; one that fails again parks again.
+void BlkWorker::retry_parked() {
+  held_ = false;
+  std::vector<unsigned> again;
+  again.swap(parked_);
+  parked_count_.store(0);
+  for (unsigned idx : again) {
+    ++in_flight_;
+    submit_io(idx);
+  }
 }
 
 void BlkWorker::release(unsigned idx, uint8_t status, uint32_t used_len) {

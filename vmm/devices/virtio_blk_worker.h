@@ -3,7 +3,9 @@
 // Owns: one thread and one io_uring for the life of an activation (DRIVER_OK until reset). The
 // thread waits on the queue's notify eventfd and a control eventfd through io_uring reads, pops
 // requests, submits reads/writes/fsyncs straight into guest memory with up to kMaxInFlight in
-// flight, completes them in the used ring and raises the interrupt.
+// flight, completes them in the used ring and raises the interrupt. Under on-error=stop a read or
+// write the kernel fails with a stops_on_error() errno is parked unanswered: the thread takes no new
+// request and tells the policy's on_stop until the next unpause(), which resubmits what was parked.
 // Must not know: the transport's registers (it talks through VirtioActivation/VirtioSignals).
 #pragma once
 
@@ -24,6 +26,7 @@
 #include "common/fd.h"
 #include "common/status.h"
 #include "common/uring.h"
+#include "vmm/devices/disk_spec.h"
 #include "vmm/devices/virtio_blk_backend.h"
 #include "vmm/devices/virtio_blk_request.h"
 #include "vmm/devices/virtio_device.h"
@@ -53,7 +56,7 @@ public:
   static Result<std::unique_ptr<BlkWorker>> start(const VirtioActivation& act,
                                                   const BlockBackend& backend,
                                                   const std::string& serial, BlkStats& stats,
-                                                  bool paused);
+                                                  bool paused, DiskErrorPolicy policy = {});
   // Stops taking requests, waits for every in-flight I/O, joins the thread.
   ~BlkWorker();
   BlkWorker(const BlkWorker&) = delete;
@@ -61,8 +64,10 @@ public:
 
   // Stops taking new requests and returns when none is in flight.
   void pause();
-  // Takes requests again, including those that arrived while paused.
+  // Takes requests again, including those that arrived while paused, and resubmits parked ones.
   void unpause();
+  // Requests parked on an I/O error (on-error=stop), unanswered until unpause() retries them.
+  unsigned parked() const { return parked_count_.load(); }
 
 private:
   struct FreeDeleter {
@@ -79,7 +84,7 @@ private:
   };
 
   BlkWorker(const VirtioActivation& act, const BlockBackend& backend, const std::string& serial,
-            BlkStats& stats, bool paused);
+            BlkStats& stats, bool paused, DiskErrorPolicy policy);
   void run(std::stop_token stop);
   void arm_eventfd_read(int fd, uint64_t tag, uint64_t* buf);
   io_uring_sqe* get_sqe();
@@ -100,6 +105,9 @@ private:
   void submit_held_writes();
   void prep_sqe(unsigned idx);
   void complete_io(unsigned idx, int32_t res);
+  bool parks(const Slot& s, int32_t res) const;
+  void park(unsigned idx, int32_t res);
+  void retry_parked();
   void finish(const BlkRequest& req, uint8_t status, uint32_t used_len);
   void release(unsigned idx, uint8_t status, uint32_t used_len);
   void give_up(const char* why);
@@ -111,6 +119,7 @@ private:
   std::string serial_;
   BlkStats& stats_;
   Virtqueue& queue_;
+  DiskErrorPolicy policy_;
 
   // The device's requests (pause, resume) and the thread's acknowledgements.
   WorkerControl control_;
@@ -128,6 +137,12 @@ private:
   bool idle_timer_armed_ = false;
   std::chrono::steady_clock::time_point last_bounce_use_;
   DescriptorChain chain_;
+  // Parked on an I/O error: neither in flight in the ring nor free. Held until a control request
+  // newer than held_seq_ runs the thread again.
+  std::vector<unsigned> parked_;
+  std::atomic<unsigned> parked_count_{0};
+  bool held_ = false;
+  uint64_t held_seq_ = 0;
 
   // Declared last: the thread stops first, then the ring (cancelling the eventfd reads into these
   // buffers), then the buffers.
