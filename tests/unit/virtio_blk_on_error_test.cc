@@ -79,8 +79,8 @@ protected:
     ASSERT_TRUE(m) << m.message();
     mem_ = std::move(*m);
   }
-  void start(DiskErrorAction action) {
-    auto b = BlockBackend::open_file(fs_.image(), {});
+  void start(DiskErrorAction action, BlockBackend::FileOptions opts = {}) {
+    auto b = BlockBackend::open_file(fs_.image(), opts);
     ASSERT_TRUE(b) << b.message();
     auto blk = VirtioBlk::create(std::move(*b), "on-error");
     ASSERT_TRUE(blk) << blk.message();
@@ -187,6 +187,27 @@ TEST_F(VirtioBlkOnErrorTest, QuiesceReturnsWithARequestParkedAndResumeRetriesIt)
   EXPECT_EQ(blk_->parked_requests(), 1u);
   ASSERT_TRUE(fs_.free_space());
   blk_->resume();
+  ASSERT_TRUE(answered(1));
+  EXPECT_EQ(drv_->blk_status_of(head), kSOk);
+  EXPECT_EQ(fs_.read(0, kIoBytes), data);
+}
+
+// Through O_DIRECT with a guest buffer that is not aligned: the parked write gives its bounce copy
+// back (requests waiting for the copy budget must not wait for a VM to be resumed) and the retry
+// copies the guest's data again.
+TEST_F(VirtioBlkOnErrorTest, AParkedBouncedWriteHoldsNoCopyAndIsCopiedAgainOnRetry) {
+  start(DiskErrorAction::kStop, {.direct = true});
+  const uint64_t odd = TestLayout::kData + 3;
+  std::vector<uint8_t> data(kIoBytes);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(5 + i * 11);
+  ASSERT_TRUE(mem_->write(odd, data.data(), data.size()));
+  const uint16_t head = drv_->blk_queue(kTOut, 0, odd, kIoBytes, false);
+  drv_->kick();
+  ASSERT_TRUE(VirtioTestDriver::wait([&] { return stops() == 1; }, 5000)) << "no stop reported";
+  EXPECT_EQ(blk_->parked_requests(), 1u);
+  EXPECT_EQ(blk_->stats().bounce_bytes, 0u) << "a parked request keeps its bounce copy";
+  ASSERT_TRUE(fs_.free_space());
+  blk_->retry();
   ASSERT_TRUE(answered(1));
   EXPECT_EQ(drv_->blk_status_of(head), kSOk);
   EXPECT_EQ(fs_.read(0, kIoBytes), data);

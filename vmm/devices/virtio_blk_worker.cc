@@ -385,10 +385,19 @@ bool BlkWorker::parks(const Slot& s, int32_t res) const {
 
 // The request stays unanswered (the guest still waits for it) with what it transferred so far; the
 // first one parked stops the disk and asks for the VM to pause.
+// A parked request holds no bounce copy: it is made again from the guest's buffers on the retry,
+// which starts the request over (rewriting what it wrote is harmless), so requests that waited for
+// the budget are not held up by a disk that waits for its VM to be resumed.
 void BlkWorker::park(unsigned idx, int32_t res) {
+  Slot& s = slots_[idx];
+  if (s.use_bounce) {
+    s.done = 0;
+    drop_bounce(s);
+  }
   parked_.push_back(idx);
   parked_count_.store(static_cast<unsigned>(parked_.size()));
   --in_flight_;
+  start_bounce_waiters();
   if (held_) return;
   held_ = true;
   running_ = false;
@@ -407,8 +416,10 @@ void BlkWorker::retry_parked() {
   parked_count_.store(0);
   for (unsigned idx : again) {
     ++in_flight_;
-    submit_io(idx);
+    if (slots_[idx].use_bounce) bounce_waiters_.push_back(idx);  // its copy is made again first
+    else submit_io(idx);
   }
+  start_bounce_waiters();
 }
 
 void BlkWorker::release(unsigned idx, uint8_t status, uint32_t used_len) {
