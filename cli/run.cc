@@ -184,6 +184,10 @@ int receive(Vm& vm, const net::Endpoint& where, const std::optional<tls::Psk>& p
   constexpr auto kLeaseHandOff = std::chrono::seconds(60);
   if (Status lease = vm.acquire_disk_leases(kLeaseHandOff); !lease)
     return ending.fail(kExitFailure, "incoming migration: " + lease.message());
+  // Raw images' locks: the source lets go of them right after the ACK. The guest does not wait for
+  // them; one still refused after this long is warned about, naming its holder.
+  constexpr auto kImageLockHandOff = std::chrono::seconds(3);
+  vm.acquire_image_locks(kImageLockHandOff);
   wait.arrived();
   std::fprintf(stderr, "minihv: incoming migration complete (%s): the VM runs here\n", channel.c_str());
   events.publish({{"event", "arrived"}, {"tls", channel}});
@@ -353,7 +357,7 @@ Command add_run_command(CLI::App& app) {
                        "CPU model: host, compat, x86-64-v1..v4, or a profile .json (minihv cpuid models); with "
                        "--incoming: the source's")
           ->capture_default_str();
-  run_app->add_option("--disk", o->vm.disks, "Raw disk image for a virtio-blk device (repeatable)");
+  run_app->add_option("--disk", o->vm.disks, "Raw disk image for a virtio-blk device, locked: a second VM on it is refused (repeatable)");
   run_app
       ->add_option("--net", o->vm.nets,
                    "virtio-net on a tap: tap=NAME[,mac=MAC][,bridge=NAME][,queues=N] (repeatable); a tap that does not "

@@ -82,6 +82,7 @@ Status Vm::create_virtio_devices() {
     const auto spec = blockdev::parse_volume_disk(path);
     auto backend = spec ? open_volume_disk(*spec) : BlockBackend::open_file(path, {});
     if (!backend) return Status::invalid("--disk " + path + ": " + backend.message());
+    if (!spec) MINIHV_TRY(lock_image(*backend, path).context("--disk " + path));
     auto blk = VirtioBlk::create(std::move(backend).value());
     if (!blk) return blk.status().context("--disk " + path);
     VirtioBlk* disk = blk->get();
@@ -168,6 +169,7 @@ Status Vm::acquire_disk_leases(std::chrono::milliseconds timeout) {
 }
 
 void Vm::stop_virtio_devices() {
+  image_lock_waiter_ = std::jthread();  // asks it to stop and joins it
   // Resetting a transport stops its device's I/O thread; in-flight requests complete first.
   blks_.clear();
   nics_.clear();
