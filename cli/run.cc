@@ -186,6 +186,10 @@ int receive(Vm& vm, const net::Endpoint& where, const std::optional<tls::Psk>& p
   constexpr auto kLeaseHandOff = std::chrono::seconds(60);
   if (Status lease = vm.acquire_disk_leases(kLeaseHandOff); !lease)
     return ending.fail(kExitFailure, "incoming migration: " + lease.message());
+  // Raw images' locks: the source lets go of them right after the ACK. The guest does not wait for
+  // them; one still refused after this long is warned about, naming its holder.
+  constexpr auto kImageLockHandOff = std::chrono::seconds(3);
+  vm.acquire_image_locks(kImageLockHandOff);
   wait.arrived();
   std::fprintf(stderr, "minihv: incoming migration complete (%s): the VM runs here\n", channel.c_str());
   events.publish({{"event", "arrived"}, {"tls", channel}});
@@ -365,9 +369,10 @@ Command add_run_command(CLI::App& app) {
           ->capture_default_str();
   run_app
       ->add_option("--disk", o->vm.disks,
-                   "virtio-blk disk: IMAGE or VOLUME:DISK[,on-error=stop|report] (repeatable); a read or write the "
-                   "kernel fails with ENOSPC, EDQUOT or EIO pauses the VM (stop, the default; `resume` retries it) "
-                   "or fails in the guest (report)")
+                   "virtio-blk disk: IMAGE or VOLUME:DISK[,on-error=stop|report] (repeatable); a raw IMAGE is locked "
+                   "while the VM has it (a second VM on it is refused, naming the first); a read or write the kernel "
+                   "fails with ENOSPC, EDQUOT or EIO pauses the VM (stop, the default; `resume` retries it) or fails "
+                   "in the guest (report)")
       ->check([](const std::string& v) {
         auto spec = parse_disk_spec(v);
         return spec ? std::string() : spec.message();

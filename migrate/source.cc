@@ -462,6 +462,7 @@ private:
     committed_ = true;  // from here, only proof that the destination did not commit resumes the VM
     MINIHV_TRY(await_commit(session_->send(kControlStream, make_commit())));
     parts.acked = at();
+    vm_.release_image_locks();  // the destination has the VM: its raw images are its to lock now
     sum_.downtime_ms = ms_since(pause_start);
     return Status::ok();
   }

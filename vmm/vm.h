@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <utility>
@@ -27,6 +28,7 @@
 #include "vmm/boot/firmware_config.h"
 #include "vmm/bus.h"
 #include "vmm/console_hub.h"
+#include "vmm/devices/image_lock.h"
 #include "vmm/devices/power.h"
 #include "vmm/devices/uart.h"
 #include "vmm/devices/virtio_blk.h"
@@ -131,6 +133,13 @@ public:
   // provably current now: a cluster VM's (its node holds them: --fence-fd, still open) or one with
   // shared-volume disks. While they are held, a copy elsewhere cannot have started.
   bool holds_guest_leases() const;
+  // Raw images (--disk PATH) carry an OFD lock (image_lock.h) from the moment they open, except in
+  // an incoming VM: the source holds them until it has the ACK. A source that handed the VM over
+  // lets go of them here; the destination takes them with acquire_image_locks(), which returns at
+  // once and keeps trying in the background for up to `patience` while the guest runs, then warns
+  // naming the holder (the guest runs here either way). Shared-volume disks have leases instead.
+  void release_image_locks();
+  void acquire_image_locks(std::chrono::milliseconds patience);
   // What restore_machine() could not carry but did not fail for (e.g. a TSC rate this host
   // cannot set); empty when everything was exact.
   const std::vector<std::string>& restore_notes() const { return restore_notes_; }
@@ -196,6 +205,9 @@ private:
   void disk_stopped(const std::string& reason);
   void pause_for_disk(const std::string& reason);
   Status check_no_parked_requests() const;
+  Status lock_image(const BlockBackend& backend, const std::string& path);
+  void wait_for_image_locks(std::stop_token stop, std::chrono::milliseconds patience);
+  bool try_image_locks(bool last_try);
   void stop_virtio_devices();
   std::vector<boot::VirtioMmioWindow> virtio_windows() const;
 
@@ -238,6 +250,10 @@ private:
   unsigned throttle_percent_ = 0;  // guarded by throttle_mu_
   bool throttle_quit_ = false;
   std::thread throttle_thread_;
+  std::mutex image_locks_mu_;
+  std::vector<ImageLock> image_locks_;  // one per raw --disk, guarded by image_locks_mu_
+  bool image_locks_released_ = false;   // handed over: never taken again (guarded likewise)
+  std::jthread image_lock_waiter_;      // acquire_image_locks(); joined before the devices go
   // Leases of shared-volume disks (--disk VOLUME:DISK); released once the devices have drained.
   // Declared last: their renewal threads stop before anything they may call into goes away.
   std::vector<std::unique_ptr<blockdev::VolumeDisk>> volume_disks_;

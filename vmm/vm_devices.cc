@@ -72,6 +72,7 @@ Status Vm::create_disk(const std::string& text) {
   const auto volume_disk = blockdev::parse_volume_disk(spec->target);
   auto backend = volume_disk ? open_volume_disk(*volume_disk) : BlockBackend::open_file(spec->target, {});
   if (!backend) return Status::invalid("--disk " + text + ": " + backend.message());
+  if (!volume_disk) MINIHV_TRY(lock_image(*backend, spec->target).context("--disk " + text));
   auto blk = VirtioBlk::create(std::move(backend).value());
   if (!blk) return blk.status().context("--disk " + text);
   VirtioBlk* disk = blk->get();
@@ -181,6 +182,7 @@ Status Vm::acquire_disk_leases(std::chrono::milliseconds timeout) {
 }
 
 void Vm::stop_virtio_devices() {
+  image_lock_waiter_ = std::jthread();  // asks it to stop and joins it
   // Resetting a transport stops its device's I/O thread; in-flight requests complete first.
   blks_.clear();
   nics_.clear();
