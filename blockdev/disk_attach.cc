@@ -6,17 +6,22 @@
 #include <mutex>
 #include <thread>
 
+#include "blockdev/extent_device.h"
 #include "common/log.h"
 
 namespace minihv::blockdev {
 
+std::optional<VolumeDiskSpec> split_volume_disk(const std::string& text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) return std::nullopt;
+  return VolumeDiskSpec{text.substr(0, colon), text.substr(colon + 1)};
+}
+
 std::optional<VolumeDiskSpec> parse_volume_disk(const std::string& text) {
   struct stat st {};
   if (::stat(text.c_str(), &st) == 0) return std::nullopt;  // an existing image, colon or not
-  const size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) return std::nullopt;
-  VolumeDiskSpec spec{text.substr(0, colon), text.substr(colon + 1)};
-  if (!Volume::looks_like_volume(spec.volume)) return std::nullopt;
+  auto spec = split_volume_disk(text);
+  if (!spec || !Volume::looks_like_volume(spec->volume)) return std::nullopt;
   return spec;
 }
 
@@ -58,6 +63,21 @@ Result<std::unique_ptr<VolumeDisk>> VolumeDisk::open_fenced(const VolumeDiskSpec
   return d;
 }
 
+Result<std::unique_ptr<VolumeDisk>> VolumeDisk::open_fenced_extent(const VolumeDiskSpec& spec,
+                                                                   std::shared_ptr<const Fence> fence, int extent_fd) {
+  std::unique_ptr<VolumeDisk> d(new VolumeDisk);
+  d->spec_ = spec;
+  d->owner_ = "fenced";
+  d->gate_ = std::make_shared<Gate>();
+  d->gate_->fence = std::move(fence);
+  d->extent_ = UniqueFd(::fcntl(extent_fd, F_DUPFD_CLOEXEC, 0));
+  if (!d->extent_.valid()) return Status::from_errno("disk " + spec.disk + ": the node's extent fd " + std::to_string(extent_fd));
+  auto size = device_size(d->extent_.get());
+  if (!size) return size.status().context("disk " + spec.disk + ": the node's extent device");
+  d->disk_.size = *size;  // offset 0: the device starts where the extent does
+  return d;
+}
+
 Status VolumeDisk::acquire(std::chrono::milliseconds timeout) {
   if (keeper_) return Status::ok();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -91,13 +111,19 @@ VolumeDisk::~VolumeDisk() {
 }
 
 Result<UniqueFd> VolumeDisk::open_data_fd() const {
+  if (extent_.valid()) {
+    UniqueFd fd(::fcntl(extent_.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd.valid()) return Status::from_errno("disk " + spec_.disk + ": dup of the extent fd");
+    return fd;
+  }
   UniqueFd fd(::open(spec_.volume.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC));
   if (!fd.valid()) return Status::from_errno(spec_.volume + ": open for disk " + spec_.disk);
   return fd;
 }
 
 std::function<bool()> VolumeDisk::write_gate() const {
-  if (gate_->fence) return [f = gate_->fence, &clock = volume_->clock()] { return f->may_write(clock); };
+  if (gate_->fence)
+    return [f = gate_->fence, &clock = volume_ ? volume_->clock() : system_clock()] { return f->may_write(clock); };
   return [g = gate_] {
     std::lock_guard lock(g->mu);
     return g->validity && g->validity->may_write();

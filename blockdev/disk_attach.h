@@ -27,6 +27,8 @@ struct VolumeDiskSpec {
 // "VOLUME:DISK" when the text before the last ':' is a minihv volume and the whole text is not
 // an existing file; nullopt for anything else (a plain image path).
 std::optional<VolumeDiskSpec> parse_volume_disk(const std::string& text);
+// "VOLUME:DISK" split at the last ':', the volume not looked at (nullopt without a ':' inside).
+std::optional<VolumeDiskSpec> split_volume_disk(const std::string& text);
 
 class VolumeDisk {
 public:
@@ -39,6 +41,10 @@ public:
   // For a VM of a cluster node: the node holds the disk's lease and says through `fence` until when
   // this process may write; nothing here takes or renews a lease.
   static Result<std::unique_ptr<VolumeDisk>> open_fenced(const VolumeDiskSpec& spec, std::shared_ptr<const Fence> fence);
+  // The same with the disk's extent opened by the node (`extent_fd`, a loop device over it:
+  // blockdev/extent_device.h): the volume is not opened here at all; the fd is dup()ed.
+  static Result<std::unique_ptr<VolumeDisk>> open_fenced_extent(const VolumeDiskSpec& spec,
+                                                                std::shared_ptr<const Fence> fence, int extent_fd);
   // Takes the lease, retrying while its holder (the migration source, which releases it once it
   // has handed the VM over) still has it; a holder that died instead loses it after `dead`.
   // Fenced: nothing to take (the node holds the lease; the caller waits for the fence to open).
@@ -48,7 +54,8 @@ public:
   VolumeDisk(const VolumeDisk&) = delete;
   VolumeDisk& operator=(const VolumeDisk&) = delete;
 
-  // The volume opened for the disk's data: O_DIRECT, not O_DSYNC (a guest FLUSH is fdatasync).
+  // The volume (or the node's extent device) opened for the disk's data: O_DIRECT, not O_DSYNC (a
+  // guest FLUSH is fdatasync).
   Result<UniqueFd> open_data_fd() const;
   uint64_t offset() const { return disk_.offset; }
   uint64_t length() const { return disk_.size; }
@@ -66,7 +73,8 @@ private:
   LeaseKeeper::LostFn on_lost_;
   std::shared_ptr<Gate> gate_;
   DiskEntry disk_;
-  std::unique_ptr<Volume> volume_;
+  std::unique_ptr<Volume> volume_;  // null with an extent fd
+  UniqueFd extent_;                  // the node's extent device: the data is there, from byte 0
   std::unique_ptr<LeaseKeeper> keeper_;
   bool released_ = false;
 };

@@ -45,6 +45,7 @@ struct RunOptions {
   bool insecure = false; // --incoming: plain TCP
   std::optional<tls::Psk> psk;  // from them, once checked
   int fence_fd = -1;     // set by a cluster node: its lease on this VM (blockdev/fence.h)
+  int extent_fd = -1;    // set by a cluster node: the VM's volume disk as a device of its own
   // The size options as parsed: an --incoming VM takes from the source those not given.
   const CLI::Option* mem_opt = nullptr;
   const CLI::Option* cpus_opt = nullptr;
@@ -265,6 +266,13 @@ int check_options(RunOptions& o, std::optional<net::Endpoint>& incoming) {
     }
     o.vm.fence = *fence;
   }
+  if (o.extent_fd >= 0) {
+    if (o.fence_fd < 0) {
+      std::fprintf(stderr, "minihv: error: --extent-fd goes with --fence-fd (a cluster node's VM)\n");
+      return kExitUsage;
+    }
+    o.vm.extent_fd = o.extent_fd;
+  }
   return kExitOk;
 }
 
@@ -403,6 +411,9 @@ Command add_run_command(CLI::App& app) {
   run_app->add_flag("--insecure", o->insecure,
                     "With --incoming: plain TCP, no key: anyone who reaches the port can read or push a VM");
   run_app->add_option("--fence-fd", o->fence_fd, "(set by minihv node) fd of the node's lease fence for this VM")
+      ->group("");
+  run_app->add_option("--extent-fd", o->extent_fd,
+                      "(set by minihv node) fd of this VM's volume disk, a device of its own: the volume is not opened")
       ->group("");
   run_app->add_flag("--hugetlb", o->vm.hugetlb, "Back guest RAM with hugetlbfs pages (2 MiB)");
   run_app

@@ -504,6 +504,13 @@ Result<blockdev::LeaseSlot> Node::disk_lease_slot(const std::string& disk) {
   return disk_slots_[disk] = obs_vol_->disk_slot(*d);
 }
 
+Result<blockdev::ExtentDevice> Node::extent_device(const std::string& disk) {
+  std::lock_guard lock(disk_mu_);
+  auto d = obs_vol_->find_disk(disk);
+  if (!d) return d.status();
+  return blockdev::make_extent_device(o_.volume, d->offset, d->size);
+}
+
 std::string Node::holder_of(const VmSpec& vm) {
   if (locals_.count(vm.name)) return o_.name;
   auto it = vm_holder_.find(vm.name);

@@ -25,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "blockdev/extent_device.h"
 #include "blockdev/fence.h"
 #include "blockdev/lease_keeper.h"
 #include "blockdev/volume.h"
@@ -173,6 +174,8 @@ private:
   std::string holder_of(const VmSpec& vm);
   // A disk's lease slot, from a cache of the disk table (reading all of it costs 256 reads).
   Result<blockdev::LeaseSlot> disk_lease_slot(const std::string& disk);
+  // A disk's extent of the volume as a device of its own, for the VM that runs on it.
+  Result<blockdev::ExtentDevice> extent_device(const std::string& disk);
   std::vector<std::string> live_nodes(bool include_paused);
 
   NodeOptions o_;

@@ -64,7 +64,8 @@ std::vector<std::string> child_args(const NodeOptions& o, uint32_t host_id, cons
   } else {
     args.insert(args.end(), {"--incoming", incoming, "--tls-psk", l.move_key_file});
   }
-  if (!l.spec.disk.empty()) args.insert(args.end(), {"--disk", o.volume + ":" + l.spec.disk});
+  // The disk's extent comes as fd 4 (Node::spawn): the VM opens nothing of the volume.
+  if (!l.spec.disk.empty()) args.insert(args.end(), {"--disk", o.volume + ":" + l.spec.disk, "--extent-fd", "4"});
   for (size_t i = 0; i < l.spec.nics.size(); ++i) {
     const VmNic& n = l.spec.nics[i];
     args.insert(args.end(), {"--net", "tap=" + vm_tap_name(l.spec.index, host_id, i) + ",bridge=" + n.bridge +
@@ -281,10 +282,18 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     l.errs = l.corrupt = 0;
     l.disk_resume = -1;
   }
+  // The VM's own disk as a device of its own, its fd handed to the child; the node's copy closes
+  // at the end of this function, and the kernel unbinds the device once the VM's is gone too.
+  std::optional<blockdev::ExtentDevice> extent;
+  if (!l.spec.disk.empty()) {
+    auto e = extent_device(l.spec.disk);
+    if (!e) return e.status().context("disk " + l.spec.disk);
+    extent = std::move(e).value();
+  }
   const ChildSpec spec{child_args(o_, host_id_, l, *model, incoming), l.api, l.console, l.log,
                        "# minihv node " + o_.name + ": instance started at unix ms " + std::to_string(unix_ms()) +
                            (incoming.empty() ? "" : " (incoming migration)") + "\n",
-                       l.fence->fd()};
+                       l.fence->fd(), extent ? extent->fd.get() : -1};
   Local* lp = &l;
   auto child = VmChild::spawn(
       spec, [this](const std::function<void()>& in_child) { return fork_on_spawner(in_child); }, l.pid,

@@ -98,8 +98,26 @@ VmChild::VmChild(std::string api, std::shared_ptr<std::atomic<pid_t>> pid, OnEve
     : api_(std::move(api)), pid_(std::move(pid)), on_event_(std::move(on_event)),
       stop_(::eventfd(0, EFD_CLOEXEC)) {}
 
+namespace {
+
+// In the child, after fork: `fds` become fds 3, 4, ... (a -1 leaves its number closed), every other
+// fd from 3 up is closed. Each is first moved above them all, so that none is overwritten before it
+// moves. Async-signal-safe.
+void hand_over_fds(std::initializer_list<int> fds) {
+  constexpr int kFirst = 3, kParked = 64;
+  int parked[8];
+  int n = 0;
+  for (int fd : fds) parked[n++] = fd >= 0 ? ::fcntl(fd, F_DUPFD_CLOEXEC, kParked) : -1;
+  for (int i = 0; i < n; ++i)
+    if (parked[i] >= 0) ::dup2(parked[i], kFirst + i);  // the copy is not close-on-exec
+  ::close_range(kFirst + n, ~0U, 0);
+}
+
+}  // namespace
+
 // The child dies with its node (a VM must never outlive the process renewing its leases): console
-// and log on pipes, stdin /dev/null, the fence as fd 3 and no other fd of the node, default signals.
+// and log on pipes, stdin /dev/null, the fence as fd 3, its disk's extent as fd 4 and no other fd of
+// the node, default signals.
 Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const Forker& fork,
                                                 std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event) {
   auto pipes = Pipes::open(spec);
@@ -108,7 +126,8 @@ Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const For
   if (!c->stop_.valid()) return Status::from_errno("eventfd");
   const std::vector<char*> argv = argv_of(spec.argv);
   const pid_t parent = ::getpid();
-  const int out = pipes->out_w.get(), err = pipes->err_w.get(), null = pipes->null.get(), fence = spec.fence_fd;
+  const int out = pipes->out_w.get(), err = pipes->err_w.get(), null = pipes->null.get();
+  const int fence = spec.fence_fd, extent = spec.extent_fd;
   const pid_t p = fork([&] {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
@@ -116,9 +135,7 @@ Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const For
     ::dup2(null, 0);
     ::dup2(out, 1);
     ::dup2(err, 2);
-    if (fence == 3) ::fcntl(3, F_SETFD, 0);  // dup2 onto itself would keep close-on-exec
-    else if (fence >= 0) ::dup2(fence, 3);
-    ::close_range(fence >= 0 ? 4 : 3, ~0U, 0);  // every fd not named above
+    hand_over_fds({fence, extent});
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

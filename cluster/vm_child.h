@@ -61,6 +61,7 @@ struct ChildSpec {
   std::string console, log;        // files its stdout and stderr are appended to (capped, rotated)
   std::string banner;              // written to both files first
   int fence_fd = -1;               // passed as fd 3 when >= 0
+  int extent_fd = -1;              // passed as fd 4 when >= 0: the VM's disk (blockdev/extent_device.h)
 };
 
 class VmChild {

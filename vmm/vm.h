@@ -64,6 +64,9 @@ struct VmConfig {
   // Set for a VM of a cluster node (`run --fence-fd`): the node holds the volume disks' leases and
   // this says until when the VM may write; no lease is taken here.
   std::shared_ptr<const blockdev::Fence> fence;
+  // With the fence (`run --extent-fd`): the volume disk's extent, opened by the node as a device of
+  // its own (blockdev/extent_device.h); the VM then opens nothing of the volume. -1: none.
+  int extent_fd = -1;
 };
 
 enum class VmState { kCreated, kRunning, kPaused, kEnded };

@@ -47,7 +47,11 @@ Result<BlockBackend> Vm::open_volume_disk(const blockdev::VolumeDiskSpec& spec) 
     end(VmEnd::kError, "disk " + spec.disk + " of volume " + spec.volume + ": lease lost (" + why +
                            "); all I/O stopped and the VM ended so that another node can take the disk over");
   };
-  auto disk = config_.fence ? blockdev::VolumeDisk::open_fenced(spec, config_.fence)
+  if (config_.extent_fd >= 0 && !volume_disks_.empty())
+    return Status::invalid("one --extent-fd serves one volume disk");
+  auto disk = config_.fence && config_.extent_fd >= 0
+                  ? blockdev::VolumeDisk::open_fenced_extent(spec, config_.fence, config_.extent_fd)
+             : config_.fence ? blockdev::VolumeDisk::open_fenced(spec, config_.fence)
              : incoming_      ? blockdev::VolumeDisk::open_without_lease(spec, blockdev::default_owner(), on_lost)
                               : blockdev::VolumeDisk::attach(spec, blockdev::default_owner(), on_lost);
   if (!disk) return disk.status();
@@ -69,7 +73,9 @@ Result<BlockBackend> Vm::open_volume_disk(const blockdev::VolumeDiskSpec& spec) 
 Status Vm::create_disk(const std::string& text) {
   auto spec = parse_disk_spec(text);
   if (!spec) return spec.status().context("--disk " + text);
-  const auto volume_disk = blockdev::parse_volume_disk(spec->target);
+  // With the node's extent device the volume is not looked at: VOLUME:DISK only names the disk.
+  const auto volume_disk = config_.extent_fd >= 0 ? blockdev::split_volume_disk(spec->target)
+                                                  : blockdev::parse_volume_disk(spec->target);
   auto backend = volume_disk ? open_volume_disk(*volume_disk) : BlockBackend::open_file(spec->target, {});
   if (!backend) return Status::invalid("--disk " + text + ": " + backend.message());
   if (!volume_disk) MINIHV_TRY(lock_image(*backend, spec->target).context("--disk " + text));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -101,11 +102,38 @@ TEST_F(ClusterTest, ValidatePassesThenNamesAForeignVolumeAndADownMigrationNetwor
       << down.out;
 }
 
+std::string first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// The VM process reaches its own disk and nothing else of the volume: a loop device over the disk's
+// extent of `disk_bytes` (blockdev/extent_device.h), and no fd on the volume itself.
+void expect_only_its_extent(int pid, const std::string& volume, uint64_t disk_bytes) {
+  ASSERT_GT(pid, 0);
+  const std::string vol = std::filesystem::canonical(volume).string();
+  int loops = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    EXPECT_NE(target, vol) << "the VM holds the whole volume open as fd " << e.path().filename();
+    if (target.rfind("/dev/loop", 0) != 0) continue;
+    ++loops;
+    const std::string sys = "/sys/block/" + target.substr(std::strlen("/dev/"));
+    EXPECT_EQ(first_line(sys + "/loop/backing_file"), vol) << target;
+    EXPECT_EQ(std::stoull("0" + first_line(sys + "/size")) * 512, disk_bytes) << target;
+  }
+  EXPECT_GE(loops, 1) << "the VM has no loop device: it must reach its disk through one";
+}
+
 TEST_F(ClusterTest, MoveAndDrainKeepTheGuestRunningWithoutAGap) {
   ASSERT_EQ(cluster.minihv({"volume", "disk", "create", cluster.volume(), "d1", "--size", "16M"}).status, 0);
   auto add = cluster.add_vm("web", "disk", {"--disk", "d1", "--preferred", "n0"});
   ASSERT_EQ(add.status, 0) << add.out << add.err;
   EXPECT_NE(add.out.find("running on n0"), std::string::npos) << add.out;
+  expect_only_its_extent(ClusterLab::vm_local(*cluster.status(0), "web").value("pid", 0), cluster.volume(), 16 << 20);
   std::this_thread::sleep_for(3s);
 
   auto mv = cluster.cli(2, {"move", "web", "--to", "n1", "--verify", "--json"});
@@ -121,6 +149,8 @@ TEST_F(ClusterTest, MoveAndDrainKeepTheGuestRunningWithoutAGap) {
   for (unsigned via : {0u, 1u, 2u})
     EXPECT_TRUE(cluster.wait_status(via, 2s, [](const json& s) { return ClusterLab::vm_node(s, "web") == "n1"; }))
         << "node " << via << " still sees another holder";
+  // Arrived by live migration, the same: the destination's node made it a device of its own too.
+  expect_only_its_extent(ClusterLab::vm_local(*cluster.status(1), "web").value("pid", 0), cluster.volume(), 16 << 20);
   std::this_thread::sleep_for(3s);
 
   auto dr = cluster.cli(0, {"drain", "n1", "--json"});
