@@ -466,6 +466,9 @@ Command add_node_command(CLI::App& app) {
   node->add_option("--listen", no->node.listen, "HOST:PORT for the cluster CLI and the other nodes")->required();
   node->add_option("--migration-networks", no->networks, "This node's addresses for live migration, preferred first (A,B,...)");
   node->add_option("--state-dir", no->node.state_dir, "VM consoles, logs and sockets (default /run/minihv/NAME)");
+  node->add_option("--watchdog", no->node.watchdog,
+                   "A watchdog device to arm (e.g. /dev/watchdog; softdog gives one): the host resets if the node stops "
+                   "renewing its lease, or is fenced with a VM it cannot prove gone (docs/security.md)");
   node->add_option("--metrics", no->node.metrics, "HOST:PORT to serve Prometheus metrics on (GET /metrics, plain HTTP)");
   node->add_option("--key", no->key, std::string("The cluster key file (default $") + kKeyEnv + ", else " +
                                          kDefaultKeyFile + "; minihv cluster init-key)");

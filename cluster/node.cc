@@ -24,6 +24,7 @@ namespace minihv::cluster {
 
 namespace {
 
+using timings::kConfirmAtLeast;
 using timings::kFencePump;
 using timings::kTick;
 
@@ -171,6 +172,21 @@ Status Node::take_node_lease() {
         if (ok) raw->counters_.lease_renewal.observe(std::chrono::duration<double>(took).count());
         else raw->counters_.lease_renewal_failures++;
       });
+  return arm_watchdog();
+}
+
+// `--watchdog DEV`: armed once the node holds its lease, petted by the fence pump while that lease
+// is renewed in time (cluster/watchdog.h).
+Status Node::arm_watchdog() {
+  if (o_.watchdog.empty()) return Status::ok();
+  auto timeout = watchdog_timeout_for(vol_->super().timings);
+  if (!timeout) return timeout.status().context("--watchdog " + o_.watchdog);
+  auto w = Watchdog::arm(o_.watchdog, *timeout);
+  if (!w) return w.status();
+  watchdog_ = std::move(w).value();
+  std::fprintf(stderr, "minihv: node %s: watchdog %s armed (%lld s): this host resets if the node stops renewing "
+                       "its lease, or is fenced with a VM it cannot prove gone\n",
+               o_.name.c_str(), o_.watchdog.c_str(), static_cast<long long>(timeout->count()));
   return Status::ok();
 }
 
@@ -228,6 +244,11 @@ Node::~Node() {
   locals.clear();  // kills what still runs and joins the VMs' threads (unless a worker holds it)
   kill_all_children();  // those a worker holds: it ends soon after
   workers_.join_all();
+  // A node that never ran (a start that failed after arming), or left run() without its end:
+  // unless fenced, its VMs are gone (killed above, their workers joined) and it holds nothing;
+  // fenced, nothing proved them gone, and the watchdog is left to reset the host.
+  if (watchdog_ && fenced_) watchdog_->abandon();
+  else if (watchdog_) watchdog_->disarm();
   if (pump_.joinable()) pump_.join();
   {
     std::lock_guard lock(spawn_mu_);
@@ -264,9 +285,15 @@ int Node::run() {
   }
   if (fenced_) {
     kill_all_children();
+    const bool proven = confirm_children_gone();
     abandon_leases();
-    std::fprintf(stderr, "minihv: node %s fenced: its lease on the volume expired; every VM was killed\n",
-                 o_.name.c_str());
+    if (watchdog_ && proven) {
+      watchdog_->disarm();
+    } else if (watchdog_) {
+      std::fprintf(stderr, "minihv: node %s: the watchdog %s stays armed and unpetted: it resets this host\n",
+                   o_.name.c_str(), o_.watchdog.c_str());
+      watchdog_->abandon();
+    }
     return 1;
   }
   bool was_paused = false;
@@ -277,6 +304,7 @@ int Node::run() {
   }
   if (drain_on_stop_) drain_before_stop();
   stop_all_vms();
+  if (watchdog_) watchdog_->disarm();  // every VM has stopped: none can write any more
   server_.reset();
   migration_servers_.clear();
   metrics_server_.reset();
@@ -453,9 +481,12 @@ void Node::fence_pump() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      if (cv_.wait_for(lock, kFencePump, [&] { return stopping_ && locals_.empty(); })) return;
+      // Stopping, it pets on until the watchdog is disarmed (or given up), after the VMs have gone.
+      if (cv_.wait_for(lock, kFencePump, [&] { return stopping_ && locals_.empty() && !(watchdog_ && watchdog_->armed()); }))
+        return;
       for (auto& [name, l] : locals_) update_fence(*l);
     }
+    pet_watchdog();
   }
 }
 
@@ -488,11 +519,55 @@ void Node::abandon_leases() {
   node_lease_->abandon();  // joins its threads, whose on_lost takes mu_
 }
 
+void Node::pet_watchdog() {
+  if (!watchdog_ || fenced_) return;
+  if (may_pet(vol_->clock().now(), node_lease_->validity()->until(), vol_->super().timings, watchdog_->timeout()))
+    watchdog_->pet();
+}
+
 bool Node::is_fenced() const { return fenced_ || !node_lease_->validity()->may_write(); }
 
-void Node::kill_all_children() {
-  std::lock_guard lock(pids_mu_);
-  for (pid_t p : pids_) ::kill(p, SIGKILL);
+void Node::kill_all_children() { pids_.kill_all(); }
+
+// Fenced, its VMs killed: proves every VM process gone before another node may take their disks
+// over (`dead` after the node's last renewal), or says that it cannot. A process ends only once its
+// io_uring requests have completed, so a VM that is gone can write no more; one that is not (its
+// writes stuck in the kernel) may still write after the takeover. A node that was stopped past
+// `dead` (frozen, suspended) still waits a little, to tell a late end from none.
+bool Node::confirm_children_gone() {
+  using std::chrono::steady_clock;
+  const blockdev::LeaseTimings& t = vol_->super().timings;
+  const auto kill = steady_clock::now();
+  const auto takeover = kill + (node_lease_->validity()->until() + (t.dead - t.fail) - vol_->clock().now());
+  const std::vector<pid_t> still = pids_.wait_gone(std::max(takeover, kill + kConfirmAtLeast));
+  const auto ms = [](steady_clock::duration d) {
+    return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+  };
+  const auto end = steady_clock::now();
+  if (still.empty() && end <= takeover) {
+    std::fprintf(stderr, "minihv: node %s fenced: its lease on the volume expired; every VM was killed and all "
+                         "were gone %lld ms later, %lld ms before another node may take their disks over\n",
+                 o_.name.c_str(), ms(end - kill), ms(takeover - end));
+    return true;
+  }
+  if (still.empty()) {
+    std::fprintf(stderr, "minihv: node %s fenced: its lease on the volume expired; every VM was killed and all "
+                         "were gone %lld ms later, but %lld ms after another node could take their disks over "
+                         "(this node had stopped past its lease's dead time): a write of theirs still in the "
+                         "kernel then could have landed after the takeover\n",
+                 o_.name.c_str(), ms(end - kill), ms(end - takeover));
+  } else {
+    std::string pids;
+    for (pid_t p : still) pids += (pids.empty() ? "" : " ") + std::to_string(p);
+    std::fprintf(stderr, "minihv: error: node %s fenced, but VM process(es) %s did not end within %lld ms of "
+                         "the kill: their writes may still be in the kernel and can land after another node has "
+                         "taken their disks over (docs/security.md, \"Writes after fencing\")\n",
+                 o_.name.c_str(), pids.c_str(), ms(end - kill));
+  }
+  if (!watchdog_)
+    std::fprintf(stderr, "minihv: node %s has no watchdog (--watchdog): nothing stops those writes; the lease's "
+                         "dead - fail margin is all that covers them\n", o_.name.c_str());
+  return false;
 }
 
 Result<blockdev::LeaseSlot> Node::disk_lease_slot(const std::string& disk) {

@@ -30,6 +30,7 @@
 #include "blockdev/lease_keeper.h"
 #include "blockdev/volume.h"
 #include "cluster/config.h"
+#include "cluster/live_pids.h"
 #include "cluster/metrics_server.h"
 #include "cluster/node_images.h"
 #include "cluster/node_metrics.h"
@@ -38,6 +39,7 @@
 #include "cluster/thread_group.h"
 #include "cluster/vm_child.h"
 #include "cluster/vm_phase.h"
+#include "cluster/watchdog.h"
 #include "common/jsonl.h"
 #include "common/keys.h"
 #include "vmm/api.h"
@@ -55,6 +57,7 @@ struct NodeOptions {
   keys::Secret cluster_key;                     // from --key (the CLI reads and checks the file)
   // A VM's kernel and initrd must lie under one of these (symlinks and ".." resolved; node_images.h).
   std::vector<std::string> images;
+  std::string watchdog;  // a watchdog device to arm ("": none; cluster/watchdog.h)
 };
 
 // Wall-clock milliseconds, for reports only (decisions use the monotonic clock).
@@ -110,6 +113,9 @@ private:
   void on_node_lease_lost(const std::string& why);
   void kill_all_children();
   void abandon_leases();  // fenced: nothing is written to a lease any more
+  bool confirm_children_gone();  // fenced, VMs killed: true when proved gone before `dead`
+  Status arm_watchdog();
+  void pet_watchdog();
   // Fenced, or about to be (the node lease may not be written: on_lost follows): no lease write.
   bool is_fenced() const;
   nlohmann::json status_json();
@@ -209,8 +215,8 @@ private:
   unsigned migrations_ = 0;       // outgoing live migrations now
 
   std::atomic<bool> fenced_{false};
-  std::mutex pids_mu_;
-  std::vector<pid_t> pids_;       // every child, for an instant kill from a lease thread
+  std::unique_ptr<Watchdog> watchdog_;  // --watchdog, once the node lease is held
+  LivePids pids_;                 // every child, for an instant kill from a lease thread
   std::thread pump_;
   std::mutex spawn_mu_;
   std::condition_variable spawn_cv_;

@@ -307,8 +307,7 @@ Status Node::spawn(Local& l, const std::string& incoming) {
 void Node::on_child(Local& l, const ChildEvent& e) {
   using Kind = ChildEvent::Kind;
   if (e.kind == Kind::kExiting) {  // before its pid is freed: no instant kill may reach a reused one
-    std::lock_guard lock(pids_mu_);
-    std::erase(pids_, e.pid);
+    pids_.remove(e.pid);
     return;
   }
   std::lock_guard lock(mu_);
@@ -332,8 +331,7 @@ pid_t Node::fork_on_spawner(const std::function<void()>& in_child) {
     const pid_t pid = ::fork();
     if (pid == 0) in_child();  // never returns
     if (pid < 0) return -errno;
-    std::lock_guard lock(pids_mu_);
-    pids_.push_back(pid);
+    pids_.add(pid);
     return pid;
   });
   auto result = task.get_future();

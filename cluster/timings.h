@@ -11,6 +11,9 @@ using namespace std::chrono_literals;
 // --- the node's loops (node.cc) ---
 inline constexpr auto kTick = 100ms;       // read the configuration and leases, settle ends, place orphans
 inline constexpr auto kFencePump = 10ms;   // push lease validity into every VM's fence
+// Fenced: how long at least the node waits for its killed VMs to be gone, even when the time by
+// which another node may take their disks over has passed (to tell a late end from none).
+inline constexpr auto kConfirmAtLeast = 2s;
 
 // --- the configuration's admin lease (config.cc) ---
 inline constexpr auto kAdminLeaseWait = 20s;      // a writer waits this long for the admin lease

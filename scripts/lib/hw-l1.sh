@@ -106,6 +106,7 @@ hw_l1_initramfs_start() {
   mknod -m 600 "$ir/dev/console" c 5 1 2>/dev/null || true  # the kernel's built-in cpio has one too
 
   : >"$ir/etc/hw-lane/modules"
+  : >"$ir/etc/hw-lane/params"  # the caller adds "NAME.ko PARAM=VALUE ..." lines
   for path in "${modules[@]}"; do
     src=$moddir/$path base=${path##*/}
     case "$base" in  # busybox insmod reads plain ELF only: decompress here
@@ -167,7 +168,9 @@ fail() {
 
 grep -qw svm /proc/cpuinfo || fail "no SVM in the emulated CPU ($(grep -m1 'model name' /proc/cpuinfo))"
 for m in $(cat /etc/hw-lane/modules); do
-  insmod "/lib/modules/hw-lane/$m" || echo "@tag@-init: insmod $m failed"
+  # shellcheck disable=SC2046  # a module's parameters, from /etc/hw-lane/params ("NAME.ko a=1 b=2")
+  insmod "/lib/modules/hw-lane/$m" $(sed -n "s/^$m //p" /etc/hw-lane/params 2>/dev/null) ||
+    echo "@tag@-init: insmod $m failed"
 done
 if [ ! -d /sys/module/kvm_amd ]; then
   dmesg | tail -n 20
