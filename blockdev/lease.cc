@@ -24,6 +24,9 @@ std::string clock_time(int64_t unix_ms) {
 }  // namespace
 
 void LeaseValidity::extend_to(Nanos t) {
+  int64_t granted = granted_ns_.load();
+  while (granted < t.count() && !granted_ns_.compare_exchange_weak(granted, t.count())) {
+  }
   int64_t cur = until_ns_.load();
   while (cur != kRevoked && cur < t.count() && !until_ns_.compare_exchange_weak(cur, t.count())) {
   }

@@ -38,6 +38,9 @@ public:
   bool may_write() const { return clock_.now().count() < until_ns_.load(std::memory_order_acquire); }
   Nanos until() const { return Nanos(until_ns_.load(std::memory_order_acquire)); }
   void extend_to(Nanos t);  // never moves back, and never undoes a revoke
+  // The latest validity ever granted, revoked or not: after a loss, what tells when another holder
+  // may take over (`dead` - `fail` after it).
+  Nanos granted() const { return Nanos(granted_ns_.load(std::memory_order_acquire)); }
   // For good: a renewal that completes after this (its write was in flight) does not revive it.
   void revoke() { until_ns_.store(kRevoked, std::memory_order_release); }
   Clock& clock() const { return clock_; }
@@ -46,6 +49,7 @@ private:
   static constexpr int64_t kRevoked = INT64_MIN;
   Clock& clock_;
   std::atomic<int64_t> until_ns_{0};
+  std::atomic<int64_t> granted_ns_{0};
 };
 
 // A lease this process holds.

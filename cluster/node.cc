@@ -538,7 +538,8 @@ bool Node::confirm_children_gone() {
   using std::chrono::steady_clock;
   const blockdev::LeaseTimings& t = vol_->super().timings;
   const auto kill = steady_clock::now();
-  const auto takeover = kill + (node_lease_->validity()->until() + (t.dead - t.fail) - vol_->clock().now());
+  // (granted(), not until(): a lease found lapsed is revoked, and its until() says nothing any more.)
+  const auto takeover = kill + (node_lease_->validity()->granted() + (t.dead - t.fail) - vol_->clock().now());
   const std::vector<pid_t> still = pids_.wait_gone(std::max(takeover, kill + kConfirmAtLeast));
   const auto ms = [](steady_clock::duration d) {
     return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());

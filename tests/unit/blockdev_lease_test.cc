@@ -411,3 +411,28 @@ TEST(BlockdevLease, AStallBetweenClaimAndReadBackStartsOverInsteadOfFailing) {
 
 }  // namespace
 }  // namespace minihv::blockdev
+
+namespace minihv::blockdev {
+namespace {
+
+// After a loss the validity is revoked for good, yet the node still needs to know when another
+// holder may take over: granted() keeps the latest validity ever given.
+TEST(BlockdevLeaseValidity, ARevokeEndsWritesButKeepsWhatWasGranted) {
+  ManualClock clock(Nanos(5'000'000'000));
+  LeaseValidity v(clock);
+  EXPECT_FALSE(v.may_write());
+  v.extend_to(Nanos(5'800'000'000));
+  v.extend_to(Nanos(5'600'000'000));  // never moves back
+  EXPECT_TRUE(v.may_write());
+  EXPECT_EQ(v.granted(), Nanos(5'800'000'000));
+  v.revoke();
+  EXPECT_FALSE(v.may_write());
+  EXPECT_LT(v.until().count(), 0);
+  EXPECT_EQ(v.granted(), Nanos(5'800'000'000));
+  v.extend_to(Nanos(6'000'000'000));  // a renewal that landed after the revoke: not valid again,
+  EXPECT_FALSE(v.may_write());        // but others count their `dead` from it
+  EXPECT_EQ(v.granted(), Nanos(6'000'000'000));
+}
+
+}  // namespace
+}  // namespace minihv::blockdev
