@@ -174,14 +174,20 @@ TEST(ClusterFence, AChildSeesTheHoldersValidityAndItsRevocation) {
   EXPECT_FALSE((*fence)->may_write(clock));
   (*fence)->extend_to(clock.now() + 10s);
   // Another process maps the same page by fd, as `minihv run --fence-fd` does.
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
   const pid_t pid = fork();
   if (pid == 0) {
     auto child = blockdev::Fence::attach(dup((*fence)->fd()));
     if (!child || !(*child)->may_write(clock)) _exit(1);
+    (void)!write(ready[1], "r", 1);  // attached and allowed: now the holder revokes
     while ((*child)->may_write(clock)) usleep(1000);  // until the holder revokes it
     _exit(0);
   }
-  usleep(50'000);
+  close(ready[1]);
+  char byte = 0;
+  (void)!read(ready[0], &byte, 1);  // EOF instead if the child failed first
+  close(ready[0]);
   (*fence)->revoke();
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
