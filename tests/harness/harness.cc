@@ -11,6 +11,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -95,13 +96,20 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
+int time_stretch() { return std::getenv("MINIHV_HW_LANE") ? kHwLaneStretch : 1; }
+
+std::string stretched_seconds(int seconds) { return std::to_string(seconds * time_stretch()); }
+
 MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra,
                       std::vector<std::string> env) {
+  constexpr int kDefaultMaxTime = 120, kWaitSeconds = 180;  // `migrate --max-time`'s default
   std::vector<std::string> a{"migrate", "--api", api, "--to", to, "--json"};
   a.insert(a.end(), extra.begin(), extra.end());
+  if (std::find(extra.begin(), extra.end(), "--max-time") == extra.end() && time_stretch() > 1)
+    a.insert(a.end(), {"--max-time", stretched_seconds(kDefaultMaxTime)});
   VmProcess m(a, std::move(env));
   MigrateResult r;
-  auto rc = m.wait_exit(std::chrono::seconds(180));
+  auto rc = m.wait_exit(std::chrono::seconds(kWaitSeconds * time_stretch()));
   r.exit = rc ? *rc : -1;
   r.stderr_text = m.stderr_text();
   auto out = m.stdout_text();

@@ -468,8 +468,8 @@ TEST_F(Migration, UnchangedHashingGoesOffAndOnAsTheGuestChanges) {
   Guest g{"dirty mib=64 same_ms=250", "256M", 1, ""};
   auto [src, dst, port] = start_pair(g, 2);
   auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port),
-                   {"--downtime-ms", "2", "--max-time", "60", "--compress", "none", "--verify", "--max-bandwidth",
-                    kSlowLinkMiB});
+                   {"--downtime-ms", "2", "--max-time", stretched_seconds(60), "--compress", "none", "--verify",
+                    "--max-bandwidth", kSlowLinkMiB});
   ASSERT_EQ(r.exit, 0) << r.stderr_text << r.json.dump(2);
   const auto& rates = r.json["hit_rates"];
   EXPECT_GT(rates.value("hash_off_rounds", 0), 0) << r.json.dump(2);

@@ -230,7 +230,10 @@ TEST(Trust, AHundredIdleConnectionsFromOneAddressLeaveTheCliItsWay) {
 
 // Each call is a new connection and a handshake: the handshake's last flight and the request are
 // small writes back to back, which Nagle held for the peer's delayed ACK (40 ms; a CLI call took
-// 55 ms instead of 6 before TCP_NODELAY on both ends).
+// 55 ms instead of 6 before TCP_NODELAY on both ends). Linux delays an ACK at least 40 ms
+// (TCP_DELACK_MIN), so a median under that says no call waited for one, on any host: here a call
+// takes about 6 ms, in the hw lane under QEMU TCG 24 to 35. With Nagle every call waited, so the
+// fastest of 11 shows it and a load spike on the host does not.
 TEST(Trust, ANodeCallCostsAHandshakeNotADelayedAck) {
   ClusterLab c(1);
   ASSERT_TRUE(c.wait_all_up(0, kUp)) << c.node(0).stderr_text();
@@ -242,7 +245,8 @@ TEST(Trust, ANodeCallCostsAHandshakeNotADelayedAck) {
     ms.push_back(*rtt);
   }
   std::sort(ms.begin(), ms.end());
-  EXPECT_LT(ms[ms.size() / 2], 20.0) << "median of 11 pings (connect + handshake + request), ms";
+  constexpr double kDelayedAckMs = 40.0;
+  EXPECT_LT(ms.front(), kDelayedAckMs) << "fastest of 11 pings (connect + handshake + request), ms";
 }
 
 TEST(Trust, VmBootFilesOutsideTheImageDirectoriesAreRefusedAlike) {

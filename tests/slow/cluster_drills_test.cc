@@ -1,7 +1,9 @@
 // 30 randomized failover drills on a three-node cluster: each kills (SIGKILL) or freezes (SIGSTOP,
 // past the dead timeout, then SIGCONT) a node that runs VMs, and checks that each of its VMs runs
 // again on exactly one survivor, that no acknowledged disk write was lost, and that the guests saw
-// no corruption. The seed is printed so a failure can be replayed (MINIHV_DRILL_SEED).
+// no corruption. The seed is printed so a failure can be replayed (MINIHV_DRILL_SEED). In the hw
+// lane (QEMU TCG, where a drill takes several times longer) it runs a third of them: kDrills /
+// time_stretch().
 #include <signal.h>
 
 #include <chrono>
@@ -12,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/harness/cluster_lab.h"
+#include "tests/harness/harness.h"
 
 namespace minihv::test {
 namespace {
@@ -23,6 +26,7 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+constexpr int kDrills = 30;
 // Nodes that may fence themselves in one run of 30 drills besides the frozen victims (which must).
 constexpr int kMaxSelfFences = 3;
 
@@ -78,7 +82,8 @@ TEST(ClusterDrills, ThirtyRandomizedKillsAndFreezesLoseNothingAndNeverRunAVmTwic
   std::this_thread::sleep_for(2s);
 
   int double_runs = 0, lost_writes = 0, self_fenced = 0;
-  for (int drill = 0; drill < 30; ++drill) {
+  const int drills = kDrills / time_stretch();
+  for (int drill = 0; drill < drills; ++drill) {
     SCOPED_TRACE("drill " + std::to_string(drill));
     // A live node that runs at least one VM (the one running the most, ties at random).
     unsigned via = 0;
