@@ -11,6 +11,17 @@
 
 namespace minihv::blockdev {
 
+namespace {
+
+// A close-on-exec duplicate of `fd`; `what` names it in the error.
+Result<UniqueFd> dup_cloexec(int fd, const std::string& what) {
+  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!copy.valid()) return Status::from_errno(what);
+  return copy;
+}
+
+}  // namespace
+
 std::optional<VolumeDiskSpec> split_volume_disk(const std::string& text) {
   const size_t colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) return std::nullopt;
@@ -70,8 +81,9 @@ Result<std::unique_ptr<VolumeDisk>> VolumeDisk::open_fenced_extent(const VolumeD
   d->owner_ = "fenced";
   d->gate_ = std::make_shared<Gate>();
   d->gate_->fence = std::move(fence);
-  d->extent_ = UniqueFd(::fcntl(extent_fd, F_DUPFD_CLOEXEC, 0));
-  if (!d->extent_.valid()) return Status::from_errno("disk " + spec.disk + ": the node's extent fd " + std::to_string(extent_fd));
+  auto extent = dup_cloexec(extent_fd, "disk " + spec.disk + ": the node's extent fd " + std::to_string(extent_fd));
+  if (!extent) return extent.status();
+  d->extent_ = std::move(*extent);
   auto size = device_size(d->extent_.get());
   if (!size) return size.status().context("disk " + spec.disk + ": the node's extent device");
   d->disk_.size = *size;  // offset 0: the device starts where the extent does
@@ -111,11 +123,7 @@ VolumeDisk::~VolumeDisk() {
 }
 
 Result<UniqueFd> VolumeDisk::open_data_fd() const {
-  if (extent_.valid()) {
-    UniqueFd fd(::fcntl(extent_.get(), F_DUPFD_CLOEXEC, 0));
-    if (!fd.valid()) return Status::from_errno("disk " + spec_.disk + ": dup of the extent fd");
-    return fd;
-  }
+  if (extent_.valid()) return dup_cloexec(extent_.get(), "disk " + spec_.disk + ": dup of the extent fd");
   UniqueFd fd(::open(spec_.volume.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC));
   if (!fd.valid()) return Status::from_errno(spec_.volume + ": open for disk " + spec_.disk);
   return fd;

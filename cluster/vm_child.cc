@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <optional>
 
@@ -103,14 +104,15 @@ namespace {
 // In the child, after fork: `fds` become fds 3, 4, ... (a -1 leaves its number closed), every other
 // fd from 3 up is closed. Each is first moved above them all, so that none is overwritten before it
 // moves. Async-signal-safe.
-void hand_over_fds(std::initializer_list<int> fds) {
+template <size_t N>
+void hand_over_fds(const std::array<int, N>& fds) {
   constexpr int kFirst = 3, kParked = 64;
-  int parked[8];
-  int n = 0;
-  for (int fd : fds) parked[n++] = fd >= 0 ? ::fcntl(fd, F_DUPFD_CLOEXEC, kParked) : -1;
-  for (int i = 0; i < n; ++i)
-    if (parked[i] >= 0) ::dup2(parked[i], kFirst + i);  // the copy is not close-on-exec
-  ::close_range(kFirst + n, ~0U, 0);
+  static_assert(kFirst + N <= kParked, "the handed fds would overlap where they are parked");
+  std::array<int, N> parked{};
+  for (size_t i = 0; i < N; ++i) parked[i] = fds[i] >= 0 ? ::fcntl(fds[i], F_DUPFD_CLOEXEC, kParked) : -1;
+  for (size_t i = 0; i < N; ++i)
+    if (parked[i] >= 0) ::dup2(parked[i], kFirst + static_cast<int>(i));  // the copy is not close-on-exec
+  ::close_range(kFirst + N, ~0U, 0);
 }
 
 }  // namespace
@@ -135,7 +137,7 @@ Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const For
     ::dup2(null, 0);
     ::dup2(out, 1);
     ::dup2(err, 2);
-    hand_over_fds({fence, extent});
+    hand_over_fds(std::array{fence, extent});
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
