@@ -17,6 +17,7 @@
 #include <mutex>
 
 #include "common/keys.h"
+#include "migrate/migration.h"
 #include <sstream>
 #include <stdexcept>
 
@@ -102,11 +103,11 @@ std::string stretched_seconds(int seconds) { return std::to_string(seconds * tim
 
 MigrateResult migrate(const std::string& api, const std::string& to, std::vector<std::string> extra,
                       std::vector<std::string> env) {
-  constexpr int kDefaultMaxTime = 120, kWaitSeconds = 180;  // `migrate --max-time`'s default
+  constexpr int kWaitSeconds = 180;
   std::vector<std::string> a{"migrate", "--api", api, "--to", to, "--json"};
   a.insert(a.end(), extra.begin(), extra.end());
   if (std::find(extra.begin(), extra.end(), "--max-time") == extra.end() && time_stretch() > 1)
-    a.insert(a.end(), {"--max-time", stretched_seconds(kDefaultMaxTime)});
+    a.insert(a.end(), {"--max-time", stretched_seconds(static_cast<int>(migrate::kDefaultMaxSeconds))});
   VmProcess m(a, std::move(env));
   MigrateResult r;
   auto rc = m.wait_exit(std::chrono::seconds(kWaitSeconds * time_stretch()));

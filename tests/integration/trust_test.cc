@@ -231,9 +231,9 @@ TEST(Trust, AHundredIdleConnectionsFromOneAddressLeaveTheCliItsWay) {
 // Each call is a new connection and a handshake: the handshake's last flight and the request are
 // small writes back to back, which Nagle held for the peer's delayed ACK (40 ms; a CLI call took
 // 55 ms instead of 6 before TCP_NODELAY on both ends). Linux delays an ACK at least 40 ms
-// (TCP_DELACK_MIN), so a median under that says no call waited for one, on any host: here a call
-// takes about 6 ms, in the hw lane under QEMU TCG 24 to 35. With Nagle every call waited, so the
-// fastest of 11 shows it and a load spike on the host does not.
+// (TCP_DELACK_MIN) and with Nagle every call waited for one, so the fastest of 11 calls under 40 ms
+// says none did, on any host, and a load spike on the host does not hide it: here a call takes
+// about 6 ms, in the hw lane under QEMU TCG 24 to 35.
 TEST(Trust, ANodeCallCostsAHandshakeNotADelayedAck) {
   ClusterLab c(1);
   ASSERT_TRUE(c.wait_all_up(0, kUp)) << c.node(0).stderr_text();
