@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -181,6 +182,10 @@ bool advisory_host() { return cpuid::decide_enforcement(cpuid::read_host_facts()
 // warns, not even with -v, and status says the model is enforced.
 TEST(OperatorAdvisory, WarnedOncePerDayOrWithVerboseAndAlwaysInStatus) {
   const bool advisory = advisory_host();
+  // The expectation comes from the product's own decision; where the answer is known, pin it.
+  if (std::getenv("MINIHV_HW_LANE")) {
+    ASSERT_FALSE(advisory) << "the hw lane's KVM (nested SVM) enforces CPU models";
+  }
   TempDir runtime;
   const std::vector<std::string> env{"XDG_RUNTIME_DIR=" + runtime.path()};
   auto run_once = [&](std::vector<std::string> extra) {
