@@ -24,9 +24,11 @@ std::unique_ptr<VmProcess> net_guest(const GuestLan& lan, unsigned h, const std:
   return std::make_unique<VmProcess>(a, std::vector<std::string>{}, lan.exec_prefix(h));
 }
 
+std::chrono::microseconds echo_period() { return kEchoPeriod * time_stretch(); }
+
 std::unique_ptr<EchoProbe> echo_probe(const GuestLan& lan, EchoProbe::Kind kind) {
   std::string why;
-  auto p = EchoProbe::start(kind, lan.hub(), lan.guest_addr(0), kEchoPort, kEchoPeriod, kGuestUp, why);
+  auto p = EchoProbe::start(kind, lan.hub(), lan.guest_addr(0), kEchoPort, echo_period(), kGuestUp, why);
   EXPECT_TRUE(p) << why;
   return p;
 }
