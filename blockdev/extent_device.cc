@@ -16,6 +16,7 @@ namespace {
 constexpr uint32_t kLogicalBlock = 4096;
 // LOOP_CTL_GET_FREE names a free device; another process may bind it first (EBUSY): ask again.
 constexpr int kBindAttempts = 16;
+constexpr char kLoopControl[] = "/dev/loop-control";
 
 Result<UniqueFd> open_fd(const std::string& path, int flags) {
   const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
@@ -68,13 +69,24 @@ Result<uint64_t> device_size(int fd) {
   return bytes;
 }
 
+Status extent_devices_available() {
+  const int fd = ::open(kLoopControl, O_RDWR | O_CLOEXEC);
+  if (fd >= 0) {
+    ::close(fd);
+    return Status::ok();
+  }
+  const int err = errno;
+  return Status::from_errno(std::string("open ") + kLoopControl, err)
+      .context(err == ENOENT ? "no loop driver (modprobe loop)" : "loop devices");
+}
+
 Result<ExtentDevice> make_extent_device(const std::string& volume_path, uint64_t offset, uint64_t length) {
   if (offset % kLogicalBlock || length % kLogicalBlock || length == 0)
     return Status::invalid("extent at " + std::to_string(offset) + " of " + std::to_string(length) +
                            " bytes is not in whole 4 KiB blocks");
   auto backing = open_fd(volume_path, O_RDWR | O_DIRECT);
   if (!backing) return backing.status();
-  auto control = open_fd("/dev/loop-control", O_RDWR);
+  auto control = open_fd(kLoopControl, O_RDWR);
   if (!control) return control.status().context("a loop device for the VM's disk");
   Result<ExtentDevice> d = Status::error("no free loop device");
   bool taken = true;

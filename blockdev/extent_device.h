@@ -30,6 +30,10 @@ struct ExtentDevice {
 // and length must be multiples of 4 KiB (the device's logical block size).
 Result<ExtentDevice> make_extent_device(const std::string& volume_path, uint64_t offset, uint64_t length);
 
+// Whether this host can make extent devices at all (the loop driver's control device opens); the
+// error says what is missing. make_extent_device may still fail on a given volume.
+Status extent_devices_available();
+
 // The size in bytes of the block device or file open as `fd`.
 Result<uint64_t> device_size(int fd);
 

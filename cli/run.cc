@@ -1,8 +1,11 @@
 // `minihv run`: boot one guest in this process, console on stdout, until the guest or the user ends it.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <atomic>
 #include <filesystem>
 #include <functional>
@@ -298,6 +301,12 @@ int run_here(const RunOptions& o, Vm& vm, const std::optional<net::Endpoint>& in
 int run(RunOptions& o) {
   std::optional<net::Endpoint> incoming;
   if (int rc = check_options(o, incoming); rc != kExitOk) return rc;
+  // Nothing this process runs from here on may gain privileges (a set-uid program, file
+  // capabilities): the VMM execs nothing, and one a guest subverted could not either.
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    std::fprintf(stderr, "minihv: error: prctl(PR_SET_NO_NEW_PRIVS): %s\n", std::strerror(errno));
+    return kExitFailure;
+  }
   StopSignals signals;
   auto vm = incoming ? Vm::create_incoming(o.vm) : Vm::create(o.vm);
   if (!vm) {

@@ -376,6 +376,10 @@ nlohmann::json Node::probe_reply(const nlohmann::json& req) {
   ctx.volume_path = o_.volume;
   if (auto slot = obs_vol_->node_slot(host_id_)) ctx.lease_slot = *slot;
   ctx.slowest_renewal_us = counters_.slowest_lease_renewal_us.load();
+  if (watchdog_ && watchdog_->armed()) {  // set before the node serves; armed() is for any thread
+    ctx.watchdog = watchdog_->path();
+    ctx.watchdog_timeout_s = watchdog_->timeout().count();
+  }
   {
     std::lock_guard lock(mu_);
     for (auto& [name, l] : locals_) ctx.vms_mem_bytes += l->spec.mem_bytes;

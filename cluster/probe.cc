@@ -11,6 +11,7 @@
 #include <sstream>
 #include <utility>
 
+#include "blockdev/extent_device.h"
 #include "blockdev/record.h"
 #include "cpuid/cpuid.h"
 #include "vmm/kvm.h"
@@ -127,6 +128,16 @@ nlohmann::json probe_lease_io(const ProbeContext& ctx) {
   return j;
 }
 
+// What keeps a VM's writes to its own disk and its own time: the loop devices that give a VM only
+// its disk's extent (blockdev/extent_device.h), and the watchdog this node has armed.
+nlohmann::json probe_fencing(const ProbeContext& ctx) {
+  const Status loop = blockdev::extent_devices_available();
+  return {{"loop_devices", loop.is_ok()},
+          {"loop_error", loop.message()},
+          {"watchdog", ctx.watchdog},
+          {"watchdog_timeout_s", ctx.watchdog_timeout_s}};
+}
+
 }  // namespace
 
 std::span<const KvmCap> kvm_caps() { return kKvmCaps; }
@@ -158,6 +169,7 @@ nlohmann::json probe_local(const ProbeContext& ctx) {
           {"kvm", probe_kvm()},
           {"cpu", probe_cpu(ctx.node)},
           {"lease_io", probe_lease_io(ctx)},
+          {"fencing", probe_fencing(ctx)},
           {"clock_unix_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
                                 std::chrono::system_clock::now().time_since_epoch()).count()},
           {"mem_available_bytes", available},

@@ -29,6 +29,8 @@ struct ProbeContext {
   blockdev::LeaseSlot lease_slot;      // this node's lease slot, read to time lease I/O
   uint64_t vms_mem_bytes = 0;          // RAM committed to the VMs this node runs
   int64_t slowest_renewal_us = 0;      // this node's slowest lease renewal (read + write) since it started
+  std::string watchdog = {};           // the watchdog device this node has armed ("": none)
+  int64_t watchdog_timeout_s = 0;
 };
 
 constexpr unsigned kLeaseProbeReads = 20;
@@ -46,6 +48,7 @@ std::span<const KvmCap> kvm_caps();
 // {node, host_id, pid, listen, migration_networks, volume{path, uuid, cluster, disks},
 //  kvm{ok, error, api_version, caps{...}, software_kvm_pvm, advisory, advisory_reason},
 //  cpu{vendor, model_name, profile, error}, lease_io{reads, p50_us, p99_us, max_us, error},
+//  fencing{loop_devices, loop_error, watchdog, watchdog_timeout_s},
 //  clock_unix_ms, mem_available_bytes, mem_total_bytes, vms_mem_bytes, bridges[]}
 nlohmann::json probe_local(const ProbeContext& ctx);
 

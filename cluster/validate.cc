@@ -289,6 +289,31 @@ void check_vm_networks(Run& r, Check& c) {
   c.on_pass(wanted.empty() ? "no VM has a NIC" : "bridge " + join({wanted.begin(), wanted.end()}) + " " + on_all(r.up.size()));
 }
 
+// Whether each node can keep a VM to its own disk (a loop device over the disk's extent) and stop
+// its writes in time (a watchdog: docs/security.md, "Writes after fencing").
+void check_fencing(Run& r, Check& c) {
+  const bool disks = std::any_of(r.in.config.vms.begin(), r.in.config.vms.end(),
+                                 [](const VmSpec& vm) { return !vm.disk.empty(); });
+  for (const NodeResult* n : r.up) {
+    const auto& f = field(*n->probe, "fencing");
+    if (!f.is_object()) {
+      c.warn(label(*n) + " does not report its fencing (an older minihv)");
+      continue;
+    }
+    if (!flag(f, "loop_devices")) {
+      const std::string what = label(*n) + " cannot give a VM its volume disk: " + str(f, "loop_error");
+      disks ? c.fail(what + ": a VM with a disk cannot run there") : c.warn(what);
+    }
+    const std::string dog = str(f, "watchdog");
+    if (dog.empty())
+      c.warn(label(*n) + " has no watchdog (node --watchdog DEV; modprobe softdog gives one): it cannot stop a "
+                         "VM write stuck in the kernel, and after a fence only the lease's dead - fail margin covers it");
+    c.detail(n->name + ": " + (dog.empty() ? "no watchdog" : "watchdog " + dog + ", " + std::to_string(i64(f, "watchdog_timeout_s")) + " s") +
+             (flag(f, "loop_devices") ? "; loop devices" : "; no loop devices"));
+  }
+  c.on_pass("watchdogs armed and loop devices for VM disks " + on_all(r.up.size()));
+}
+
 struct CheckDef {
   const char* id;
   const char* title;
@@ -306,6 +331,7 @@ constexpr CheckDef kChecks[] = {
     {"clock", "Clock skew", check_clock, true},
     {"memory", "Memory", check_memory, true},
     {"vm_networks", "VM networks", check_vm_networks, true},
+    {"fencing", "Fencing and VM disks", check_fencing, true},
     {"config", "Configuration", check_config, false},
 };
 

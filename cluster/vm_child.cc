@@ -132,6 +132,7 @@ Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const For
   const int fence = spec.fence_fd, extent = spec.extent_fd;
   const pid_t p = fork([&] {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);  // the VMM (which sets it too) and all it may exec
     if (::getppid() != parent) ::_exit(127);
     ::setsid();  // a terminal's Ctrl-C or hang-up is for the node, not its VMs
     ::dup2(null, 0);

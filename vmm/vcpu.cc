@@ -192,13 +192,20 @@ void Vcpu::throttle_kick() {
   if (thread_.joinable() && state_.load() == VcpuState::kRunning) pthread_kill(pthread_, kick_signal());
 }
 
-// Sits out percent% of the period, waking early for any state request.
+// Sits out percent% of the time since the last pause, waking early for any state request. After
+// longer than the longest pause (the first kick, or one after a pause of the VM) it counts one period.
 void Vcpu::throttle_sleep() {
-  const unsigned percent = throttle_percent_.load();
+  const unsigned percent = std::min(throttle_percent_.load(), 99u);
   if (percent == 0) return;
-  std::unique_lock lock(mu_);
-  cv_.wait_for(lock, std::chrono::microseconds(kThrottlePeriod) * percent / 100,
-               [&] { return want_.load() != VcpuState::kRunning; });
+  using std::chrono::microseconds;
+  auto ran = std::chrono::duration_cast<microseconds>(std::chrono::steady_clock::now() - ran_since_);
+  if (ran > kThrottleLongestSleep) ran = kThrottlePeriod;
+  const auto sleep = std::min<microseconds>(ran * percent / (100 - percent), kThrottleLongestSleep);
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, sleep, [&] { return want_.load() != VcpuState::kRunning; });
+  }
+  ran_since_ = std::chrono::steady_clock::now();
 }
 
 void Vcpu::join() {

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 
 #include "common/keys.h"
@@ -83,6 +84,16 @@ std::set<std::string> guest_cpuid_flags(const std::string& workload, const std::
   std::istringstream in(line ? line->substr(line->find(':') + 1) : "");
   for (std::string n; in >> n;) names.insert(n);
   return names;
+}
+
+std::string proc_status(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(field + ":", 0) == 0) {
+      const auto v = line.find_first_not_of(" \t", field.size() + 1);
+      return v == std::string::npos ? std::string() : line.substr(v);
+    }
+  return {};
 }
 
 int free_port() {

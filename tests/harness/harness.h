@@ -111,6 +111,9 @@ MinihvRun run_minihv(std::vector<std::string> args, std::vector<std::string> env
 
 int free_port();
 
+// The value of FIELD in /proc/PID/status ("NoNewPrivs" -> "1"), empty when there is none.
+std::string proc_status(pid_t pid, const std::string& field);
+
 // How many times longer the tests let the product take where its limit is a matter of speed (a
 // migration's --max-time): 1 on this project's KVM hosts, kHwLaneStretch in the hw lane
 // (MINIHV_HW_LANE), whose L1 runs minihv under QEMU TCG: a migration there moves ~5 MB/s.

@@ -58,6 +58,7 @@ TEST(Boot, IdleGuestHeartbeatsAndStopsCleanly) {
   ASSERT_TRUE(status) << status.message();
   EXPECT_EQ((*status)["state"], "running");
   EXPECT_EQ((*status)["cpus"], 1);
+  EXPECT_EQ(proc_status(vm.pid(), "NoNewPrivs"), "1") << "the VMM must not be able to gain privileges";
   auto stop = api_call(dir.file("api.sock"), {{"cmd", "stop"}});
   ASSERT_TRUE(stop) << stop.message();
   EXPECT_EQ((*stop)["ok"], true);

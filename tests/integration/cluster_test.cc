@@ -126,6 +126,7 @@ void expect_only_its_extent(int pid, const std::string& volume, uint64_t disk_by
     EXPECT_EQ(std::stoull("0" + first_line(sys + "/size")) * 512, disk_bytes) << target;
   }
   EXPECT_GE(loops, 1) << "the VM has no loop device: it must reach its disk through one";
+  EXPECT_EQ(proc_status(pid, "NoNewPrivs"), "1") << "a node's VM process must not be able to gain privileges";
 }
 
 TEST_F(ClusterTest, MoveAndDrainKeepTheGuestRunningWithoutAGap) {

@@ -41,6 +41,7 @@ nlohmann::json probe_of(char n, const cpuid::Profile& p, const std::string& mode
                    {"advisory", false}, {"advisory_reason", ""}}},
           {"cpu", {{"vendor", p.vendor}, {"model_name", model_name}, {"profile", cpuid::to_json(p)}, {"error", ""}}},
           {"lease_io", {{"reads", 20}, {"p50_us", 150}, {"p99_us", 400}, {"max_us", 450}, {"error", ""}}},
+          {"fencing", {{"loop_devices", true}, {"loop_error", ""}, {"watchdog", "/dev/watchdog"}, {"watchdog_timeout_s", 1}}},
           {"clock_unix_ms", kAsked + 5},
           {"mem_available_bytes", 8ull << 30},
           {"mem_total_bytes", 16ull << 30},
@@ -96,7 +97,7 @@ protected:
 
 TEST_F(ClusterValidate, EveryCheckPassesOnAGoodCluster) {
   const nlohmann::json r = validate(in);
-  ASSERT_EQ(r["checks"].size(), 10u);
+  ASSERT_EQ(r["checks"].size(), 11u);
   for (const auto& c : r["checks"]) EXPECT_EQ(c["result"], "pass") << c.dump(2);
   EXPECT_TRUE(r["ok"]);
   EXPECT_EQ(r["nodes"], nlohmann::json({"a", "b", "c"}));
@@ -116,6 +117,42 @@ TEST_F(ClusterValidate, ANodeWithoutAVmNicsBridgeFailsNamingNodeAndBridge) {
   EXPECT_NE(c["message"].get<std::string>().find("has no bridge br-lab"), std::string::npos) << c.dump(2);
   EXPECT_NE(c["message"].get<std::string>().find("node c"), std::string::npos) << c.dump(2);
   EXPECT_EQ(c["message"].get<std::string>().find("node a"), std::string::npos) << c.dump(2);
+}
+
+TEST_F(ClusterValidate, ANodeThatCannotMakeLoopDevicesFailsWhileAVmHasADisk) {
+  probe('b')["fencing"]["loop_devices"] = false;
+  probe('b')["fencing"]["loop_error"] = "no loop driver (modprobe loop): open /dev/loop-control: No such file or directory";
+  const nlohmann::json r = validate(in);
+  EXPECT_FALSE(r["ok"]);
+  const auto& c = check(r, "fencing");
+  EXPECT_EQ(c["result"], "fail") << c.dump(2);
+  EXPECT_EQ(c["message"],
+            "node b (10.0.0.2:7000) cannot give a VM its volume disk: no loop driver (modprobe loop): open "
+            "/dev/loop-control: No such file or directory: a VM with a disk cannot run there");
+
+  in.config.vms[0].disk.clear();  // no VM has a disk: the node could still run every VM
+  EXPECT_EQ(check(validate(in), "fencing")["result"], "warn");
+}
+
+TEST_F(ClusterValidate, ANodeWithoutAWatchdogIsAWarningThatSaysWhatItCannotStop) {
+  probe('c')["fencing"]["watchdog"] = "";
+  const nlohmann::json r = validate(in);
+  EXPECT_TRUE(r["ok"]) << "a warning, not a failure: without one the lease margin still covers late writes";
+  const auto& c = check(r, "fencing");
+  EXPECT_EQ(c["result"], "warn") << c.dump(2);
+  const std::string m = c["message"];
+  EXPECT_NE(m.find("node c (10.0.0.3:7000) has no watchdog"), std::string::npos) << m;
+  EXPECT_NE(m.find("cannot stop a VM write stuck in the kernel"), std::string::npos) << m;
+  EXPECT_EQ(m.find("node a"), std::string::npos) << m;
+}
+
+TEST_F(ClusterValidate, ANodeThatDoesNotReportFencingIsAWarning) {
+  probe('a').erase("fencing");
+  const nlohmann::json r = validate(in);
+  const auto& c = check(r, "fencing");
+  EXPECT_EQ(c["result"], "warn") << c.dump(2);
+  EXPECT_NE(c["message"].get<std::string>().find("node a (10.0.0.1:7000) does not report its fencing"),
+            std::string::npos) << c.dump(2);
 }
 
 TEST_F(ClusterValidate, ANodeOnAnotherVolumeFailsNamingBothVolumes) {
@@ -335,6 +372,10 @@ TEST(ClusterProbe, ReportsTheVolumeLeaseLatencyAndMemory) {
     EXPECT_FALSE(p["kvm"]["error"].get<std::string>().empty());
   }
   EXPECT_FALSE(p["cpu"]["vendor"].get<std::string>().empty());
+  // Loop devices as this host has them; no watchdog in this context.
+  EXPECT_EQ(p["fencing"]["loop_devices"], std::filesystem::exists("/dev/loop-control")) << p["fencing"].dump();
+  EXPECT_EQ(p["fencing"]["loop_error"].get<std::string>().empty(), p["fencing"]["loop_devices"].get<bool>());
+  EXPECT_EQ(p["fencing"]["watchdog"], "");
 
   // The probe's own report validates as a one-node cluster's volume.
   ValidateInput in;
