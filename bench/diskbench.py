@@ -7,6 +7,8 @@ on the same disk file. Four jobs: 4 KiB randread qd=32, 4 KiB randwrite qd=32, 1
   minihv plain file   build/minihv run --disk FILE            (buffered I/O through the page cache)
   minihv volume disk  build/minihv run --disk VOLUME:DISK     (O_DIRECT, io_uring, lease checked;
                                                                fail timeout 5 s, see below)
+  ... --no-sandbox    the volume disk without the seccomp sandbox: what the sandbox costs
+                      (docs/security.md), in the same run
   QEMU virtio-blk     -drive file=FILE,format=raw,cache=none,aio=io_uring (O_DIRECT)
 
 FILE and the volume disk are fully written before the first job, so reads hit allocated blocks.
@@ -95,6 +97,7 @@ def main():
             return {
                 "minihv plain file": [minihv, "run", *guest, "--disk", img],
                 "minihv volume disk": [minihv, "run", *guest, "--disk", f"{vol}:bench"],
+                "minihv volume disk --no-sandbox": [minihv, "run", *guest, "--disk", f"{vol}:bench", "--no-sandbox"],
                 "QEMU virtio-blk": [
                     "qemu-system-x86_64", "-M", "microvm,acpi=on", "-accel", "kvm",
                     "-cpu", "host,-arch-capabilities", "-m", "256M", "-smp", "1", "-nographic",
@@ -116,6 +119,10 @@ def main():
     print(f"machine: {u.nodename}, {os.cpu_count()} cpus, kernel {u.release}, load {os.getloadavg()[0]:.1f}; "
           f"disk {a.size} MiB in {os.environ.get('BENCH_DIR', '/var/tmp')}; {a.runs} interleaved runs of "
           f"{a.secs} s each; median (min-max)\n")
+    sandbox = [(job, statistics.median(v[0] for v in res[(job, "minihv volume disk")]) /
+                statistics.median(v[0] for v in res[(job, "minihv volume disk --no-sandbox")])) for job in JOBS]
+    print("sandboxed / unsandboxed IOPS (volume disk): " +
+          ", ".join(f"{j[0]} {j[1]} {r:.3f}" for j, r in sandbox) + "\n")
     print("| job | setup | IOPS | MB/s | IOPS vs QEMU | MB/s vs QEMU |")
     print("|---|---|---|---|---|---|")
     for job in JOBS:

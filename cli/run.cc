@@ -1,6 +1,9 @@
 // `minihv run`: boot one guest in this process, console on stdout, until the guest or the user ends it.
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,6 +25,7 @@
 #include "common/json_text.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "common/sandbox.h"
 #include "common/units.h"
 #include "migrate/migration.h"
 #include "vmm/devices/disk_spec.h"
@@ -49,6 +53,7 @@ struct RunOptions {
   std::optional<tls::Psk> psk;  // from them, once checked
   int fence_fd = -1;     // set by a cluster node: its lease on this VM (blockdev/fence.h)
   int extent_fd = -1;    // set by a cluster node: the VM's volume disk as a device of its own
+  bool no_sandbox = false;  // --no-sandbox: no seccomp lists (for a host whose calls we do not know)
   // The size options as parsed: an --incoming VM takes from the source those not given.
   const CLI::Option* mem_opt = nullptr;
   const CLI::Option* cpus_opt = nullptr;
@@ -279,6 +284,42 @@ int check_options(RunOptions& o, std::optional<net::Endpoint>& incoming) {
   return kExitOk;
 }
 
+// The test hook MINIHV_TEST_SANDBOX_PROBE=CLASS:CALL (e.g. vcpu:open): once the sandbox is on, a
+// thread of that class makes that call, as code a guest took over would. The sandbox must end the
+// VMM; where it does not, the line below says so and the VM runs on.
+constexpr const char* kSandboxProbeEnv = "MINIHV_TEST_SANDBOX_PROBE";
+
+void sandbox_probe(const std::string& what) {
+  const auto colon = what.find(':');
+  const std::string cls = what.substr(0, colon), call = colon == std::string::npos ? "" : what.substr(colon + 1);
+  const std::map<std::string, sandbox::ThreadClass> classes = {{"control", sandbox::ThreadClass::kControl},
+                                                               {"vcpu", sandbox::ThreadClass::kVcpu},
+                                                               {"device", sandbox::ThreadClass::kDevice},
+                                                               {"migration", sandbox::ThreadClass::kMigration}};
+  const std::map<std::string, std::function<long()>> calls = {
+      {"open", [] { return static_cast<long>(::open("/etc/hostname", O_RDONLY | O_CLOEXEC)); }},
+      {"exec", [] {
+         char* const argv[] = {const_cast<char*>("/bin/true"), nullptr};
+         return static_cast<long>(::execve("/bin/true", argv, environ));
+       }},
+      {"ptrace", [] { return ::ptrace(PTRACE_ATTACH, 1, nullptr, nullptr); }},
+      {"socket", [] { return static_cast<long>(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)); }},
+      {"fork", [] { return static_cast<long>(::fork()); }}};
+  auto c = classes.find(cls);
+  auto f = calls.find(call);
+  if (c == classes.end() || f == calls.end()) {
+    std::fprintf(stderr, "minihv: sandbox probe: %s is not CLASS:CALL\n", what.c_str());
+    return;
+  }
+  if (Status st = sandbox::enter(c->second); !st.is_ok()) {
+    std::fprintf(stderr, "minihv: sandbox probe: %s\n", st.message().c_str());
+    return;
+  }
+  const long rc = f->second();
+  std::fprintf(stderr, "minihv: sandbox probe: %s was allowed in a %s thread (it returned %ld)\n", call.c_str(),
+               cls.c_str(), rc);
+}
+
 // Receives an incoming VM, waits for a cluster VM's fence, then runs the VM until it ends.
 int run_here(const RunOptions& o, Vm& vm, const std::optional<net::Endpoint>& incoming, IncomingWait* wait,
              std::optional<registry::Registration>& registration, VmEvents& events, Ending& ending) {
@@ -293,6 +334,15 @@ int run_here(const RunOptions& o, Vm& vm, const std::optional<net::Endpoint>& in
   // A cluster VM ends the moment its node's leases on it are not current (vmm/fence_watch.h).
   std::optional<FenceWatch> fence_watch;
   if (o.vm.fence) fence_watch.emplace(o.vm.fence, [&vm](VmEnd why, const std::string& message) { vm.end(why, message); });
+  // Set-up is over: from here each thread keeps only its class's calls (common/sandbox.h).
+  std::unique_ptr<sandbox::Session> sandboxed;
+  std::jthread probe;  // the test hook's thread, joined when the VM ended
+  if (!o.no_sandbox) {
+    auto s = sandbox::Session::enable();
+    if (!s) return ending.fail(kExitFailure, s.message() + " (minihv run --no-sandbox runs without the sandbox)");
+    sandboxed = std::move(s).value();
+    if (const char* p = std::getenv(kSandboxProbeEnv); p && *p) probe = std::jthread([what = std::string(p)] { sandbox_probe(what); });
+  }
   warn_if_advisory(vm.guest_cpuid());
   events.publish({{"event", "running"}});
   return ending.ran(vm, vm.run());
@@ -425,6 +475,9 @@ Command add_run_command(CLI::App& app) {
                       "(set by minihv node) fd of this VM's volume disk, a device of its own: the volume is not opened")
       ->group("");
   run_app->add_flag("--hugetlb", o->vm.hugetlb, "Back guest RAM with hugetlbfs pages (2 MiB)");
+  run_app->add_flag("--no-sandbox", o->no_sandbox,
+                    "Run without the seccomp sandbox (each thread's allow-list of system calls, on by default once "
+                    "the VM is set up; docs/security.md)");
   run_app
       ->add_option("--dirty-log", o->vm.dirty_log,
                    "How a migration finds changed pages: auto (ring on hardware KVM that offers it, else bitmap), "

@@ -2,8 +2,9 @@
 // (or a chatty VM) writes without end must not fill the host's disk or tmpfs.
 //
 // Owns: the file, the bytes written to it, and its rotation: when a write would take PATH past the
-// cap, PATH becomes PATH.1 (replacing the one before) and PATH starts empty, so at most twice the
-// cap is on disk and the newest output is always in PATH.
+// cap, PATH's content becomes PATH.1's (replacing the one before) and PATH starts empty, so at most
+// twice the cap is on disk and the newest output is always in PATH. Both files are opened at
+// open(): rotating copies and truncates, so it needs no open or rename (the VMM's sandbox).
 // Not thread-safe: one writer, or the caller's lock.
 #pragma once
 
@@ -32,15 +33,15 @@ public:
   const std::string& path() const { return path_; }
 
 private:
-  CappedFile(std::string path, uint64_t cap, unsigned mode, UniqueFd fd, uint64_t size)
-      : path_(std::move(path)), cap_(cap), mode_(mode), fd_(std::move(fd)), size_(size) {}
+  CappedFile(std::string path, uint64_t cap, UniqueFd fd, UniqueFd older, uint64_t size)
+      : path_(std::move(path)), cap_(cap), fd_(std::move(fd)), older_(std::move(older)), size_(size) {}
   void rotate();
   bool write_all(const char* data, size_t n);
 
   std::string path_;
   uint64_t cap_;
-  unsigned mode_;  // for files it creates
   UniqueFd fd_;
+  UniqueFd older_;  // PATH.1 (none without a cap)
   uint64_t size_;  // bytes in PATH now
   bool warned_ = false;
 };

@@ -1,6 +1,8 @@
 // common/uring.h — a small owner of one io_uring (liburing), for one thread at a time.
 //
-// Owns: queue set-up/teardown and the submit/complete plumbing. Callers tag each SQE with a
+// Owns: queue set-up/teardown and the submit/complete plumbing. A ring takes only the operations
+// minihv submits (reads, writes, fsync, timeouts, socket messages: kAllowedOps in uring.cc); a new
+// one must be added there, or the kernel refuses it (EACCES). Callers tag each SQE with a
 // 64-bit user_data and get (user_data, res) back; what the operations mean is theirs.
 #pragma once
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/sandbox.h"
 #include "migrate/transport.h"
 
 namespace minihv::migrate {
@@ -85,7 +86,8 @@ private:
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, nullptr);  // OpenSSL writes without MSG_NOSIGNAL
-    Status st = loop();
+    Status st = sandbox::enter(sandbox::ThreadClass::kMigration);
+    if (st.is_ok()) st = loop();
     std::lock_guard lock(mu_);
     if (!st) error_ = st.message();
     done_ = true;

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "common/sandbox.h"
+
 namespace minihv::migrate {
 
 StreamWorkers::StreamWorkers(uint16_t first, uint16_t count, const char* name) : results_(count) {
@@ -46,6 +48,7 @@ Status StreamWorkers::wait() {
 
 void StreamWorkers::loop(uint16_t stream, size_t slot) {
   uint64_t seen = 0;
+  const Status entered = sandbox::enter(sandbox::ThreadClass::kMigration);
   for (;;) {
     Job job;
     {
@@ -55,7 +58,7 @@ void StreamWorkers::loop(uint16_t stream, size_t slot) {
       seen = generation_;
       job = job_;
     }
-    Status result = job(stream);
+    Status result = entered.is_ok() ? job(stream) : entered;
     {
       std::lock_guard lock(mu_);
       if (!result) cancelled_ = true;

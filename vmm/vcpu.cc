@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/sandbox.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
 
@@ -224,6 +225,12 @@ void Vcpu::thread_main() {
   char name[16];
   std::snprintf(name, sizeof name, "vcpu%u", id_);
   pthread_setname_np(pthread_self(), name);
+  // From here the thread runs the guest: it keeps only the vCPU list (common/sandbox.h).
+  if (Status st = sandbox::enter(sandbox::ThreadClass::kVcpu); !st.is_ok()) {
+    host_.end(VmEnd::kError, std::string(name) + ": " + st.message());
+    report(VcpuState::kStopped);
+    return;
+  }
   for (;;) {
     // Clear the kick before reading the wanted state: a kick that lands after the read still
     // makes KVM_RUN return at once, so no request is ever missed.

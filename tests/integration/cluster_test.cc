@@ -127,6 +127,7 @@ void expect_only_its_extent(int pid, const std::string& volume, uint64_t disk_by
   }
   EXPECT_GE(loops, 1) << "the VM has no loop device: it must reach its disk through one";
   EXPECT_EQ(proc_status(pid, "NoNewPrivs"), "1") << "a node's VM process must not be able to gain privileges";
+  EXPECT_EQ(proc_status(pid, "Seccomp"), "2") << "a node's VM process runs without its seccomp filters";
 }
 
 TEST_F(ClusterTest, MoveAndDrainKeepTheGuestRunningWithoutAGap) {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/sandbox.h"
 
 namespace minihv {
 
@@ -100,6 +101,10 @@ void BlkWorker::notify_driver() {
 }
 
 void BlkWorker::run(std::stop_token stop) {
+  if (Status st = sandbox::enter(sandbox::ThreadClass::kDevice); !st.is_ok()) {
+    LOG_ERROR("virtio-blk: the I/O thread does not start: %s", st.message().c_str());
+    return;
+  }
   arm_eventfd_read(act_.notify_fds[0], kTagNotify, &notify_buf_);
   arm_eventfd_read(control_.fd(), kTagControl, &ctl_buf_);
   apply_control(stop);

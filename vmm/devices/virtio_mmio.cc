@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/log.h"
+#include "common/sandbox.h"
 
 namespace minihv {
 
@@ -233,7 +234,11 @@ Status VirtioMmio::activate_locked() {
   act.notify_fds = notify_raw_;
   act.features = driver_features_;
   act.signals = this;
-  MINIHV_TRY(device_->activate(act));
+  // A device starts its threads, rings and eventfds here, on the vCPU thread that wrote DRIVER_OK:
+  // the sandbox's control thread does that for it (a vCPU may not).
+  Status started;
+  sandbox::outside([&] { started = device_->activate(act); });
+  MINIHV_TRY(started);
   activated_ = true;
   return Status::ok();
 }

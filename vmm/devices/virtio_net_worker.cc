@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/sandbox.h"
 #include "vmm/devices/virtio_spec.h"
 
 namespace minihv {
@@ -122,6 +123,10 @@ void NetWorker::ack_control() {
 }
 
 void NetWorker::run(std::stop_token stop) {
+  if (Status st = sandbox::enter(sandbox::ThreadClass::kDevice); !st.is_ok()) {
+    LOG_ERROR("virtio-net: the I/O thread does not start: %s", st.message().c_str());
+    return;
+  }
   apply_control(stop);
   for (;;) {
     if (running_) {
