@@ -292,10 +292,10 @@ constexpr const char* kSandboxProbeEnv = "MINIHV_TEST_SANDBOX_PROBE";
 void sandbox_probe(const std::string& what) {
   const auto colon = what.find(':');
   const std::string cls = what.substr(0, colon), call = colon == std::string::npos ? "" : what.substr(colon + 1);
-  const std::map<std::string, sandbox::ThreadClass> classes = {{"control", sandbox::ThreadClass::kControl},
-                                                               {"vcpu", sandbox::ThreadClass::kVcpu},
-                                                               {"device", sandbox::ThreadClass::kDevice},
-                                                               {"migration", sandbox::ThreadClass::kMigration}};
+  std::optional<sandbox::ThreadClass> named;  // the class whose sandbox::name() is `cls`
+  for (auto c : {sandbox::ThreadClass::kControl, sandbox::ThreadClass::kVcpu, sandbox::ThreadClass::kDevice,
+                 sandbox::ThreadClass::kMigration})
+    if (cls == sandbox::name(c)) named = c;
   const std::map<std::string, std::function<long()>> calls = {
       {"open", [] { return static_cast<long>(::open("/etc/hostname", O_RDONLY | O_CLOEXEC)); }},
       {"exec", [] {
@@ -305,13 +305,12 @@ void sandbox_probe(const std::string& what) {
       {"ptrace", [] { return ::ptrace(PTRACE_ATTACH, 1, nullptr, nullptr); }},
       {"socket", [] { return static_cast<long>(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)); }},
       {"fork", [] { return static_cast<long>(::fork()); }}};
-  auto c = classes.find(cls);
   auto f = calls.find(call);
-  if (c == classes.end() || f == calls.end()) {
+  if (!named || f == calls.end()) {
     std::fprintf(stderr, "minihv: sandbox probe: %s is not CLASS:CALL\n", what.c_str());
     return;
   }
-  if (Status st = sandbox::enter(c->second); !st.is_ok()) {
+  if (Status st = sandbox::enter(*named); !st.is_ok()) {
     std::fprintf(stderr, "minihv: sandbox probe: %s\n", st.message().c_str());
     return;
   }
