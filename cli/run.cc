@@ -53,6 +53,7 @@ struct RunOptions {
   std::optional<tls::Psk> psk;  // from them, once checked
   int fence_fd = -1;     // set by a cluster node: its lease on this VM (blockdev/fence.h)
   int extent_fd = -1;    // set by a cluster node: the VM's volume disk as a device of its own
+  int deadlines_fd = -1; // set by a cluster node: where its disk's writes in flight are shown
   bool no_sandbox = false;  // --no-sandbox: no seccomp lists (for a host whose calls we do not know)
   // The size options as parsed: an --incoming VM takes from the source those not given.
   const CLI::Option* mem_opt = nullptr;
@@ -219,6 +220,22 @@ void warn_if_advisory(const cpuid::GuestCpuid& cpu) {
   std::fprintf(stderr, "minihv: %s\n", cpuid::advisory_warning(cpu).c_str());
 }
 
+// The test hook MINIHV_TEST_DISK_STALL=MS:MARKER: the first VM process that finds no file MARKER
+// makes it, and its volume disk's thread then holds one write MS ms between showing the node its
+// deadline and handing it to the kernel (a stalled io-wq). Later processes (the VM restarted) do not.
+constexpr const char* kDiskStallEnv = "MINIHV_TEST_DISK_STALL";
+
+std::chrono::milliseconds disk_stall_hook() {
+  const char* v = std::getenv(kDiskStallEnv);
+  if (!v || !*v) return {};
+  const std::string text = v;
+  const auto colon = text.find(':');
+  const long ms = std::atol(text.substr(0, colon).c_str());
+  if (colon == std::string::npos || ms <= 0) return {};
+  UniqueFd marker(::open(text.substr(colon + 1).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  return marker.valid() ? std::chrono::milliseconds(ms) : std::chrono::milliseconds(0);
+}
+
 // Checks the options that need no VM; fills in what they say. kExitOk when they are good.
 int check_options(RunOptions& o, std::optional<net::Endpoint>& incoming) {
   auto mem = parse_size(o.mem, 1ull << 20);
@@ -280,6 +297,19 @@ int check_options(RunOptions& o, std::optional<net::Endpoint>& incoming) {
       return kExitUsage;
     }
     o.vm.extent_fd = o.extent_fd;
+  }
+  if (o.deadlines_fd >= 0) {
+    if (o.fence_fd < 0) {
+      std::fprintf(stderr, "minihv: error: --deadlines-fd goes with --fence-fd (a cluster node's VM)\n");
+      return kExitUsage;
+    }
+    auto page = blockdev::WriteDeadlines::attach(o.deadlines_fd);
+    if (!page) {
+      std::fprintf(stderr, "minihv: error: %s\n", page.message().c_str());
+      return kExitUsage;
+    }
+    o.vm.write_deadlines = *page;
+    o.vm.test_disk_stall = disk_stall_hook();
   }
   return kExitOk;
 }
@@ -472,6 +502,10 @@ Command add_run_command(CLI::App& app) {
       ->group("");
   run_app->add_option("--extent-fd", o->extent_fd,
                       "(set by minihv node) fd of this VM's volume disk, a device of its own: the volume is not opened")
+      ->group("");
+  run_app->add_option("--deadlines-fd", o->deadlines_fd,
+                      "(set by minihv node) fd of the page where this VM shows its node the deadline of its disk's "
+                      "oldest write in flight")
       ->group("");
   run_app->add_flag("--hugetlb", o->vm.hugetlb, "Back guest RAM with hugetlbfs pages (2 MiB)");
   run_app->add_flag("--no-sandbox", o->no_sandbox,

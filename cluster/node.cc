@@ -484,7 +484,10 @@ void Node::fence_pump() {
       // Stopping, it pets on until the watchdog is disarmed (or given up), after the VMs have gone.
       if (cv_.wait_for(lock, kFencePump, [&] { return stopping_ && locals_.empty() && !(watchdog_ && watchdog_->armed()); }))
         return;
-      for (auto& [name, l] : locals_) update_fence(*l);
+      for (auto& [name, l] : locals_) {
+        update_fence(*l);
+        check_write_deadlines(*l);
+      }
     }
     pet_watchdog();
   }
@@ -496,6 +499,45 @@ void Node::update_fence(Local& l) {
   blockdev::Nanos until = node_lease_->validity()->until();
   for (auto& k : l.leases) until = std::min(until, k->validity()->until());
   l.fence->extend_to(until);
+}
+
+// A VM's disk write still in the kernel past its deadline (the fence it was handed over under,
+// blockdev/write_deadlines.h) gets the VM killed at once: its storage is stuck, and were the node's
+// lease to lapse now, that write could land after another node took the disk over. The process
+// ends only once its writes have (io_uring waits for them), and while it lives the node keeps the
+// disk's lease, so no other node takes the disk. One still there after the grace a fenced node gives
+// its VMs (`dead` - `fail`) is stuck for good: with a watchdog the node fences itself (the host is
+// reset before any takeover and the VM fails over); without one it keeps the lease and says so.
+void Node::check_write_deadlines(Local& l) {
+  if (!l.deadlines || l.pid->load() <= 0) return;
+  const blockdev::Nanos now = vol_->clock().now();
+  const auto ms = [](blockdev::Nanos d) { return static_cast<long long>(d.count() / 1'000'000); };
+  if (l.late_write_kill.count() == 0) {
+    if (!l.deadlines->overdue(now)) return;
+    LOG_ERROR("vm %s: a disk write has been in the kernel %lld ms past its deadline (the fence it was handed "
+              "over under): killing the VM",
+              l.spec.name.c_str(), ms(now - l.deadlines->oldest()));
+    l.late_write_kill = now;
+    l.late_write_kills++;
+    signal_child(*l.pid, SIGKILL);
+    return;
+  }
+  const blockdev::LeaseTimings& t = vol_->super().timings;
+  if (l.late_kill_unconfirmed || now < l.late_write_kill + (t.dead - t.fail)) return;
+  l.late_kill_unconfirmed = true;
+  if (watchdog_) {
+    LOG_ERROR("vm %s: killed %lld ms ago for a late disk write and not gone: node %s fences itself and its "
+              "watchdog resets this host before another node may take the disk over",
+              l.spec.name.c_str(), ms(now - l.late_write_kill), o_.name.c_str());
+    kill_all_children();
+    fenced_ = true;
+    cv_.notify_all();
+    return;
+  }
+  LOG_ERROR("vm %s: killed %lld ms ago for a late disk write and not gone (its write is stuck in the kernel): "
+            "node %s keeps its disk's lease until it is, so no other node takes the disk over (with --watchdog "
+            "it would fence itself and the VM would fail over)",
+            l.spec.name.c_str(), ms(now - l.late_write_kill), o_.name.c_str());
 }
 
 void Node::on_node_lease_lost(const std::string& why) {

@@ -110,6 +110,7 @@ private:
   void start_orphans();
   void fence_pump();
   void update_fence(Local& l);  // with mu_ held
+  void check_write_deadlines(Local& l);  // with mu_ held
   void on_node_lease_lost(const std::string& why);
   void kill_all_children();
   void abandon_leases();  // fenced: nothing is written to a lease any more

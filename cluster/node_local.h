@@ -12,6 +12,7 @@
 
 #include "blockdev/fence.h"
 #include "blockdev/lease_keeper.h"
+#include "blockdev/write_deadlines.h"
 #include "cluster/config.h"
 #include "cluster/node.h"
 #include "cluster/vm_child.h"
@@ -32,6 +33,11 @@ struct Node::Local {
   std::unique_ptr<blockdev::Volume> vol;  // this VM's lease I/O, on its own queue
   std::vector<std::unique_ptr<blockdev::LeaseKeeper>> leases;  // VM lease, then the disk's
   std::shared_ptr<blockdev::Fence> fence;
+  // Its instance's disk writes in the kernel (blockdev/write_deadlines.h): a new page per instance.
+  std::shared_ptr<blockdev::WriteDeadlines> deadlines;
+  blockdev::Nanos late_write_kill{0};  // when a write late past its deadline got this instance killed
+  bool late_kill_unconfirmed = false;  // the instance outlived its kill by the grace (said once)
+  unsigned late_write_kills = 0;       // instances killed so, in this node's life
   std::shared_ptr<std::atomic<pid_t>> pid = std::make_shared<std::atomic<pid_t>>(-1);
   std::string api, console, log;
   std::string incoming_address;

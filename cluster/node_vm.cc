@@ -57,7 +57,7 @@ std::vector<std::string> child_args(const NodeOptions& o, uint32_t host_id, cons
                                     const std::string& cpu_model, const std::string& incoming) {
   std::vector<std::string> args = {o.self_exe, "run", "--mem", std::to_string(l.spec.mem_bytes >> 20) + "M",
                                    "--cpus", std::to_string(l.spec.cpus), "--cpu-model", cpu_model,
-                                   "--api", l.api, "--fence-fd", "3"};
+                                   "--api", l.api, "--fence-fd", "3", "--deadlines-fd", "5"};
   if (incoming.empty()) {
     args.insert(args.end(), {"--kernel", l.spec.kernel, "--cmdline", l.spec.cmdline});
     if (!l.spec.initrd.empty()) args.insert(args.end(), {"--initrd", l.spec.initrd});
@@ -96,7 +96,8 @@ nlohmann::json Node::Local::to_json() const {
                       {"disk_resume", disk_resume},
                       {"last_rec", last_rec},
                       {"last_hb", last_hb},
-                      {"restarts", restarts}};
+                      {"restarts", restarts},
+                      {"late_write_kills", late_write_kills}};
   if (!incoming_progress.is_null()) j["incoming"] = incoming_progress;
   if (exit_status) j["exit_status"] = *exit_status;
   if (!error.empty()) j["error"] = error;
@@ -271,8 +272,13 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     update_fence(l);
   }
   l.child.reset();  // the last instance has ended: this joins what is left of its threads
+  auto deadlines = blockdev::WriteDeadlines::create();
+  if (!deadlines) return deadlines.status();
   {
     std::lock_guard lock(mu_);
+    l.deadlines = *deadlines;
+    l.late_write_kill = blockdev::Nanos(0);
+    l.late_kill_unconfirmed = false;
     l.exit_status.reset();
     l.started_unix_ms = unix_ms();
     l.heartbeats = 0;
@@ -293,7 +299,7 @@ Status Node::spawn(Local& l, const std::string& incoming) {
   const ChildSpec spec{child_args(o_, host_id_, l, *model, incoming), l.api, l.console, l.log,
                        "# minihv node " + o_.name + ": instance started at unix ms " + std::to_string(unix_ms()) +
                            (incoming.empty() ? "" : " (incoming migration)") + "\n",
-                       l.fence->fd(), extent ? extent->fd.get() : -1};
+                       l.fence->fd(), extent ? extent->fd.get() : -1, l.deadlines->fd()};
   Local* lp = &l;
   auto child = VmChild::spawn(
       spec, [this](const std::function<void()>& in_child) { return fork_on_spawner(in_child); }, l.pid,

@@ -118,8 +118,8 @@ void hand_over_fds(const std::array<int, N>& fds) {
 }  // namespace
 
 // The child dies with its node (a VM must never outlive the process renewing its leases): console
-// and log on pipes, stdin /dev/null, the fence as fd 3, its disk's extent as fd 4 and no other fd of
-// the node, default signals.
+// and log on pipes, stdin /dev/null, the fence as fd 3, its disk's extent as fd 4, the page for its
+// writes' deadlines as fd 5 and no other fd of the node, default signals.
 Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const Forker& fork,
                                                 std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event) {
   auto pipes = Pipes::open(spec);
@@ -129,7 +129,7 @@ Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const For
   const std::vector<char*> argv = argv_of(spec.argv);
   const pid_t parent = ::getpid();
   const int out = pipes->out_w.get(), err = pipes->err_w.get(), null = pipes->null.get();
-  const int fence = spec.fence_fd, extent = spec.extent_fd;
+  const int fence = spec.fence_fd, extent = spec.extent_fd, deadlines = spec.deadlines_fd;
   const pid_t p = fork([&] {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);  // the VMM (which sets it too) and all it may exec
@@ -138,7 +138,7 @@ Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const For
     ::dup2(null, 0);
     ::dup2(out, 1);
     ::dup2(err, 2);
-    hand_over_fds(std::array{fence, extent});
+    hand_over_fds(std::array{fence, extent, deadlines});
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

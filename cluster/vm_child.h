@@ -62,6 +62,7 @@ struct ChildSpec {
   std::string banner;              // written to both files first
   int fence_fd = -1;               // passed as fd 3 when >= 0
   int extent_fd = -1;              // passed as fd 4 when >= 0: the VM's disk (blockdev/extent_device.h)
+  int deadlines_fd = -1;           // passed as fd 5 when >= 0: its writes' deadlines (blockdev/write_deadlines.h)
 };
 
 class VmChild {

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "blockdev/disk_attach.h"
+#include "blockdev/write_deadlines.h"
 #include "common/capped_file.h"
 #include "common/fd.h"
 #include "common/status.h"
@@ -67,6 +68,11 @@ struct VmConfig {
   // With the fence (`run --extent-fd`): the volume disk's extent, opened by the node as a device of
   // its own (blockdev/extent_device.h); the VM then opens nothing of the volume. -1: none.
   int extent_fd = -1;
+  // With the fence (`run --deadlines-fd`): where the volume disk's thread tells the node the
+  // deadline of its oldest write in the kernel (blockdev/write_deadlines.h).
+  std::shared_ptr<blockdev::WriteDeadlines> write_deadlines;
+  // Test hook (MINIHV_TEST_DISK_STALL): BlockBackend::DeadlineWatch::stall_once.
+  std::chrono::milliseconds test_disk_stall{0};
 };
 
 enum class VmState { kCreated, kRunning, kPaused, kEnded };

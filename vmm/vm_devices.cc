@@ -66,6 +66,13 @@ Result<BlockBackend> Vm::open_volume_disk(const blockdev::VolumeDiskSpec& spec) 
   auto backend = BlockBackend::from_extent(std::move(e));
   if (!backend) return backend.status();
   backend->set_write_gate((*disk)->write_gate());
+  if (config_.fence && config_.write_deadlines) {
+    auto fence = config_.fence;
+    auto page = config_.write_deadlines;
+    backend->set_deadline_watch({[fence] { return fence->until().count(); },
+                                 [page](int64_t oldest) { page->publish(blockdev::Nanos(oldest)); },
+                                 config_.test_disk_stall});
+  }
   volume_disks_.push_back(std::move(disk).value());
   return backend;
 }

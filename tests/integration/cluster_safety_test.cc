@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -175,6 +176,43 @@ TEST(ClusterSafety, VmStartWaitsForTheFirstHeartbeatOrTheFirstFailure) {
     auto text = c.cli(via, {"status"});
     EXPECT_NE(text.out.find("last failure"), std::string::npos) << text.out;
   }
+}
+
+// A disk write that stays in the kernel past the deadline it was handed over under (the fence's
+// `until` then) gets its VM killed by the node at once: its storage is stuck, and a write that
+// lands late could land after another node took the disk over. The test hook holds the first
+// write of the VM's first instance 3 s (past `dead`) between showing the node its deadline and
+// handing it to the kernel, as a stalled io-wq would; the kill must come first, so that write
+// never reaches the disk. The node restarts the VM, whose disk workload then finds every
+// acknowledged record and no corrupt one.
+TEST(ClusterSafety, AVmWhoseDiskWriteOutlivesItsDeadlineIsKilledAndComesBackWithItsDisk) {
+  ClusterLab c(1);
+  ASSERT_TRUE(c.wait_all_up(0, 20s)) << c.node(0).stderr_text();
+  const std::string marker = c.state_dir(0) + "-stalled";
+  c.node(0).kill(SIGKILL);
+  ASSERT_TRUE(c.wait_node_exit(0, 5s));
+  c.start_node(0, {"MINIHV_TEST_DISK_STALL=3000:" + marker});
+  ASSERT_TRUE(c.wait_all_up(0, 20s)) << c.node(0).stderr_text();
+  ASSERT_EQ(c.minihv({"volume", "disk", "create", c.volume(), "d1", "--size", "16M"}).status, 0);
+  // The first instance may be killed before its first heartbeat; either way the node restarts it.
+  (void)c.add_vm("db", "disk", {"--disk", "d1"});
+  auto st = c.wait_status(0, 40s, [](const json& s) {
+    const json l = ClusterLab::vm_local(s, "db");
+    return l.value("late_write_kills", 0) >= 1 && l.value("restarts", 0) >= 1 && l.value("heartbeats", 0) >= 2 &&
+           l.value("disk_resume", -1L) >= 0;
+  });
+  ASSERT_TRUE(st) << "the VM was not killed for its late write and restarted\n" << c.node(0).stderr_text();
+  EXPECT_TRUE(std::filesystem::exists(marker)) << "the hook never held a write";
+  EXPECT_NE(c.node(0).stderr_text().find("past its deadline (the fence it was handed over under): killing the VM"),
+            std::string::npos)
+      << c.node(0).stderr_text();
+  const json l = ClusterLab::vm_local(*st, "db");
+  EXPECT_EQ(l.value("late_write_kills", 0), 1) << "the restarted instance was killed too: " << st->dump();
+  EXPECT_EQ(l.value("errs", -1L), 0);
+  EXPECT_EQ(l.value("corrupt", -1L), 0);
+  const ConsoleScan scan = scan_consoles({c.state_dir(0) + "/db.console"});
+  EXPECT_EQ(scan.corrupt, 0);
+  EXPECT_EQ(scan.max_errs, 0);
 }
 
 TEST(ClusterSafety, VmSetChangesAStoppedVmWithTheChecksOfAdd) {

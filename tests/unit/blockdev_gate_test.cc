@@ -8,9 +8,13 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "blockdev/disk_attach.h"
 #include "blockdev/file_device.h"
+#include "blockdev/write_deadlines.h"
 #include "tests/unit/virtio_test_driver.h"
 #include "vmm/devices/virtio_blk.h"
 #include "vmm/layout.h"
@@ -54,7 +58,7 @@ protected:
     std::filesystem::remove(path_);
   }
   // A device on the disk's extent whose writes ask `gate`.
-  void make(std::function<bool()> gate) {
+  void make(std::function<bool()> gate, BlockBackend::DeadlineWatch watch = {}) {
     BlockBackend::Extent e;
     e.fd = UniqueFd(::open(path_.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC));
     e.offset = disk_.offset;
@@ -64,6 +68,7 @@ protected:
     auto b = BlockBackend::from_extent(std::move(e));
     ASSERT_TRUE(b) << b.message();
     b->set_write_gate(std::move(gate));
+    b->set_deadline_watch(std::move(watch));
     auto blk = VirtioBlk::create(std::move(*b), "gate");
     ASSERT_TRUE(blk);
     blk_ = blk->get();
@@ -169,6 +174,43 @@ TEST_F(BlockdevGate, AWriteReachesTheKernelOnlyOnAnAnswerTakenJustBeforeIt) {
   // The gate has closed since: the next write is refused and changes nothing.
   EXPECT_EQ(write_block(0, 0x70).status, kSIoErr);
   EXPECT_EQ(on_disk(0, 4096), std::vector<uint8_t>(4096, 0x60));
+}
+
+// A cluster VM's disk (blockdev/write_deadlines.h): a write carries the fence's deadline of the
+// moment it is handed to the kernel, shown to the node before it gets there (the hook holds it
+// there a while, as a stalled io-wq would) and cleared once it has completed.
+TEST_F(BlockdevGate, AWriteInTheKernelIsShownWithItsDeadlineUntilItCompletes) {
+  auto page = blockdev::WriteDeadlines::create();
+  ASSERT_TRUE(page) << page.message();
+  std::atomic<int64_t> until{5'000'000'000};
+  std::mutex mu;
+  std::vector<int64_t> published;
+  auto p = *page;
+  make([] { return true; }, {[&until] { return until.load(); },
+                             [&, p](int64_t oldest) {
+                               p->publish(blockdev::Nanos(oldest));
+                               std::lock_guard lock(mu);
+                               published.push_back(oldest);
+                             },
+                             300ms});
+  std::vector<uint8_t> b(4096, 0x44);
+  ASSERT_TRUE(mem_->write(TestLayout::kData, b.data(), b.size()));
+  drv_->blk_queue(kTOut, 16, TestLayout::kData, 4096, false);
+  drv_->kick();
+  bool seen = false;  // the page shows the write while it is held on its way to the kernel
+  for (int i = 0; i < 2000 && !seen; ++i) {
+    seen = p->oldest().count() == 5'000'000'000;
+    if (!seen) std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_TRUE(seen) << "the write's deadline was never shown";
+  ASSERT_TRUE(drv_->wait_used(static_cast<uint16_t>(drv_->seen_used() + 1)));
+  drv_->seen_used() = static_cast<uint16_t>(drv_->seen_used() + 1);
+  EXPECT_EQ(on_disk(16 * 512, 4096), b);
+  until = 7'000'000'000;
+  EXPECT_EQ(write_block(24, 0x45).status, kSOk);
+  EXPECT_EQ(p->oldest().count(), 0) << "a completed write is still shown in flight";
+  std::lock_guard lock(mu);
+  EXPECT_EQ(published, (std::vector<int64_t>{5'000'000'000, 0, 7'000'000'000, 0}));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 // Must not know: virtqueues, io_uring, guests.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -50,6 +51,18 @@ public:
   // A volume disk sets its lease's check here (blockdev/disk_attach.h).
   void set_write_gate(std::function<bool()> gate) { may_write_ = std::move(gate); }
   bool may_write() const { return !may_write_ || may_write_(); }
+  // A cluster VM's volume disk (blockdev/write_deadlines.h): `deadline` says by when a write handed
+  // to the kernel now must be done (the node's fence); `publish` is told the earliest deadline of
+  // the writes in the kernel (0: none) before any reaches it and after each completes.
+  struct DeadlineWatch {
+    std::function<int64_t()> deadline;
+    std::function<void(int64_t)> publish;
+    // Test hook (MINIHV_TEST_DISK_STALL, cli/run.cc): once, the disk thread waits this long between
+    // publishing a write's deadline and handing the write to the kernel, as a stalled io-wq would.
+    std::chrono::milliseconds stall_once{0};
+  };
+  void set_deadline_watch(DeadlineWatch w) { deadline_watch_ = std::move(w); }
+  const DeadlineWatch& deadline_watch() const { return deadline_watch_; }
 
   // The file offset of [sector*512, sector*512 + bytes) of the disk, or nullopt when any byte of
   // it lies outside the extent (overflow-safe). Every I/O offset comes from here.
@@ -63,6 +76,7 @@ private:
   uint32_t alignment_ = 1;
   std::string name_;
   std::function<bool()> may_write_;
+  DeadlineWatch deadline_watch_;
 };
 
 }  // namespace minihv

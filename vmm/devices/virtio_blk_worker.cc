@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <thread>
 
 #include "common/log.h"
 #include "common/sandbox.h"
@@ -133,6 +135,7 @@ void BlkWorker::run(std::stop_token stop) {
         ++completed;
       }
     });
+    if (deadlines_changed_) publish_deadlines();
     if (kicked) arm_eventfd_read(act_.notify_fds[0], kTagNotify, &notify_buf_);
     if (control) {
       arm_eventfd_read(control_.fd(), kTagControl, &ctl_buf_);
@@ -306,6 +309,7 @@ void BlkWorker::submit_io(unsigned idx) {
 void BlkWorker::submit_held_writes() {
   while (!held_writes_.empty()) {
     if (backend_.may_write()) {
+      stamp_deadlines();
       for (const unsigned idx : held_writes_) prep_sqe(idx);
       held_writes_.clear();
       return;
@@ -317,6 +321,26 @@ void BlkWorker::submit_held_writes() {
     held_writes_.clear();
     process_queue();  // the freed slots take the requests still waiting
   }
+}
+
+// A watched disk (a cluster VM's): the writes about to reach the kernel carry the fence's deadline,
+// published before they get there, so the node sees any that is still in the kernel past it.
+void BlkWorker::stamp_deadlines() {
+  const BlockBackend::DeadlineWatch& w = backend_.deadline_watch();
+  if (!w.deadline) return;
+  const int64_t d = w.deadline();
+  for (const unsigned idx : held_writes_) slots_[idx].deadline = d;
+  publish_deadlines();
+  static std::atomic<bool> stalled{false};
+  if (w.stall_once.count() > 0 && !stalled.exchange(true)) std::this_thread::sleep_for(w.stall_once);
+}
+
+void BlkWorker::publish_deadlines() {
+  deadlines_changed_ = false;
+  int64_t oldest = 0;
+  for (const Slot& s : slots_)
+    if (s.deadline != 0 && (oldest == 0 || s.deadline < oldest)) oldest = s.deadline;
+  backend_.deadline_watch().publish(oldest);
 }
 
 void BlkWorker::prep_sqe(unsigned idx) {
@@ -345,6 +369,10 @@ void BlkWorker::prep_sqe(unsigned idx) {
 void BlkWorker::complete_io(unsigned idx, int32_t res) {
   Slot& s = slots_[idx];
   BlkRequest& r = s.req;
+  if (s.deadline != 0) {
+    s.deadline = 0;
+    deadlines_changed_ = true;
+  }
   if (res == -EINTR || res == -EAGAIN) return submit_io(idx);
   if (parks(s, res)) return park(idx, res);
   if (res < 0) {

@@ -81,6 +81,7 @@ private:
     std::unique_ptr<uint8_t, FreeDeleter> bounce;
     uint64_t bounce_size = 0;
     bool use_bounce = false;
+    int64_t deadline = 0;  // a write in the kernel on a watched disk: by when it must be done
   };
 
   BlkWorker(const VirtioActivation& act, const BlockBackend& backend, const std::string& serial,
@@ -103,6 +104,8 @@ private:
   void on_idle_timer();
   void submit_io(unsigned idx);
   void submit_held_writes();
+  void stamp_deadlines();
+  void publish_deadlines();
   void prep_sqe(unsigned idx);
   void complete_io(unsigned idx, int32_t res);
   bool parks(const Slot& s, int32_t res) const;
@@ -132,6 +135,7 @@ private:
   std::vector<Slot> slots_;
   std::vector<unsigned> free_;
   std::vector<unsigned> held_writes_;  // writes ready for the kernel, gated as one just before it
+  bool deadlines_changed_ = false;     // a watched write completed since the last publish
   std::deque<unsigned> bounce_waiters_;  // taken from the queue, waiting for the bounce budget
   uint64_t bounce_bytes_ = 0;          // held by all slots (mirrored in stats_.bounce_bytes)
   bool idle_timer_armed_ = false;
