@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 
 #include "blockdev/file_device.h"
 #include "blockdev/lease_priority.h"
@@ -104,6 +106,7 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& options) {
   struct stat st{};
   if (::stat(n->o_.state_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return Status::invalid("--state-dir " + n->o_.state_dir + " is not a directory that can be created");
+  MINIHV_TRY(n->check_vm_user());
   Node* raw = n.get();
   if (!options.metrics.empty()) {  // before joining: a port in use changes nothing in the cluster
     auto m = MetricsServer::start(options.metrics, [raw] { return raw->metrics_text(); });
@@ -173,6 +176,22 @@ Status Node::take_node_lease() {
         else raw->counters_.lease_renewal_failures++;
       });
   return arm_watchdog();
+}
+
+// `--vm-user`: resolved, and every path its VM processes need checked now, not at the first VM.
+// The state directory becomes searchable but not listable (0711): a VM reaches its own files there
+// by name (its own 0700 directory with its control socket, its CPU model, a move's key, chowned).
+Status Node::check_vm_user() {
+  if (o_.vm_user.empty()) return Status::ok();
+  auto u = resolve_vm_user(o_.vm_user);
+  if (!u) return u.status();
+  const char* kvm = std::getenv("MINIHV_KVM_DEVICE");  // as vmm/kvm.cc opens it
+  MINIHV_TRY(check_device_access(*u, kvm ? kvm : "/dev/kvm"));
+  if (::chmod(o_.state_dir.c_str(), 0711) != 0) return Status::from_errno("chmod 0711 " + o_.state_dir);
+  MINIHV_TRY(check_reachable(*u, o_.state_dir));
+  MINIHV_TRY(check_reachable(*u, std::filesystem::path(o_.self_exe).parent_path().string()));
+  vm_user_ = std::move(*u);
+  return Status::ok();
 }
 
 // `--watchdog DEV`: armed once the node holds its lease, petted by the fence pump while that lease

@@ -39,6 +39,7 @@
 #include "cluster/thread_group.h"
 #include "cluster/vm_child.h"
 #include "cluster/vm_phase.h"
+#include "cluster/vm_user.h"
 #include "cluster/watchdog.h"
 #include "common/jsonl.h"
 #include "common/keys.h"
@@ -58,6 +59,7 @@ struct NodeOptions {
   // A VM's kernel and initrd must lie under one of these (symlinks and ".." resolved; node_images.h).
   std::vector<std::string> images;
   std::string watchdog;  // a watchdog device to arm ("": none; cluster/watchdog.h)
+  std::string vm_user;   // USER or UID:GID its VM processes run as ("": root; cluster/vm_user.h)
 };
 
 // Wall-clock milliseconds, for reports only (decisions use the monotonic clock).
@@ -109,6 +111,10 @@ private:
   void record_failure(const std::string& vm, const std::string& reason, int64_t generation);
   void start_orphans();
   void fence_pump();
+  Status check_vm_user();
+  Status check_vm_runs_here(const VmSpec& vm) const;
+  std::string vm_dir(const std::string& vm) const;
+  Status prepare_for_vm_user(const Local& l, const std::string& incoming);
   void update_fence(Local& l);  // with mu_ held
   void check_write_deadlines(Local& l);  // with mu_ held
   void on_node_lease_lost(const std::string& why);
@@ -188,6 +194,7 @@ private:
   NodeOptions o_;
   RpcKey rpc_key_;         // every node RPC connection, served and made (rpc.h)
   ImageDirs images_;       // where VMs' kernels and initrds may come from (--images)
+  std::optional<VmUser> vm_user_;  // --vm-user, resolved and checked at start
   NodeCounters counters_;  // before every thread that counts (the node lease's renewer, requests)
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<blockdev::Volume> vol_;       // node lease and configuration

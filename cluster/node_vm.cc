@@ -1,5 +1,7 @@
 // The VMs of a node: leases, child `minihv run` processes, their consoles, and their ends.
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -113,7 +115,8 @@ std::shared_ptr<Node::Local> Node::new_local(const VmSpec& spec, VmPhase phase) 
   auto l = std::make_shared<Local>();
   l->spec = spec;
   l->phase = phase;
-  l->api = o_.state_dir + "/" + spec.name + ".sock";
+  // A VM run as --vm-user binds its control socket in a directory of its own (vm_dir()).
+  l->api = vm_user_ ? vm_dir(spec.name) + "/api.sock" : o_.state_dir + "/" + spec.name + ".sock";
   l->console = o_.state_dir + "/" + spec.name + ".console";
   l->log = o_.state_dir + "/" + spec.name + ".log";
   locals_[spec.name] = l;
@@ -261,6 +264,23 @@ Result<std::string> Node::cpu_model_for(const VmSpec& spec) {
   return path;
 }
 
+std::string Node::vm_dir(const std::string& vm) const { return o_.state_dir + "/" + vm + ".vm"; }
+
+// Run as --vm-user, a VM process can reach only what is its own: a 0700 directory for its control
+// socket, and a move's key file, both chowned to it. It cannot make taps (that takes CAP_NET_ADMIN):
+// a VM with NICs is refused here, saying why.
+Status Node::prepare_for_vm_user(const Local& l, const std::string& incoming) {
+  if (!vm_user_) return Status::ok();
+  if (!l.spec.nics.empty()) return check_vm_runs_here(l.spec);  // (refused: says why)
+  const std::string dir = vm_dir(l.spec.name);
+  ::mkdir(dir.c_str(), 0700);
+  if (::chown(dir.c_str(), vm_user_->uid, vm_user_->gid) != 0 || ::chmod(dir.c_str(), 0700) != 0)
+    return Status::from_errno("giving " + dir + " to --vm-user " + vm_user_->text);
+  if (!incoming.empty() && !l.move_key_file.empty() && ::chown(l.move_key_file.c_str(), vm_user_->uid, vm_user_->gid) != 0)
+    return Status::from_errno("giving " + l.move_key_file + " to --vm-user " + vm_user_->text);
+  return Status::ok();
+}
+
 Status Node::spawn(Local& l, const std::string& incoming) {
   auto model = cpu_model_for(l.spec);
   if (!model) return model.status();
@@ -288,6 +308,7 @@ Status Node::spawn(Local& l, const std::string& incoming) {
     l.errs = l.corrupt = 0;
     l.disk_resume = -1;
   }
+  MINIHV_TRY(prepare_for_vm_user(l, incoming));
   // The VM's own disk as a device of its own, its fd handed to the child; the node's copy closes
   // at the end of this function, and the kernel unbinds the device once the VM's is gone too.
   std::optional<blockdev::ExtentDevice> extent;
@@ -299,7 +320,8 @@ Status Node::spawn(Local& l, const std::string& incoming) {
   const ChildSpec spec{child_args(o_, host_id_, l, *model, incoming), l.api, l.console, l.log,
                        "# minihv node " + o_.name + ": instance started at unix ms " + std::to_string(unix_ms()) +
                            (incoming.empty() ? "" : " (incoming migration)") + "\n",
-                       l.fence->fd(), extent ? extent->fd.get() : -1, l.deadlines->fd()};
+                       l.fence->fd(), extent ? extent->fd.get() : -1, l.deadlines->fd(),
+                       vm_user_ ? &*vm_user_ : nullptr};
   Local* lp = &l;
   auto child = VmChild::spawn(
       spec, [this](const std::function<void()>& in_child) { return fork_on_spawner(in_child); }, l.pid,

@@ -115,6 +115,8 @@ void hand_over_fds(const std::array<int, N>& fds) {
   ::close_range(kFirst + N, ~0U, 0);
 }
 
+constexpr char kCannotBecomeUser[] = "minihv: error: the VM process could not take --vm-user's ids\n";
+
 }  // namespace
 
 // The child dies with its node (a VM must never outlive the process renewing its leases): console
@@ -130,10 +132,8 @@ Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const For
   const pid_t parent = ::getpid();
   const int out = pipes->out_w.get(), err = pipes->err_w.get(), null = pipes->null.get();
   const int fence = spec.fence_fd, extent = spec.extent_fd, deadlines = spec.deadlines_fd;
+  const VmUser* user = spec.user;
   const pid_t p = fork([&] {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);  // the VMM (which sets it too) and all it may exec
-    if (::getppid() != parent) ::_exit(127);
     ::setsid();  // a terminal's Ctrl-C or hang-up is for the node, not its VMs
     ::dup2(null, 0);
     ::dup2(out, 1);
@@ -143,6 +143,14 @@ Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const For
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     blockdev::use_normal_priority();  // raw syscalls only: async-signal-safe
+    if (user && !become_vm_user(*user)) {
+      (void)!::write(2, kCannotBecomeUser, sizeof kCannotBecomeUser - 1);
+      ::_exit(126);
+    }
+    // After the switch of ids, which clears the parent-death signal.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);  // the VMM (which sets it too) and all it may exec
+    if (::getppid() != parent) ::_exit(127);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   });

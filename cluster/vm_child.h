@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster/child_output.h"
+#include "cluster/vm_user.h"
 #include "common/capped_file.h"
 #include "common/fd.h"
 #include "common/status.h"
@@ -63,6 +64,7 @@ struct ChildSpec {
   int fence_fd = -1;               // passed as fd 3 when >= 0
   int extent_fd = -1;              // passed as fd 4 when >= 0: the VM's disk (blockdev/extent_device.h)
   int deadlines_fd = -1;           // passed as fd 5 when >= 0: its writes' deadlines (blockdev/write_deadlines.h)
+  const VmUser* user = nullptr;    // the ids it runs as (node --vm-user); null: the node's
 };
 
 class VmChild {

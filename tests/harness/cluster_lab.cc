@@ -55,11 +55,17 @@ std::vector<std::string> ClusterLab::with_trust(std::vector<std::string> args) c
   return args;
 }
 
+void ClusterLab::add_node_args(unsigned i, const std::vector<std::string>& args) {
+  auto& e = extra_args_[i];
+  e.insert(e.end(), args.begin(), args.end());
+}
+
 std::vector<std::string> ClusterLab::node_args(unsigned i) const {
   std::vector<std::string> args = {"node", "--name", name(i), "--volume", volume_, "--listen", address(i),
                                    "--state-dir", state_dir(i)};
   const auto trust = trust_args();
   args.insert(args.end(), trust.begin(), trust.end());
+  if (auto e = extra_args_.find(i); e != extra_args_.end()) args.insert(args.end(), e->second.begin(), e->second.end());
   if (lab_ && lab_->networks() > 1) {
     std::string nets;
     for (unsigned k = 1; k < lab_->networks(); ++k) nets += (nets.empty() ? "" : ",") + lab_->addr(i, k);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,8 @@ public:
 
   // (Re)starts node i's daemon, with `env` ("NAME=value", e.g. a test hook) added.
   void start_node(unsigned i, const std::vector<std::string>& env = {});
+  // Arguments added to node i's command line from its next start on (e.g. --vm-user).
+  void add_node_args(unsigned i, const std::vector<std::string>& args);
   // The command line of node i's daemon (`minihv` args), to start another incarnation by hand.
   std::vector<std::string> node_args(unsigned i) const;
   // Waits until node i's daemon has exited (after a kill or a fence); its exit status.
@@ -70,6 +73,7 @@ private:
   std::string key_;
   int port_base_;
   std::vector<std::unique_ptr<VmProcess>> nodes_;
+  std::map<unsigned, std::vector<std::string>> extra_args_;
 };
 
 // Heartbeats of CPU `cpu` in every console file given, in file order: (seq, errs) pairs.
