@@ -471,7 +471,7 @@ Command add_node_command(CLI::App& app) {
                    "renewing its lease, or is fenced with a VM it cannot prove gone (docs/security.md)");
   node->add_option("--vm-user", no->node.vm_user,
                    "Run VM processes as this user (NAME or UID:GID, not root): /dev/kvm must be open to it through "
-                   "a group; a VM with NICs is refused (docs/security.md)");
+                   "a group; the node makes its VMs' taps for it (docs/security.md)");
   node->add_option("--metrics", no->node.metrics, "HOST:PORT to serve Prometheus metrics on (GET /metrics, plain HTTP)");
   node->add_option("--key", no->key, std::string("The cluster key file (default $") + kKeyEnv + ", else " +
                                          kDefaultKeyFile + "; minihv cluster init-key)");

@@ -112,9 +112,8 @@ private:
   void start_orphans();
   void fence_pump();
   Status check_vm_user();
-  Status check_vm_runs_here(const VmSpec& vm) const;
   std::string vm_dir(const std::string& vm) const;
-  Status prepare_for_vm_user(const Local& l, const std::string& incoming);
+  Status prepare_for_vm_user(Local& l, const std::string& incoming);
   void update_fence(Local& l);  // with mu_ held
   void check_write_deadlines(Local& l);  // with mu_ held
   void on_node_lease_lost(const std::string& why);

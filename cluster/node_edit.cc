@@ -103,16 +103,9 @@ Status Node::refresh_config() {
   return Status::ok();
 }
 
-// check_vm_here, and what this node's --vm-user cannot run: a VM with NICs (a tap takes CAP_NET_ADMIN).
-Status Node::check_vm_runs_here(const VmSpec& vm) const {
-  if (vm_user_ && !vm.nics.empty())
-    return Status::invalid("vm " + vm.name + " has NICs, and node " + o_.name + " runs its VMs as --vm-user " +
-                           vm_user_->text + ", which cannot make taps (run that node without --vm-user)");
-  return check_vm_here(vm, o_.name, images_);
-}
 
 nlohmann::json Node::check_vm_reply(const nlohmann::json& req) {
-  Status s = check_vm_runs_here(vm_spec_from_json(req.at("spec")));
+  Status s = check_vm_here(vm_spec_from_json(req.at("spec")), o_.name, images_);
   return s ? nlohmann::json{{"ok", true}} : error_reply(s);
 }
 
@@ -123,7 +116,7 @@ Status Node::check_vm_everywhere(const VmSpec& vm) {
     for (const auto& n : live_nodes(true))
       if (n != o_.name) peers.push_back({n, config_.node(n)->listen});
   }
-  MINIHV_TRY(check_vm_runs_here(vm));
+  MINIHV_TRY(check_vm_here(vm, o_.name, images_));
   for (const auto& [name, addr] : peers) MINIHV_TRY(check_vm_on_peer(vm, name, addr));
   return Status::ok();
 }

@@ -40,6 +40,7 @@ struct Node::Local {
   unsigned late_write_kills = 0;       // instances killed so, in this node's life
   std::shared_ptr<std::atomic<pid_t>> pid = std::make_shared<std::atomic<pid_t>>(-1);
   std::string api, console, log;
+  std::vector<std::string> user_taps;  // taps the node made for it (--vm-user), removed with it
   std::string incoming_address;
   std::string move_key_file;  // an incoming VM's: this move's key for its child, gone once it listens
   nlohmann::json incoming_progress;  // the incoming child's last progress event

@@ -18,6 +18,7 @@
 #include "cpuid/baseline.h"
 #include "cpuid/profile_json.h"
 #include "vmm/api.h"
+#include "vmm/devices/tap.h"
 
 namespace minihv::cluster {
 
@@ -109,6 +110,8 @@ nlohmann::json Node::Local::to_json() const {
 Node::Local::~Local() {
   cancel = true;
   child.reset();  // kills a child that still runs, joins its threads
+  for (const auto& tap : user_taps)
+    if (Status s = remove_persistent_tap(tap); !s) LOG_WARN("vm %s: %s", spec.name.c_str(), s.message().c_str());
 }
 
 std::shared_ptr<Node::Local> Node::new_local(const VmSpec& spec, VmPhase phase) {
@@ -264,14 +267,23 @@ Result<std::string> Node::cpu_model_for(const VmSpec& spec) {
   return path;
 }
 
+constexpr const char* kTunDevice = "/dev/net/tun";  // a VM run as --vm-user opens it to attach to its tap
+
 std::string Node::vm_dir(const std::string& vm) const { return o_.state_dir + "/" + vm + ".vm"; }
 
 // Run as --vm-user, a VM process can reach only what is its own: a 0700 directory for its control
 // socket, and a move's key file, both chowned to it. It cannot make taps (that takes CAP_NET_ADMIN):
-// a VM with NICs is refused here, saying why.
-Status Node::prepare_for_vm_user(const Local& l, const std::string& incoming) {
+// the node makes each NIC's tap, persistent and the user's, on its bridge and up; the VM attaches to
+// it, and the node removes it once the VM is gone for good (~Local).
+Status Node::prepare_for_vm_user(Local& l, const std::string& incoming) {
   if (!vm_user_) return Status::ok();
-  if (!l.spec.nics.empty()) return check_vm_runs_here(l.spec);  // (refused: says why)
+  if (!l.spec.nics.empty()) MINIHV_TRY(check_device_access(*vm_user_, kTunDevice).context("vm " + l.spec.name));
+  for (size_t i = 0; i < l.spec.nics.size(); ++i) {
+    const std::string tap = vm_tap_name(l.spec.index, host_id_, i);
+    MINIHV_TRY(make_tap_for(tap, l.spec.nics[i].bridge, vm_user_->uid, vm_user_->gid)
+                   .context("vm " + l.spec.name + ": making its tap for --vm-user " + vm_user_->text));
+    if (std::find(l.user_taps.begin(), l.user_taps.end(), tap) == l.user_taps.end()) l.user_taps.push_back(tap);
+  }
   const std::string dir = vm_dir(l.spec.name);
   ::mkdir(dir.c_str(), 0700);
   if (::chown(dir.c_str(), vm_user_->uid, vm_user_->gid) != 0 || ::chmod(dir.c_str(), 0700) != 0)

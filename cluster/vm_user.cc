@@ -68,8 +68,8 @@ Status check_device_access(const VmUser& u, const std::string& path) {
   return Status::invalid("--vm-user " + u.text + " cannot open " + path + " (owner " + std::to_string(st.st_uid) +
                          ", group " + std::to_string(st.st_gid) + ", mode " +
                          std::to_string((st.st_mode >> 6) & 7) + std::to_string((st.st_mode >> 3) & 7) +
-                         std::to_string(st.st_mode & 7) + "): give the device a group with rw (as udev gives "
-                         "kvm: chgrp kvm " + path + "; chmod 660 " + path + ") and put the user in it");
+                         std::to_string(st.st_mode & 7) + "): give the device a group with rw and put the user in "
+                         "it (as Debian's udev does: chgrp kvm /dev/kvm; chmod 660 /dev/kvm; /dev/net/tun is 666)");
 }
 
 Status check_reachable(const VmUser& u, const std::string& dir) {

@@ -5,8 +5,8 @@
 // reachable), and the credential switch in the forked child before exec.
 // Must not know: VMs, leases, what the child runs.
 // What the VM process then cannot do: signal, ptrace or read the node or other VMs of other users,
-// open the volume, the cluster key or the node's state (0700, root's), or make taps (a node with
-// --vm-user refuses VMs with NICs: docs/security.md).
+// open the volume, the cluster key or the node's own files, or make taps (its node makes them for
+// it: vmm/devices/tap.h, make_tap_for; docs/security.md).
 #pragma once
 
 #include <sys/types.h>

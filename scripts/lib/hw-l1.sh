@@ -177,5 +177,8 @@ if [ ! -d /sys/module/kvm_amd ]; then
   fail "kvm-amd did not load"
 fi
 [ -c /dev/kvm ] || fail "kvm-amd loaded but /dev/kvm is missing"
+# As Debian's udev rules leave it (devtmpfs makes it 0600): anyone may open the tun device; a tap
+# itself belongs to whom its maker gave it (a node's VM run as --vm-user attaches to its own).
+[ -c /dev/net/tun ] && chmod 666 /dev/net/tun
 EOF
 }

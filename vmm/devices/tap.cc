@@ -33,6 +33,7 @@ Status bring_up(const std::string& name) {
   if (!s.valid()) return Status::from_errno("tap " + name + ": socket");
   ifreq ifr = named(name);
   if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) < 0) return Status::from_errno("tap " + name + ": SIOCGIFFLAGS");
+  if (ifr.ifr_flags & IFF_UP) return Status::ok();  // (up already: a tap its node made, changed by nobody)
   ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
   if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) < 0) return Status::from_errno("tap " + name + ": bring up");
   return Status::ok();
@@ -91,7 +92,35 @@ Result<UniqueFd> open_queue(const std::string& name, bool created, bool multi_qu
   return fd;
 }
 
+// The tap `name` attached (made if there is none) on a fresh fd, as root.
+Result<UniqueFd> attach_as_root(const std::string& name) {
+  UniqueFd fd(::open(kTunDevice, O_RDWR | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno(std::string("tap ") + name + ": cannot open " + kTunDevice);
+  ifreq ifr = named(name);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) return Status::from_errno("tap " + name + ": TUNSETIFF");
+  return fd;
+}
+
 }  // namespace
+
+Status make_tap_for(const std::string& name, const std::string& bridge, uid_t uid, gid_t gid) {
+  auto fd = attach_as_root(name);
+  if (!fd) return fd.status();
+  if (::ioctl(fd->get(), TUNSETOWNER, static_cast<unsigned long>(uid)) < 0 ||
+      ::ioctl(fd->get(), TUNSETGROUP, static_cast<unsigned long>(gid)) < 0 || ::ioctl(fd->get(), TUNSETPERSIST, 1) < 0)
+    return Status::from_errno("tap " + name + ": giving it to uid " + std::to_string(uid));
+  MINIHV_TRY(join_bridge(name, bridge));
+  return bring_up(name);
+}
+
+Status remove_persistent_tap(const std::string& name) {
+  if (::if_nametoindex(name.c_str()) == 0) return Status::ok();
+  auto fd = attach_as_root(name);
+  if (!fd) return fd.status();
+  if (::ioctl(fd->get(), TUNSETPERSIST, 0) < 0) return Status::from_errno("tap " + name + ": TUNSETPERSIST 0");
+  return Status::ok();  // gone as the fd closes
+}
 
 Result<Tap> Tap::open(const std::string& name, const std::string& bridge, unsigned queues) {
   Tap t;

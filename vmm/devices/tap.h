@@ -7,6 +7,8 @@
 // Must not know: virtio queues or guest memory (the device reads and writes frames on fd()).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,6 +17,13 @@
 #include "common/status.h"
 
 namespace minihv {
+
+// For a process that may not make taps (a node's VM run as --vm-user, cluster/vm_user.h): the tap
+// `name` made persistent and owned by uid/gid, put on `bridge` and brought up, so that process can
+// attach to it with Tap::open, which finds it on its bridge and up and changes nothing. Made again
+// (an existing tap of that name), it is given to uid/gid again. remove_persistent_tap() deletes it.
+Status make_tap_for(const std::string& name, const std::string& bridge, uid_t uid, gid_t gid);
+Status remove_persistent_tap(const std::string& name);
 
 class Tap {
 public:
