@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 
 #include "blockdev/file_device.h"
@@ -21,6 +20,7 @@
 #include "common/net.h"
 #include "cpuid/host.h"
 #include "cpuid/profile_json.h"
+#include "vmm/kvm.h"
 
 namespace minihv::cluster {
 
@@ -185,8 +185,7 @@ Status Node::check_vm_user() {
   if (o_.vm_user.empty()) return Status::ok();
   auto u = resolve_vm_user(o_.vm_user);
   if (!u) return u.status();
-  const char* kvm = std::getenv("MINIHV_KVM_DEVICE");  // as vmm/kvm.cc opens it
-  MINIHV_TRY(check_device_access(*u, kvm ? kvm : "/dev/kvm"));
+  MINIHV_TRY(check_device_access(*u, Kvm::device_path()));
   if (::chmod(o_.state_dir.c_str(), 0711) != 0) return Status::from_errno("chmod 0711 " + o_.state_dir);
   MINIHV_TRY(check_reachable(*u, o_.state_dir));
   MINIHV_TRY(check_reachable(*u, std::filesystem::path(o_.self_exe).parent_path().string()));

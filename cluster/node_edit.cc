@@ -103,7 +103,6 @@ Status Node::refresh_config() {
   return Status::ok();
 }
 
-
 nlohmann::json Node::check_vm_reply(const nlohmann::json& req) {
   Status s = check_vm_here(vm_spec_from_json(req.at("spec")), o_.name, images_);
   return s ? nlohmann::json{{"ok", true}} : error_reply(s);

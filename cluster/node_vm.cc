@@ -267,8 +267,6 @@ Result<std::string> Node::cpu_model_for(const VmSpec& spec) {
   return path;
 }
 
-constexpr const char* kTunDevice = "/dev/net/tun";  // a VM run as --vm-user opens it to attach to its tap
-
 std::string Node::vm_dir(const std::string& vm) const { return o_.state_dir + "/" + vm + ".vm"; }
 
 // Run as --vm-user, a VM process can reach only what is its own: a 0700 directory for its control

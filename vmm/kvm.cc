@@ -21,11 +21,15 @@ Status kvm_error(const char* what, int neg_errno) {
   return Status::error(std::string(what) + ": " + std::strerror(-neg_errno));
 }
 
-Result<Kvm> Kvm::open() {
+std::string Kvm::device_path() {
   const char* path = std::getenv("MINIHV_KVM_DEVICE");
-  if (!path) path = "/dev/kvm";
+  return path ? path : "/dev/kvm";
+}
+
+Result<Kvm> Kvm::open() {
+  const std::string path = device_path();
   Kvm kvm;
-  kvm.fd_.reset(::open(path, O_RDWR | O_CLOEXEC));
+  kvm.fd_.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
   if (!kvm.fd_.valid()) {
     int err = errno;
     std::string hint = err == ENOENT   ? " (is the kvm module loaded? is virtualization enabled?)"

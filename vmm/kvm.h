@@ -25,8 +25,10 @@ Status kvm_error(const char* what, int neg_errno);
 
 class Kvm {
 public:
-  // Opens /dev/kvm (or $MINIHV_KVM_DEVICE) and checks the API version and required capabilities.
+  // Opens device_path() and checks the API version and required capabilities.
   static Result<Kvm> open();
+  // The KVM device minihv opens: $MINIHV_KVM_DEVICE, else /dev/kvm.
+  static std::string device_path();
 
   int fd() const { return fd_.get(); }
   int check_extension(long cap) const;

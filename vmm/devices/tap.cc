@@ -19,7 +19,6 @@ namespace minihv {
 
 namespace {
 
-constexpr const char* kTunDevice = "/dev/net/tun";
 constexpr unsigned kAllOffloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
 
 ifreq named(const std::string& name) {

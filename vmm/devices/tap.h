@@ -18,6 +18,9 @@
 
 namespace minihv {
 
+// The tun/tap control device every tap is opened through (a VM run as --vm-user needs it rw).
+inline constexpr const char* kTunDevice = "/dev/net/tun";
+
 // For a process that may not make taps (a node's VM run as --vm-user, cluster/vm_user.h): the tap
 // `name` made persistent and owned by uid/gid, put on `bridge` and brought up, so that process can
 // attach to it with Tap::open, which finds it on its bridge and up and changes nothing. Made again
