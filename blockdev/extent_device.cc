@@ -105,4 +105,13 @@ Result<ExtentDevice> make_extent_device(const std::string& volume_path, uint64_t
   return d;
 }
 
+Result<uint64_t> requests_in_flight(const std::string& device_path) {
+  const std::string name = device_path.substr(device_path.rfind('/') + 1);
+  const std::string stat = "/sys/class/block/" + name + "/inflight";
+  std::ifstream in(stat);
+  uint64_t reads = 0, writes = 0;
+  if (!(in >> reads >> writes)) return Status::from_errno("read " + stat);
+  return reads + writes;
+}
+
 }  // namespace minihv::blockdev

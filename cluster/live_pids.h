@@ -3,8 +3,9 @@
 // Owns: the pids of every child that may still run (added before anyone can reap it, removed when
 // it has ended), an instant SIGKILL to all of them from any thread (a lease thread that has just
 // lost its lease), and the wait until all of them are gone. A child that is gone has no write left
-// in the kernel: a process ends only once its io_uring requests have completed, so "gone" is what
-// lets a fenced node say none of its VMs can still write.
+// in the kernel: it is removed only once its process has ended and its disk device holds none of its
+// requests (an ending process does not wait for its io_uring writes: VmChild waits for them), so
+// "gone" is what lets a fenced node say none of its VMs can still write.
 // Must not know: leases, VMs, what a child runs.
 #pragma once
 

@@ -521,9 +521,9 @@ void Node::update_fence(Local& l) {
 
 // A VM's disk write still in the kernel past its deadline (the fence it was handed over under,
 // blockdev/write_deadlines.h) gets the VM killed at once: its storage is stuck, and were the node's
-// lease to lapse now, that write could land after another node took the disk over. The process
-// ends only once its writes have (io_uring waits for them), and while it lives the node keeps the
-// disk's lease, so no other node takes the disk. One still there after the grace a fenced node gives
+// lease to lapse now, that write could land after another node took the disk over. The VM is not
+// gone until its writes are (VmChild waits for its disk device to be empty), and until then the
+// node keeps the disk's lease, so no other node takes the disk. One still there after the grace a fenced node gives
 // its VMs (`dead` - `fail`) is stuck for good: with a watchdog the node fences itself (the host is
 // reset before any takeover and the VM fails over); without one it keeps the lease and says so.
 void Node::check_write_deadlines(Local& l) {
@@ -590,10 +590,11 @@ bool Node::is_fenced() const { return fenced_ || !node_lease_->validity()->may_w
 void Node::kill_all_children() { pids_.kill_all(); }
 
 // Fenced, its VMs killed: proves every VM process gone before another node may take their disks
-// over (`dead` after the node's last renewal), or says that it cannot. A process ends only once its
-// io_uring requests have completed, so a VM that is gone can write no more; one that is not (its
-// writes stuck in the kernel) may still write after the takeover. A node that was stopped past
-// `dead` (frozen, suspended) still waits a little, to tell a late end from none.
+// over (`dead` after the node's last renewal), or says that it cannot. A VM is gone once its
+// process has ended and its disk device holds no request of it (VmChild), so a VM that is gone can
+// write no more; one that is not (its writes stuck in the kernel) may still write after the
+// takeover. A node that was stopped past `dead` (frozen, suspended) still waits a little, to tell a
+// late end from none.
 bool Node::confirm_children_gone() {
   using std::chrono::steady_clock;
   const blockdev::LeaseTimings& t = vol_->super().timings;

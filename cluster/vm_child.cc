@@ -10,10 +10,14 @@
 
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <optional>
+#include <thread>
 
+#include "blockdev/extent_device.h"
 #include "blockdev/lease_priority.h"
 #include "cluster/timings.h"
+#include "common/log.h"
 #include "vmm/api.h"
 
 namespace minihv::cluster {
@@ -21,6 +25,10 @@ namespace minihv::cluster {
 namespace {
 
 constexpr size_t kMaxEventLine = 64 * 1024;  // an event is a short object; a progress one the longest
+// An ended child's disk requests still in the kernel: how often they are counted, and after how long
+// the node says it waits for them.
+constexpr auto kDiskIoPoll = std::chrono::milliseconds(5);
+constexpr auto kDiskIoNotice = std::chrono::milliseconds(200);
 
 std::vector<char*> argv_of(const std::vector<std::string>& args) {
   std::vector<char*> v;
@@ -95,8 +103,8 @@ struct VmChild::Pipes {
   }
 };
 
-VmChild::VmChild(std::string api, std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event)
-    : api_(std::move(api)), pid_(std::move(pid)), on_event_(std::move(on_event)),
+VmChild::VmChild(const ChildSpec& spec, std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event)
+    : api_(spec.api), extent_path_(spec.extent_path), pid_(std::move(pid)), on_event_(std::move(on_event)),
       stop_(::eventfd(0, EFD_CLOEXEC)) {}
 
 namespace {
@@ -126,7 +134,7 @@ Result<std::unique_ptr<VmChild>> VmChild::spawn(const ChildSpec& spec, const For
                                                 std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event) {
   auto pipes = Pipes::open(spec);
   if (!pipes) return pipes.status();
-  std::unique_ptr<VmChild> c(new VmChild(spec.api, std::move(pid), std::move(on_event)));
+  std::unique_ptr<VmChild> c(new VmChild(spec, std::move(pid), std::move(on_event)));
   if (!c->stop_.valid()) return Status::from_errno("eventfd");
   const std::vector<char*> argv = argv_of(spec.argv);
   const pid_t parent = ::getpid();
@@ -215,6 +223,7 @@ void VmChild::reap(pid_t p) {
   siginfo_t info{};
   while (::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
   }
+  wait_for_disk_io(p);
   pid_->store(-1);  // before the pid is freed: nobody signals a reused pid
   ChildEvent exiting(ChildEvent::Kind::kExiting);
   exiting.pid = p;
@@ -233,6 +242,26 @@ void VmChild::reap(pid_t p) {
     ended.text = ended_error_;
   }
   emit(ended);
+}
+
+// The child has ended, but writes it handed to the kernel may not have: an ending process does not
+// wait for its io_uring requests. Until its disk device has none left, the child is not gone (its pid
+// stays, unreaped, so the node keeps the disk's lease and may fence itself: Node::check_write_deadlines).
+void VmChild::wait_for_disk_io(pid_t p) {
+  if (extent_path_.empty()) return;
+  const auto since = std::chrono::steady_clock::now();
+  bool said = false;
+  for (;;) {
+    auto n = blockdev::requests_in_flight(extent_path_);
+    if (!n || *n == 0) break;  // unreadable: the device is gone, and with it its requests
+    if (!said && std::chrono::steady_clock::now() - since >= kDiskIoNotice) {
+      LOG_WARN("vm pid %d has ended with %llu request(s) to its disk (%s) still in the kernel: it counts as "
+               "running until they complete",
+               p, static_cast<unsigned long long>(*n), extent_path_.c_str());
+      said = true;
+    }
+    std::this_thread::sleep_for(kDiskIoPoll);
+  }
 }
 
 // Connects to the child's "events" stream, retrying while the child has not bound its socket yet.

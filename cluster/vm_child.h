@@ -63,6 +63,7 @@ struct ChildSpec {
   std::string banner;              // written to both files first
   int fence_fd = -1;               // passed as fd 3 when >= 0
   int extent_fd = -1;              // passed as fd 4 when >= 0: the VM's disk (blockdev/extent_device.h)
+  std::string extent_path{};       // that device (/dev/loopN): the child counts as running until its I/O is done
   int deadlines_fd = -1;           // passed as fd 5 when >= 0: its writes' deadlines (blockdev/write_deadlines.h)
   const VmUser* user = nullptr;    // the ids it runs as (node --vm-user); null: the node's
 };
@@ -82,7 +83,7 @@ public:
   pid_t pid() const { return pid_->load(); }
 
 private:
-  VmChild(std::string api, std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event);
+  VmChild(const ChildSpec& spec, std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event);
   struct Pipes;
   void start_threads(Pipes pipes);
   void read_console(UniqueFd in, CappedFile sink);
@@ -91,8 +92,10 @@ private:
   void on_event_line(const std::string& line);
   void emit(const ChildEvent& e);  // one at a time, in order
   void reap(pid_t p);
+  void wait_for_disk_io(pid_t p);
 
   std::string api_;
+  std::string extent_path_;
   std::shared_ptr<std::atomic<pid_t>> pid_;
   OnEvent on_event_;
   UniqueFd stop_;                  // eventfd: ~VmChild ends the events reader
