@@ -132,7 +132,7 @@ void expect_only_its_extent(int pid, const std::string& volume, uint64_t disk_by
   EXPECT_EQ(proc_status(pid, "Seccomp"), "2") << "a node's VM process runs without its seccomp filters";
 }
 
-// /dev/kvm given a group with rw for the length of a test, then put back as it was.
+// A device (/dev/kvm, /dev/net/tun) given a group with rw for the length of a test, then put back as it was.
 class DeviceGroupForTest {
 public:
   DeviceGroupForTest(std::string path, const struct stat& was, gid_t gid) : path_(std::move(path)), was_(was) {
@@ -164,6 +164,11 @@ TEST(ClusterVmUser, ANodesVmsRunAsItsUserWithTheirDiskTheirTapAndNothingOfRoot) 
   const gid_t gid = st.st_gid != 0 ? st.st_gid : 4322;
   DeviceGroupForTest device(kvm, st, gid);
   ASSERT_TRUE(device.ok()) << kvm;
+  // The tun device too: Debian's udev leaves it 666, a host without udev (devtmpfs) 600.
+  struct stat tun_st{};
+  ASSERT_EQ(::stat("/dev/net/tun", &tun_st), 0);
+  DeviceGroupForTest tun("/dev/net/tun", tun_st, gid);
+  ASSERT_TRUE(tun.ok());
   constexpr const char* kBridge = "vmbr";
   NetLab lab(2, 2);
   ClusterLab c(2, &lab);
