@@ -1,5 +1,7 @@
 #include "blockdev/lease_keeper.h"
 
+#include <latch>
+
 #include "blockdev/lease_priority.h"
 
 #include "common/log.h"
@@ -8,8 +10,20 @@ namespace minihv::blockdev {
 
 LeaseKeeper::LeaseKeeper(std::unique_ptr<Lease> lease, LostFn on_lost, RenewedFn on_renewed)
     : lease_(std::move(lease)), on_lost_(std::move(on_lost)), on_renewed_(std::move(on_renewed)) {
-  renewer_ = std::thread([this] { renew_loop(); });
-  watchdog_ = std::thread([this] { watch_loop(); });
+  // Each thread raises its own priority first, and the keeper is not handed out before both have:
+  // a VMM turns its sandbox on once set up, and then may not change a thread's scheduling.
+  std::latch raised(2);
+  renewer_ = std::thread([this, &raised] {
+    use_lease_priority();  // renewals go ahead of the guests' vCPUs and I/O (lease_priority.h)
+    raised.count_down();
+    renew_loop();
+  });
+  watchdog_ = std::thread([this, &raised] {
+    use_lease_priority();
+    raised.count_down();
+    watch_loop();
+  });
+  raised.wait();
 }
 
 LeaseKeeper::~LeaseKeeper() {
@@ -57,7 +71,6 @@ void LeaseKeeper::report(const std::string& reason) {
 
 void LeaseKeeper::renew_loop() {
   const Nanos period = lease_->timings().renew;
-  use_lease_priority();  // renewals go ahead of the guests' vCPUs and I/O (lease_priority.h)
   Clock& clock = lease_->validity()->clock();
   while (!wait_stop(period)) {
     const Nanos t0 = clock.now();
@@ -79,7 +92,6 @@ void LeaseKeeper::renew_loop() {
 void LeaseKeeper::watch_loop() {
   // Often enough that a lost lease ends the holder well inside the dead-fail margin.
   const Nanos period = lease_->timings().io_timeout / 2;
-  use_lease_priority();
   while (!wait_stop(period)) {
     if (!lease_->valid()) {
       return report(lease_->lost() ? lease_->lost_reason()

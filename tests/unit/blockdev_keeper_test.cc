@@ -2,12 +2,19 @@
 // and releases.
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "blockdev/lease_keeper.h"
+#include "blockdev/lease_priority.h"
 #include "blockdev/mem_device.h"
 #include "blockdev/volume.h"
 
@@ -95,6 +102,39 @@ TEST(BlockdevKeeper, AbandonRevokesBeforeWaitingForARenewalInFlight) {
   EXPECT_TRUE(revoked) << "the lease stayed writable while its renewal was stuck";
   EXPECT_EQ(lost, 0);
   EXPECT_TRUE(k.lease().lost());
+}
+
+// How many of this process's threads run with SCHED_RR (field 41 of /proc/self/task/TID/stat).
+int round_robin_threads() {
+  int n = 0;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(t.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));  // from field 3 on: the name may hold spaces
+    std::string field;
+    for (int i = 3; i <= 41 && rest >> field; ++i) {
+    }
+    n += field == std::to_string(SCHED_RR);
+  }
+  return n;
+}
+
+// The keeper is handed out only once its two threads run at lease priority: a VMM turns its
+// sandbox on after set-up, and from then on a thread may not change its scheduling (a renewal
+// thread that did it late ended the VMM).
+TEST(BlockdevKeeper, ItsThreadsHaveTheirPriorityBeforeItIsHandedOut) {
+  bool allowed = false;
+  std::thread([&] {
+    allowed = use_lease_priority() && sched_getscheduler(0) == SCHED_RR;
+  }).join();
+  if (!allowed) GTEST_SKIP() << "this process may not use SCHED_RR (not root, no CAP_SYS_NICE)";
+  RealVolume v;
+  auto l = v.vol->acquire(*v.vol->vm_slot(0, "disk x"), "A");
+  ASSERT_TRUE(l);
+  const int before = round_robin_threads();
+  LeaseKeeper k(std::move(*l), [](const std::string&) {});
+  EXPECT_EQ(round_robin_threads(), before + 2);
+  ASSERT_TRUE(k.release());
 }
 
 TEST(BlockdevKeeper, RenewsAndReleases) {
