@@ -112,6 +112,9 @@ TEST_P(CpuidModel, AppliedTableEqualsCpuidShow) {
   // itself offered (arch_capabilities on AMD) can vanish: only bits the processor lacks may.
   for (const std::string& f : cp::enabled_features(want)) {
     if (f == "ht") continue;  // topology: KVM may rewrite it
+    // PVM takes 5-level paging away (KVM_SET_CPUID2 clears it) even where the processor has it: seen
+    // on this machine's kernel 6.18.44-fc-v1272, which `cpuid show --applied` predicts.
+    if (f == "la57") continue;
     if (!cp::has(applied, f)) {
       EXPECT_FALSE(cp::has(native, f)) << f << " granted by the model, held by the processor, dropped by KVM";
     }
