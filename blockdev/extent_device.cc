@@ -5,6 +5,7 @@
 #include <linux/loop.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -105,9 +106,12 @@ Result<ExtentDevice> make_extent_device(const std::string& volume_path, uint64_t
   return d;
 }
 
-Result<uint64_t> requests_in_flight(const std::string& device_path) {
-  const std::string name = device_path.substr(device_path.rfind('/') + 1);
-  const std::string stat = "/sys/class/block/" + name + "/inflight";
+Result<uint64_t> requests_in_flight(int fd) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return Status::from_errno("fstat");
+  if (!S_ISBLK(st.st_mode)) return Status::invalid("not a block device");
+  const std::string stat =
+      "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev)) + "/inflight";
   std::ifstream in(stat);
   uint64_t reads = 0, writes = 0;
   if (!(in >> reads >> writes)) return Status::from_errno("read " + stat);

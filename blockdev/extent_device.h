@@ -34,11 +34,12 @@ Result<ExtentDevice> make_extent_device(const std::string& volume_path, uint64_t
 // error says what is missing. make_extent_device may still fail on a given volume.
 Status extent_devices_available();
 
-// How many requests the block device at `device_path` (/dev/loopN) has in the kernel, reads and
-// writes (its /sys/class/block/NAME/inflight). A process that ends with io_uring requests still in
-// flight does not wait for them: the kernel finishes them after it is gone, and a VM's writes may
-// land after its pid is reaped. Its own extent device is how the node sees them finish.
-Result<uint64_t> requests_in_flight(const std::string& device_path);
+// How many requests the block device open as `fd` has in the kernel, reads and writes (its
+// /sys/dev/block/MAJOR:MINOR/inflight). A process that ends with io_uring requests still in flight
+// does not wait for them: the kernel finishes them after it is gone, and a VM's writes may land
+// after its pid is reaped. Its own extent device is how the node sees them finish (an fd, not a
+// name: while it is open the loop device cannot be unbound and given to another VM).
+Result<uint64_t> requests_in_flight(int fd);
 
 // The size in bytes of the block device or file open as `fd`.
 Result<uint64_t> device_size(int fd);

@@ -523,9 +523,10 @@ void Node::update_fence(Local& l) {
 // blockdev/write_deadlines.h) gets the VM killed at once: its storage is stuck, and were the node's
 // lease to lapse now, that write could land after another node took the disk over. The VM is not
 // gone until its writes are (VmChild waits for its disk device to be empty), and until then the
-// node keeps the disk's lease, so no other node takes the disk. One still there after the grace a fenced node gives
-// its VMs (`dead` - `fail`) is stuck for good: with a watchdog the node fences itself (the host is
-// reset before any takeover and the VM fails over); without one it keeps the lease and says so.
+// node keeps the disk's lease, so no other node takes the disk. One still there after the grace a
+// fenced node gives its VMs (`dead` - `fail`) is stuck for good: with a watchdog the node fences
+// itself (the host is reset before any takeover and the VM fails over); without one it keeps the
+// lease and says so.
 void Node::check_write_deadlines(Local& l) {
   if (!l.deadlines || l.pid->load() <= 0) return;
   const blockdev::Nanos now = vol_->clock().now();

@@ -330,7 +330,7 @@ Status Node::spawn(Local& l, const std::string& incoming) {
   const ChildSpec spec{child_args(o_, host_id_, l, *model, incoming), l.api, l.console, l.log,
                        "# minihv node " + o_.name + ": instance started at unix ms " + std::to_string(unix_ms()) +
                            (incoming.empty() ? "" : " (incoming migration)") + "\n",
-                       l.fence->fd(), extent ? extent->fd.get() : -1, extent ? extent->path : "", l.deadlines->fd(),
+                       l.fence->fd(), extent ? extent->fd.get() : -1, l.deadlines->fd(),
                        vm_user_ ? &*vm_user_ : nullptr};
   Local* lp = &l;
   auto child = VmChild::spawn(

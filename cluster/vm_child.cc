@@ -104,7 +104,9 @@ struct VmChild::Pipes {
 };
 
 VmChild::VmChild(const ChildSpec& spec, std::shared_ptr<std::atomic<pid_t>> pid, OnEvent on_event)
-    : api_(spec.api), extent_path_(spec.extent_path), pid_(std::move(pid)), on_event_(std::move(on_event)),
+    : api_(spec.api),
+      disk_(spec.extent_fd >= 0 ? ::fcntl(spec.extent_fd, F_DUPFD_CLOEXEC, 0) : -1),
+      pid_(std::move(pid)), on_event_(std::move(on_event)),
       stop_(::eventfd(0, EFD_CLOEXEC)) {}
 
 namespace {
@@ -248,20 +250,21 @@ void VmChild::reap(pid_t p) {
 // wait for its io_uring requests. Until its disk device has none left, the child is not gone (its pid
 // stays, unreaped, so the node keeps the disk's lease and may fence itself: Node::check_write_deadlines).
 void VmChild::wait_for_disk_io(pid_t p) {
-  if (extent_path_.empty()) return;
+  if (!disk_.valid()) return;
   const auto since = std::chrono::steady_clock::now();
   bool said = false;
   for (;;) {
-    auto n = blockdev::requests_in_flight(extent_path_);
-    if (!n || *n == 0) break;  // unreadable: the device is gone, and with it its requests
+    auto n = blockdev::requests_in_flight(disk_.get());
+    if (!n || *n == 0) break;  // unreadable: no count to wait on (the kernel's own error)
     if (!said && std::chrono::steady_clock::now() - since >= kDiskIoNotice) {
-      LOG_WARN("vm pid %d has ended with %llu request(s) to its disk (%s) still in the kernel: it counts as "
-               "running until they complete",
-               p, static_cast<unsigned long long>(*n), extent_path_.c_str());
+      LOG_WARN("vm pid %d has ended with %llu request(s) to its disk still in the kernel: it counts as running "
+               "until they complete",
+               p, static_cast<unsigned long long>(*n));
       said = true;
     }
     std::this_thread::sleep_for(kDiskIoPoll);
   }
+  disk_.reset();  // now the device may be unbound (autoclear) and serve another VM
 }
 
 // Connects to the child's "events" stream, retrying while the child has not bound its socket yet.

@@ -63,7 +63,6 @@ struct ChildSpec {
   std::string banner;              // written to both files first
   int fence_fd = -1;               // passed as fd 3 when >= 0
   int extent_fd = -1;              // passed as fd 4 when >= 0: the VM's disk (blockdev/extent_device.h)
-  std::string extent_path{};       // that device (/dev/loopN): the child counts as running until its I/O is done
   int deadlines_fd = -1;           // passed as fd 5 when >= 0: its writes' deadlines (blockdev/write_deadlines.h)
   const VmUser* user = nullptr;    // the ids it runs as (node --vm-user); null: the node's
 };
@@ -95,7 +94,7 @@ private:
   void wait_for_disk_io(pid_t p);
 
   std::string api_;
-  std::string extent_path_;
+  UniqueFd disk_;  // a copy of the extent's fd: the child counts as running until the device's I/O is done
   std::shared_ptr<std::atomic<pid_t>> pid_;
   OnEvent on_event_;
   UniqueFd stop_;                  // eventfd: ~VmChild ends the events reader

@@ -102,18 +102,19 @@ TEST_F(ExtentDeviceTest, TheDeviceGoesWithItsLastFd) {
 }
 
 // What the node reads to tell when a killed VM's writes are done (cluster/vm_child.h): an idle device
-// has none; a name with no such device is an error, not a zero (the caller then takes the device as gone).
+// has none; a file that is not a block device is an error, not a zero.
 TEST_F(ExtentDeviceTest, ItsRequestsInFlightAreReadFromTheKernel) {
   auto d = make_extent_device(path_, kMiB, kMiB);
   ASSERT_TRUE(d) << d.message();
   auto block = aligned_block(kGuestByte);
   ASSERT_EQ(pwrite(d->fd.get(), block.get(), kBlock, 0), static_cast<ssize_t>(kBlock));
-  auto n = requests_in_flight(d->path);
+  auto n = requests_in_flight(d->fd.get());
   ASSERT_TRUE(n) << n.message();
   EXPECT_EQ(*n, 0u);
-  auto none = requests_in_flight("/dev/minihv-no-such-device");
+  UniqueFd file(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+  auto none = requests_in_flight(file.get());
   ASSERT_FALSE(none);
-  EXPECT_NE(none.message().find("/sys/class/block/minihv-no-such-device/inflight"), std::string::npos) << none.message();
+  EXPECT_NE(none.message().find("not a block device"), std::string::npos) << none.message();
 }
 
 TEST_F(ExtentDeviceTest, AnExtentNotInWholeBlocksOrPastTheVolumeIsRefused) {
