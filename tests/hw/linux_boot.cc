@@ -41,8 +41,9 @@ LinuxBoot boot_linux(const std::function<std::unique_ptr<VmProcess>()>& start, c
     b.vm = start();
     const Outcome o = watch(*b.vm, ready, limit);
     b.ready = o == Outcome::kReady;
-    if (o != Outcome::kLost || attempt == 2) return b;
-    std::fprintf(stderr, "[ retry ] the lane lost this boot (%s); once more. Its console's end:\n%s\n%s\n",
+    if (o != Outcome::kLost || attempt == kBootTries) return b;
+    std::fprintf(stderr, "[ retry ] the lane lost boot %d of %d (%s); once more. Its console's end:\n%s\n%s\n",
+                 attempt, kBootTries,
                  b.vm->stderr_text().find("triple fault") != std::string::npos ? "a triple fault"
                                                                                : "the console fell silent",
                  b.vm->stdout_tail(20).c_str(), b.vm->stderr_text().c_str());
