@@ -48,9 +48,7 @@ constexpr auto kStatusPoll = std::chrono::milliseconds(50);
 // --timeout's default: how long vm start/stop and a drill wait for the state they want.
 constexpr auto kDefaultWait = std::chrono::seconds(60);
 
-// Where the cluster key is when --key is not given: $MINIHV_KEY, else this file.
-constexpr const char* kKeyEnv = "MINIHV_KEY";
-constexpr const char* kDefaultKeyFile = "/etc/minihv/cluster.key";
+}  // namespace
 
 std::string key_path(const std::string& given) {
   if (!given.empty()) return given;
@@ -58,7 +56,6 @@ std::string key_path(const std::string& given) {
   return kDefaultKeyFile;
 }
 
-// The cluster key for a node or the CLI; a missing or bad file is the operator's to fix (exit 2).
 Result<keys::Secret> load_cluster_key(const std::string& given) {
   const std::string path = key_path(given);
   auto key = keys::read_key(path);
@@ -67,6 +64,8 @@ Result<keys::Secret> load_cluster_key(const std::string& given) {
                            "`; every node and every CLI host needs a copy of the same file)");
   return key;
 }
+
+namespace {
 
 // ---- minihv node ----
 

@@ -10,6 +10,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/keys.h"
 #include "common/net.h"
 #include "common/tls.h"
 #include "vmm/api.h"
@@ -29,6 +30,15 @@ std::vector<Command> add_vm_commands(CLI::App& app);
 std::vector<Command> add_cpuid_commands(CLI::App& app);
 std::vector<Command> add_volume_commands(CLI::App& app);
 Command add_migrate_command(CLI::App& app);
+std::vector<Command> add_receiver_commands(CLI::App& app);
+
+// Where the cluster key is when --key is not given: $MINIHV_KEY, else this file.
+constexpr const char* kKeyEnv = "MINIHV_KEY";
+constexpr const char* kDefaultKeyFile = "/etc/minihv/cluster.key";
+std::string key_path(const std::string& given);
+// The cluster key for a node, the CLI or a receiver; a missing or bad file is the operator's to
+// fix (exit 2).
+Result<keys::Secret> load_cluster_key(const std::string& given);
 std::vector<Command> add_cluster_commands(CLI::App& app);
 // help and completion walk `app`'s whole tree when they run: add them with the others, in any order.
 std::vector<Command> add_help_commands(CLI::App& app);

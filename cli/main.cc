@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   for (auto& c : cli::add_cpuid_commands(app)) commands.push_back(std::move(c));
   for (auto& c : cli::add_volume_commands(app)) commands.push_back(std::move(c));
   commands.push_back(cli::add_migrate_command(app));
+  for (auto& c : cli::add_receiver_commands(app)) commands.push_back(std::move(c));
   for (auto& c : cli::add_cluster_commands(app)) commands.push_back(std::move(c));
   for (auto& c : cli::add_help_commands(app)) commands.push_back(std::move(c));
 

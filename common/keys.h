@@ -42,6 +42,8 @@ private:
 
 // Labels of the derived keys. A new use gets a new label; a change of format bumps the version.
 inline constexpr std::string_view kNodeRpcLabel = "minihv node-rpc v1";
+// Pacemaker's side: the per-host receiver of incoming VMs (pcmk/receiver.h).
+inline constexpr std::string_view kReceiverRpcLabel = "minihv pcmk-receiver v1";
 // The key of one live move; `move_id` is minted by the destination for that move.
 std::string migration_label(std::string_view move_id);
 

@@ -90,7 +90,7 @@ void expect_convention(const MinihvRun& o, const std::string& what) {
 TEST(CliConformance, TheListCoversEveryTopLevelCommand) {
   std::set<std::string> top;
   for (const auto& l : leaves()) top.insert(l.path[0]);
-  for (const char* c : {"run", "ps", "console", "vm", "cpuid", "volume", "migrate", "node", "cluster", "help"})
+  for (const char* c : {"run", "ps", "console", "vm", "cpuid", "volume", "migrate", "receiver", "node", "cluster", "help"})
     EXPECT_TRUE(top.count(c)) << c << " is missing from `minihv help --list`";
 }
 
