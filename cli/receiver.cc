@@ -60,7 +60,12 @@ int prepare(const PrepareOptions& o) {
   if (!p) return fail(p.status(), o.json);
   auto mk = pcmk::move_key(*key, p->move_id);
   if (!mk) return fail(mk.status(), o.json);
-  if (Status s = keys::write_key(o.move_key, *mk); !s) return fail(s, o.json);
+  // The move's key is a throwaway of this move: an earlier one at the path is replaced.
+  ::unlink(o.move_key.c_str());
+  if (Status s = keys::write_key(o.move_key, *mk); !s) {
+    (void)pcmk::cancel_incoming(*key, o.to, o.r.name);  // nobody could move to it
+    return fail(s, o.json);
+  }
   if (o.json)
     std::printf("%s\n", json_text({{"ok", true}, {"address", p->address}, {"move_id", p->move_id}}).c_str());
   else
@@ -95,7 +100,7 @@ std::vector<Command> add_receiver_commands(CLI::App& app) {
   p->add_option("--cpu-model", po->r.cpu_model, "CPU model, checked against the source's");
   p->add_option("--disk", po->r.disks, "VOLUME:DISK, one per disk of the source, in its order");
   p->add_option("--net", po->r.nets, "tap=NAME[,...], one per NIC of the source, in its order");
-  p->add_option("--move-key", po->move_key, "Write this move's stream key here (for minihv migrate --tls-psk)")
+  p->add_option("--move-key", po->move_key, "Write this move's stream key here, replacing an earlier one (for minihv migrate --tls-psk)")
       ->required();
   p->add_option("--key", po->key, "The cluster key file (default $MINIHV_KEY, else /etc/minihv/cluster.key)");
   p->add_flag("--json", po->json, "Print one JSON object instead of text");
