@@ -13,6 +13,9 @@ namespace minihv::blockdev {
 
 namespace {
 
+// How often a destination reads the lease record while it waits for the source's hand-over.
+constexpr auto kHandOverPoll = std::chrono::milliseconds(2);
+
 // A close-on-exec duplicate of `fd`; `what` names it in the error.
 Result<UniqueFd> dup_cloexec(int fd, const std::string& what) {
   UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
@@ -90,12 +93,53 @@ Result<std::unique_ptr<VolumeDisk>> VolumeDisk::open_fenced_extent(const VolumeD
   return d;
 }
 
+void VolumeDisk::keep(std::unique_ptr<Lease> lease) {
+  keeper_ = std::make_unique<LeaseKeeper>(std::move(lease), on_lost_);
+  std::lock_guard lock(gate_->mu);
+  gate_->validity = keeper_->validity();
+}
+
+bool VolumeDisk::takes_own_lease() const { return !gate_->fence && volume_ && !keeper_; }
+
+uint64_t VolumeDisk::expect_hand_over() {
+  expected_ = Expected{new_lease_nonce(), volume_->clock().now()};
+  return expected_->nonce;
+}
+
+bool VolumeDisk::adopt_handed_over() {
+  const Expected e = *expected_;
+  auto lease = adopt_lease(volume_->device(), volume_->clock(), volume_->super().uuid, volume_->disk_slot(disk_),
+                           volume_->super().timings, owner_, e.nonce, e.asked_at);
+  if (!lease) return false;
+  LOG_INFO("disk %s: lease handed over (%s)", name().c_str(), owner_.c_str());
+  keep(std::move(*lease));
+  return true;
+}
+
+Status VolumeDisk::hand_over(const std::string& owner, uint64_t nonce) {
+  if (!keeper_ || released_) return Status::ok();
+  released_ = true;  // the record is the destination's now: nothing of ours to release
+  return keeper_->hand_over(owner, nonce).context("disk " + name() + ": handing the lease over");
+}
+
 Status VolumeDisk::acquire(std::chrono::milliseconds timeout) {
   if (keeper_) return Status::ok();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   // Fenced: there is no lease to take here; the VM waits for its node's fence before it runs
   // (cli/run.cc), and every write asks the fence.
   if (gate_->fence) return Status::ok();
+  // A hand-over lands within milliseconds of the ACK; one that has not within `fail` of it cannot
+  // be adopted any more (adopt_lease) — then, or when the source released the lease instead (a
+  // lost ACK settled by asking), the lease is taken over below.
+  if (expected_) {
+    const Nanos until = expected_->asked_at + volume_->super().timings.fail;
+    for (;;) {
+      if (adopt_handed_over()) return Status::ok();
+      if (volume_->clock().now() >= until) break;
+      std::this_thread::sleep_for(kHandOverPoll);
+    }
+    LOG_WARN("disk %s: the source did not hand the lease over in time: taking it over", name().c_str());
+  }
   // Waiting (an incoming migration: the source lets go after its ACK): watch the holder until it
   // releases or its record stands still for `dead` after its last change; only a holder that keeps
   // renewing for `timeout` is refused. Not waiting: a live holder is refused at once.
@@ -108,9 +152,7 @@ Status VolumeDisk::acquire(std::chrono::milliseconds timeout) {
     auto lease = volume_->acquire(volume_->disk_slot(disk_), owner_, o);
     if (lease) {
       LOG_INFO("disk %s: lease taken (%s)", name().c_str(), owner_.c_str());
-      keeper_ = std::make_unique<LeaseKeeper>(std::move(*lease), on_lost_);
-      std::lock_guard lock(gate_->mu);
-      gate_->validity = keeper_->validity();
+      keep(std::move(*lease));
       return Status::ok();
     }
     if (std::chrono::steady_clock::now() >= deadline) return lease.status();  // after a lost race only

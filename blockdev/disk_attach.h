@@ -48,8 +48,20 @@ public:
   // Takes the lease, retrying while its holder (the migration source, which releases it once it
   // has handed the VM over) still has it; a holder that died instead loses it after `dead`.
   // Fenced: nothing to take (the node holds the lease; the caller waits for the fence to open).
+  // With a hand-over expected (expect_hand_over), it first waits for the source to hand the lease
+  // over and adopts it; a source that released it instead, or a hand-over later than `fail` after
+  // the ACK, gets the lease taken as above.
   Status acquire(std::chrono::milliseconds timeout);
   bool holds_lease() const { return keeper_ != nullptr; }
+  // A live move's lease hand-over (migrate/frames.h, ACK). Destination: whether this disk's lease
+  // is ours to take (a volume disk, not fenced), and the nonce the source is to hand it over with;
+  // `asked_at`: now, before the ACK that carries the nonce goes out.
+  bool takes_own_lease() const;
+  uint64_t expect_hand_over();
+  const std::string& owner() const { return owner_; }
+  // Source: hands the lease to the destination's `owner` with its `nonce` instead of releasing it
+  // (writes stop at once). Without a lease (fenced): nothing to do.
+  Status hand_over(const std::string& owner, uint64_t nonce);
   ~VolumeDisk();  // releases the lease
   VolumeDisk(const VolumeDisk&) = delete;
   VolumeDisk& operator=(const VolumeDisk&) = delete;
@@ -77,6 +89,11 @@ private:
   UniqueFd extent_;                  // the node's extent device: the data is there, from byte 0
   std::unique_ptr<LeaseKeeper> keeper_;
   bool released_ = false;
+  struct Expected { uint64_t nonce = 0; Nanos asked_at{}; };
+  std::optional<Expected> expected_;  // a hand-over the destination waits for
+
+  void keep(std::unique_ptr<Lease> lease);  // renew it from now on, and open the write gate
+  bool adopt_handed_over();                 // the expected hand-over, if it has landed in time
 };
 
 }  // namespace minihv::blockdev

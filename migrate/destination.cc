@@ -220,7 +220,10 @@ private:
       std::fprintf(stderr, "minihv: test hook: dropping the ACK\n");
       return Next::kStop;  // the session closes without it, as if it were lost on the way
     }
-    MINIHV_TRY(s_.send(kControlStream, make_ack()));
+    // The ACK carries the nonces the source hands our disks' leases over with (Vm::acquire_disk_leases
+    // adopts them): asked for now, before it goes out.
+    const Vm::LeaseHandOver h = vm_.expect_lease_hand_over();
+    MINIHV_TRY(s_.send(kControlStream, make_ack({h.owner, h.nonces})));
     MINIHV_TRY(s_.flush());
     return Next::kStop;
   }

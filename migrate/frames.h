@@ -167,6 +167,11 @@ struct StateChunk { uint64_t offset = 0, total = 0; std::span<const uint8_t> dat
 struct RangeDigest { uint64_t gpa = 0, length = 0, digest = 0; };
 struct Abort { std::string reason; };
 struct RoundAck { uint32_t round = 0; };
+// The destination's word that it runs the VM, and how it takes the disks' leases over: `owner`
+// (its name in lease records) and one nonce for each volume disk whose lease it must take itself,
+// in the VM's disk order. The source hands each such lease to it (Lease::hand_over) instead of
+// releasing it, so the destination adopts it at once, with no claim to settle (blockdev/lease.h).
+struct Ack { std::string owner; std::vector<uint64_t> nonces; };
 struct Query { uint64_t session_id = 0; };
 struct RawPagesHeader {
   uint32_t flags = 0;        // RawFlag
@@ -182,7 +187,7 @@ Frame make_round_end(const RoundEnd& m);
 Frame make_verify(std::span<const RangeDigest> ranges);
 Frame make_verify_reply(std::span<const RangeDigest> mismatches);
 Frame make_commit();
-Frame make_ack();
+Frame make_ack(const Ack& m = {});
 Frame make_abort(const Abort& m);
 Frame make_round_ack(const RoundAck& m);
 Frame make_query(const Query& m);
@@ -205,6 +210,7 @@ Result<StateChunk> parse_state_chunk(const FrameView& f);
 Result<std::vector<RangeDigest>> parse_verify(const FrameView& f);  // VERIFY or VERIFY_REPLY
 Result<Abort> parse_abort(const FrameView& f);
 Result<RoundAck> parse_round_ack(const FrameView& f);
+Result<Ack> parse_ack(const FrameView& f);
 Result<Query> parse_query(const FrameView& f);
 Result<RawPagesHeader> parse_raw_pages(const FrameView& f);
 Result<QueryReply> parse_query_reply(const FrameView& f);

@@ -80,9 +80,12 @@ Frame make_commit() {
   return b.finish();
 }
 
-Frame make_ack() {
+Frame make_ack(const Ack& m) {
   FrameBuilder b;
   b.begin(FrameType::kAck);
+  b.put_string(m.owner);
+  b.put_u32(static_cast<uint32_t>(m.nonces.size()));
+  for (uint64_t n : m.nonces) b.put_u64(n);
   return b.finish();
 }
 
@@ -249,6 +252,17 @@ Result<RoundAck> parse_round_ack(const FrameView& f) {
   RoundAck m;
   m.round = r.get<uint32_t>();
   return finish(r, m);
+}
+
+Result<Ack> parse_ack(const FrameView& f) {
+  MINIHV_TRY(expect_type(f, FrameType::kAck));
+  wire::Reader r(f.payload, "ACK");
+  Ack m;
+  m.owner = r.string(kMaxLeaseOwnerBytes);
+  const uint32_t n = r.get<uint32_t>();
+  if (n > kMaxHandedLeases) return Status::error("ACK: " + std::to_string(n) + " leases exceed " + std::to_string(kMaxHandedLeases));
+  for (uint32_t i = 0; i < n; ++i) m.nonces.push_back(r.get<uint64_t>());
+  return finish(r, std::move(m));
 }
 
 Result<StateChunk> parse_state_chunk(const FrameView& f) {

@@ -31,7 +31,7 @@ namespace minihv::migrate {
 
 inline constexpr uint32_t kMagic = 0x4D56484D;  // bytes 'M' 'H' 'V' 'M' on the wire
 // 2: ROUND_ACK; 3: QUERY / QUERY_REPLY; 4: RAW_PAGES; 5: ROUND_ACK of the last round (VM with NICs)
-inline constexpr uint16_t kVersion = 5;
+inline constexpr uint16_t kVersion = 6;
 inline constexpr size_t kHeaderSize = 32;
 
 // Big enough for a PAGES batch of kMaxPagesPerBatch raw pages plus record headers, and a STATE chunk.
@@ -46,6 +46,9 @@ inline constexpr uint64_t kMaxStateBytes = 256ull << 20;
 // Strings in payloads (reasons, JSON) are capped so a bad length cannot ask for gigabytes.
 inline constexpr size_t kMaxStringBytes = 1u << 20;
 inline constexpr uint16_t kMaxStreams = 16;
+// ACK: a lease owner's name (blockdev's records hold 64 bytes) and a nonce per volume disk.
+inline constexpr size_t kMaxLeaseOwnerBytes = 256;
+inline constexpr uint32_t kMaxHandedLeases = 64;
 
 enum class FrameType : uint16_t {
   kStreamOpen = 1,     // first frame on every connection: session id, stream index, stream count
@@ -161,7 +164,10 @@ inline constexpr uint32_t kKnownMask = kDataHashed;
 //                       of its own, stream 0, sequence 0, when the ACK after COMMIT never came)
 // QUERY_REPLY:          u64 session_id (the one asked about, echoed) | u8 CommitAnswer (the
 //                       destination's only frame on that connection)
-// COMMIT, ACK:          empty
+// ACK:                  u32 len | owner | u32 n | n x u64 nonce (the destination's lease owner name and
+//                       a nonce per volume disk it must take the lease of, in disk order; the source
+//                       hands each lease over with it. n = 0: nothing to hand over, release as before)
+// COMMIT:               empty
 // ABORT:                u32 len | reason
 // The structs and their encoders/decoders are in frames.h.
 

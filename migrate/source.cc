@@ -462,6 +462,9 @@ private:
     committed_ = true;  // from here, only proof that the destination did not commit resumes the VM
     MINIHV_TRY(await_commit(session_->send(kControlStream, make_commit())));
     parts.acked = at();
+    // The destination runs the guest once it holds the disks' leases: handed over now, it adopts
+    // them at once (without the ACK's nonces — settled by asking — they are released at the end).
+    if (hand_over_) vm_.hand_over_disk_leases(*hand_over_);
     vm_.release_image_locks();  // the destination has the VM: its raw images are its to lock now
     sum_.downtime_ms = ms_since(pause_start);
     return Status::ok();
@@ -473,7 +476,14 @@ private:
   // `sent`: queueing COMMIT (a failure there may still have let some of it out).
   Status await_commit(Status sent) {
     if (sent) sent = session_->flush();
-    Status acked = sent ? wait_for(FrameType::kAck, [](const FrameView&) { return Status::ok(); }, kAckTimeout)
+    Status acked = sent ? wait_for(FrameType::kAck,
+                                   [this](const FrameView& v) -> Status {
+                                     auto ack = parse_ack(v);
+                                     if (!ack) return ack.status();
+                                     hand_over_ = Vm::LeaseHandOver{ack->owner, ack->nonces};
+                                     return Status::ok();
+                                   },
+                                   kAckTimeout)
                         : sent.context("sending COMMIT");
     if (!sent) heard_abort_before_close();
     if (acked) {
@@ -636,6 +646,7 @@ private:
   double send_seconds_ = 0;
   bool logging_ = false, paused_ = false;
   bool committed_ = false, destination_aborted_ = false;
+  std::optional<Vm::LeaseHandOver> hand_over_;  // what the ACK asked for: the disks' leases, handed over
   const std::optional<std::string> out_of_order_ = out_of_order_from_env();
 };
 

@@ -137,7 +137,20 @@ public:
   Status restore_machine(const MachineState& state);
   // An incoming VM's shared-volume disks: take their leases, waiting up to `timeout` for the
   // source to let go of them (it does once it has the ACK). Call after restore, before run().
+  // After expect_lease_hand_over() each is adopted from the source's hand-over instead.
   Status acquire_disk_leases(std::chrono::milliseconds timeout);
+  // A live move's lease hand-over (the migration's ACK carries it): the destination's name in
+  // lease records and a nonce per shared-volume disk whose lease it takes itself, in disk order.
+  struct LeaseHandOver {
+    std::string owner;
+    std::vector<uint64_t> nonces;
+  };
+  // Destination, right before its ACK.
+  LeaseHandOver expect_lease_hand_over();
+  // Source, on the ACK: each held disk lease goes to the destination, in disk order, with no gap
+  // (writes here stop at once). One nonce per held lease, or nothing is handed over (the leases
+  // are released as before when the VM ends, and the destination takes them over).
+  void hand_over_disk_leases(const LeaseHandOver& h);
   // Whether another VMM can run this guest only after taking leases held here, and they are
   // provably current now: a cluster VM's (its node holds them: --fence-fd, still open) or one with
   // shared-volume disks. While they are held, a copy elsewhere cannot have started.

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "blockdev/clock.h"
+#include "common/log.h"
 #include "vmm/layout.h"
 #include "vmm/vm.h"
 
@@ -192,6 +193,30 @@ bool Vm::holds_guest_leases() const {
 Status Vm::acquire_disk_leases(std::chrono::milliseconds timeout) {
   for (auto& d : volume_disks_) MINIHV_TRY(d->acquire(timeout).context("disk " + d->name()));
   return Status::ok();
+}
+
+Vm::LeaseHandOver Vm::expect_lease_hand_over() {
+  LeaseHandOver h;
+  for (auto& d : volume_disks_) {
+    if (!d->takes_own_lease()) continue;
+    h.owner = d->owner();
+    h.nonces.push_back(d->expect_hand_over());
+  }
+  return h;
+}
+
+void Vm::hand_over_disk_leases(const LeaseHandOver& h) {
+  std::vector<blockdev::VolumeDisk*> held;
+  for (auto& d : volume_disks_)
+    if (d->holds_lease()) held.push_back(d.get());
+  if (held.empty()) return;
+  if (held.size() != h.nonces.size()) {
+    LOG_WARN("the destination asked for %zu disk lease(s), %zu held here: releasing them instead", h.nonces.size(),
+             held.size());
+    return;
+  }
+  for (size_t i = 0; i < held.size(); ++i)
+    if (Status s = held[i]->hand_over(h.owner, h.nonces[i]); !s) LOG_WARN("%s", s.message().c_str());
 }
 
 void Vm::stop_virtio_devices() {

@@ -43,7 +43,7 @@ void handle(const FrameView& v, std::span<const MemoryRegion> ram, StateAssemble
     }
     case FrameType::kAbort: (void)parse_abort(v); break;
     case FrameType::kCommit:
-    case FrameType::kAck: break;
+    case FrameType::kAck: (void)parse_ack(v); break;
     case FrameType::kRoundAck: (void)parse_round_ack(v); break;
     case FrameType::kQuery: (void)parse_query(v); break;
     case FrameType::kQueryReply: (void)parse_query_reply(v); break;

@@ -670,6 +670,10 @@ TEST_F(MigrationOnAVolume, VolumeDiskLeaseIsHandedOver) {
   ASSERT_EQ(inspect.wait_exit(30s), 0);
   EXPECT_NE(inspect.stdout_text().find("pid " + std::to_string(dst->pid())), std::string::npos)
       << "the destination should hold the disk's lease now:\n" << inspect.stdout_text();
+  // Handed over with the nonce its ACK carried, not released and claimed again (a claim holds the
+  // guest ~250 ms: write, settle, read back).
+  EXPECT_NE(dst->stderr_text().find("lease handed over"), std::string::npos) << dst->stderr_text();
+  EXPECT_EQ(dst->stderr_text().find("lease taken"), std::string::npos) << dst->stderr_text();
 }
 
 // With a shared-volume disk the lease decides: the destination may run the VM only once it holds

@@ -365,3 +365,26 @@ TEST(MigrateFrames, TheNextFrameWaitsUntilTheAttachmentIsTaken) {
 
 }  // namespace
 }  // namespace minihv::migrate
+
+namespace minihv::migrate {
+namespace {
+
+// ACK carries the destination's lease owner and a nonce per disk (the hand-over); an empty one
+// (nothing to hand over) still parses, and the limits hold.
+TEST(MigrateFrames, AckCarriesTheLeaseHandOver) {
+  const Ack a{"node2/pid 7", {3, 5}};
+  auto back = parse_ack(view_of(make_ack(a)));
+  ASSERT_TRUE(back) << back.message();
+  EXPECT_EQ(back->owner, a.owner);
+  EXPECT_EQ(back->nonces, a.nonces);
+  auto empty = parse_ack(view_of(make_ack()));
+  ASSERT_TRUE(empty) << empty.message();
+  EXPECT_TRUE(empty->owner.empty());
+  EXPECT_TRUE(empty->nonces.empty());
+  EXPECT_FALSE(parse_ack(view_of(make_ack({"x", std::vector<uint64_t>(kMaxHandedLeases + 1, 1)}))));
+  EXPECT_FALSE(parse_ack(view_of(make_ack({std::string(kMaxLeaseOwnerBytes + 1, 'o'), {}}))));
+  EXPECT_FALSE(parse_ack(view_of(make_commit())));  // wrong type
+}
+
+}  // namespace
+}  // namespace minihv::migrate
