@@ -32,18 +32,10 @@ sys.path.insert(0, HERE)
 import failover as fo  # noqa: E402
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "pacemaker"))
 from pacemaker_test import vm_state  # noqa: E402
-from benchlib import med, tree_head  # noqa: E402
+from benchlib import med, read, tree_head  # noqa: E402
 
 HB = re.compile(r"^HB cpu=0 ")
 STALL = re.compile(r"^STALL cpu=\d+ ms=(\d+)")
-
-
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def own_cluster(build, rounds):

@@ -56,6 +56,24 @@ std::string key_path(const std::string& given) {
   return kDefaultKeyFile;
 }
 
+Result<std::string> self_exe() {
+  char exe[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return Status::from_errno("/proc/self/exe");
+  return std::string(exe, static_cast<size_t>(n));
+}
+
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
 Result<keys::Secret> load_cluster_key(const std::string& given) {
   const std::string path = key_path(given);
   auto key = keys::read_key(path);
@@ -89,20 +107,10 @@ int run_node(NodeCliOptions& o) {
     ::mkdir("/run/minihv", 0700);
     o.node.state_dir = "/run/minihv/" + o.node.name;
   }
-  char exe[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) {
-    std::perror("minihv: error: /proc/self/exe");
-    return kExitFailure;
-  }
-  o.node.self_exe.assign(exe, static_cast<size_t>(n));
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread: a watcher takes them
-  ::signal(SIGPIPE, SIG_IGN);
+  auto exe = self_exe();
+  if (!exe) return fail(exe.status());
+  o.node.self_exe = *exe;
+  sigset_t set = block_stop_signals();  // before any thread: a watcher takes them
   // A node's VMs migrate with per-move keys only (Node::move_key), never with a key from the
   // environment they would otherwise inherit (MINIHV_TLS_PSK is for standalone run/migrate).
   ::unsetenv("MINIHV_TLS_PSK");

@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <signal.h>
+
 #include <atomic>
 #include <functional>
 #include <mutex>
@@ -39,6 +41,11 @@ std::string key_path(const std::string& given);
 // The cluster key for a node, the CLI or a receiver; a missing or bad file is the operator's to
 // fix (exit 2).
 Result<keys::Secret> load_cluster_key(const std::string& given);
+// For the daemons (node, receiver): the path of this binary (/proc/self/exe), and SIGINT, SIGTERM
+// and SIGHUP blocked in this thread and every thread it starts (one sigwait()s for them; SIGPIPE
+// is ignored). Returns the set.
+Result<std::string> self_exe();
+sigset_t block_stop_signals();
 std::vector<Command> add_cluster_commands(CLI::App& app);
 // help and completion walk `app`'s whole tree when they run: add them with the others, in any order.
 std::vector<Command> add_help_commands(CLI::App& app);

@@ -1,5 +1,4 @@
 // `minihv receiver serve|prepare|cancel`: Pacemaker's way to move a VM live (pcmk/receiver.h).
-#include <limits.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -25,17 +24,10 @@ int serve(ServeOptions& o) {
   auto key = load_cluster_key(o.key);
   if (!key) return fail(key.status());
   o.r.cluster_key = *key;
-  char exe[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return fail(Status::from_errno("/proc/self/exe"));
-  o.r.binary.assign(exe, static_cast<size_t>(n));
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread: this one takes them
-  ::signal(SIGPIPE, SIG_IGN);
+  auto exe = self_exe();
+  if (!exe) return fail(exe.status());
+  o.r.binary = *exe;
+  sigset_t set = block_stop_signals();  // before any thread: this one takes them
   ::unsetenv("MINIHV_TLS_PSK");  // incoming VMs use their move's key only
   auto receiver = pcmk::Receiver::start(o.r);
   if (!receiver) return fail(receiver.status());
