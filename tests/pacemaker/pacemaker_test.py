@@ -193,6 +193,11 @@ class Lab:
             '</primitive>' % (RSC, nv))
         where = self.wait_running(None, 60)
         print("v started on %s" % where, flush=True)
+        # Pacemaker's own checks of the agent: its meta-data, and validate-all with v's parameters.
+        md = self.cluster.run(where, ["crm_resource", "--show-metadata", "ocf:minihv:vm"])
+        check(md.returncode == 0 and 'name="migrate_from"' in md.stdout, "crm_resource --show-metadata: %s" % md.stderr)
+        val = self.cluster.run(where, ["crm_resource", "--validate", "--resource", RSC])
+        check(val.returncode == 0, "crm_resource --validate --resource v: %s%s" % (val.stdout, val.stderr))
         return where
 
     # ---- watching
