@@ -94,14 +94,14 @@ std::vector<Command> add_receiver_commands(CLI::App& app) {
   p->add_option("--net", po->r.nets, "tap=NAME[,...], one per NIC of the source, in its order");
   p->add_option("--move-key", po->move_key, "Write this move's stream key here, replacing an earlier one (for minihv migrate --tls-psk)")
       ->required();
-  p->add_option("--key", po->key, "The cluster key file (default $MINIHV_KEY, else /etc/minihv/cluster.key)");
+  p->add_option("--key", po->key, std::string("The cluster key file (default $MINIHV_KEY, else ") + kDefaultKeyFile + ")");
   p->add_flag("--json", po->json, "Print one JSON object instead of text");
 
   auto co = std::make_shared<PrepareOptions>();
   CLI::App* c = top->add_subcommand("cancel", "Stop a VM a receiver waits for that never arrived");
   c->add_option("--to", co->to, "The receiver's HOST:PORT")->required();
   c->add_option("--name", co->r.name, "The VM's name")->required();
-  c->add_option("--key", co->key, "The cluster key file (default $MINIHV_KEY, else /etc/minihv/cluster.key)");
+  c->add_option("--key", co->key, std::string("The cluster key file (default $MINIHV_KEY, else ") + kDefaultKeyFile + ")");
 
   return {{s, [so] { return serve(*so); }},
           {p, [po] { return prepare(*po); }},

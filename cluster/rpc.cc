@@ -30,13 +30,15 @@ Status handshake_refused(const std::string& host_port, tls::Failure why, const S
 
 }  // namespace
 
-Result<RpcKey> node_rpc_key(const keys::Secret& cluster_key) {
-  auto derived = keys::derive(cluster_key, keys::kNodeRpcLabel);
+Result<RpcKey> rpc_key(const keys::Secret& cluster_key, std::string_view label) {
+  auto derived = keys::derive(cluster_key, label);
   if (!derived) return derived.status();
   RpcKey key;
   key.key = *derived;
   return key;
 }
+
+Result<RpcKey> node_rpc_key(const keys::Secret& cluster_key) { return rpc_key(cluster_key, keys::kNodeRpcLabel); }
 
 Result<std::unique_ptr<jsonl::Server>> serve_tcp(const std::string& host_port, const RpcKey& key,
                                                  jsonl::Handler handler) {

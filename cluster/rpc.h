@@ -36,6 +36,8 @@ inline constexpr jsonl::Limits kNodeRpcLimits{.max_line_bytes = jsonl::kDefaultM
 // The key every node RPC connection is made with: keys::derive(cluster key, kNodeRpcLabel).
 using RpcKey = tls::Psk;
 Result<RpcKey> node_rpc_key(const keys::Secret& cluster_key);
+// The same for another service that speaks this RPC with its own label (keys.h): pcmk's receiver.
+Result<RpcKey> rpc_key(const keys::Secret& cluster_key, std::string_view label);
 
 // Serves `handler` on HOST:PORT (every request on its own thread), TLS only, with `key`.
 Result<std::unique_ptr<jsonl::Server>> serve_tcp(const std::string& host_port, const RpcKey& key,

@@ -42,11 +42,7 @@ bool valid_name(const std::string& s) {
 }
 
 Result<cluster::RpcKey> receiver_key(const keys::Secret& cluster_key) {
-  auto derived = keys::derive(cluster_key, keys::kReceiverRpcLabel);
-  if (!derived) return derived.status();
-  cluster::RpcKey key;
-  key.key = *derived;
-  return key;
+  return cluster::rpc_key(cluster_key, keys::kReceiverRpcLabel);
 }
 
 bool alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
@@ -129,7 +125,9 @@ Result<std::string> wait_listening(pid_t pid, const std::string& log, std::strea
       if (auto at = line.find(kListeningLine); at != std::string::npos)
         return line.substr(at + std::string(kListeningLine).size());
     if (!alive(pid)) return Status::error("the incoming VMM ended: " + last_error(log, from));
-    if (Clock::now() >= end) return Status::error("the incoming VMM did not listen within 20 s (see " + log + ")");
+    if (Clock::now() >= end)
+      return Status::error("the incoming VMM did not listen within " + std::to_string(kListenTimeout.count()) +
+                           " s (see " + log + ")");
     std::this_thread::sleep_for(kPoll);
   }
 }
@@ -138,7 +136,8 @@ Result<std::vector<std::string>> string_list(const Json& j, const char* field) {
   std::vector<std::string> out;
   if (!j.contains(field)) return out;
   if (!j[field].is_array() || j[field].size() > kMaxListItems)
-    return Status::invalid(std::string(field) + " must be a list of at most 16 strings");
+    return Status::invalid(std::string(field) + " must be a list of at most " + std::to_string(kMaxListItems) +
+                           " strings");
   for (const auto& v : j[field]) {
     if (!v.is_string()) return Status::invalid(std::string(field) + " must be a list of strings");
     out.push_back(v.get<std::string>());
