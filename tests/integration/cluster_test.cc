@@ -150,6 +150,29 @@ private:
   bool ok_ = false;
 };
 
+// The VM user's way to the binaries and the test guest: every directory above `path` searchable
+// by others for the test's length (a clone in `mktemp -d` sits in a 0700 directory, and the node
+// refuses a --vm-user that cannot reach its binary), each mode put back after.
+class SearchableForTest {
+public:
+  explicit SearchableForTest(const std::string& path) {
+    for (std::filesystem::path p = std::filesystem::path(path).parent_path(); p.has_relative_path();
+         p = p.parent_path()) {
+      struct stat st{};
+      if (::stat(p.c_str(), &st) != 0 || (st.st_mode & S_IXOTH)) continue;
+      if (::chmod(p.c_str(), (st.st_mode & 07777) | S_IXOTH) == 0) was_.emplace_back(p.string(), st.st_mode & 07777);
+    }
+  }
+  ~SearchableForTest() {
+    for (const auto& [p, mode] : was_) (void)!::chmod(p.c_str(), mode);
+  }
+  SearchableForTest(const SearchableForTest&) = delete;
+  SearchableForTest& operator=(const SearchableForTest&) = delete;
+
+private:
+  std::vector<std::pair<std::string, mode_t>> was_;
+};
+
 // `node --vm-user`: the node's VM processes run as that user, not root: its ids only (no groups,
 // no way back), still with their own disk extent, no new privileges and the sandbox. The node
 // checked at its start that /dev/kvm is open to the user through its group. A VM with a NIC gets
@@ -169,6 +192,8 @@ TEST(ClusterVmUser, ANodesVmsRunAsItsUserWithTheirDiskTheirTapAndNothingOfRoot) 
   ASSERT_EQ(::stat("/dev/net/tun", &tun_st), 0);
   DeviceGroupForTest tun("/dev/net/tun", tun_st, gid);
   ASSERT_TRUE(tun.ok());
+  const SearchableForTest way_to_binaries(minihv_binary());
+  const SearchableForTest way_to_guest(testguest_elf());
   constexpr const char* kBridge = "vmbr";
   NetLab lab(2, 2);
   ClusterLab c(2, &lab);
