@@ -1,6 +1,7 @@
 // `minihv run`: boot one guest in this process, console on stdout, until the guest or the user ends it.
 #include <signal.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -334,7 +335,11 @@ void sandbox_probe(const std::string& what) {
        }},
       {"ptrace", [] { return ::ptrace(PTRACE_ATTACH, 1, nullptr, nullptr); }},
       {"socket", [] { return static_cast<long>(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)); }},
-      {"fork", [] { return static_cast<long>(::fork()); }}};
+      {"fork", [] { return static_cast<long>(::fork()); }},
+      {"tiocsti", [] {
+         char c = 'x';  // typed into stderr's terminal, if it were one and the sandbox let it
+         return static_cast<long>(::ioctl(STDERR_FILENO, TIOCSTI, &c));
+       }}};
   auto f = calls.find(call);
   if (!named || f == calls.end()) {
     std::fprintf(stderr, "minihv: sandbox probe: %s is not CLASS:CALL\n", what.c_str());

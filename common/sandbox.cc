@@ -2,9 +2,13 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/fs.h>
+#include <linux/if_tun.h>
+#include <linux/kvm.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <ucontext.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -24,18 +28,21 @@ namespace minihv::sandbox {
 
 namespace {
 
+// The bits of an ioctl's request the kernel reads (its `unsigned int cmd`).
+constexpr unsigned long kIoctlRequestMask = 0xffffffff;
+
 // What every thread of a running VMM does: memory, futexes, time, signals, its own fds (reads,
-// writes, polls, io_uring completions, ioctls on KVM and tap fds it holds), and ending.
+// writes, polls, io_uring completions, the ioctls in add_ioctls), and ending.
 const std::vector<std::string> kEveryThread = {
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
-    "close", "lseek", "fcntl", "ioctl", "fstat", "newfstatat", "futex", "futex_waitv", "set_robust_list",
+    "close", "lseek", "fcntl", "fstat", "newfstatat", "futex", "futex_waitv", "set_robust_list",
     "rseq", "clock_gettime", "clock_getres", "gettimeofday", "time", "clock_nanosleep", "nanosleep",
     "sched_yield", "sched_getaffinity", "getcpu", "getpid", "gettid", "rt_sigprocmask", "rt_sigpending",
     "rt_sigreturn", "sigaltstack", "restart_syscall", "exit", "exit_group", "munmap", "mremap", "madvise",
     "brk", "getrandom", "ppoll", "poll", "epoll_wait", "epoll_pwait", "io_uring_enter", "fsync",
     "fdatasync", "fallocate", "ftruncate", "copy_file_range", "sendmsg", "recvmsg", "sendto", "recvfrom",
     "membarrier",
-    // With conditions (see add_conditional): mmap, mprotect, prctl, tgkill.
+    // With conditions (see add_conditional): ioctl, mmap, mprotect, prctl, tgkill.
 };
 
 // The control thread's additions: it opens files (a migration's key, the registry), makes sockets,
@@ -115,6 +122,17 @@ void put_number(char* buf, size_t cap, size_t* len, unsigned long v) {
   while (n > 0 && *len + 1 < cap) buf[(*len)++] = digits[--n];
 }
 
+void put_hex(char* buf, size_t cap, size_t* len, unsigned long v) {
+  char digits[16];
+  int n = 0;
+  do {
+    digits[n++] = "0123456789abcdef"[v % 16];
+    v /= 16;
+  } while (v && n < 16);
+  put(buf, cap, len, "0x");
+  while (n > 0 && *len + 1 < cap) buf[(*len)++] = digits[--n];
+}
+
 // The path an open asked for, from the trapped call's registers (x86-64): what a violation's
 // line most needs to say where it came from. Null for other calls.
 const char* opened_path(int nr, void* context) {
@@ -128,6 +146,11 @@ const char* opened_path(int nr, void* context) {
 // when a thread's heap shrinks). They are refused quietly (EACCES, as if unreadable), and glibc
 // keeps its defaults; any other open ends the VMM.
 constexpr const char* kQuietlyRefused[] = {"/proc/sys/vm/overcommit_memory", "/sys/devices/system/cpu/online"};
+
+// The request a trapped ioctl asked for: the kernel reads its low 32 bits only.
+unsigned long ioctl_request(void* context) {
+  return static_cast<unsigned long>(static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RSI]) & kIoctlRequestMask;
+}
 
 bool same(const char* a, const char* b) {
   while (*a && *a == *b) ++a, ++b;
@@ -163,6 +186,10 @@ void on_violation(int, siginfo_t* info, void* context) {
   if (path) {
     put(line, sizeof line, &len, " on ");
     put(line, sizeof line, &len, path);
+  }
+  if (nr == __NR_ioctl) {
+    put(line, sizeof line, &len, " with request ");
+    put_hex(line, sizeof line, &len, ioctl_request(context));
   }
   put(line, sizeof line, &len, ", which its list does not allow; the VMM ends\n");
   (void)!::write(STDERR_FILENO, line, len);
@@ -201,9 +228,31 @@ Status rule(scmp_filter_ctx ctx, uint32_t action, const char* call, std::initial
 // One argument's test (libseccomp's SCMP_A* macros leave fields out, which clang warns of).
 scmp_arg_cmp arg(unsigned index, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0) { return {index, op, a, b}; }
 
+// Every ioctl of KVM's (the VM, vCPU and system fds), by the type byte of its request: 0xAE is
+// linux/kvm.h's alone (the kernel's ioctl-number.rst), and a rarely walked path (restoring a
+// vCPU's state for a migration that failed) needs no request of its own here.
+constexpr scmp_datum_t kIoctlTypeMask = 0xff00;
+constexpr scmp_datum_t kKvmIoctlType = static_cast<scmp_datum_t>(KVMIO) << 8;
+
+// Each ioctl ending the VMM otherwise: a VM's tap queues, offloads and attachment (changed as the
+// guest sets its NIC's features), a disk's size and write-zeroes on a block device, and what libc
+// asks of a terminal or socket (isatty(), a console in raw mode, non-blocking). A terminal's
+// TIOCSTI, an interface's SIOCSIF*, a loop device's LOOP_* and every other device's are refused.
+constexpr unsigned long kIoctls[] = {TUNSETIFF,    TUNSETQUEUE, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNGETIFF,
+                                     TUNGETVNETHDRSZ, BLKGETSIZE64, BLKZEROOUT,  TCGETS,          TCSETS,
+                                     TCSETSW,      TCSETSF,     TIOCGWINSZ,    FIONBIO,         FIONREAD};
+
+Status add_ioctls(scmp_filter_ctx ctx) {
+  MINIHV_TRY(rule(ctx, SCMP_ACT_ALLOW, "ioctl", {arg(1, SCMP_CMP_MASKED_EQ, kIoctlTypeMask, kKvmIoctlType)}));
+  for (unsigned long request : kIoctls)
+    MINIHV_TRY(rule(ctx, SCMP_ACT_ALLOW, "ioctl", {arg(1, SCMP_CMP_MASKED_EQ, kIoctlRequestMask, request)}));
+  return Status::ok();
+}
+
 // The calls every list allows only with some arguments.
 Status add_conditional(scmp_filter_ctx ctx, ThreadClass c) {
   const bool narrow = c == ThreadClass::kVcpu || c == ThreadClass::kDevice;
+  MINIHV_TRY(add_ioctls(ctx));
   // Signals go to this process's own threads only (a vCPU kick, the violation report).
   MINIHV_TRY(rule(ctx, SCMP_ACT_ALLOW, "tgkill", {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()))}));
   if (narrow) {

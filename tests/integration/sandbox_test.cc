@@ -1,7 +1,7 @@
 // `minihv run` under its seccomp sandbox (common/sandbox.h): a guest with a disk and a rotating
 // console runs its workload with every thread narrowed, and code in the VMM that a guest took
 // over (the MINIHV_TEST_SANDBOX_PROBE hook, after set-up) cannot open files, exec, trace, make
-// sockets or fork: the VMM ends, naming the call.
+// sockets, fork or type into a terminal (TIOCSTI): the VMM ends, naming the call.
 #include <string>
 #include <vector>
 
@@ -26,7 +26,7 @@ TEST(SandboxedVmm, EndsWhenCodeAGuestTookOverTriesAForbiddenCall) {
   };
   for (const Probe& p : {Probe{"vcpu:open", "openat"}, Probe{"vcpu:exec", "execve"}, Probe{"vcpu:ptrace", "ptrace"},
                          Probe{"device:socket", "socket"}, Probe{"migration:open", "openat"},
-                         Probe{"control:fork", "clone"}}) {
+                         Probe{"control:fork", "clone"}, Probe{"vcpu:tiocsti", "ioctl"}}) {
     VmProcess vm(idle_guest(), {"MINIHV_TEST_SANDBOX_PROBE=" + p.hook});
     EXPECT_EQ(vm.wait_exit(30s * time_stretch()), sandbox::kViolationExit) << p.hook << ": " << vm.stderr_text();
     const std::string cls = p.hook.substr(0, p.hook.find(':'));

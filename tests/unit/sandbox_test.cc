@@ -4,7 +4,11 @@
 #include "common/sandbox.h"
 
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <linux/kvm.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -132,6 +136,49 @@ TEST(Sandbox, AVcpuThreadCannotMakeMemoryExecutable) {
   expect_refused(
       ThreadClass::kVcpu, "mmap PROT_EXEC",
       [] { (void)::mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); }, "mmap");
+}
+
+// ioctl is allowed by request: a terminal's TIOCSTI (typing into the terminal of whoever started the
+// VMM), an interface's SIOCSIFFLAGS or a loop device's LOOP_CLR_FD ends the VMM, and the line names
+// the request.
+TEST(Sandbox, AnIoctlOutsideTheVmmsRequestsIsRefusedByRequest) {
+  const auto on_stderr = [](unsigned long request) {
+    return [request] {
+      char c = 'x';
+      (void)::ioctl(STDERR_FILENO, request, &c);
+    };
+  };
+  expect_refused(ThreadClass::kVcpu, "TIOCSTI", on_stderr(TIOCSTI), "ioctl");
+  expect_refused(ThreadClass::kDevice, "SIOCSIFFLAGS", on_stderr(SIOCSIFFLAGS), "ioctl");
+  expect_refused(ThreadClass::kControl, "LOOP_CLR_FD", on_stderr(0x4C01), "ioctl");
+  Ended e = in_sandboxed_child([&] {
+    std::thread vcpu([&] {
+      enter_or_die(ThreadClass::kVcpu);
+      on_stderr(TIOCSTI)();
+    });
+    vcpu.join();
+  });
+  EXPECT_NE(e.err.find("called ioctl (16) with request 0x5412, which"), std::string::npos) << e.err;
+}
+
+// ...and what the VMM asks goes through: KVM's requests (any: on a fd that is not KVM's the kernel
+// answers ENOTTY), a tap's, and libc's isatty(); upper bits the kernel ignores do not matter.
+TEST(Sandbox, KvmTapAndTerminalRequestsGoThrough) {
+  Ended e = in_sandboxed_child([] {
+    const int efd = ::eventfd(0, EFD_CLOEXEC);
+    std::thread vcpu([efd] {
+      enter_or_die(ThreadClass::kVcpu);
+      if (::ioctl(efd, KVM_RUN, 0) != -1 || errno != ENOTTY) ::_exit(6);
+      kvm_regs regs{};
+      if (::ioctl(efd, KVM_GET_REGS, &regs) != -1 || errno != ENOTTY) ::_exit(7);
+      ifreq ifr{};
+      if (::ioctl(efd, TUNGETIFF, &ifr) != -1) ::_exit(8);
+      if (::isatty(efd)) ::_exit(9);
+      if (::ioctl(efd, KVM_GET_REGS | (1ul << 40), &regs) != -1 || errno != ENOTTY) ::_exit(10);
+    });
+    vcpu.join();
+  });
+  EXPECT_EQ(e.exit_status, 0) << e.err;
 }
 
 // What the VMM's threads do goes on: a vCPU thread asks outside() for a device thread with a ring
