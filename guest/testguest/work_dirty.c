@@ -6,7 +6,8 @@
  * halves it); random, all pseudo-random (incompressible); text, all the
  * cycle (compresses ~50:1); zeros, three pages in four all zero (verified
  * zero), the fourth mixed. same_ms=T: every other period of T ms, each pass
- * rewrites every page with the bytes it already holds (no new generation).
+ * rewrites every page with the bytes it already holds (no new generation);
+ * the kind of pass is chosen as a pass begins, and a change is printed.
  * Page format: see docs/test-guest.md. */
 #include "user.h"
 
@@ -185,8 +186,12 @@ NORETURN void work_dirty(u32 cpu)
         }
     }
     const u64 t0 = rdtsc(), period = tg.tsc_khz * cfg.same_ms;
+    int was_same = 0;
     for (;;) {
         int same = period && ((rdtsc() - t0) / period) % 2 == 1;
+        if (same != was_same)                   /* a pass of the other kind begins */
+            uprintf("DIRTY cpu=%u same=%d gen=%lu\n", d->m.cpu, same, d->gen);
+        was_same = same;
         u64 gen = same ? d->gen : ++d->gen, was = same ? gen : gen - 1;
         for (int e = 0; e < d->next; e++) {
             for (u64 i = 0; i < d->ext[e].count; i++) {
