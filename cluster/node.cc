@@ -580,10 +580,20 @@ void Node::abandon_leases() {
   node_lease_->abandon();  // joins its threads, whose on_lost takes mu_
 }
 
+// Judged by the node lease and by the leases of every VM still alive (cluster/watchdog.h,
+// pet_horizon). A VM's leases leave Local::leases only when released or handed over, which its
+// node does once it is gone or paused with nothing in flight; what stays is held or lapsed.
 void Node::pet_watchdog() {
   if (!watchdog_ || fenced_) return;
-  if (may_pet(vol_->clock().now(), node_lease_->validity()->until(), vol_->super().timings, watchdog_->timeout()))
-    watchdog_->pet();
+  std::vector<blockdev::Nanos> live_vm_grants;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, l] : locals_)
+      if (l->pid->load() > 0)
+        for (const auto& k : l->leases) live_vm_grants.push_back(k->validity()->granted());
+  }
+  const blockdev::Nanos until = pet_horizon(node_lease_->validity()->until(), live_vm_grants);
+  if (may_pet(vol_->clock().now(), until, vol_->super().timings, watchdog_->timeout())) watchdog_->pet();
 }
 
 bool Node::is_fenced() const { return fenced_ || !node_lease_->validity()->may_write(); }

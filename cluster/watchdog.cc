@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace minihv::cluster {
@@ -63,6 +64,12 @@ bool Watchdog::armed() const {
 
 bool may_pet(blockdev::Nanos now, blockdev::Nanos until, const blockdev::LeaseTimings& t, std::chrono::seconds timeout) {
   return now + timeout <= until + (t.dead - t.fail) - t.io_timeout;
+}
+
+blockdev::Nanos pet_horizon(blockdev::Nanos node_lease_until, std::span<const blockdev::Nanos> live_vm_lease_grants) {
+  blockdev::Nanos until = node_lease_until;
+  for (blockdev::Nanos granted : live_vm_lease_grants) until = std::min(until, granted);
+  return until;
 }
 
 Result<std::chrono::seconds> watchdog_timeout_for(const blockdev::LeaseTimings& t) {

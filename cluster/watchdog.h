@@ -12,6 +12,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 
 #include "blockdev/clock.h"
@@ -57,5 +58,11 @@ Result<std::chrono::seconds> watchdog_timeout_for(const blockdev::LeaseTimings& 
 // after the renewal that set `until`, less the lease I/O timeout). Renewals that stall stop the
 // petting well before the lease's own `fail`.
 bool may_pet(blockdev::Nanos now, blockdev::Nanos until, const blockdev::LeaseTimings& t, std::chrono::seconds timeout);
+
+// The `until` a node's pets are judged by: the earliest of its node lease's validity and the
+// validity last granted to each lease of a VM whose process is not gone. A VM's lease can lapse
+// while the node lease renews (its own renewal stalled past `fail`), and another node may take that
+// disk over `dead` after it: a write of that VM still in the kernel must not outlive this host.
+blockdev::Nanos pet_horizon(blockdev::Nanos node_lease_until, std::span<const blockdev::Nanos> live_vm_lease_grants);
 
 }  // namespace minihv::cluster
