@@ -70,17 +70,21 @@ fi
 # Until the VM runs here long enough. One that arrived from the other node (after its reset) is
 # reported once its boot has read the disk: where it resumed, and whether it found a record missing.
 resumed='' waited=0
-while ! runs_here_long_enough; do
-  waited=$((waited + 1))
-  [ $((waited % 60)) -ne 0 ] || note "waiting: the VM (node, state, heartbeats): $(vm_row); nodes up: $(nodes_up)"
+report_resume() {  # once, as soon as the VM's boot has read the disk
   if [ -z "$resumed" ] && grep -q '^DISK resume last=' "$console" 2>/dev/null; then
     resumed=1
     echo "DRILL: RESUMED node=$role boot=$boot" \
          "resume=$(sed -n 's/^DISK resume last=\([0-9]*\).*/\1/p' "$console" | head -n 1)" \
          "corrupt=$(grep -c CORRUPT "$console") errs=$(last_field errs)"
   fi
+}
+while ! runs_here_long_enough; do
+  waited=$((waited + 1))
+  [ $((waited % 60)) -ne 0 ] || note "waiting: the VM (node, state, heartbeats): $(vm_row); nodes up: $(nodes_up)"
+  report_resume
   sleep 0.5
 done
+report_resume  # a VM that came up between two looks: its 5 heartbeats follow its resume line
 
 # The drill: from now on every write to d0's extent waits $delay_ms in this L1's kernel (reads do
 # not). The rest of the volume (the leases) stays fast: the node itself is healthy.
@@ -91,8 +95,11 @@ rest=$((first + count))
   echo "$first $count delay /dev/vda $first 0 /dev/vda $first $delay_ms /dev/vda $first 0"
   echo "$rest $((sectors - rest)) linear /dev/vda $rest"
 } >/run/slow.table
-dmsetup suspend vol && dmsetup load vol /run/slow.table && dmsetup resume vol ||
-  fail "dmsetup could not load the delaying table"
+# Loaded beside the live table first, then swapped in by the resume (the kernel suspends the device
+# for the swap alone): I/O to the volume waits only for that, not for the load too. Suspending
+# first held every lease renewal for the load as well (renewals of 488-635 ms under TCG), which
+# lost the VM's leases in one drill and the node's own lease in another.
+dmsetup load vol /run/slow.table && dmsetup resume vol || fail "dmsetup could not load the delaying table"
 echo "DRILL: INJECT node=$role boot=$boot rec=$(last_field rec)"
 # The node kills the VM (its write is past its deadline), cannot see it gone (the write holds it),
 # fences itself and stops petting the watchdog: the reset ends this machine. Not before this:
