@@ -112,24 +112,14 @@ void put(char* buf, size_t cap, size_t* len, const char* s) {
   while (*s && *len + 1 < cap) buf[(*len)++] = *s++;
 }
 
-void put_number(char* buf, size_t cap, size_t* len, unsigned long v) {
+// In `base` (10 or 16; the caller writes any prefix).
+void put_number(char* buf, size_t cap, size_t* len, unsigned long v, unsigned base = 10) {
   char digits[24];
   int n = 0;
   do {
-    digits[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
+    digits[n++] = "0123456789abcdef"[v % base];
+    v /= base;
   } while (v && n < 23);
-  while (n > 0 && *len + 1 < cap) buf[(*len)++] = digits[--n];
-}
-
-void put_hex(char* buf, size_t cap, size_t* len, unsigned long v) {
-  char digits[16];
-  int n = 0;
-  do {
-    digits[n++] = "0123456789abcdef"[v % 16];
-    v /= 16;
-  } while (v && n < 16);
-  put(buf, cap, len, "0x");
   while (n > 0 && *len + 1 < cap) buf[(*len)++] = digits[--n];
 }
 
@@ -188,8 +178,8 @@ void on_violation(int, siginfo_t* info, void* context) {
     put(line, sizeof line, &len, path);
   }
   if (nr == __NR_ioctl) {
-    put(line, sizeof line, &len, " with request ");
-    put_hex(line, sizeof line, &len, ioctl_request(context));
+    put(line, sizeof line, &len, " with request 0x");
+    put_number(line, sizeof line, &len, ioctl_request(context), 16);
   }
   put(line, sizeof line, &len, ", which its list does not allow; the VMM ends\n");
   (void)!::write(STDERR_FILENO, line, len);
@@ -238,9 +228,11 @@ constexpr scmp_datum_t kKvmIoctlType = static_cast<scmp_datum_t>(KVMIO) << 8;
 // guest sets its NIC's features), a disk's size and write-zeroes on a block device, and what libc
 // asks of a terminal or socket (isatty(), a console in raw mode, non-blocking). A terminal's
 // TIOCSTI, an interface's SIOCSIF*, a loop device's LOOP_* and every other device's are refused.
-constexpr unsigned long kIoctls[] = {TUNSETIFF,    TUNSETQUEUE, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNGETIFF,
-                                     TUNGETVNETHDRSZ, BLKGETSIZE64, BLKZEROOUT,  TCGETS,          TCSETS,
-                                     TCSETSW,      TCSETSF,     TIOCGWINSZ,    FIONBIO,         FIONREAD};
+constexpr unsigned long kIoctls[] = {
+    TUNSETIFF, TUNSETQUEUE, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNGETIFF, TUNGETVNETHDRSZ,  // a tap
+    BLKGETSIZE64, BLKZEROOUT,                                                            // a disk
+    TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ, FIONBIO, FIONREAD,                     // libc's
+};
 
 Status add_ioctls(scmp_filter_ctx ctx) {
   MINIHV_TRY(rule(ctx, SCMP_ACT_ALLOW, "ioctl", {arg(1, SCMP_CMP_MASKED_EQ, kIoctlTypeMask, kKvmIoctlType)}));
