@@ -494,6 +494,7 @@ void Node::start_orphans() {
 
 void Node::fence_pump() {
   pthread_setname_np(pthread_self(), "fence");
+  std::vector<blockdev::Nanos> live_vm_grants;  // each lease of a VM not gone, as pet_watchdog wants
   if (!blockdev::use_lease_priority())
     LOG_WARN("no real-time priority for lease threads (needs root or CAP_SYS_NICE): a busy host may delay renewals");
   for (;;) {
@@ -502,12 +503,15 @@ void Node::fence_pump() {
       // Stopping, it pets on until the watchdog is disarmed (or given up), after the VMs have gone.
       if (cv_.wait_for(lock, kFencePump, [&] { return stopping_ && locals_.empty() && !(watchdog_ && watchdog_->armed()); }))
         return;
+      live_vm_grants.clear();
       for (auto& [name, l] : locals_) {
         update_fence(*l);
         check_write_deadlines(*l);
+        if (l->pid->load() > 0)
+          for (const auto& k : l->leases) live_vm_grants.push_back(k->validity()->granted());
       }
     }
-    pet_watchdog();
+    pet_watchdog(live_vm_grants);
   }
 }
 
@@ -580,18 +584,12 @@ void Node::abandon_leases() {
   node_lease_->abandon();  // joins its threads, whose on_lost takes mu_
 }
 
-// Judged by the node lease and by the leases of every VM still alive (cluster/watchdog.h,
-// pet_horizon). A VM's leases leave Local::leases only when released or handed over, which its
-// node does once it is gone or paused with nothing in flight; what stays is held or lapsed.
-void Node::pet_watchdog() {
+// Judged by the node lease and by `live_vm_grants`: the validity last granted to each lease of
+// every VM whose process is not gone (cluster/watchdog.h, pet_horizon). A VM's leases leave
+// Local::leases only when released or handed over, which its node does once it is gone or paused
+// with nothing in flight; what stays is held or lapsed.
+void Node::pet_watchdog(std::span<const blockdev::Nanos> live_vm_grants) {
   if (!watchdog_ || fenced_) return;
-  std::vector<blockdev::Nanos> live_vm_grants;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [name, l] : locals_)
-      if (l->pid->load() > 0)
-        for (const auto& k : l->leases) live_vm_grants.push_back(k->validity()->granted());
-  }
   const blockdev::Nanos until = pet_horizon(node_lease_->validity()->until(), live_vm_grants);
   if (may_pet(vol_->clock().now(), until, vol_->super().timings, watchdog_->timeout())) watchdog_->pet();
 }

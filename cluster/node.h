@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -121,7 +122,7 @@ private:
   void abandon_leases();  // fenced: nothing is written to a lease any more
   bool confirm_children_gone();  // fenced, VMs killed: true when proved gone before `dead`
   Status arm_watchdog();
-  void pet_watchdog();
+  void pet_watchdog(std::span<const blockdev::Nanos> live_vm_grants);
   // Fenced, or about to be (the node lease may not be written: on_lost follows): no lease write.
   bool is_fenced() const;
   nlohmann::json status_json();
