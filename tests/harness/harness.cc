@@ -214,10 +214,16 @@ void VmProcess::reader(int fd, bool is_stdout) {
   }
 }
 
-std::optional<std::string> VmProcess::wait_line(const std::string& re, std::chrono::milliseconds timeout) {
+size_t VmProcess::line_count() const {
+  std::lock_guard lock(mu_);
+  return out_lines_.size();
+}
+
+std::optional<std::string> VmProcess::wait_line(const std::string& re, std::chrono::milliseconds timeout,
+                                                size_t from) {
   const std::regex rx(re);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  size_t seen = 0;
+  size_t seen = from;
   for (;;) {
     {
       std::lock_guard lock(mu_);

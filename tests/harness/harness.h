@@ -61,7 +61,10 @@ public:
 
   pid_t pid() const { return pid_; }
   // Waits until a stdout line matches `re` (search) and returns it; nullopt on timeout or exit.
-  std::optional<std::string> wait_line(const std::string& re, std::chrono::milliseconds timeout);
+  // From line `from` on (line_count() before: only a line that comes after).
+  std::optional<std::string> wait_line(const std::string& re, std::chrono::milliseconds timeout, size_t from = 0);
+  // How many stdout lines have come so far.
+  size_t line_count() const;
   // Waits until stderr contains `text`.
   bool wait_stderr(const std::string& text, std::chrono::milliseconds timeout);
   // Every stdout line matching `re` so far.

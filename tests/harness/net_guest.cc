@@ -84,10 +84,7 @@ void migrate_back_and_forth(GuestLan& lan, TempDir& dir, int moves, std::vector<
   }
   // The guest's own word that nothing came out of order: its next heartbeat after the last move
   // counts no drop (an out-of-order TCP segment is one, docs/test-guest.md).
-  const size_t beats = vm[moves % 2]->lines_matching(kNetHeartbeat).size();
-  const auto beat_deadline = std::chrono::steady_clock::now() + 3s;
-  while (vm[moves % 2]->lines_matching(kNetHeartbeat).size() == beats && std::chrono::steady_clock::now() < beat_deadline)
-    std::this_thread::sleep_for(20ms);
+  (void)vm[moves % 2]->wait_line(kNetHeartbeat, 3s, vm[moves % 2]->line_count());
   const EchoReport t = tcp->finish(5s), u = udp->finish(2s);
   expect_clean(t, "tcp");
   EXPECT_EQ(t.echoed, t.sent);

@@ -467,21 +467,16 @@ TEST_F(Migration, AutoConvergeThrottlesAFastDirtier) {
 //
 // What makes this hold on any host: the migration starts as a rewriting pass begins (the guest's
 // `DIRTY cpu=0 same=1` line), so its first rounds see hits; and the link is slow enough (80 MiB/s)
-// that the migration spans several phases in rounds of thousands of pages. (Each round also
+// that the migration spans several phases in rounds of thousands of pages. Each round also
 // carries ~80 pages that are dirty but unchanged whatever the workload writes (not traced; the
-// guest's page tables would fit). In rounds of ~1,300 pages, all a 200 MiB/s link gives on a slow host, they alone are
-// 6 %, above the 5 % at which hashing stays on, and the test failed 1 run in 5.)
+// guest's page tables would fit): in rounds of ~1,300 pages, all a 200 MiB/s link gives on a slow
+// host, they alone are 6 %, above the 5 % at which hashing stays on, and the test failed 1 run in 5.
 TEST_F(Migration, UnchangedHashingGoesOffAndOnAsTheGuestChanges) {
   constexpr const char* kPhaseSpanningLinkMiB = "80";
   Guest g{"dirty mib=32 same_ms=300", "256M", 1, ""};
   auto [src, dst, port] = start_pair(g, 2);
-  const std::string rewriting = "^DIRTY cpu=0 same=1 ";
-  const size_t seen = src->lines_matching(rewriting).size();
-  const auto give_up = std::chrono::steady_clock::now() + 10s * time_stretch();
-  while (src->lines_matching(rewriting).size() == seen) {
-    ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "no rewriting pass began:\n" << src->stdout_text();
-    std::this_thread::sleep_for(2ms);
-  }
+  ASSERT_TRUE(src->wait_line("^DIRTY cpu=0 same=1 ", 10s * time_stretch(), src->line_count()))
+      << "no rewriting pass began:\n" << src->stdout_text();
   auto r = migrate(src_api, "127.0.0.1:" + std::to_string(port),
                    {"--downtime-ms", "2", "--max-time", stretched_seconds(60), "--compress", "none", "--verify",
                     "--max-bandwidth", kPhaseSpanningLinkMiB});
